@@ -1,0 +1,965 @@
+// Package commitlog stores the records of one topic partition on disk in
+// Kafka's format, for the broker's Produce, Fetch, ListOffsets and
+// DeleteRecords handlers.
+//
+// A Log is a directory of segments. Each segment is a .log file of v2
+// record batches stored exactly as producers sent them (only the base
+// offset, the partition leader epoch and, for LogAppendTime topics, the
+// timestamp fields are rewritten), a sparse .index from offsets to file
+// positions and a .timeindex from timestamps to offsets, all named by the
+// segment's 20-digit base offset. The log deduplicates and orders the
+// batches of idempotent producers and keeps that state across restarts in
+// .snapshot files. Durability is group commit: appenders write to the page
+// cache, and a background flusher fsyncs on behalf of every waiter at once.
+package commitlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SyncPolicy says when appended records reach stable storage.
+type SyncPolicy int
+
+const (
+	// SyncGroupCommit makes WaitDurable return once the records are
+	// fsynced; concurrent waiters share one fsync. It is the default.
+	SyncGroupCommit SyncPolicy = iota
+	// SyncNone leaves records in the page cache, where they survive the
+	// broker process being killed but not the machine losing power;
+	// WaitDurable returns at once.
+	SyncNone
+)
+
+// Defaults of the Config fields, from Kafka's topic config defaults.
+const (
+	DefaultSegmentBytes       = 1 << 30
+	DefaultSegmentAge         = 7 * 24 * time.Hour
+	DefaultIndexIntervalBytes = 4096
+	DefaultMaxBatchBytes      = 1048588
+)
+
+// Config holds one log's settings; the broker fills it from topic configs.
+type Config struct {
+	// SegmentBytes is the size at which the active segment is rolled
+	// (segment.bytes); 0 means DefaultSegmentBytes. It is capped at
+	// math.MaxInt32, as index positions are 32 bits.
+	SegmentBytes int64
+	// SegmentAge is the age at which a non-empty active segment is
+	// rolled (segment.ms); 0 means DefaultSegmentAge.
+	SegmentAge time.Duration
+	// RetentionBytes bounds the size of the log, active segment aside
+	// (retention.bytes); negative means unlimited. Note that the zero
+	// value is a limit of 0 bytes, as in Kafka.
+	RetentionBytes int64
+	// RetentionAge is how long a segment is kept after its newest
+	// timestamp (retention.ms); negative means unlimited, and 0 deletes
+	// every rolled segment, as in Kafka.
+	RetentionAge time.Duration
+	// IndexIntervalBytes is how many bytes of batches separate two
+	// offset index entries (index.interval.bytes); 0 means
+	// DefaultIndexIntervalBytes.
+	IndexIntervalBytes int32
+	// MaxBatchBytes is the largest record batch Append accepts
+	// (max.message.bytes); 0 means DefaultMaxBatchBytes.
+	MaxBatchBytes int32
+	// LogAppendTime stamps every batch with the append time
+	// (message.timestamp.type=LogAppendTime) instead of keeping the
+	// producer's CreateTime.
+	LogAppendTime bool
+	// Sync is the durability policy. It is fixed when the log is opened.
+	Sync SyncPolicy
+	// Logger receives recovery and retention messages; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) normalized() Config {
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = DefaultSegmentBytes
+	}
+	c.SegmentBytes = min(c.SegmentBytes, math.MaxInt32)
+	if c.SegmentAge <= 0 {
+		c.SegmentAge = DefaultSegmentAge
+	}
+	if c.IndexIntervalBytes <= 0 {
+		c.IndexIntervalBytes = DefaultIndexIntervalBytes
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Sentinel errors, wrapped with context by the methods that return them;
+// test them with errors.Is.
+var (
+	// ErrCorruptMessage (CORRUPT_MESSAGE) reports a truncated or
+	// malformed batch, a bad CRC, a batch length that does not match the
+	// data, or a record count of 0.
+	ErrCorruptMessage = errors.New("corrupt message")
+	// ErrUnsupportedMagic (UNSUPPORTED_FOR_MESSAGE_FORMAT) reports a
+	// batch whose magic is not 2.
+	ErrUnsupportedMagic = errors.New("unsupported message format")
+	// ErrRecordTooLarge (MESSAGE_TOO_LARGE) reports a batch bigger than
+	// Config.MaxBatchBytes.
+	ErrRecordTooLarge = errors.New("record batch too large")
+	// ErrOutOfOrderSequence (OUT_OF_ORDER_SEQUENCE_NUMBER) reports an
+	// idempotent batch whose sequence does not follow the producer's
+	// last one, or a new epoch not starting at sequence 0.
+	ErrOutOfOrderSequence = errors.New("out of order sequence number")
+	// ErrInvalidProducerEpoch (INVALID_PRODUCER_EPOCH) reports a batch
+	// from an epoch older than the producer's latest.
+	ErrInvalidProducerEpoch = errors.New("invalid producer epoch")
+	// ErrUnknownProducerID (UNKNOWN_PRODUCER_ID) is never returned by
+	// Append: as Kafka has done since 2.5 (KIP-360), a producer id the
+	// log has no state for may start at any sequence, because its state
+	// may have gone with segments removed by retention or DeleteRecords.
+	// It exists so that error mappings stay complete.
+	ErrUnknownProducerID = errors.New("unknown producer id")
+	// ErrOffsetOutOfRange (OFFSET_OUT_OF_RANGE) reports an offset outside
+	// [StartOffset, EndOffset].
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+	// ErrClosed reports use of a closed Log.
+	ErrClosed = errors.New("log closed")
+)
+
+// AppendResult describes where Append stored a batch.
+type AppendResult struct {
+	// BaseOffset is the offset given to the first record.
+	BaseOffset int64
+	// LastOffset is the offset given to the last record.
+	LastOffset int64
+	// LogAppendTime is the append time in ms when the log uses
+	// LogAppendTime, -1 otherwise.
+	LogAppendTime int64
+	// LogStartOffset is the log start offset after the append.
+	LogStartOffset int64
+	// Duplicate reports a retry of a batch already stored: the offsets
+	// are the original ones and nothing was written.
+	Duplicate bool
+}
+
+// startOffsetFile persists a log start offset raised by DeleteRecords.
+const startOffsetFile = "log-start-offset"
+
+// Log is one partition's log.
+//
+// All methods are safe for concurrent use. Appends are serialized
+// internally; Read, OffsetForTimestamp and MaxTimestamp run concurrently
+// with appends and with each other, reading files without the append lock
+// and never seeing a partially written batch. WaitDurable blocks only its
+// caller: the fsync it waits for runs on the log's flusher goroutine
+// while appends proceed. Segment removal (retention, DeleteRecords) and
+// Close wait for reads and fsyncs in progress.
+type Log struct {
+	dir      string
+	syncMode SyncPolicy
+
+	// segMu is held shared while segment files are read or fsynced
+	// outside mu, and exclusively while segments are closed or removed.
+	// It is acquired before mu.
+	segMu sync.RWMutex
+
+	mu          sync.Mutex
+	cfg         Config
+	segs        []*segment // by base offset; the last is the active one
+	start, end  int64
+	size        int64
+	closed      bool
+	changed     chan struct{}
+	changedUsed bool // someone holds changed, so the next append must close it
+	producers   producerState
+	pending     []pendingBatch // scratch for Append
+	wbuf        []byte         // scratch for Append
+
+	// Group commit state, guarded by mu.
+	durable   int64         // every record below it is fsynced
+	durableCh chan struct{} // closed when durable advances or a flush fails
+	flushErr  error         // sticky fsync failure
+	unsynced  []*segment    // rolled segments not yet fsynced
+	dirDirty  bool          // segment files were created since the last flush
+
+	flushReq chan struct{}
+	stop     chan struct{}
+	stopped  chan struct{}
+}
+
+// Open opens the log in dir, creating dir if needed, and recovers it: it
+// removes leftover temp and orphan index files, checks the index files of
+// rolled segments against their logs and rebuilds them if they are
+// missing or inconsistent, scans the active segment verifying every
+// batch's CRC and truncates it at the first torn or corrupt batch, and
+// rebuilds the idempotent producer state from the newest usable snapshot
+// plus the batch headers after it (all headers if there is none).
+// Recovery reads the whole active segment, at most SegmentBytes.
+func Open(dir string, cfg Config) (*Log, error) {
+	cfg = cfg.normalized()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create log directory: %w", err)
+	}
+	l := &Log{
+		dir:       dir,
+		syncMode:  cfg.Sync,
+		cfg:       cfg,
+		changed:   make(chan struct{}),
+		producers: make(producerState),
+		durableCh: make(chan struct{}),
+		flushReq:  make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}
+	if err := l.recover(time.Now()); err != nil {
+		for _, s := range l.segs {
+			s.close()
+		}
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
+	}
+	if l.syncMode == SyncGroupCommit {
+		go l.flusher()
+	} else {
+		close(l.stopped)
+	}
+	return l, nil
+}
+
+func (l *Log) logger() *slog.Logger { return l.cfg.Logger }
+
+func (l *Log) recover(now time.Time) error {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return err
+	}
+	logs := make(map[int64]bool)
+	for _, e := range entries {
+		if base, ok := parseBase(e.Name(), logSuffix); ok {
+			logs[base] = true
+		}
+	}
+	var bases []int64
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(l.dir, name)
+		var base int64
+		var ok bool
+		switch {
+		case strings.HasSuffix(name, tmpSuffix):
+			err = os.Remove(path)
+		case strings.HasSuffix(name, logSuffix):
+			base, ok = parseBase(name, logSuffix)
+			if ok {
+				bases = append(bases, base)
+			}
+		case strings.HasSuffix(name, timeIndexSuffix):
+			if base, ok = parseBase(name, timeIndexSuffix); ok && !logs[base] {
+				err = os.Remove(path)
+			}
+		case strings.HasSuffix(name, indexSuffix):
+			if base, ok = parseBase(name, indexSuffix); ok && !logs[base] {
+				err = os.Remove(path)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("remove leftover %s: %w", name, err)
+		}
+	}
+	slices.Sort(bases)
+	if b, err := os.ReadFile(filepath.Join(l.dir, startOffsetFile)); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
+			l.start = n
+		}
+	}
+	if len(bases) == 0 {
+		bases = []int64{l.start}
+	}
+	interval := int64(l.cfg.IndexIntervalBytes)
+	for i, base := range bases {
+		s, err := openSegment(l.dir, base)
+		if err != nil {
+			return err
+		}
+		l.segs = append(l.segs, s)
+		if i < len(bases)-1 {
+			err = s.loadOlder(l, bases[i+1], interval)
+		} else {
+			err = s.recoverActive(l, interval, now)
+		}
+		if err != nil {
+			return err
+		}
+		l.size += s.size
+	}
+	active := l.segs[len(l.segs)-1]
+	if err := active.log.Sync(); err != nil {
+		return fmt.Errorf("sync segment %s: %w", active.name(), err)
+	}
+	l.end = active.next
+	l.start = min(max(l.start, l.segs[0].base), l.end)
+	l.durable = l.end
+	return l.recoverProducers()
+}
+
+// parseBase parses a segment file name of the form <20 digits><suffix>.
+func parseBase(name, suffix string) (int64, bool) {
+	digits, ok := strings.CutSuffix(name, suffix)
+	if !ok || len(digits) != 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// recoverProducers loads the newest snapshot not beyond the end of the
+// log and replays the batch headers after it.
+func (l *Log) recoverProducers() error {
+	offs, err := snapshotOffsets(l.dir)
+	if err != nil {
+		return fmt.Errorf("list producer snapshots: %w", err)
+	}
+	from := l.segs[0].base
+	for _, off := range offs {
+		if off > l.end {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(l.dir, snapshotName(off)))
+		if err == nil {
+			var s producerState
+			if s, err = decodeSnapshot(b); err == nil {
+				l.producers, from = s, max(off, from)
+				break
+			}
+		}
+		l.logger().Warn("ignoring producer snapshot", "dir", l.dir, "snapshot", snapshotName(off), "err", err)
+	}
+	for _, s := range l.segs {
+		if s.next <= from {
+			continue
+		}
+		err := walkHeaders(s.log, s.lookup(from), s.size, func(h *batchHeader, _ int64) bool {
+			if h.baseOffset >= from {
+				l.producers.applyHeader(h)
+			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("rebuild producer state from segment %s: %w", s.name(), err)
+		}
+	}
+	return nil
+}
+
+// SetConfig changes the log's settings; they apply from the next append
+// or retention pass. The sync policy cannot change.
+func (l *Log) SetConfig(cfg Config) {
+	cfg = cfg.normalized()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cfg.Sync = l.syncMode
+	l.cfg = cfg
+}
+
+// Append validates records, the records field of a Produce request for
+// this partition (one or more v2 record batches), and appends them. Either
+// every batch is stored or none is. Batches from idempotent producers are
+// checked against the producer's sequence and epoch; a retry of one of
+// the producer's last five batches is reported as a Duplicate. Append
+// does not wait for durability: call WaitDurable with LastOffset+1.
+func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return AppendResult{}, ErrClosed
+	}
+	if len(records) == 0 {
+		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
+	}
+	l.pending = l.pending[:0]
+	next := l.end
+	for pos := 0; pos < len(records); {
+		h, err := checkBatch(records[pos:])
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("batch at byte %d: %w", pos, err)
+		}
+		if h.size > int(l.cfg.MaxBatchBytes) {
+			return AppendResult{}, fmt.Errorf("%w: batch of %d bytes exceeds %d", ErrRecordTooLarge, h.size, l.cfg.MaxBatchBytes)
+		}
+		if h.idempotent() {
+			dup, err := l.producers.check(&h, l.pending)
+			if err != nil {
+				return AppendResult{}, err
+			}
+			if dup != nil {
+				return AppendResult{BaseOffset: dup.baseOffset, LastOffset: dup.lastOffset, LogAppendTime: -1, LogStartOffset: l.start, Duplicate: true}, nil
+			}
+			h.baseOffset = next
+			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), next, h.lastOffset()}})
+		}
+		next += int64(h.recordCount)
+		pos += h.size
+	}
+	if err := l.maybeRoll(int64(len(records)), next, now); err != nil {
+		return AppendResult{}, err
+	}
+	appendTime := int64(-1)
+	if l.cfg.LogAppendTime {
+		appendTime = now.UnixMilli()
+	}
+	l.wbuf = append(l.wbuf[:0], records...)
+	for pos, off := 0, l.end; pos < len(l.wbuf); {
+		h := parseHeader(l.wbuf[pos:])
+		stampBatch(l.wbuf[pos:], h.size, off, appendTime, l.cfg.LogAppendTime)
+		off += int64(h.recordCount)
+		pos += h.size
+	}
+	s := l.segs[len(l.segs)-1]
+	if _, err := s.log.WriteAt(l.wbuf, s.size); err != nil {
+		return AppendResult{}, fmt.Errorf("append to segment %s: %w", s.name(), err)
+	}
+	if s.size == 0 {
+		s.rollTime = now
+	}
+	interval := int64(l.cfg.IndexIntervalBytes)
+	for pos := 0; pos < len(l.wbuf); {
+		h := parseHeader(l.wbuf[pos:])
+		indexed, timeIndexed := s.track(&h, s.size, interval)
+		l.writeEntries(s, indexed, timeIndexed)
+		pos += h.size
+	}
+	for _, p := range l.pending {
+		l.producers.apply(p.pid, p.epoch, p.meta)
+	}
+	res := AppendResult{BaseOffset: l.end, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}
+	l.size += int64(len(l.wbuf))
+	l.end = next
+	l.notifyLocked()
+	return res, nil
+}
+
+// writeEntries appends new index entries to the files. A failure only
+// costs the file a hole, which the checks at the next Open detect, so it is
+// logged rather than failing an append whose data is already written.
+func (l *Log) writeEntries(s *segment, indexed, timeIndexed bool) {
+	var err error
+	if indexed {
+		err = s.writeLastEntry()
+	}
+	if timeIndexed {
+		err = errors.Join(err, s.writeLastTimeEntry())
+	}
+	if err != nil {
+		l.logger().Warn("index write failed; the index will be rebuilt at the next open", "dir", l.dir, "err", err)
+	}
+}
+
+// notifyLocked wakes the holders of the Changed channel.
+func (l *Log) notifyLocked() {
+	if l.changedUsed {
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.changedUsed = false
+	}
+}
+
+// maybeRoll starts a new active segment if appending n bytes ending
+// before offset next would make the active one too big, too old, or
+// unaddressable by its index.
+func (l *Log) maybeRoll(n, next int64, now time.Time) error {
+	s := l.segs[len(l.segs)-1]
+	if s.size == 0 {
+		return nil
+	}
+	if s.size+n <= l.cfg.SegmentBytes && now.Sub(s.rollTime) < l.cfg.SegmentAge && next-1-s.base <= math.MaxUint32 {
+		return nil
+	}
+	return l.rollLocked()
+}
+
+// rollLocked closes the active segment to appends and starts a new one at
+// the end of the log, snapshotting the producer state there.
+func (l *Log) rollLocked() error {
+	old := l.segs[len(l.segs)-1]
+	ns, err := openSegment(l.dir, l.end)
+	if err != nil {
+		return err
+	}
+	if old.addTimeEntry() {
+		if err := old.writeLastTimeEntry(); err != nil {
+			ns.remove()
+			return err
+		}
+	}
+	l.segs = append(l.segs, ns)
+	l.dirDirty = true
+	if l.syncMode == SyncGroupCommit {
+		l.unsynced = append(l.unsynced, old)
+		l.requestFlush()
+	} else if err := old.closeIndexes(); err != nil {
+		return fmt.Errorf("close indexes of %s: %w", old.name(), err)
+	}
+	if err := writeSnapshot(l.dir, l.end, l.producers, false); err != nil {
+		l.logger().Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
+	}
+	return nil
+}
+
+// WaitDurable returns once every record below offset is on stable storage
+// under the log's sync policy, at once for SyncNone. An offset beyond the
+// end of the log waits only for the records already appended. It returns
+// the context's error if ctx ends first, and the fsync error if flushing
+// failed: the log then refuses to report anything more as durable.
+func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
+	if l.syncMode == SyncNone {
+		return nil
+	}
+	for {
+		l.mu.Lock()
+		offset = min(offset, l.end)
+		durable, err, closed, ch := l.durable, l.flushErr, l.closed, l.durableCh
+		l.mu.Unlock()
+		switch {
+		case durable >= offset:
+			return nil
+		case err != nil:
+			return err
+		case closed:
+			return ErrClosed
+		}
+		l.requestFlush()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for offset %d to be durable: %w", offset, ctx.Err())
+		}
+	}
+}
+
+func (l *Log) requestFlush() {
+	select {
+	case l.flushReq <- struct{}{}:
+	default:
+	}
+}
+
+// flusher runs the group commits of a SyncGroupCommit log.
+func (l *Log) flusher() {
+	defer close(l.stopped)
+	for {
+		select {
+		case <-l.flushReq:
+			l.flush()
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+// flush fsyncs everything appended so far, without holding mu, and then
+// advances durable and wakes the waiters.
+func (l *Log) flush() {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	target, active, dirDirty := l.end, l.segs[len(l.segs)-1], l.dirDirty
+	rolled := l.unsynced
+	l.dirDirty = false
+	l.mu.Unlock()
+
+	var errs []error
+	for _, s := range rolled {
+		errs = append(errs, s.log.Sync(), s.index.Sync(), s.timeIndex.Sync(), s.closeIndexes())
+	}
+	errs = append(errs, active.log.Sync())
+	if dirDirty {
+		errs = append(errs, syncDir(l.dir))
+	}
+	err := errors.Join(errs...)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.unsynced = l.unsynced[len(rolled):]
+	if err != nil {
+		l.flushErr = fmt.Errorf("fsync log %s: %w", l.dir, err)
+		l.logger().Error("fsync failed; the log no longer acknowledges durability", "dir", l.dir, "err", err)
+	} else {
+		l.durable = max(l.durable, target)
+	}
+	close(l.durableCh)
+	l.durableCh = make(chan struct{})
+}
+
+// Read appends to dst whole batches starting with the one that contains
+// offset, as many as fit in maxBytes, but always at least that first
+// batch, as Kafka does so that consumers progress past large batches. It
+// reads from one segment only. Reading at EndOffset returns dst unchanged;
+// an offset below StartOffset or beyond EndOffset is ErrOffsetOutOfRange.
+func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return dst, ErrClosed
+	}
+	start, end := l.start, l.end
+	if offset < start || offset > end {
+		l.mu.Unlock()
+		return dst, fmt.Errorf("%w: offset %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, start, end)
+	}
+	if offset == end {
+		l.mu.Unlock()
+		return dst, nil
+	}
+	s := l.segs[l.segmentFor(offset)]
+	pos, limit := s.lookup(offset), s.size
+	l.mu.Unlock()
+
+	var first int64 = -1
+	err := walkHeaders(s.log, pos, limit, func(h *batchHeader, p int64) bool {
+		if h.lastOffset() >= offset {
+			pos, first = p, int64(h.size)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return dst, fmt.Errorf("read segment %s: %w", s.name(), err)
+	}
+	if first < 0 {
+		return dst, nil
+	}
+	want := max(first, min(int64(maxBytes), limit-pos))
+	n := len(dst)
+	dst = slices.Grow(dst, int(want))[:n+int(want)]
+	if _, err := s.log.ReadAt(dst[n:], pos); err != nil {
+		return dst[:n], fmt.Errorf("read segment %s: %w", s.name(), err)
+	}
+	cut := first
+	for cut+lengthPrefix <= want {
+		h := parseHeader(dst[n+int(cut):])
+		if cut+int64(h.size) > want {
+			break
+		}
+		cut += int64(h.size)
+	}
+	return dst[:n+int(cut)], nil
+}
+
+// segmentFor returns the index of the segment holding offset.
+func (l *Log) segmentFor(offset int64) int {
+	return sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > offset }) - 1
+}
+
+// StartOffset returns the log start offset: the first offset a Read may ask for.
+func (l *Log) StartOffset() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.start
+}
+
+// EndOffset returns the next offset to be assigned, which is also the
+// high watermark of this single-replica log.
+func (l *Log) EndOffset() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.end
+}
+
+// Changed returns a channel closed at the next append, DeleteRecords or
+// Close, for Fetch long polls.
+func (l *Log) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.changedUsed = true
+	return l.changed
+}
+
+// Size returns the bytes on disk of all segments' batches.
+func (l *Log) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
+}
+
+// OffsetForTimestamp returns the offset and timestamp of the earliest
+// record at or after the log start offset whose timestamp is at least ts,
+// as ListOffsets by time needs; ok is false when there is none. It reads
+// inside the matching batch, decompressing it if needed.
+func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, 0, false
+	}
+	start := l.start
+	type span struct {
+		s          *segment
+		pos, limit int64
+	}
+	var spans []span
+	for _, s := range l.segs[max(0, l.segmentFor(start)):] {
+		if s.maxTs >= ts {
+			from := max(s.timeLookup(ts), start)
+			spans = append(spans, span{s, s.lookup(from), s.size})
+		}
+	}
+	l.mu.Unlock()
+
+	for _, sp := range spans {
+		var found bool
+		err := l.scanBatches(sp.s, sp.pos, sp.limit, func(h *batchHeader, batch []byte) bool {
+			if h.maxTimestamp < ts || h.lastOffset() < start {
+				return true
+			}
+			off, t, ok, err := findRecord(batch, start, func(t int64) bool { return t >= ts })
+			if err != nil {
+				l.logger().Warn("timestamp lookup", "dir", l.dir, "err", err)
+				return true
+			}
+			offset, timestamp, found = off, t, ok
+			return !ok
+		})
+		if err != nil {
+			l.logger().Warn("timestamp lookup", "dir", l.dir, "segment", sp.s.name(), "err", err)
+		}
+		if found {
+			return offset, timestamp, true
+		}
+	}
+	return 0, 0, false
+}
+
+// MaxTimestamp returns the offset and timestamp of the earliest record
+// with the largest timestamp in the log (ListOffsets with timestamp -3),
+// or (-1, -1) when the log has no records with timestamps.
+func (l *Log) MaxTimestamp() (offset, timestamp int64) {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	l.mu.Lock()
+	if l.closed || l.start == l.end {
+		l.mu.Unlock()
+		return -1, -1
+	}
+	var best *segment
+	for _, s := range l.segs[max(0, l.segmentFor(l.start)):] {
+		if s.maxTs >= 0 && (best == nil || s.maxTs > best.maxTs) {
+			best = s
+		}
+	}
+	if best == nil {
+		l.mu.Unlock()
+		return -1, -1
+	}
+	maxTs, batchOff, start := best.maxTs, max(best.maxTsOffset, l.start), l.start
+	pos, limit := best.lookup(batchOff), best.size
+	l.mu.Unlock()
+
+	offset, timestamp = batchOff, maxTs
+	err := l.scanBatches(best, pos, limit, func(h *batchHeader, batch []byte) bool {
+		if h.lastOffset() < batchOff {
+			return true
+		}
+		if off, _, ok, err := findRecord(batch, start, func(t int64) bool { return t == maxTs }); err == nil && ok {
+			offset = off
+		}
+		return false
+	})
+	if err != nil {
+		l.logger().Warn("max timestamp lookup", "dir", l.dir, "segment", best.name(), "err", err)
+	}
+	return offset, timestamp
+}
+
+// scanBatches calls fn with each whole batch of s from pos to limit until
+// fn returns false. The caller holds segMu shared.
+func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, batch []byte) bool) error {
+	var buf []byte
+	var readErr error
+	err := walkHeaders(s.log, pos, limit, func(h *batchHeader, p int64) bool {
+		buf = slices.Grow(buf[:0], h.size)[:h.size]
+		if _, readErr = s.log.ReadAt(buf, p); readErr != nil {
+			return false
+		}
+		return fn(h, buf)
+	})
+	return errors.Join(err, readErr)
+}
+
+// DeleteRecords raises the log start offset to before (the DeleteRecords
+// API; -1 means the end of the log) and deletes the segments wholly below
+// it. It returns the new start offset, which never moves backwards, and
+// ErrOffsetOutOfRange if before is beyond EndOffset.
+func (l *Log) DeleteRecords(before int64) (int64, error) {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	if before == -1 {
+		before = l.end
+	}
+	if before < 0 || before > l.end {
+		return l.start, fmt.Errorf("%w: cannot delete before %d, the log ends at %d", ErrOffsetOutOfRange, before, l.end)
+	}
+	if before <= l.start {
+		return l.start, nil
+	}
+	l.start = before
+	if err := writeFileAtomic(filepath.Join(l.dir, startOffsetFile), []byte(strconv.FormatInt(before, 10)+"\n"), false); err != nil {
+		return l.start, fmt.Errorf("record log start offset: %w", err)
+	}
+	n := 0
+	for n < len(l.segs)-1 && l.segs[n].next <= before {
+		n++
+	}
+	err := l.removeSegmentsLocked(n)
+	l.notifyLocked()
+	return l.start, err
+}
+
+// removeSegmentsLocked removes the n oldest segments, which are not the
+// active one. The caller holds segMu exclusively and mu.
+func (l *Log) removeSegmentsLocked(n int) error {
+	var errs []error
+	for _, s := range l.segs[:n] {
+		l.size -= s.size
+		l.unsynced = slices.DeleteFunc(l.unsynced, func(u *segment) bool { return u == s })
+		errs = append(errs, s.remove())
+	}
+	l.segs = slices.Delete(l.segs, 0, n)
+	l.start = max(l.start, l.segs[0].base)
+	return errors.Join(errs...)
+}
+
+// EnforceRetention deletes the oldest rolled segments whose newest
+// timestamp is older than RetentionAge before now, then those beyond
+// RetentionBytes, never the active one, and rolls the active segment if
+// it is non-empty and older than SegmentAge, so that it can expire in turn.
+func (l *Log) EnforceRetention(now time.Time) error {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	n := 0
+	if age := l.cfg.RetentionAge; age >= 0 {
+		for n < len(l.segs)-1 && now.Sub(l.segmentTime(l.segs[n])) > age {
+			n++
+		}
+	}
+	if limit := l.cfg.RetentionBytes; limit >= 0 {
+		excess := l.size - limit
+		for _, s := range l.segs[:n] {
+			excess -= s.size
+		}
+		for n < len(l.segs)-1 && excess-l.segs[n].size >= 0 {
+			excess -= l.segs[n].size
+			n++
+		}
+	}
+	var errs []error
+	if n > 0 {
+		l.logger().Info("deleting segments past retention", "dir", l.dir, "segments", n, "new_start_offset", l.segs[n].base)
+		errs = append(errs, l.removeSegmentsLocked(n))
+	}
+	if active := l.segs[len(l.segs)-1]; active.size > 0 && now.Sub(active.rollTime) >= l.cfg.SegmentAge {
+		errs = append(errs, l.rollLocked())
+	}
+	return errors.Join(errs...)
+}
+
+// segmentTime is the time retention measures a segment's age from: its
+// newest timestamp, or its file's modification time if it has none.
+func (l *Log) segmentTime(s *segment) time.Time {
+	if s.maxTs >= 0 {
+		return time.UnixMilli(s.maxTs)
+	}
+	if fi, err := s.log.Stat(); err == nil {
+		return fi.ModTime()
+	}
+	return time.Time{}
+}
+
+// Close flushes and fsyncs the log, writes a producer state snapshot so
+// that the next Open need not replay batches, and closes the files.
+// Waiters of WaitDurable get nil if their records were made durable, and
+// ErrClosed otherwise. Close is idempotent.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.changed)
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.stopped
+
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	active := l.segs[len(l.segs)-1]
+	if active.addTimeEntry() {
+		errs = append(errs, active.writeLastTimeEntry())
+	}
+	for _, s := range append(l.unsynced, active) {
+		errs = append(errs, s.log.Sync(), s.index.Sync(), s.timeIndex.Sync())
+	}
+	errs = append(errs, writeSnapshot(l.dir, l.end, l.producers, true))
+	if l.start > l.segs[0].base {
+		errs = append(errs, writeFileAtomic(filepath.Join(l.dir, startOffsetFile), []byte(strconv.FormatInt(l.start, 10)+"\n"), true))
+	}
+	errs = append(errs, syncDir(l.dir))
+	for _, s := range l.segs {
+		errs = append(errs, s.close())
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		l.durable = l.end
+	} else if l.flushErr == nil {
+		l.flushErr = fmt.Errorf("close log %s: %w", l.dir, err)
+	}
+	close(l.durableCh)
+	l.durableCh = make(chan struct{})
+	if err != nil {
+		return fmt.Errorf("close log %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+// Delete closes the log and removes its directory.
+func (l *Log) Delete() error {
+	if err := l.Close(); err != nil {
+		l.logger().Warn("closing a log being deleted", "dir", l.dir, "err", err)
+	}
+	if err := os.RemoveAll(l.dir); err != nil {
+		return fmt.Errorf("delete log %s: %w", l.dir, err)
+	}
+	return nil
+}

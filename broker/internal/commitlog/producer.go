@@ -1,0 +1,250 @@
+package commitlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// producerWindow is how many recent batches per producer are kept for
+// duplicate detection; it matches the Java producer's
+// max.in.flight.requests.per.connection limit for idempotence.
+const producerWindow = 5
+
+// batchMeta identifies one stored batch of an idempotent producer.
+type batchMeta struct {
+	firstSeq, lastSeq      int32
+	baseOffset, lastOffset int64
+}
+
+// producerEntry is what the log remembers of one producer id.
+type producerEntry struct {
+	epoch   int16
+	n       int // valid entries of batches, oldest first
+	batches [producerWindow]batchMeta
+}
+
+func (e *producerEntry) last() batchMeta { return e.batches[e.n-1] }
+
+// push records a stored batch under epoch, forgetting the oldest one
+// when the window is full and every batch of an older epoch.
+func (e *producerEntry) push(epoch int16, m batchMeta) {
+	if epoch != e.epoch {
+		e.epoch, e.n = epoch, 0
+	}
+	if e.n == producerWindow {
+		copy(e.batches[:], e.batches[1:])
+		e.n--
+	}
+	e.batches[e.n] = m
+	e.n++
+}
+
+// pendingBatch is an idempotent batch of the append being validated.
+type pendingBatch struct {
+	pid   int64
+	epoch int16
+	meta  batchMeta
+}
+
+// producerState maps producer ids to their entries.
+type producerState map[int64]*producerEntry
+
+// check validates an idempotent batch against the stored state and the
+// batches earlier in the same append (pending). It returns the original
+// batch if h is a retry of one already stored.
+//
+// A producer id the log has no state for may start at any sequence
+// number: like Kafka since 2.5 (KIP-360), the log accepts it rather than
+// answering UNKNOWN_PRODUCER_ID, since the state may have been lost with
+// segments removed by retention or DeleteRecords.
+func (s producerState) check(h *batchHeader, pending []pendingBatch) (*batchMeta, error) {
+	firstSeq := h.baseSequence
+	for i := len(pending) - 1; i >= 0; i-- {
+		if p := &pending[i]; p.pid == h.producerID {
+			return nil, checkNext(h, p.epoch, p.meta.lastSeq)
+		}
+	}
+	e := s[h.producerID]
+	if e == nil {
+		return nil, nil
+	}
+	if h.producerEpoch == e.epoch {
+		lastSeq := h.lastSequence()
+		for i := range e.n {
+			if b := &e.batches[i]; b.firstSeq == firstSeq && b.lastSeq == lastSeq {
+				return b, nil
+			}
+		}
+	}
+	return nil, checkNext(h, e.epoch, e.last().lastSeq)
+}
+
+// checkNext checks that h follows a batch of epoch ending at lastSeq.
+func checkNext(h *batchHeader, epoch int16, lastSeq int32) error {
+	switch {
+	case h.producerEpoch < epoch:
+		return fmt.Errorf("%w: producer %d epoch %d is older than %d", ErrInvalidProducerEpoch, h.producerID, h.producerEpoch, epoch)
+	case h.producerEpoch > epoch && h.baseSequence != 0:
+		return fmt.Errorf("%w: producer %d new epoch %d starts at sequence %d, not 0", ErrOutOfOrderSequence, h.producerID, h.producerEpoch, h.baseSequence)
+	case h.producerEpoch == epoch && h.baseSequence != incSequence(lastSeq, 1):
+		return fmt.Errorf("%w: producer %d epoch %d sent sequence %d, expected %d", ErrOutOfOrderSequence, h.producerID, h.producerEpoch, h.baseSequence, incSequence(lastSeq, 1))
+	}
+	return nil
+}
+
+// apply records a stored idempotent batch.
+func (s producerState) apply(pid int64, epoch int16, m batchMeta) {
+	e := s[pid]
+	if e == nil {
+		e = &producerEntry{epoch: epoch}
+		s[pid] = e
+	}
+	e.push(epoch, m)
+}
+
+// applyHeader records a stored batch read back from the log.
+func (s producerState) applyHeader(h *batchHeader) {
+	if h.idempotent() {
+		s.apply(h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), h.baseOffset, h.lastOffset()})
+	}
+}
+
+// Snapshot files hold the producer state as of the offset in their name:
+// a magic number, the entry count, the entries, and a CRC-32C of all that.
+const (
+	snapshotSuffix = ".snapshot"
+	snapshotMagic  = 0x52504631 // "RPF1"
+	snapshotKeep   = 2
+)
+
+func snapshotName(offset int64) string { return fmt.Sprintf("%020d%s", offset, snapshotSuffix) }
+
+func (s producerState) encode() []byte {
+	b := binary.BigEndian.AppendUint32(nil, snapshotMagic)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	for pid, e := range s {
+		b = binary.BigEndian.AppendUint64(b, uint64(pid))
+		b = binary.BigEndian.AppendUint16(b, uint16(e.epoch))
+		b = append(b, byte(e.n))
+		for _, m := range e.batches[:e.n] {
+			b = binary.BigEndian.AppendUint32(b, uint32(m.firstSeq))
+			b = binary.BigEndian.AppendUint32(b, uint32(m.lastSeq))
+			b = binary.BigEndian.AppendUint64(b, uint64(m.baseOffset))
+			b = binary.BigEndian.AppendUint64(b, uint64(m.lastOffset))
+		}
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+var errBadSnapshot = errors.New("malformed producer snapshot")
+
+func decodeSnapshot(b []byte) (producerState, error) {
+	be := binary.BigEndian
+	if len(b) < 12 || be.Uint32(b) != snapshotMagic || crc32.Checksum(b[:len(b)-4], castagnoli) != be.Uint32(b[len(b)-4:]) {
+		return nil, errBadSnapshot
+	}
+	count := be.Uint32(b[4:])
+	b = b[8 : len(b)-4]
+	s := make(producerState, min(count, 1<<16))
+	for range count {
+		if len(b) < 11 {
+			return nil, errBadSnapshot
+		}
+		pid, e := int64(be.Uint64(b)), &producerEntry{epoch: int16(be.Uint16(b[8:])), n: int(b[10])}
+		b = b[11:]
+		if e.n < 1 || e.n > producerWindow || len(b) < e.n*24 {
+			return nil, errBadSnapshot
+		}
+		for i := range e.n {
+			e.batches[i] = batchMeta{int32(be.Uint32(b)), int32(be.Uint32(b[4:])), int64(be.Uint64(b[8:])), int64(be.Uint64(b[16:]))}
+			b = b[24:]
+		}
+		s[pid] = e
+	}
+	if len(b) != 0 {
+		return nil, errBadSnapshot
+	}
+	return s, nil
+}
+
+// snapshotOffsets lists the offsets of the snapshot files in dir, newest first.
+func snapshotOffsets(dir string) ([]int64, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*"+snapshotSuffix))
+	if err != nil {
+		return nil, err
+	}
+	var offs []int64
+	for _, n := range names {
+		if off, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(n), snapshotSuffix), 10, 64); err == nil {
+			offs = append(offs, off)
+		}
+	}
+	slices.Sort(offs)
+	slices.Reverse(offs)
+	return offs, nil
+}
+
+// writeSnapshot stores s as of offset, fsynced if durable, and removes
+// all but the newest snapshotKeep snapshots.
+func writeSnapshot(dir string, offset int64, s producerState, durable bool) error {
+	if err := writeFileAtomic(filepath.Join(dir, snapshotName(offset)), s.encode(), durable); err != nil {
+		return fmt.Errorf("write producer snapshot: %w", err)
+	}
+	offs, err := snapshotOffsets(dir)
+	if err != nil {
+		return fmt.Errorf("list producer snapshots: %w", err)
+	}
+	for _, off := range offs[min(len(offs), snapshotKeep):] {
+		if err := os.Remove(filepath.Join(dir, snapshotName(off))); err != nil {
+			return fmt.Errorf("remove old producer snapshot: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data through a temp file and a
+// rename; durable adds the fsyncs that make the new content survive a
+// power loss.
+func writeFileAtomic(path string, data []byte, durable bool) error {
+	tmp := path + tmpSuffix
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil && durable {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

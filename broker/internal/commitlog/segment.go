@@ -1,0 +1,392 @@
+package commitlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// File name suffixes of a segment's files.
+const (
+	logSuffix       = ".log"
+	indexSuffix     = ".index"
+	timeIndexSuffix = ".timeindex"
+	tmpSuffix       = ".tmp"
+
+	indexEntrySize     = 8  // relative offset uint32, position uint32
+	timeIndexEntrySize = 12 // timestamp int64, relative offset uint32
+)
+
+// indexEntry maps the base offset of a batch to its position in the file.
+type indexEntry struct {
+	rel uint32
+	pos uint32
+}
+
+// timeEntry records the largest timestamp seen up to a batch and the
+// base offset of the batch that holds it.
+type timeEntry struct {
+	ts  int64
+	rel uint32
+}
+
+// segment is one file of batches plus its sparse indexes, kept both on
+// disk and in memory. All fields are guarded by the Log's mu, except the
+// files' contents below size, which are immutable.
+type segment struct {
+	base      int64
+	dir       string
+	log       *os.File
+	index     *os.File // nil once the segment is rolled and synced
+	timeIndex *os.File // nil once the segment is rolled and synced
+
+	size     int64 // bytes of whole batches
+	next     int64 // offset after the segment's last record
+	entries  []indexEntry
+	tentries []timeEntry
+
+	sinceIndex  int64 // bytes written since the last index entry
+	maxTs       int64 // largest batch max timestamp, -1 if none
+	maxTsOffset int64 // base offset of the batch holding maxTs
+	rollTime    time.Time
+	scratch     [timeIndexEntrySize]byte
+}
+
+func (s *segment) path(suffix string) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", s.base, suffix))
+}
+
+func (s *segment) name() string { return fmt.Sprintf("%020d%s", s.base, logSuffix) }
+
+// openSegment opens (creating if needed) the files of the segment at base.
+func openSegment(dir string, base int64) (*segment, error) {
+	s := &segment{base: base, dir: dir, next: base, maxTs: -1, maxTsOffset: -1}
+	var err error
+	if s.log, err = os.OpenFile(s.path(logSuffix), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	if s.index, err = os.OpenFile(s.path(indexSuffix), os.O_RDWR|os.O_CREATE, 0o644); err == nil {
+		s.timeIndex, err = os.OpenFile(s.path(timeIndexSuffix), os.O_RDWR|os.O_CREATE, 0o644)
+	}
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("open segment index: %w", err)
+	}
+	return s, nil
+}
+
+// close closes the segment's open files.
+func (s *segment) close() error {
+	var errs []error
+	for _, f := range []*os.File{s.log, s.index, s.timeIndex} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	s.index, s.timeIndex = nil, nil
+	return errors.Join(errs...)
+}
+
+// closeIndexes closes the index files of a rolled segment; its indexes
+// live on in memory.
+func (s *segment) closeIndexes() error {
+	err := errors.Join(s.index.Close(), s.timeIndex.Close())
+	s.index, s.timeIndex = nil, nil
+	return err
+}
+
+// remove closes and deletes the segment's files, the log first so that a
+// crash leaves only orphan indexes, which Open removes.
+func (s *segment) remove() error {
+	var errs []error
+	errs = append(errs, s.close())
+	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		if err := os.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove segment %s: %w", s.name(), err)
+	}
+	return nil
+}
+
+// lookup returns the position of the last indexed batch whose base offset
+// is at most offset, or 0.
+func (s *segment) lookup(offset int64) int64 {
+	rel := offset - s.base
+	i := sort.Search(len(s.entries), func(i int) bool { return int64(s.entries[i].rel) > rel })
+	if i == 0 {
+		return 0
+	}
+	return int64(s.entries[i-1].pos)
+}
+
+// timeLookup returns the base offset from which to scan for the first
+// record with a timestamp of at least ts: every batch before it has
+// smaller timestamps.
+func (s *segment) timeLookup(ts int64) int64 {
+	i := sort.Search(len(s.tentries), func(i int) bool { return s.tentries[i].ts >= ts })
+	if i == 0 {
+		return s.base
+	}
+	return s.base + int64(s.tentries[i-1].rel)
+}
+
+// track updates the in-memory indexes for a batch stored at pos. It
+// reports whether it added an offset index entry and a time index entry.
+func (s *segment) track(h *batchHeader, pos int64, interval int64) (indexed, timeIndexed bool) {
+	if h.maxTimestamp > s.maxTs {
+		s.maxTs, s.maxTsOffset = h.maxTimestamp, h.baseOffset
+	}
+	if s.sinceIndex >= interval {
+		s.entries = append(s.entries, indexEntry{uint32(h.baseOffset - s.base), uint32(pos)})
+		s.sinceIndex = 0
+		indexed, timeIndexed = true, s.addTimeEntry()
+	}
+	s.sinceIndex += int64(h.size)
+	s.next = h.lastOffset() + 1
+	s.size = pos + int64(h.size)
+	return indexed, timeIndexed
+}
+
+// addTimeEntry appends a time index entry if the max timestamp grew.
+func (s *segment) addTimeEntry() bool {
+	if s.maxTs < 0 || (len(s.tentries) > 0 && s.tentries[len(s.tentries)-1].ts >= s.maxTs) {
+		return false
+	}
+	s.tentries = append(s.tentries, timeEntry{s.maxTs, uint32(s.maxTsOffset - s.base)})
+	return true
+}
+
+// writeLastEntry appends the newest offset index entry to its file.
+func (s *segment) writeLastEntry() error {
+	e := s.entries[len(s.entries)-1]
+	binary.BigEndian.PutUint32(s.scratch[0:], e.rel)
+	binary.BigEndian.PutUint32(s.scratch[4:], e.pos)
+	if _, err := s.index.WriteAt(s.scratch[:indexEntrySize], int64(len(s.entries)-1)*indexEntrySize); err != nil {
+		return fmt.Errorf("write index of %s: %w", s.name(), err)
+	}
+	return nil
+}
+
+// writeLastTimeEntry appends the newest time index entry to its file.
+func (s *segment) writeLastTimeEntry() error {
+	e := s.tentries[len(s.tentries)-1]
+	binary.BigEndian.PutUint64(s.scratch[0:], uint64(e.ts))
+	binary.BigEndian.PutUint32(s.scratch[8:], e.rel)
+	if _, err := s.timeIndex.WriteAt(s.scratch[:timeIndexEntrySize], int64(len(s.tentries)-1)*timeIndexEntrySize); err != nil {
+		return fmt.Errorf("write time index of %s: %w", s.name(), err)
+	}
+	return nil
+}
+
+// writeIndexes replaces the index files with the in-memory indexes.
+func (s *segment) writeIndexes() error {
+	b := make([]byte, 0, max(len(s.entries)*indexEntrySize, len(s.tentries)*timeIndexEntrySize))
+	for _, e := range s.entries {
+		b = binary.BigEndian.AppendUint32(b, e.rel)
+		b = binary.BigEndian.AppendUint32(b, e.pos)
+	}
+	if err := rewrite(s.index, b); err != nil {
+		return fmt.Errorf("rebuild index of %s: %w", s.name(), err)
+	}
+	b = b[:0]
+	for _, e := range s.tentries {
+		b = binary.BigEndian.AppendUint64(b, uint64(e.ts))
+		b = binary.BigEndian.AppendUint32(b, e.rel)
+	}
+	if err := rewrite(s.timeIndex, b); err != nil {
+		return fmt.Errorf("rebuild time index of %s: %w", s.name(), err)
+	}
+	return nil
+}
+
+func rewrite(f *os.File, b []byte) error {
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := f.WriteAt(b, 0)
+	return err
+}
+
+// walkHeaders calls fn for each batch header from pos to limit, reading
+// headers only. It checks framing, not CRCs, and returns an error for a
+// batch that does not fit or is malformed.
+func walkHeaders(f *os.File, pos, limit int64, fn func(h *batchHeader, pos int64) bool) error {
+	var buf [batchHeaderSize]byte
+	for pos < limit {
+		if _, err := f.ReadAt(buf[:], pos); err != nil {
+			return fmt.Errorf("%w: read batch header at byte %d: %v", ErrCorruptMessage, pos, err)
+		}
+		h, err := checkFraming(buf[:], limit-pos)
+		if err != nil {
+			return fmt.Errorf("batch at byte %d: %w", pos, err)
+		}
+		if !fn(&h, pos) {
+			return nil
+		}
+		pos += int64(h.size)
+	}
+	return nil
+}
+
+// recoverActive scans the whole segment verifying every batch's framing,
+// CRC and offset, truncates the file at the first bad batch, and rebuilds
+// the indexes from what it read.
+func (s *segment) recoverActive(l *Log, interval int64, now time.Time) error {
+	fi, err := s.log.Stat()
+	if err != nil {
+		return fmt.Errorf("stat segment %s: %w", s.name(), err)
+	}
+	fileSize := fi.Size()
+	buf := make([]byte, 1<<16)
+	var pos int64
+	var bad error
+	for pos < fileSize {
+		if fileSize-pos < batchHeaderSize {
+			bad = fmt.Errorf("%d trailing bytes", fileSize-pos)
+			break
+		}
+		if _, err := s.log.ReadAt(buf[:batchHeaderSize], pos); err != nil {
+			return fmt.Errorf("read segment %s: %w", s.name(), err)
+		}
+		h, err := checkFraming(buf[:batchHeaderSize], fileSize-pos)
+		if err == nil && h.baseOffset != s.next {
+			err = fmt.Errorf("base offset %d, expected %d", h.baseOffset, s.next)
+		}
+		if err != nil {
+			bad = err
+			break
+		}
+		if h.size > len(buf) {
+			buf = make([]byte, h.size)
+		}
+		if _, err := s.log.ReadAt(buf[:h.size], pos); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read segment %s: %w", s.name(), err)
+		}
+		if _, err := checkBatch(buf[:h.size]); err != nil {
+			bad = err
+			break
+		}
+		if pos == 0 {
+			s.rollTime = time.UnixMilli(min(h.maxTimestamp, now.UnixMilli()))
+		}
+		s.track(&h, pos, interval)
+		pos += int64(h.size)
+	}
+	if bad != nil {
+		l.logger().Warn("truncating torn or corrupt tail of segment",
+			"dir", s.dir, "segment", s.name(), "at_byte", pos, "dropped_bytes", fileSize-pos, "reason", bad)
+		if err := s.log.Truncate(pos); err != nil {
+			return fmt.Errorf("truncate segment %s: %w", s.name(), err)
+		}
+	}
+	if pos == 0 {
+		s.rollTime = time.Time{}
+	}
+	s.addTimeEntry()
+	return s.writeIndexes()
+}
+
+// loadOlder sets up a rolled segment that ends at next: it loads its
+// index files if they are consistent with the log, and rebuilds them from
+// the batch headers otherwise. A malformed batch in the segment is an error.
+func (s *segment) loadOlder(l *Log, next, interval int64) error {
+	fi, err := s.log.Stat()
+	if err != nil {
+		return fmt.Errorf("stat segment %s: %w", s.name(), err)
+	}
+	s.size, s.next = fi.Size(), next
+	if err := s.loadIndexes(interval); err != nil {
+		l.logger().Warn("rebuilding index of segment", "dir", s.dir, "segment", s.name(), "reason", err)
+		s.entries, s.tentries, s.sinceIndex, s.maxTs, s.maxTsOffset = nil, nil, 0, -1, -1
+		size := s.size
+		err := walkHeaders(s.log, 0, size, func(h *batchHeader, pos int64) bool {
+			s.track(h, pos, interval)
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("segment %s: %w", s.name(), err)
+		}
+		s.addTimeEntry()
+		s.next = next
+		if err := s.writeIndexes(); err != nil {
+			return err
+		}
+	}
+	return s.closeIndexes()
+}
+
+// loadIndexes reads the index files and checks them against the log: entries
+// in order and inside the file, the last entry pointing at the batch it
+// names, and no entry missing after it.
+func (s *segment) loadIndexes(interval int64) error {
+	ib, err := io.ReadAll(s.index)
+	if err != nil {
+		return err
+	}
+	tb, err := io.ReadAll(s.timeIndex)
+	if err != nil {
+		return err
+	}
+	if len(ib)%indexEntrySize != 0 || len(tb)%timeIndexEntrySize != 0 {
+		return errors.New("index file size is not a whole number of entries")
+	}
+	span := s.next - s.base
+	if span > math.MaxUint32 {
+		return errors.New("segment spans more offsets than an index can address")
+	}
+	be := binary.BigEndian
+	for b := ib; len(b) > 0; b = b[indexEntrySize:] {
+		e := indexEntry{be.Uint32(b), be.Uint32(b[4:])}
+		if n := len(s.entries); n > 0 && (e.rel <= s.entries[n-1].rel || e.pos <= s.entries[n-1].pos) || int64(e.rel) >= span || int64(e.pos) >= s.size {
+			return fmt.Errorf("index entry %d is out of order or range", len(s.entries))
+		}
+		s.entries = append(s.entries, e)
+	}
+	for b := tb; len(b) > 0; b = b[timeIndexEntrySize:] {
+		e := timeEntry{int64(be.Uint64(b)), be.Uint32(b[8:])}
+		if n := len(s.tentries); n > 0 && e.ts <= s.tentries[n-1].ts || int64(e.rel) >= span {
+			return fmt.Errorf("time index entry %d is out of order or range", len(s.tentries))
+		}
+		s.tentries = append(s.tentries, e)
+	}
+	var from int64
+	if n := len(s.entries); n > 0 {
+		from = int64(s.entries[n-1].pos)
+	}
+	if n := len(s.tentries); n > 0 {
+		s.maxTs, s.maxTsOffset = s.tentries[n-1].ts, s.base+int64(s.tentries[n-1].rel)
+	}
+	var walkErr error
+	first, since, tailMax := true, int64(0), int64(-1)
+	err = walkHeaders(s.log, from, s.size, func(h *batchHeader, pos int64) bool {
+		switch {
+		case first && len(s.entries) > 0 && h.baseOffset != s.base+int64(s.entries[len(s.entries)-1].rel):
+			walkErr = fmt.Errorf("last index entry names offset %d, the batch there has %d", s.base+int64(s.entries[len(s.entries)-1].rel), h.baseOffset)
+		case !first && since >= interval:
+			walkErr = fmt.Errorf("index entry missing for the batch at byte %d", pos)
+		}
+		first = false
+		since += int64(h.size)
+		tailMax = max(tailMax, h.maxTimestamp)
+		return walkErr == nil
+	})
+	if err != nil {
+		return err
+	}
+	if walkErr != nil {
+		return walkErr
+	}
+	if tailMax > s.maxTs {
+		return fmt.Errorf("time index lacks the timestamp %d of its last batches", tailMax)
+	}
+	return nil
+}
