@@ -69,17 +69,20 @@ type Config struct {
 	RaftAddr string
 	// OnChange, if not nil, is called once at Open with prev nil and the
 	// image after replaying the log, then after each change with the
-	// image before and after it, in apply order, never concurrently. It
-	// runs on the apply path: it must not call Store's write methods, and
-	// a slow OnChange delays every write.
+	// image before and after it, in apply order. The first call runs on
+	// Open's goroutine and the rest on raft's apply goroutine; calls never
+	// overlap. It runs on the apply path, before the write that caused it
+	// returns: it must not call Store's write methods, and a slow OnChange
+	// delays every write.
 	OnChange func(prev, next *Image)
 	// Logger receives the store's logs and raft's Warn and Error lines. Nil
 	// means slog.Default().
 	Logger *slog.Logger
 
-	// snapshotThreshold and trailingLogs override raft's settings of those
-	// names when not zero; tests lower them.
+	// snapshotThreshold, snapshotInterval and trailingLogs override raft's
+	// settings of those names when not zero; tests lower them.
 	snapshotThreshold uint64
+	snapshotInterval  time.Duration
 	trailingLogs      uint64
 }
 
@@ -143,6 +146,7 @@ func (s *Store) start(ctx context.Context, cfg Config) error {
 	conf.LeaderLeaseTimeout = leaderLeaseTimeout
 	conf.CommitTimeout = commitTimeout
 	conf.SnapshotThreshold = cmp.Or(cfg.snapshotThreshold, defaultSnapshotThreshold)
+	conf.SnapshotInterval = cmp.Or(cfg.snapshotInterval, conf.SnapshotInterval)
 	conf.TrailingLogs = cmp.Or(cfg.trailingLogs, defaultTrailingLogs)
 	conf.Logger = hlog
 

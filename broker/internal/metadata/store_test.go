@@ -431,6 +431,37 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 }
 
+// TestThresholdSnapshot lets raft snapshot on its own once enough entries
+// pile up, and restores from that snapshot.
+func TestThresholdSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, snapshotThreshold: 8, snapshotInterval: 20 * time.Millisecond, trailingLogs: 2}
+	s := openStore(t, cfg)
+	populate(t, s, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		first, err := s.logs.FirstIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first > 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("raft took no snapshot within 5s of passing the threshold")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	want := s.Image()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, cfg)
+	if !reflect.DeepEqual(s.Image(), want) {
+		t.Fatal("image differs after restoring a threshold snapshot")
+	}
+}
+
 func TestUnknownRecordHaltsReplay(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, Config{Dir: dir})
@@ -485,6 +516,23 @@ func TestTCPTransport(t *testing.T) {
 	}
 }
 
+func TestWriteAfterCloseIsNotLeader(t *testing.T) {
+	s := openStore(t, Config{Dir: t.TempDir()})
+	registerBrokers(t, s, 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.CreateTopic(ctx(t), TopicSpec{Name: "t", Partitions: 1, ReplicationFactor: 1}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("write after Close: %v, want ErrNotLeader", err)
+	}
+	if len(s.Image().Brokers) != 1 {
+		t.Fatal("Image after Close lost its content")
+	}
+}
+
 func TestOpenHonoursContext(t *testing.T) {
 	c, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -513,5 +561,25 @@ func TestHCLogBridge(t *testing.T) {
 	}
 	if strings.Contains(out, "quiet") {
 		t.Errorf("below-Warn lines were forwarded:\n%s", out)
+	}
+}
+
+// BenchmarkCreateTopic measures one metadata write end to end: validate,
+// encode, raft commit with a synced Pebble write, apply, publish.
+func BenchmarkCreateTopic(b *testing.B) {
+	s, err := Open(b.Context(), Config{Dir: b.TempDir(), NodeID: 1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.RegisterBroker(b.Context(), Broker{ID: 1}); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		if _, err := s.CreateTopic(b.Context(), TopicSpec{Name: fmt.Sprint("t", i), Partitions: 3, ReplicationFactor: 1}); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
