@@ -1,0 +1,328 @@
+// Package topology builds the processing graph of a Riffle Streams
+// application: sources reading topics, processors transforming records,
+// sinks writing topics, and the state stores processors use.
+//
+// There are two ways to build one. The low-level Processor API (AddSource,
+// AddProcessor, AddSink, Builder.AddStore) wires nodes by name, like Kafka
+// Streams' Topology class. The typed DSL (FromTopics, Stream, Grouped,
+// Table) compiles to the same graph, inserting repartition topics and
+// materialized stores where needed, like Kafka Streams' StreamsBuilder.
+//
+// Build validates the graph and returns a Topology. The graph is cut into
+// subtopologies at topics: nodes connected by edges or by a shared store form
+// one subtopology, and the runtime runs one Task per subtopology and
+// partition. Describe prints the result as Kafka Streams does.
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+
+	"github.com/riffle-stream/riffle/processor"
+	"github.com/riffle-stream/riffle/serde"
+	"github.com/riffle-stream/riffle/state"
+)
+
+type nodeKind int
+
+const (
+	sourceNode nodeKind = iota
+	processorNode
+	sinkNode
+)
+
+// node is one vertex of the graph, with its types erased.
+type node struct {
+	name    string
+	kind    nodeKind
+	parents []string
+	stores  []string
+
+	// Types flowing in and out, for validation.
+	inKey, inValue, outKey, outValue reflect.Type
+
+	// Source.
+	topics   []string
+	pattern  *regexp.Regexp
+	internal bool // topics are internal (repartition) topics named without the application id
+	decode   func(topic string, key, value []byte) (any, any, error)
+
+	// Processor.
+	newProcessor func() runnable
+
+	// Sink.
+	topic       string
+	topicFor    func(r processor.Record[any, any]) string
+	encode      func(topic string, r processor.Record[any, any]) ([]byte, []byte, error)
+	partitioner Partitioner
+}
+
+// Partitioner chooses the partition of a record written by a sink, given
+// the serialized key and value and the topic's partition count. Returning a
+// negative number leaves the choice to the producer's default partitioner
+// (murmur2 of the key, as in Kafka).
+type Partitioner func(topic string, key, value []byte, numPartitions int32) int32
+
+// Builder accumulates nodes and stores. Its methods record the first error
+// and report it from Build, so a topology can be written without checking
+// every step.
+type Builder struct {
+	nodes  map[string]*node
+	order  []string
+	stores map[string]*storeEntry
+	seq    int
+	errs   []error
+}
+
+type storeEntry struct {
+	builder    state.Builder
+	processors []string
+}
+
+// NewBuilder returns an empty Builder.
+func NewBuilder() *Builder {
+	return &Builder{nodes: make(map[string]*node), stores: make(map[string]*storeEntry)}
+}
+
+func (b *Builder) fail(err error) { b.errs = append(b.errs, err) }
+
+// newName returns a generated node name, like Kafka Streams'
+// "KSTREAM-FILTER-0000000003".
+func (b *Builder) newName(prefix string) string {
+	name := fmt.Sprintf("%s-%010d", prefix, b.seq)
+	b.seq++
+	return name
+}
+
+func (b *Builder) add(n *node) {
+	if n.name == "" {
+		b.fail(errors.New("node name must not be empty"))
+		return
+	}
+	if _, taken := b.nodes[n.name]; taken {
+		b.fail(fmt.Errorf("node name %q is already taken", n.name))
+		return
+	}
+	b.nodes[n.name] = n
+	b.order = append(b.order, n.name)
+}
+
+func typeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
+
+// as converts an erased value back to T; a nil interface becomes T's zero
+// value.
+func as[T any](v any) T {
+	t, _ := v.(T)
+	return t
+}
+
+// AddSource adds a source node reading topics, deserializing keys and values
+// with keys and values.
+func AddSource[K, V any](b *Builder, name string, keys serde.Serde[K], values serde.Serde[V], topics ...string) {
+	if len(topics) == 0 {
+		b.fail(fmt.Errorf("source %q: no topics", name))
+		return
+	}
+	b.add(newSource(name, keys, values, topics, nil, false))
+}
+
+// AddSourcePattern adds a source node reading every topic whose name matches
+// pattern.
+func AddSourcePattern[K, V any](b *Builder, name string, keys serde.Serde[K], values serde.Serde[V], pattern *regexp.Regexp) {
+	b.add(newSource(name, keys, values, nil, pattern, false))
+}
+
+func newSource[K, V any](name string, keys serde.Serde[K], values serde.Serde[V], topics []string, pattern *regexp.Regexp, internal bool) *node {
+	return &node{
+		name: name, kind: sourceNode, topics: topics, pattern: pattern, internal: internal,
+		outKey: typeOf[K](), outValue: typeOf[V](),
+		decode: func(topic string, kb, vb []byte) (any, any, error) {
+			k, err := keys.Deserialize(topic, kb)
+			if err != nil {
+				return nil, nil, fmt.Errorf("deserialize key: %w", err)
+			}
+			v, err := values.Deserialize(topic, vb)
+			if err != nil {
+				return nil, nil, fmt.Errorf("deserialize value: %w", err)
+			}
+			return k, v, nil
+		},
+	}
+}
+
+// AddProcessor adds a processor node; newProcessor is called once per task
+// to create its instance. parents name the nodes feeding it.
+func AddProcessor[KIn, VIn, KOut, VOut any](b *Builder, name string, newProcessor func() processor.Processor[KIn, VIn, KOut, VOut], parents ...string) {
+	b.add(&node{
+		name: name, kind: processorNode, parents: parents,
+		inKey: typeOf[KIn](), inValue: typeOf[VIn](), outKey: typeOf[KOut](), outValue: typeOf[VOut](),
+		newProcessor: func() runnable { return &procAdapter[KIn, VIn, KOut, VOut]{p: newProcessor()} },
+	})
+}
+
+// AddFixedKeyProcessor adds a node running a FixedKeyProcessor.
+func AddFixedKeyProcessor[K, VIn, VOut any](b *Builder, name string, newProcessor func() processor.FixedKeyProcessor[K, VIn, VOut], parents ...string) {
+	b.add(&node{
+		name: name, kind: processorNode, parents: parents,
+		inKey: typeOf[K](), inValue: typeOf[VIn](), outKey: typeOf[K](), outValue: typeOf[VOut](),
+		newProcessor: func() runnable { return &fixedKeyAdapter[K, VIn, VOut]{p: newProcessor()} },
+	})
+}
+
+func encoder[K, V any](keys serde.Serde[K], values serde.Serde[V]) func(string, processor.Record[any, any]) ([]byte, []byte, error) {
+	return func(topic string, r processor.Record[any, any]) ([]byte, []byte, error) {
+		kb, err := keys.Serialize(topic, as[K](r.Key))
+		if err != nil {
+			return nil, nil, fmt.Errorf("serialize key for topic %s: %w", topic, err)
+		}
+		vb, err := values.Serialize(topic, as[V](r.Value))
+		if err != nil {
+			return nil, nil, fmt.Errorf("serialize value for topic %s: %w", topic, err)
+		}
+		return kb, vb, nil
+	}
+}
+
+// AddSink adds a sink node writing to topic.
+func AddSink[K, V any](b *Builder, name, topic string, keys serde.Serde[K], values serde.Serde[V], parents ...string) {
+	b.add(&node{
+		name: name, kind: sinkNode, parents: parents, topic: topic,
+		inKey: typeOf[K](), inValue: typeOf[V](), encode: encoder(keys, values),
+	})
+}
+
+// AddDynamicSink adds a sink node writing each record to the topic topicFor
+// returns for it (Kafka Streams' TopicNameExtractor).
+func AddDynamicSink[K, V any](b *Builder, name string, topicFor func(processor.Record[K, V]) string, keys serde.Serde[K], values serde.Serde[V], parents ...string) {
+	b.add(&node{
+		name: name, kind: sinkNode, parents: parents,
+		inKey: typeOf[K](), inValue: typeOf[V](), encode: encoder(keys, values),
+		topicFor: func(r processor.Record[any, any]) string { return topicFor(typedRecord[K, V](r)) },
+	})
+}
+
+// SetPartitioner makes the sink named sink choose partitions with p
+// (Kafka Streams' StreamPartitioner).
+func (b *Builder) SetPartitioner(sink string, p Partitioner) {
+	n, ok := b.nodes[sink]
+	if !ok || n.kind != sinkNode {
+		b.fail(fmt.Errorf("set partitioner: %q is not a sink", sink))
+		return
+	}
+	n.partitioner = p
+}
+
+// AddStore registers a state store and connects it to processors.
+func (b *Builder) AddStore(sb state.Builder, processors ...string) {
+	name := sb.Config().Name
+	if _, taken := b.stores[name]; taken {
+		b.fail(fmt.Errorf("store name %q is already taken", name))
+		return
+	}
+	b.stores[name] = &storeEntry{builder: sb}
+	b.ConnectStore(name, processors...)
+}
+
+// ConnectStore gives processors access to an already added store.
+func (b *Builder) ConnectStore(store string, processors ...string) {
+	se, ok := b.stores[store]
+	if !ok {
+		b.fail(fmt.Errorf("connect store %q: no such store", store))
+		return
+	}
+	for _, p := range processors {
+		n, ok := b.nodes[p]
+		if !ok || n.kind != processorNode {
+			b.fail(fmt.Errorf("connect store %q: %q is not a processor", store, p))
+			continue
+		}
+		if !slices.Contains(n.stores, store) {
+			n.stores = append(n.stores, store)
+			se.processors = append(se.processors, p)
+		}
+	}
+}
+
+// Build validates the graph and returns the Topology. It reports every
+// problem found: errors recorded while building, unknown or ill-typed
+// parents, cycles, sources with parents, sinks with children, and stores
+// not connected to any processor.
+func (b *Builder) Build() (*Topology, error) {
+	errs := slices.Clone(b.errs)
+	children := make(map[string][]string)
+	for _, name := range b.order {
+		n := b.nodes[name]
+		if n.kind != sourceNode && len(n.parents) == 0 {
+			errs = append(errs, fmt.Errorf("node %q has no parents", name))
+		}
+		for _, p := range n.parents {
+			pn, ok := b.nodes[p]
+			switch {
+			case !ok:
+				errs = append(errs, fmt.Errorf("node %q: unknown parent %q", name, p))
+				continue
+			case pn.kind == sinkNode:
+				errs = append(errs, fmt.Errorf("node %q: parent %q is a sink", name, p))
+				continue
+			case pn.outKey != n.inKey || pn.outValue != n.inValue:
+				errs = append(errs, fmt.Errorf("node %q takes records of (%v, %v) but parent %q emits (%v, %v)",
+					name, n.inKey, n.inValue, p, pn.outKey, pn.outValue))
+			}
+			children[p] = append(children[p], name)
+		}
+	}
+	for name, se := range b.stores {
+		if len(se.processors) == 0 {
+			errs = append(errs, fmt.Errorf("store %q is not connected to any processor", name))
+		}
+	}
+	if cyc := findCycle(b.order, b.nodes); cyc != nil {
+		errs = append(errs, fmt.Errorf("cycle: %v", cyc))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("invalid topology: %w", err)
+	}
+	return newTopology(b, children), nil
+}
+
+// findCycle returns the nodes of a cycle along parent edges, or nil.
+func findCycle(order []string, nodes map[string]*node) []string {
+	const (
+		unseen = iota
+		active
+		done
+	)
+	mark := make(map[string]int)
+	var stack []string
+	var visit func(string) []string
+	visit = func(name string) []string {
+		switch mark[name] {
+		case active:
+			i := slices.Index(stack, name)
+			return append(slices.Clone(stack[i:]), name)
+		case done:
+			return nil
+		}
+		mark[name] = active
+		stack = append(stack, name)
+		if n, ok := nodes[name]; ok {
+			for _, p := range n.parents {
+				if c := visit(p); c != nil {
+					return c
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		mark[name] = done
+		return nil
+	}
+	for _, name := range order {
+		if c := visit(name); c != nil {
+			return c
+		}
+	}
+	return nil
+}
