@@ -227,6 +227,8 @@ func readRecord(r *kbin.Reader) (record, error) {
 		}
 	case removeTopicRecordType:
 		rec = removeTopicRecord{TopicID: r.Uuid()}
+	default:
+		return nil, fmt.Errorf("%w: type %d has a version but no decoder", errUnknownRecord, t)
 	}
 	if err := r.Complete(); err != nil {
 		return nil, fmt.Errorf("type %d: %w", t, err)
