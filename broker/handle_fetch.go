@@ -1,0 +1,149 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/riffle-stream/riffle/broker/internal/commitlog"
+	"github.com/riffle-stream/riffle/broker/internal/metadata"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// handleFetch answers a fetch at once if it finds MinBytes or an error,
+// and otherwise long-polls: it waits until one of the fetched partitions
+// is appended to or MaxWaitMillis passes, and reads again.
+//
+// Riffle does not keep incremental fetch sessions (KIP-227): it answers
+// every fetch in full with session id 0, which clients accept as "no
+// session".
+func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+	if req.SessionID != 0 {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp
+	}
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	var timer *time.Timer
+	for {
+		resp, size, wake := b.fetchOnce(req)
+		wait := time.Until(deadline)
+		if size >= int(req.MinBytes) || wake == nil || wait <= 0 {
+			return resp
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
+		cases := []reflect.SelectCase{
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+			{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+		}
+		for _, ch := range wake {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
+		if i, _, _ := reflect.Select(cases); i < 2 {
+			resp, _, _ := b.fetchOnce(req)
+			return resp
+		}
+	}
+}
+
+// fetchOnce reads every requested partition once. It returns the bytes
+// read and, when nothing failed, the channels that signal new data.
+func (b *Broker) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []<-chan struct{}) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	img := b.meta.Image()
+	remaining := int(req.MaxBytes)
+	if req.Version < 3 {
+		remaining = 1 << 31
+	}
+	size, failed := 0, false
+	var wake []<-chan struct{}
+	for _, t := range req.Topics {
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		name, topicErr := fetchTopic(img, req.Version, t)
+		rt.Partitions = make([]kmsg.FetchResponseTopicPartition, len(t.Partitions))
+		for i, p := range t.Partitions {
+			rp := &rt.Partitions[i]
+			*rp = kmsg.NewFetchResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+			part := b.parts.get(name, p.Partition)
+			switch {
+			case topicErr != nil:
+				rp.ErrorCode = topicErr.Code
+			case part == nil:
+				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				rp.ErrorCode = checkLeaderEpoch(img, name, p.Partition, p.CurrentLeaderEpoch)
+			}
+			if rp.ErrorCode != 0 {
+				failed = true
+				continue
+			}
+			ch := part.log.Changed()
+			hw := part.log.EndOffset()
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, part.log.StartOffset()
+			if remaining <= 0 {
+				continue
+			}
+			data, err := part.log.Read(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), nil)
+			if err != nil {
+				rp.ErrorCode = kerr.OffsetOutOfRange.Code
+				if !errors.Is(err, commitlog.ErrOffsetOutOfRange) {
+					rp.ErrorCode = kerr.KafkaStorageError.Code
+				}
+				failed = true
+				continue
+			}
+			rp.RecordBatches = data
+			size += len(data)
+			remaining -= len(data)
+			wake = append(wake, ch)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	if failed {
+		wake = nil
+	}
+	return resp, size, wake
+}
+
+// fetchTopic resolves a fetched topic by name, or by id from v13 on.
+func fetchTopic(img *metadata.Image, version int16, t kmsg.FetchRequestTopic) (string, *kerr.Error) {
+	if version >= 13 {
+		mt, ok := img.TopicsByID[t.TopicID]
+		if !ok {
+			return "", kerr.UnknownTopicID
+		}
+		return mt.Name, nil
+	}
+	if _, ok := img.Topics[t.Topic]; !ok {
+		return "", kerr.UnknownTopicOrPartition
+	}
+	return t.Topic, nil
+}
+
+// checkLeaderEpoch compares a client's idea of the leader epoch (-1 for
+// none) with the partition's (KIP-320).
+func checkLeaderEpoch(img *metadata.Image, topic string, partition, epoch int32) int16 {
+	if epoch < 0 {
+		return 0
+	}
+	parts := img.Topics[topic].Partitions
+	if int(partition) >= len(parts) {
+		return kerr.UnknownTopicOrPartition.Code
+	}
+	cur := parts[partition].LeaderEpoch
+	switch {
+	case epoch > cur:
+		return kerr.UnknownLeaderEpoch.Code
+	case epoch < cur:
+		return kerr.FencedLeaderEpoch.Code
+	}
+	return 0
+}

@@ -1,0 +1,142 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/riffle-stream/riffle/broker/internal/commitlog"
+	"github.com/riffle-stream/riffle/broker/internal/metadata"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// appendError maps a log's append error to its Kafka error.
+func appendError(err error) *kerr.Error {
+	switch {
+	case errors.Is(err, commitlog.ErrCorruptMessage):
+		return kerr.CorruptMessage
+	case errors.Is(err, commitlog.ErrUnsupportedMagic):
+		return kerr.UnsupportedForMessageFormat
+	case errors.Is(err, commitlog.ErrRecordTooLarge):
+		return kerr.MessageTooLarge
+	case errors.Is(err, commitlog.ErrOutOfOrderSequence):
+		return kerr.OutOfOrderSequenceNumber
+	case errors.Is(err, commitlog.ErrInvalidProducerEpoch):
+		return kerr.InvalidProducerEpoch
+	case errors.Is(err, commitlog.ErrUnknownProducerID):
+		return kerr.UnknownProducerID
+	case errors.Is(err, commitlog.ErrClosed):
+		return kerr.NotLeaderForPartition
+	}
+	return kerr.KafkaStorageError
+}
+
+// handleProduce appends in request order on the connection's goroutine,
+// so pipelined batches of an idempotent producer keep their sequence, and
+// waits for durability in the background, so that the next request's
+// append joins the same group commit.
+func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequest) *reply {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	type pending struct {
+		log *commitlog.Log
+		end int64
+		rp  *kmsg.ProduceResponseTopicPartition
+	}
+	var waits []pending
+	var reqErr *kerr.Error
+	switch {
+	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
+		reqErr = kerr.InvalidRequiredAcks
+	case req.TransactionID != nil:
+		reqErr = kerr.TransactionalIDAuthorizationFailed
+	}
+	img := b.meta.Image()
+	now := time.Now()
+	for _, t := range req.Topics {
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
+		name, topicErr := b.produceTopic(c.ctx, &img, req.Version, t)
+		if topicErr == nil {
+			topicErr = reqErr
+		}
+		for i, p := range t.Partitions {
+			rp := &rt.Partitions[i]
+			*rp = kmsg.NewProduceResponseTopicPartition()
+			rp.Partition, rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = p.Partition, -1, -1, -1
+			if topicErr != nil {
+				rp.ErrorCode = topicErr.Code
+				continue
+			}
+			part := b.parts.get(name, p.Partition)
+			if part == nil {
+				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				continue
+			}
+			res, err := part.log.Append(p.Records, now)
+			if err != nil {
+				rp.ErrorCode, rp.ErrorMessage = appendError(err).Code, kmsg.StringPtr(err.Error())
+				if !errors.Is(err, commitlog.ErrCorruptMessage) && !errors.Is(err, commitlog.ErrOutOfOrderSequence) {
+					c.log.Debug("produce", "topic", name, "partition", p.Partition, "err", err)
+				}
+				continue
+			}
+			rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = res.BaseOffset, res.LogAppendTime, res.LogStartOffset
+			waits = append(waits, pending{part.log, res.LastOffset + 1, rp})
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	if req.Acks == 0 {
+		return nil
+	}
+	if len(waits) == 0 || b.cfg.sync == SyncNone {
+		return &reply{hdr: hdr, resp: resp, done: closedDone}
+	}
+	return c.async(hdr, func(ctx context.Context) kmsg.Response {
+		if req.TimeoutMillis > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
+			defer cancel()
+		}
+		for _, w := range waits {
+			if err := w.log.WaitDurable(ctx, w.end); err != nil {
+				code := kerr.KafkaStorageError
+				if ctx.Err() != nil {
+					code = kerr.RequestTimedOut
+				}
+				w.rp.ErrorCode, w.rp.ErrorMessage = code.Code, kmsg.StringPtr(err.Error())
+			}
+		}
+		return resp
+	})
+}
+
+// produceTopic resolves a produce request's topic, creating it if it is
+// unknown and auto-creation is on. It refreshes *img after a creation.
+func (b *Broker) produceTopic(ctx context.Context, img **metadata.Image, version int16, t kmsg.ProduceRequestTopic) (string, *kerr.Error) {
+	if version >= 13 {
+		mt, ok := (*img).TopicsByID[t.TopicID]
+		if !ok {
+			return "", kerr.UnknownTopicID
+		}
+		return mt.Name, nil
+	}
+	if _, ok := (*img).Topics[t.Topic]; ok {
+		return t.Topic, nil
+	}
+	if err := validTopicName(t.Topic); err != nil {
+		return "", kerr.InvalidTopicException
+	}
+	if !b.cfg.autoCreateTopics {
+		return "", kerr.UnknownTopicOrPartition
+	}
+	if err := b.createTopic(ctx, metadata.TopicSpec{Name: t.Topic, Partitions: -1, ReplicationFactor: -1}, false); err != nil {
+		var ce *configError
+		if !errors.As(err, &ce) || ce.code != kerr.TopicAlreadyExists {
+			return "", kerr.UnknownTopicOrPartition
+		}
+	}
+	*img = b.meta.Image()
+	return t.Topic, nil
+}

@@ -1,0 +1,297 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/riffle-stream/riffle/broker/internal/metadata"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// maxTopicName is Kafka's limit on topic name length.
+const maxTopicName = 249
+
+// validTopicName reports why name cannot be a topic, or nil.
+func validTopicName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("topic name is empty")
+	case name == "." || name == "..":
+		return fmt.Errorf("topic name %q is not allowed", name)
+	case len(name) > maxTopicName:
+		return fmt.Errorf("topic name is %d characters, more than %d", len(name), maxTopicName)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("topic name %q has %q: only ASCII letters, digits, '.', '_' and '-' are allowed", name, r)
+		}
+	}
+	return nil
+}
+
+// collides reports an existing topic whose name equals name once '.' and
+// '_' are treated alike: Kafka refuses such pairs since metric names
+// cannot tell them apart.
+func collides(img *metadata.Image, name string) string {
+	norm := func(s string) string { return strings.ReplaceAll(s, ".", "_") }
+	for other := range img.Topics {
+		if other != name && norm(other) == norm(name) {
+			return other
+		}
+	}
+	return ""
+}
+
+// createTopic validates a topic spec and creates it, or only validates it.
+func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, validateOnly bool) error {
+	img := b.meta.Image()
+	if err := validTopicName(spec.Name); err != nil {
+		return &configError{kerr.InvalidTopicException, err.Error()}
+	}
+	if other := collides(img, spec.Name); other != "" {
+		return &configError{kerr.InvalidTopicException, fmt.Sprintf("topic %q collides with existing topic %q ('.' and '_' are alike in metric names)", spec.Name, other)}
+	}
+	if _, ok := img.Topics[spec.Name]; ok {
+		return &configError{kerr.TopicAlreadyExists, fmt.Sprintf("topic %q already exists", spec.Name)}
+	}
+	if spec.Partitions == -1 {
+		spec.Partitions = b.cfg.numPartitions
+	}
+	if spec.Partitions < 1 {
+		return &configError{kerr.InvalidPartitions, fmt.Sprintf("partition count %d is below 1", spec.Partitions)}
+	}
+	if spec.ReplicationFactor == -1 {
+		spec.ReplicationFactor = 1
+	}
+	if n := int16(len(img.Brokers)); spec.ReplicationFactor < 1 || spec.ReplicationFactor > n {
+		return &configError{kerr.InvalidReplicationFactor, fmt.Sprintf("replication factor %d is outside [1, %d]: the cluster has %d broker(s)", spec.ReplicationFactor, n, n)}
+	}
+	kv := make(map[string]*string, len(spec.Configs))
+	for k, v := range spec.Configs {
+		kv[k] = &v
+	}
+	if err := validateConfigs(topicConfigs, kv); err != nil {
+		return invalidConfig(err)
+	}
+	if validateOnly {
+		return nil
+	}
+	_, err := b.meta.CreateTopic(ctx, spec)
+	return err
+}
+
+func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	seen := make(map[string]int)
+	for _, t := range req.Topics {
+		seen[t.Topic]++
+	}
+	for _, t := range req.Topics {
+		rt := kmsg.NewCreateTopicsResponseTopic()
+		rt.Topic = t.Topic
+		var err error
+		switch {
+		case seen[t.Topic] > 1:
+			err = &configError{kerr.InvalidRequest, fmt.Sprintf("topic %q appears more than once in the request", t.Topic)}
+		case len(t.ReplicaAssignment) > 0:
+			err = b.checkAssignment(t)
+		}
+		spec := metadata.TopicSpec{Name: t.Topic, Partitions: t.NumPartitions, ReplicationFactor: t.ReplicationFactor, Configs: map[string]string{}}
+		if len(t.ReplicaAssignment) > 0 {
+			spec.Partitions, spec.ReplicationFactor = int32(len(t.ReplicaAssignment)), int16(len(t.ReplicaAssignment[0].Replicas))
+		}
+		for _, c := range t.Configs {
+			if c.Value != nil {
+				spec.Configs[c.Name] = *c.Value
+			}
+		}
+		if err == nil {
+			err = b.createTopic(ctx, spec, req.ValidateOnly)
+		}
+		rt.ErrorCode, rt.ErrorMessage = errorCode(err)
+		if err == nil {
+			b.describeCreated(&rt, spec)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// checkAssignment accepts a manual assignment only if it names this
+// cluster's brokers once per partition.
+func (b *Broker) checkAssignment(t kmsg.CreateTopicsRequestTopic) error {
+	if t.NumPartitions != -1 || t.ReplicationFactor != -1 {
+		return &configError{kerr.InvalidRequest, "a replica assignment needs partitions and replication factor of -1"}
+	}
+	brokers := b.meta.Image().Brokers
+	for _, a := range t.ReplicaAssignment {
+		if len(a.Replicas) != len(t.ReplicaAssignment[0].Replicas) {
+			return &configError{kerr.InvalidReplicaAssignment, "partitions have different replica counts"}
+		}
+		for _, r := range a.Replicas {
+			if _, ok := brokers[r]; !ok {
+				return &configError{kerr.InvalidReplicaAssignment, fmt.Sprintf("broker %d does not exist", r)}
+			}
+		}
+	}
+	return nil
+}
+
+// describeCreated fills the v5+ fields describing a created topic.
+func (b *Broker) describeCreated(rt *kmsg.CreateTopicsResponseTopic, spec metadata.TopicSpec) {
+	img := b.meta.Image()
+	rt.NumPartitions, rt.ReplicationFactor = spec.Partitions, spec.ReplicationFactor
+	if t, ok := img.Topics[spec.Name]; ok {
+		rt.TopicID = t.ID
+		rt.NumPartitions = int32(len(t.Partitions))
+		rt.ReplicationFactor = int16(len(t.Partitions[0].Replicas))
+	} else if rt.NumPartitions == -1 {
+		rt.NumPartitions = b.cfg.numPartitions
+	}
+	for _, d := range topicConfigs {
+		c := kmsg.NewCreateTopicsResponseTopicConfig()
+		c.Name = d.name
+		val, src := brokerDefault(img, b.cfg.nodeID, &d)
+		if v, ok := spec.Configs[d.name]; ok {
+			val, src = v, kmsg.ConfigSourceDynamicTopicConfig
+		}
+		c.Value, c.Source = kmsg.StringPtr(val), int8(src)
+		rt.Configs = append(rt.Configs, c)
+	}
+}
+
+func (b *Broker) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	topics := req.Topics
+	if req.Version < 6 {
+		for _, name := range req.TopicNames {
+			t := kmsg.NewDeleteTopicsRequestTopic()
+			t.Topic = kmsg.StringPtr(name)
+			topics = append(topics, t)
+		}
+	}
+	for _, t := range topics {
+		rt := kmsg.NewDeleteTopicsResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		img := b.meta.Image()
+		var err error
+		switch {
+		case t.Topic != nil:
+			if mt, ok := img.Topics[*t.Topic]; ok {
+				rt.TopicID = mt.ID
+			}
+			err = b.meta.DeleteTopic(ctx, *t.Topic)
+		case t.TopicID != [16]byte{}:
+			mt, ok := img.TopicsByID[t.TopicID]
+			if !ok {
+				err = &configError{kerr.UnknownTopicID, "no topic has that id"}
+				break
+			}
+			rt.Topic = kmsg.StringPtr(mt.Name)
+			err = b.meta.DeleteTopic(ctx, mt.Name)
+		default:
+			err = &configError{kerr.InvalidRequest, "neither topic name nor id given"}
+		}
+		rt.ErrorCode, rt.ErrorMessage = errorCode(err)
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePartitionsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewCreatePartitionsResponseTopic()
+		rt.Topic = t.Topic
+		mt, ok := b.meta.Image().Topics[t.Topic]
+		var err error
+		switch {
+		case !ok:
+			err = &configError{kerr.UnknownTopicOrPartition, fmt.Sprintf("topic %q does not exist", t.Topic)}
+		case t.Count <= int32(len(mt.Partitions)):
+			err = &configError{kerr.InvalidPartitions, fmt.Sprintf("topic %q has %d partitions; the new count %d must be larger", t.Topic, len(mt.Partitions), t.Count)}
+		case len(t.Assignment) > 0 && len(t.Assignment) != int(t.Count)-len(mt.Partitions):
+			err = &configError{kerr.InvalidReplicaAssignment, "the assignment must list each new partition"}
+		case req.ValidateOnly:
+		default:
+			err = b.meta.CreatePartitions(ctx, t.Topic, t.Count)
+		}
+		rt.ErrorCode, rt.ErrorMessage = errorCode(err)
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	img := b.meta.Image()
+	autoCreate := b.cfg.autoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
+	created := false
+	for _, t := range req.Topics {
+		if t.Topic == nil {
+			continue
+		}
+		if _, ok := img.Topics[*t.Topic]; !ok && autoCreate && validTopicName(*t.Topic) == nil {
+			// A failure (say, a concurrent create) shows as the topic's
+			// error code below.
+			created = b.createTopic(ctx, metadata.TopicSpec{Name: *t.Topic, Partitions: -1, ReplicationFactor: -1}, false) == nil || created
+		}
+	}
+	if created {
+		img = b.meta.Image()
+	}
+	resp.ClusterID = kmsg.StringPtr(img.ClusterID)
+	resp.ControllerID = b.meta.Quorum().LeaderID
+	for _, br := range img.Brokers {
+		mb := kmsg.NewMetadataResponseBroker()
+		mb.NodeID, mb.Host, mb.Port = br.ID, br.Host, br.Port
+		if br.Rack != "" {
+			mb.Rack = kmsg.StringPtr(br.Rack)
+		}
+		resp.Brokers = append(resp.Brokers, mb)
+	}
+	describe := func(mt *metadata.Topic) kmsg.MetadataResponseTopic {
+		rt := kmsg.NewMetadataResponseTopic()
+		rt.Topic, rt.TopicID = kmsg.StringPtr(mt.Name), mt.ID
+		for _, p := range mt.Partitions {
+			rp := kmsg.NewMetadataResponseTopicPartition()
+			rp.Partition, rp.Leader, rp.LeaderEpoch = p.Index, p.Leader, p.LeaderEpoch
+			rp.Replicas, rp.ISR = p.Replicas, p.ISR
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		return rt
+	}
+	if req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0) {
+		for _, mt := range img.Topics {
+			resp.Topics = append(resp.Topics, describe(mt))
+		}
+		return resp
+	}
+	for _, t := range req.Topics {
+		var mt *metadata.Topic
+		switch {
+		case t.Topic != nil:
+			mt = img.Topics[*t.Topic]
+		default:
+			mt = img.TopicsByID[t.TopicID]
+		}
+		if mt != nil {
+			resp.Topics = append(resp.Topics, describe(mt))
+			continue
+		}
+		rt := kmsg.NewMetadataResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		rt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		switch {
+		case t.Topic == nil:
+			rt.ErrorCode = kerr.UnknownTopicID.Code
+		case validTopicName(*t.Topic) != nil:
+			rt.ErrorCode = kerr.InvalidTopicException.Code
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"time"
+
+	"github.com/riffle-stream/riffle/broker"
+)
+
+func runBroker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("riffle broker", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:9092", "host:port to accept Kafka clients on")
+	advertised := fs.String("advertised-addr", "", "host:port clients are told to connect to (default: the listen address)")
+	dataDir := fs.String("data-dir", "riffle-data", "directory for partition logs, metadata and group state")
+	nodeID := fs.Int("node-id", 1, "this broker's node id")
+	fsync := fs.String("fsync", "group-commit", "flush policy: group-commit (fsync before acknowledging acks=1/all) or none (page cache only, as Kafka's default)")
+	partitions := fs.Int("num-partitions", 1, "partitions of auto-created topics")
+	autoCreate := fs.Bool("auto-create-topics", true, "create unknown topics on Metadata and Produce requests")
+	pprofAddr := fs.String("pprof", "", "serve /debug/pprof on this loopback host:port (off when empty)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("broker: unexpected argument %q", fs.Arg(0))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("broker: --log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	var policy broker.SyncPolicy
+	switch *fsync {
+	case "group-commit":
+		policy = broker.SyncGroupCommit
+	case "none":
+		policy = broker.SyncNone
+	default:
+		return fmt.Errorf("broker: --fsync must be group-commit or none, not %q", *fsync)
+	}
+	opts := []broker.Opt{
+		broker.ListenAddr(*listen),
+		broker.DataDir(*dataDir),
+		broker.NodeID(int32(*nodeID)),
+		broker.Sync(policy),
+		broker.DefaultPartitions(int32(*partitions)),
+		broker.AutoCreateTopics(*autoCreate),
+		broker.Logger(logger),
+	}
+	if *advertised != "" {
+		opts = append(opts, broker.AdvertisedAddr(*advertised))
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, logger); err != nil {
+			return err
+		}
+	}
+	b, err := broker.New(opts...)
+	if err != nil {
+		return err
+	}
+	if err := b.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return b.Close(closeCtx)
+}
+
+// servePprof serves the runtime profiles on a loopback address.
+func servePprof(addr string, logger *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("broker: --pprof: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("broker: --pprof %s: only loopback addresses are allowed", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("broker: --pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	logger.Info("serving pprof", "addr", ln.Addr().String())
+	go func() {
+		if err := http.Serve(ln, mux); err != nil {
+			logger.Warn("pprof server stopped", "err", err)
+		}
+	}()
+	return nil
+}
