@@ -104,10 +104,10 @@ func TestTopicAdmin(t *testing.T) {
 		t.Fatalf("second create: got %v, want TOPIC_ALREADY_EXISTS", resp.Err)
 	}
 	for name, want := range map[string]error{
-		"bad/name":              kerr.InvalidTopicException,
-		"orders.v2":             nil,
-		"orders_v2":             kerr.InvalidTopicException, // collides with orders.v2
-		"":                      kerr.InvalidTopicException,
+		"bad/name":                kerr.InvalidTopicException,
+		"orders.v2":               nil,
+		"orders_v2":               kerr.InvalidTopicException, // collides with orders.v2
+		"":                        kerr.InvalidTopicException,
 		string(make([]byte, 300)): kerr.InvalidTopicException,
 	} {
 		resp, _ := adm.CreateTopic(ctx, 1, 1, nil, name)

@@ -18,7 +18,7 @@ const producerIDBlock = 1000
 type producerIDs struct {
 	path string
 
-	mu        sync.Mutex
+	mu          sync.Mutex
 	nextID, end int64
 }
 

@@ -349,9 +349,9 @@ func (l *Log) recoverProducers() error {
 		if s.next <= from {
 			continue
 		}
-		err := walkHeaders(s.log, s.lookup(from), s.size, func(h *batchHeader, _ int64) bool {
+		err := walkHeaders(s.log, s.lookup(from), s.size, func(h batchHeader, _ int64) bool {
 			if h.baseOffset >= from {
-				l.producers.applyHeader(h)
+				l.producers.applyHeader(&h)
 			}
 			return true
 		})
@@ -632,7 +632,7 @@ func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
 	l.mu.Unlock()
 
 	var first int64 = -1
-	err := walkHeaders(s.log, pos, limit, func(h *batchHeader, p int64) bool {
+	err := walkHeaders(s.log, pos, limit, func(h batchHeader, p int64) bool {
 		if h.lastOffset() >= offset {
 			pos, first = p, int64(h.size)
 			return false
@@ -794,12 +794,12 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, batch []byte) bool) error {
 	var buf []byte
 	var readErr error
-	err := walkHeaders(s.log, pos, limit, func(h *batchHeader, p int64) bool {
+	err := walkHeaders(s.log, pos, limit, func(h batchHeader, p int64) bool {
 		buf = slices.Grow(buf[:0], h.size)[:h.size]
 		if _, readErr = s.log.ReadAt(buf, p); readErr != nil {
 			return false
 		}
-		return fn(h, buf)
+		return fn(&h, buf)
 	})
 	return errors.Join(err, readErr)
 }

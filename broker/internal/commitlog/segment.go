@@ -219,7 +219,7 @@ func rewrite(f *os.File, b []byte) error {
 // walkHeaders calls fn for each batch header from pos to limit, reading
 // headers only. It checks framing, not CRCs, and returns an error for a
 // batch that does not fit or is malformed.
-func walkHeaders(f *os.File, pos, limit int64, fn func(h *batchHeader, pos int64) bool) error {
+func walkHeaders(f *os.File, pos, limit int64, fn func(h batchHeader, pos int64) bool) error {
 	var buf [batchHeaderSize]byte
 	for pos < limit {
 		if _, err := f.ReadAt(buf[:], pos); err != nil {
@@ -229,7 +229,7 @@ func walkHeaders(f *os.File, pos, limit int64, fn func(h *batchHeader, pos int64
 		if err != nil {
 			return fmt.Errorf("batch at byte %d: %w", pos, err)
 		}
-		if !fn(&h, pos) {
+		if !fn(h, pos) {
 			return nil
 		}
 		pos += int64(h.size)
@@ -308,8 +308,8 @@ func (s *segment) loadOlder(l *Log, next, interval int64) error {
 		l.logger().Warn("rebuilding index of segment", "dir", s.dir, "segment", s.name(), "reason", err)
 		s.entries, s.tentries, s.sinceIndex, s.maxTs, s.maxTsOffset = nil, nil, 0, -1, -1
 		size := s.size
-		err := walkHeaders(s.log, 0, size, func(h *batchHeader, pos int64) bool {
-			s.track(h, pos, interval)
+		err := walkHeaders(s.log, 0, size, func(h batchHeader, pos int64) bool {
+			s.track(&h, pos, interval)
 			return true
 		})
 		if err != nil {
@@ -367,7 +367,7 @@ func (s *segment) loadIndexes(interval int64) error {
 	}
 	var walkErr error
 	first, since, tailMax := true, int64(0), int64(-1)
-	err = walkHeaders(s.log, from, s.size, func(h *batchHeader, pos int64) bool {
+	err = walkHeaders(s.log, from, s.size, func(h batchHeader, pos int64) bool {
 		switch {
 		case first && len(s.entries) > 0 && h.baseOffset != s.base+int64(s.entries[len(s.entries)-1].rel):
 			walkErr = fmt.Errorf("last index entry names offset %d, the batch there has %d", s.base+int64(s.entries[len(s.entries)-1].rel), h.baseOffset)
