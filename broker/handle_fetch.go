@@ -51,6 +51,10 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 	}
 }
 
+// noRecords is an empty record set. A nil one would be encoded as a null
+// (size -1), which librdkafka rejects; Kafka sends size 0.
+var noRecords = []byte{}
+
 // fetchOnce reads every requested partition once. It returns the bytes
 // read and, when nothing failed, the channels that signal new data.
 func (b *Broker) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []<-chan struct{}) {
@@ -72,6 +76,7 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []
 			*rp = kmsg.NewFetchResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+			rp.RecordBatches = noRecords
 			part := b.parts.get(name, p.Partition)
 			switch {
 			case topicErr != nil:
@@ -100,7 +105,9 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []
 				failed = true
 				continue
 			}
-			rp.RecordBatches = data
+			if len(data) > 0 {
+				rp.RecordBatches = data
+			}
 			size += len(data)
 			remaining -= len(data)
 			wake = append(wake, ch)

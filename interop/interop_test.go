@@ -1,0 +1,141 @@
+package interop
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riffle-stream/riffle/broker"
+)
+
+// need returns the path of a client program, or skips the test (fails it
+// when RIFFLE_INTEROP_REQUIRED=1) if it is missing.
+func need(t *testing.T, program, install string) string {
+	t.Helper()
+	path, err := exec.LookPath(program)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("RIFFLE_INTEROP_REQUIRED") == "1" {
+		t.Fatalf("%s is required (RIFFLE_INTEROP_REQUIRED=1) but not installed: %s", program, install)
+	}
+	t.Skipf("%s not installed (%s); skipping", program, install)
+	return ""
+}
+
+func startBroker(t *testing.T) string {
+	t.Helper()
+	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(context.Background()) })
+	return b.Addr()
+}
+
+// run executes a client with a time limit and returns its standard output.
+func run(t *testing.T, stdin string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\nstderr:\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
+
+func TestKcat(t *testing.T) {
+	kcat := need(t, "kcat", "apt-get install kcat")
+	addr := startBroker(t)
+	const n = 200
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, "key%d:line %d\n", i, i)
+	}
+	run(t, in.String(), kcat, "-b", addr, "-t", "kcat-lines", "-P", "-K:", "-X", "acks=all", "-z", "lz4")
+
+	out := run(t, "", kcat, "-b", addr, "-t", "kcat-lines", "-C", "-e", "-o", "beginning", "-f", "%k:%s\\n")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != n {
+		t.Fatalf("kcat consumed %d lines, want %d", len(lines), n)
+	}
+	for i, l := range lines {
+		if want := fmt.Sprintf("key%d:line %d", i, i); l != want {
+			t.Fatalf("line %d = %q, want %q", i, l, want)
+		}
+	}
+
+	meta := run(t, "", kcat, "-b", addr, "-L", "-J")
+	var md kcatMetadata
+	if err := json.Unmarshal([]byte(meta), &md); err != nil {
+		t.Fatalf("kcat -L -J: %v\n%s", err, meta)
+	}
+	i := slices.IndexFunc(md.Topics, func(tp kcatTopic) bool { return tp.Topic == "kcat-lines" })
+	if len(md.Brokers) != 1 || i < 0 || len(md.Topics[i].Partitions) != 1 || md.Topics[i].Partitions[0].Leader != md.Brokers[0].ID {
+		t.Fatalf("kcat -L: unexpected metadata %s", meta)
+	}
+}
+
+// kcatMetadata is the part of kcat -L -J output the test checks.
+type kcatMetadata struct {
+	Brokers []struct{ ID int32 } `json:"brokers"`
+	Topics  []kcatTopic          `json:"topics"`
+}
+
+type kcatTopic struct {
+	Topic      string `json:"topic"`
+	Partitions []struct {
+		Leader int32 `json:"leader"`
+	} `json:"partitions"`
+}
+
+func TestKafkaJS(t *testing.T) {
+	node := need(t, "node", "install Node.js")
+	dir, _ := filepath.Abs("kafkajs")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs")); err != nil {
+		if os.Getenv("RIFFLE_INTEROP_REQUIRED") == "1" {
+			t.Fatalf("kafkajs is not installed: run npm ci in %s", dir)
+		}
+		t.Skipf("kafkajs not installed (npm ci in %s); skipping", dir)
+	}
+	addr := startBroker(t)
+	out := run(t, "", node, filepath.Join(dir, "basic.js"), addr, "kafkajs-topic", "300")
+	var res struct {
+		Created     bool `json:"created"`
+		Partitions  int  `json:"partitions"`
+		Listed      bool `json:"listed"`
+		Produced    int  `json:"produced"`
+		Consumed    int  `json:"consumed"`
+		ConsumedAll bool `json:"consumedAll"`
+		Committed   int  `json:"committed"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("kafkajs output: %v\n%s", err, out)
+	}
+	if !res.Created || res.Partitions != 2 || !res.Listed {
+		t.Errorf("kafkajs admin: %+v", res)
+	}
+	if res.Produced != 300 || res.Consumed != 300 || !res.ConsumedAll {
+		t.Errorf("kafkajs produce/consume: %+v", res)
+	}
+	if res.Committed != 300 {
+		t.Errorf("kafkajs committed offsets sum to %d, want 300", res.Committed)
+	}
+}
