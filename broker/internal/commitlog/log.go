@@ -303,10 +303,14 @@ func (l *Log) recover(now time.Time) error {
 		}
 		l.size += s.size
 	}
-	active := l.segs[len(l.segs)-1]
-	if err := active.log.Sync(); err != nil {
-		return fmt.Errorf("sync segment %s: %w", active.name(), err)
+	// What a killed process left in the page cache counts as durable
+	// only once fsynced; for files already on disk this is cheap.
+	for _, s := range l.segs {
+		if err := s.log.Sync(); err != nil {
+			return fmt.Errorf("sync segment %s: %w", s.name(), err)
+		}
 	}
+	active := l.segs[len(l.segs)-1]
 	l.end = active.next
 	l.start = min(max(l.start, l.segs[0].base), l.end)
 	l.durable = l.end

@@ -716,6 +716,7 @@ func FuzzAppend(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg := testConfig()
 		cfg.SegmentBytes = 512
+		cfg.Sync = SyncNone
 		l := openLog(t, t.TempDir(), cfg)
 		mustAppend(t, l, good)
 		res, err := l.Append(data, t0)
