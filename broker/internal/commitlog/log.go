@@ -11,13 +11,20 @@
 // batches of idempotent producers and keeps that state across restarts in
 // .snapshot files. Durability is group commit: appenders write to the page
 // cache, and a background flusher fsyncs on behalf of every waiter at once.
+//
+// Indexes are kept in memory too (8 bytes per offset index entry and 12
+// per time index entry, a few MiB per GiB of log at the default interval);
+// the index files are read only when the log is opened. A rolled segment
+// keeps one open file, the active one three.
 package commitlog
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -250,34 +257,21 @@ func (l *Log) recover(now time.Time) error {
 			logs[base] = true
 		}
 	}
-	var bases []int64
 	for _, e := range entries {
 		name := e.Name()
-		path := filepath.Join(l.dir, name)
-		var base int64
-		var ok bool
-		switch {
-		case strings.HasSuffix(name, tmpSuffix):
-			err = os.Remove(path)
-		case strings.HasSuffix(name, logSuffix):
-			base, ok = parseBase(name, logSuffix)
-			if ok {
-				bases = append(bases, base)
-			}
-		case strings.HasSuffix(name, timeIndexSuffix):
-			if base, ok = parseBase(name, timeIndexSuffix); ok && !logs[base] {
-				err = os.Remove(path)
-			}
-		case strings.HasSuffix(name, indexSuffix):
-			if base, ok = parseBase(name, indexSuffix); ok && !logs[base] {
-				err = os.Remove(path)
+		stale := strings.HasSuffix(name, tmpSuffix)
+		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+			if base, ok := parseBase(name, suffix); ok && !logs[base] {
+				stale = true
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("remove leftover %s: %w", name, err)
+		if stale {
+			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+				return fmt.Errorf("remove leftover %s: %w", name, err)
+			}
 		}
 	}
-	slices.Sort(bases)
+	bases := slices.Sorted(maps.Keys(logs))
 	if b, err := os.ReadFile(filepath.Join(l.dir, startOffsetFile)); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
 			l.start = n
@@ -294,9 +288,9 @@ func (l *Log) recover(now time.Time) error {
 		}
 		l.segs = append(l.segs, s)
 		if i < len(bases)-1 {
-			err = s.loadOlder(l, bases[i+1], interval)
+			err = s.loadOlder(l.logger(), bases[i+1], interval)
 		} else {
-			err = s.recoverActive(l, interval, now)
+			err = s.recoverActive(l.logger(), interval, now)
 		}
 		if err != nil {
 			return err
@@ -382,22 +376,28 @@ func (l *Log) SetConfig(cfg Config) {
 // checked against the producer's sequence and epoch; a retry of one of
 // the producer's last five batches is reported as a Duplicate. Append
 // does not wait for durability: call WaitDurable with LastOffset+1.
+// Append does not modify or retain records.
 func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return AppendResult{}, ErrClosed
-	}
 	if len(records) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
 	}
-	l.pending = l.pending[:0]
-	next := l.end
 	for pos := 0; pos < len(records); {
 		h, err := checkBatch(records[pos:])
 		if err != nil {
 			return AppendResult{}, fmt.Errorf("batch at byte %d: %w", pos, err)
 		}
+		pos += h.size
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return AppendResult{}, ErrClosed
+	}
+	l.pending = l.pending[:0]
+	next := l.end
+	for pos := 0; pos < len(records); {
+		h := parseHeader(records[pos:])
 		if h.size > int(l.cfg.MaxBatchBytes) {
 			return AppendResult{}, fmt.Errorf("%w: batch of %d bytes exceeds %d", ErrRecordTooLarge, h.size, l.cfg.MaxBatchBytes)
 		}
@@ -657,11 +657,11 @@ func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
 	}
 	cut := first
 	for cut+lengthPrefix <= want {
-		h := parseHeader(dst[n+int(cut):])
-		if cut+int64(h.size) > want {
+		size := lengthPrefix + int64(binary.BigEndian.Uint32(dst[n+int(cut)+offLength:]))
+		if cut+size > want {
 			break
 		}
-		cut += int64(h.size)
+		cut += size
 	}
 	return dst[:n+int(cut)], nil
 }
@@ -695,7 +695,7 @@ func (l *Log) Changed() <-chan struct{} {
 	return l.changed
 }
 
-// Size returns the bytes on disk of all segments' batches.
+// Size returns the bytes on disk of all segments' .log files.
 func (l *Log) Size() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -98,6 +98,7 @@ func TestReadMaxBytes(t *testing.T) {
 		{0, 1, 1},
 		{0, int32(n), 1},
 		{0, int32(2*n + 1), 2},
+		{0, int32(n + 20), 1}, // a cut inside the next batch's header
 		{1, int32(3 * n), 3},
 		{3, 1 << 20, 4},
 		{9, 0, 1},
@@ -731,6 +732,16 @@ func FuzzAppend(f *testing.F) {
 		}
 		mustAppend(t, l, good)
 		readAll(t, l, 0)
+		b, err := l.Read(0, int32(len(data)), nil)
+		for err == nil && len(b) > 0 {
+			var h batchHeader
+			if h, err = checkBatch(b); err == nil {
+				b = b[h.size:]
+			}
+		}
+		if err != nil {
+			t.Fatalf("read with max bytes %d: %v", len(data), err)
+		}
 		l.OffsetForTimestamp(0)
 		l.MaxTimestamp()
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -240,7 +241,7 @@ func walkHeaders(f *os.File, pos, limit int64, fn func(h batchHeader, pos int64)
 // recoverActive scans the whole segment verifying every batch's framing,
 // CRC and offset, truncates the file at the first bad batch, and rebuilds
 // the indexes from what it read.
-func (s *segment) recoverActive(l *Log, interval int64, now time.Time) error {
+func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Time) error {
 	fi, err := s.log.Stat()
 	if err != nil {
 		return fmt.Errorf("stat segment %s: %w", s.name(), err)
@@ -268,7 +269,7 @@ func (s *segment) recoverActive(l *Log, interval int64, now time.Time) error {
 		if h.size > len(buf) {
 			buf = make([]byte, h.size)
 		}
-		if _, err := s.log.ReadAt(buf[:h.size], pos); err != nil && !errors.Is(err, io.EOF) {
+		if _, err := s.log.ReadAt(buf[:h.size], pos); err != nil {
 			return fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
 		if _, err := checkBatch(buf[:h.size]); err != nil {
@@ -282,7 +283,7 @@ func (s *segment) recoverActive(l *Log, interval int64, now time.Time) error {
 		pos += int64(h.size)
 	}
 	if bad != nil {
-		l.logger().Warn("truncating torn or corrupt tail of segment",
+		logger.Warn("truncating torn or corrupt tail of segment",
 			"dir", s.dir, "segment", s.name(), "at_byte", pos, "dropped_bytes", fileSize-pos, "reason", bad)
 		if err := s.log.Truncate(pos); err != nil {
 			return fmt.Errorf("truncate segment %s: %w", s.name(), err)
@@ -298,14 +299,14 @@ func (s *segment) recoverActive(l *Log, interval int64, now time.Time) error {
 // loadOlder sets up a rolled segment that ends at next: it loads its
 // index files if they are consistent with the log, and rebuilds them from
 // the batch headers otherwise. A malformed batch in the segment is an error.
-func (s *segment) loadOlder(l *Log, next, interval int64) error {
+func (s *segment) loadOlder(logger *slog.Logger, next, interval int64) error {
 	fi, err := s.log.Stat()
 	if err != nil {
 		return fmt.Errorf("stat segment %s: %w", s.name(), err)
 	}
 	s.size, s.next = fi.Size(), next
 	if err := s.loadIndexes(interval); err != nil {
-		l.logger().Warn("rebuilding index of segment", "dir", s.dir, "segment", s.name(), "reason", err)
+		logger.Warn("rebuilding index of segment", "dir", s.dir, "segment", s.name(), "reason", err)
 		s.entries, s.tentries, s.sinceIndex, s.maxTs, s.maxTsOffset = nil, nil, 0, -1, -1
 		size := s.size
 		err := walkHeaders(s.log, 0, size, func(h batchHeader, pos int64) bool {
