@@ -1,0 +1,102 @@
+package interop
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+func saramaConfig() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.ClientID = "riffle-interop"
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Idempotent = true
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Producer.Compression = sarama.CompressionZSTD
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Consumer.Return.Errors = true
+	return cfg
+}
+
+// TestSaramaProduceConsume produces with sarama's idempotent sync
+// producer and reads back with its partition consumer.
+func TestSaramaProduceConsume(t *testing.T) {
+	addr := startBroker(t)
+	cfg := saramaConfig()
+	admin, err := sarama.NewClusterAdmin([]string{addr}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.CreateTopic("sarama", &sarama.TopicDetail{NumPartitions: 3, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	topics, err := admin.ListTopics()
+	if err != nil || topics["sarama"].NumPartitions != 3 {
+		t.Fatalf("list topics: %v %+v", err, topics["sarama"])
+	}
+
+	producer, err := sarama.NewSyncProducer([]string{addr}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	const n = 300
+	for i := range n {
+		msg := &sarama.ProducerMessage{Topic: "sarama", Partition: int32(i % 3), Key: sarama.StringEncoder(strconv.Itoa(i)), Value: sarama.StringEncoder(fmt.Sprintf("v%d", i))}
+		if _, _, err := producer.SendMessage(msg); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+
+	consumer, err := sarama.NewConsumer([]string{addr}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	var mu sync.Mutex
+	seen := map[string]string{}
+	var wg sync.WaitGroup
+	for p := range int32(3) {
+		pc, err := consumer.ConsumePartition("sarama", p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pc.Close()
+			timeout := time.After(30 * time.Second)
+			for range n / 3 {
+				select {
+				case m := <-pc.Messages():
+					mu.Lock()
+					seen[string(m.Key)] = string(m.Value)
+					mu.Unlock()
+				case err := <-pc.Errors():
+					t.Errorf("partition %d: %v", p, err)
+					return
+				case <-timeout:
+					t.Errorf("partition %d: timed out", p)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Fatalf("sarama consumed %d distinct records, want %d", len(seen), n)
+	}
+	for i := range n {
+		if seen[strconv.Itoa(i)] != fmt.Sprintf("v%d", i) {
+			t.Fatalf("record %d: %q", i, seen[strconv.Itoa(i)])
+		}
+	}
+}
