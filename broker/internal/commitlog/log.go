@@ -331,6 +331,11 @@ func (l *Log) recoverProducers() error {
 	from := l.segs[0].base
 	for _, off := range offs {
 		if off > l.end {
+			// The records it covers were lost with a torn tail; new
+			// ones will take their offsets.
+			if err := os.Remove(filepath.Join(l.dir, snapshotName(off))); err != nil {
+				return fmt.Errorf("remove stale producer snapshot: %w", err)
+			}
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(l.dir, snapshotName(off)))
@@ -843,7 +848,8 @@ func (l *Log) DeleteRecords(before int64) (int64, error) {
 }
 
 // removeSegmentsLocked removes the n oldest segments, which are not the
-// active one. The caller holds segMu exclusively and mu.
+// active one, and forgets the producers with no batch left in the log, as
+// Kafka does. The caller holds segMu exclusively and mu.
 func (l *Log) removeSegmentsLocked(n int) error {
 	var errs []error
 	for _, s := range l.segs[:n] {
@@ -853,6 +859,7 @@ func (l *Log) removeSegmentsLocked(n int) error {
 	}
 	l.segs = slices.Delete(l.segs, 0, n)
 	l.start = max(l.start, l.segs[0].base)
+	l.producers.evictBefore(l.start)
 	return errors.Join(errs...)
 }
 

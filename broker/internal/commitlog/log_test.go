@@ -759,3 +759,47 @@ func FuzzAppend(f *testing.F) {
 		l.MaxTimestamp()
 	})
 }
+
+func TestProducerStateLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, testConfig())
+	for i := range 3 {
+		mustAppend(t, l, makeBatch(t, idem(5, 0, int32(2*i), 2)))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Lose the last batch: the snapshot written at Close now covers
+	// records that are gone, so the retry must be taken as new.
+	logs := segmentFiles(t, dir, logSuffix)
+	fi, err := os.Stat(logs[len(logs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(logs[len(logs)-1], fi.Size()-10); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, testConfig())
+	if l.EndOffset() != 4 {
+		t.Fatalf("end %d after losing the last batch, want 4", l.EndOffset())
+	}
+	if res := mustAppend(t, l, makeBatch(t, idem(5, 0, 4, 2))); res.Duplicate || res.BaseOffset != 4 {
+		t.Fatalf("re-sent lost batch: %+v", res)
+	}
+	if res := mustAppend(t, l, makeBatch(t, idem(5, 0, 4, 2))); !res.Duplicate || res.BaseOffset != 4 {
+		t.Fatalf("retry of the re-sent batch: %+v", res)
+	}
+
+	// Once DeleteRecords removes all of a producer's batches, the log
+	// forgets it and accepts any sequence from it.
+	if _, err := l.Append(makeBatch(t, idem(5, 0, 100, 1)), t0); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("sequence gap: %v", err)
+	}
+	mustAppend(t, l, makeBatch(t, plain(1, 0)))
+	if _, err := l.DeleteRecords(l.EndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustAppend(t, l, makeBatch(t, idem(5, 0, 100, 1))); res.BaseOffset != 7 {
+		t.Fatalf("append from a forgotten producer: %+v", res)
+	}
+}

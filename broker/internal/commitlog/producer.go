@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,6 +108,11 @@ func (s producerState) apply(pid int64, epoch int16, m batchMeta) {
 		s[pid] = e
 	}
 	e.push(epoch, m)
+}
+
+// evictBefore forgets the producers whose last batch ends below offset.
+func (s producerState) evictBefore(offset int64) {
+	maps.DeleteFunc(s, func(_ int64, e *producerEntry) bool { return e.last().lastOffset < offset })
 }
 
 // applyHeader records a stored batch read back from the log.
