@@ -517,7 +517,7 @@ func (l *Log) rollLocked() error {
 		l.unsynced = append(l.unsynced, old)
 		l.requestFlush()
 	} else if err := old.closeIndexes(); err != nil {
-		return fmt.Errorf("close indexes of %s: %w", old.name(), err)
+		l.logger().Warn("closing the indexes of a rolled segment", "dir", l.dir, "segment", old.name(), "err", err)
 	}
 	if err := writeSnapshot(l.dir, l.end, l.producers, false); err != nil {
 		l.logger().Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)

@@ -38,8 +38,11 @@ type timeEntry struct {
 }
 
 // segment is one file of batches plus its sparse indexes, kept both on
-// disk and in memory. All fields are guarded by the Log's mu, except the
-// files' contents below size, which are immutable.
+// disk and in memory. Its fields are guarded by the Log's mu, with two
+// exceptions: the bytes of the log file below size never change, and the
+// index files of a rolled segment awaiting its fsync belong to the
+// flusher, which closes them; the Log's segMu keeps them from being
+// closed twice.
 type segment struct {
 	base      int64
 	dir       string
