@@ -803,3 +803,81 @@ func TestProducerStateLifecycle(t *testing.T) {
 		t.Fatalf("append from a forgotten producer: %+v", res)
 	}
 }
+
+// TestConcurrentReadsAndRetention reads while appends, retention and
+// DeleteRecords remove segments under the readers.
+func TestConcurrentReadsAndRetention(t *testing.T) {
+	cfg := testConfig()
+	cfg.RetentionBytes = 3 * 4096
+	l := openLog(t, t.TempDir(), cfg)
+	b := makeBatch(t, plain(2, t0.UnixMilli()))
+	deadline := time.Now().Add(5 * time.Second)
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(done)
+		for i := 0; i < 3000 && time.Now().Before(deadline); i++ {
+			if _, err := l.Append(b, t0); err != nil {
+				errs <- err
+				return
+			}
+			switch {
+			case i%100 == 0:
+				if err := l.EnforceRetention(t0); err != nil {
+					errs <- err
+					return
+				}
+			case i%250 == 0:
+				if _, err := l.DeleteRecords(l.EndOffset() - 50); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+	})
+	for r := range 2 {
+		wg.Go(func() {
+			var dst []byte
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				start, end := l.StartOffset(), l.EndOffset()
+				if end == start {
+					continue
+				}
+				off := start + int64(i*31+r)%(end-start)
+				var err error
+				dst, err = l.Read(off, 1024, dst[:0])
+				if errors.Is(err, ErrOffsetOutOfRange) {
+					continue // retention moved the start meanwhile
+				}
+				if err == nil {
+					var h batchHeader
+					if h, err = checkBatch(dst); err == nil && (h.baseOffset > off || h.lastOffset() < off) {
+						err = fmt.Errorf("read %d returned batch %d", off, h.baseOffset)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				l.OffsetForTimestamp(t0.UnixMilli())
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := l.EnforceRetention(t0); err != nil {
+		t.Fatal(err)
+	}
+	if l.Size() > 4*4096 {
+		t.Fatalf("size %d despite retention", l.Size())
+	}
+}
