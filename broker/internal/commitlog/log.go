@@ -49,12 +49,17 @@ const (
 	SyncNone
 )
 
-// Defaults of the Config fields, from Kafka's topic config defaults.
+// Defaults of the Config fields, which are Kafka's topic config defaults.
 const (
-	DefaultSegmentBytes       = 1 << 30
-	DefaultSegmentAge         = 7 * 24 * time.Hour
+	// DefaultSegmentBytes is the default segment.bytes: 1 GiB.
+	DefaultSegmentBytes = 1 << 30
+	// DefaultSegmentAge is the default segment.ms: 7 days.
+	DefaultSegmentAge = 7 * 24 * time.Hour
+	// DefaultIndexIntervalBytes is the default index.interval.bytes.
 	DefaultIndexIntervalBytes = 4096
-	DefaultMaxBatchBytes      = 1048588
+	// DefaultMaxBatchBytes is the default max.message.bytes: 1 MiB plus
+	// the 12-byte log overhead.
+	DefaultMaxBatchBytes = 1048588
 )
 
 // Config holds one log's settings; the broker fills it from topic configs.
