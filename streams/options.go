@@ -1,0 +1,123 @@
+package streams
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/riffle-stream/riffle/processor"
+)
+
+// Option configures an App.
+type Option func(*config)
+
+// BrokerStarter starts a Kafka-protocol broker in-process with its data
+// under dir and returns the address clients reach it at and a function that
+// stops it. Package streams/embedded provides one backed by Riffle's broker.
+type BrokerStarter func(ctx context.Context, dir string, logger *slog.Logger) (addr string, stop func(context.Context) error, err error)
+
+type config struct {
+	appID           string
+	brokers         []string
+	embedded        BrokerStarter
+	stateDir        string
+	commitInterval  time.Duration
+	threads         int
+	processing      processor.ErrorHandler
+	deserialization processor.ErrorHandler
+	logger          *slog.Logger
+	replication     int16
+	pollTimeout     time.Duration
+	clientOpts      []kgo.Opt
+	protocol        GroupProtocol
+}
+
+func defaultConfig() config {
+	return config{
+		stateDir:       filepath.Join(os.TempDir(), "riffle-streams"),
+		commitInterval: 30 * time.Second,
+		threads:        1,
+		logger:         slog.Default(),
+		replication:    -1,
+		pollTimeout:    100 * time.Millisecond,
+	}
+}
+
+// ApplicationID names the application. It is the consumer group id, the
+// prefix of internal topics and the directory under the state directory.
+// Required (Kafka Streams' application.id).
+func ApplicationID(id string) Option { return func(c *config) { c.appID = id } }
+
+// Brokers sets the host:port seed brokers of the cluster. Default: none,
+// which requires Embedded (Kafka Streams' bootstrap.servers).
+func Brokers(addrs ...string) Option { return func(c *config) { c.brokers = addrs } }
+
+// Embedded starts a broker in-process when no Brokers are configured, with
+// its data in "<state dir>/broker", so one binary is broker and application.
+// Default: none.
+func Embedded(start BrokerStarter) Option { return func(c *config) { c.embedded = start } }
+
+// StateDir sets the directory holding local state: one subdirectory per
+// application and task. Default: "<os.TempDir()>/riffle-streams" (Kafka
+// Streams' state.dir).
+func StateDir(dir string) Option { return func(c *config) { c.stateDir = dir } }
+
+// CommitInterval sets how often progress is committed: stores and
+// changelogs flushed, output produced, input offsets committed. Default: 30s
+// (Kafka Streams' commit.interval.ms under at-least-once).
+func CommitInterval(d time.Duration) Option { return func(c *config) { c.commitInterval = d } }
+
+// Threads sets the number of stream threads, each a consumer group member
+// running its share of the tasks. Default: 1 (Kafka Streams'
+// num.stream.threads).
+func Threads(n int) Option { return func(c *config) { c.threads = n } }
+
+// ProcessingErrors sets the handler for processor errors and panics.
+// Default: processor.FailOnError() (Kafka Streams'
+// processing.exception.handler).
+func ProcessingErrors(h processor.ErrorHandler) Option { return func(c *config) { c.processing = h } }
+
+// DeserializationErrors sets the handler for input records that cannot be
+// deserialized. Default: processor.FailOnError() (Kafka Streams'
+// deserialization.exception.handler).
+func DeserializationErrors(h processor.ErrorHandler) Option {
+	return func(c *config) { c.deserialization = h }
+}
+
+// Logger sets the logger. Default: slog.Default().
+func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// ReplicationFactor sets the replication factor of internal topics.
+// Default: -1, the broker's default (Kafka Streams' replication.factor).
+func ReplicationFactor(n int16) Option { return func(c *config) { c.replication = n } }
+
+// ClientOpts adds franz-go options to every client the application creates,
+// for example TLS or SASL settings. Default: none.
+func ClientOpts(opts ...kgo.Opt) Option {
+	return func(c *config) { c.clientOpts = append(c.clientOpts, opts...) }
+}
+
+// GroupProtocol selects the consumer group protocol.
+type GroupProtocol int
+
+const (
+	// GroupProtocolAuto uses the KIP-848 consumer protocol when every broker
+	// supports it and the classic protocol otherwise.
+	GroupProtocolAuto GroupProtocol = iota
+	// GroupProtocolClassic uses the classic JoinGroup/SyncGroup protocol,
+	// with cooperative rebalancing unless co-partitioned sources require the
+	// range assignor.
+	GroupProtocolClassic
+	// GroupProtocolConsumer uses the KIP-848 protocol, with the broker's
+	// range assignor.
+	GroupProtocolConsumer
+)
+
+// WithGroupProtocol selects the consumer group protocol. Default:
+// GroupProtocolAuto (the Kafka consumer's group.protocol, which Kafka
+// defaults to classic).
+func WithGroupProtocol(p GroupProtocol) Option { return func(c *config) { c.protocol = p } }

@@ -1,0 +1,310 @@
+// Package streams runs topologies against a Kafka-protocol cluster: Riffle's
+// own broker, embedded or standalone, or any Kafka cluster, through
+// franz-go.
+//
+// An App joins the consumer group named by its application id with one
+// member per thread. Its input partitions are grouped into tasks, one per
+// subtopology and partition; each task owns its processors and state stores
+// and is created, restored from its changelogs, and closed as the group's
+// assignment changes. Processing is at-least-once: on every commit the
+// stores are flushed (sending their changelog records), everything produced
+// is awaited, and only then are the input offsets committed.
+//
+// The group uses the KIP-848 protocol (server-side assignment) when the
+// broker offers it, and the classic protocol with cooperative rebalancing
+// otherwise.
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/riffle-stream/riffle/state"
+	"github.com/riffle-stream/riffle/topology"
+)
+
+// App is a running (or runnable) stream processing application.
+type App struct {
+	cfg     config
+	top     *topology.Topology
+	subs    []topology.Subtopology
+	metrics metrics
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+	abort  bool // set by tests simulating a crash
+}
+
+// New checks the configuration and returns an App; nothing connects until
+// Run.
+func New(top *topology.Topology, opts ...Option) (*App, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	switch {
+	case cfg.appID == "":
+		return nil, errors.New("streams: ApplicationID is required")
+	case len(cfg.brokers) == 0 && cfg.embedded == nil:
+		return nil, errors.New("streams: no Brokers configured and no Embedded broker")
+	case cfg.threads < 1:
+		return nil, fmt.Errorf("streams: Threads(%d): need at least 1", cfg.threads)
+	case cfg.commitInterval <= 0:
+		return nil, fmt.Errorf("streams: CommitInterval(%v) must be positive", cfg.commitInterval)
+	}
+	return &App{cfg: cfg, top: top, subs: top.Subtopologies(cfg.appID)}, nil
+}
+
+// Run starts the embedded broker if configured, creates the internal
+// topics, and processes until ctx is cancelled, Close is called, or a task
+// fails. On the way out it commits and closes every task and leaves the
+// group. It returns nil after a cancellation or Close.
+func (a *App) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	a.mu.Lock()
+	if a.done != nil {
+		a.mu.Unlock()
+		cancel()
+		return errors.New("streams: Run called twice")
+	}
+	a.cancel, a.done = cancel, make(chan struct{})
+	a.mu.Unlock()
+	defer close(a.done)
+	defer cancel()
+
+	log := a.cfg.logger.With("application.id", a.cfg.appID)
+	brokers := a.cfg.brokers
+	if len(brokers) == 0 {
+		addr, stop, err := a.cfg.embedded(ctx, filepath.Join(a.cfg.stateDir, "broker"), a.cfg.logger)
+		if err != nil {
+			return fmt.Errorf("streams: start embedded broker: %w", err)
+		}
+		defer func() {
+			if err := stop(context.WithoutCancel(ctx)); err != nil {
+				log.Error("stop embedded broker", "err", err)
+			}
+		}()
+		log.Info("embedded broker started", "addr", addr)
+		brokers = []string{addr}
+	}
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, a.cfg.clientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("streams: admin client: %w", err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	plan, err := a.prepareTopics(ctx, adm)
+	if err != nil {
+		return fmt.Errorf("streams: %w", err)
+	}
+	nextGen := a.cfg.protocol == GroupProtocolConsumer ||
+		a.cfg.protocol == GroupProtocolAuto && supportsKIP848(ctx, adm)
+	log.Info("starting", "threads", a.cfg.threads, "kip848", nextGen, "topics", plan.sourceTopics)
+
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range a.cfg.threads {
+		th, err := newThread(a, i, brokers, plan, nextGen, adm)
+		if err != nil {
+			cancel()
+			_ = g.Wait()
+			return fmt.Errorf("streams: %w", err)
+		}
+		g.Go(func() error { return th.run(gctx) })
+	}
+	err = g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("streams: %w", err)
+	}
+	return nil
+}
+
+// Close stops a running App, as cancelling Run's context does, and waits
+// for Run to return.
+func (a *App) Close() {
+	a.mu.Lock()
+	cancel, done := a.cancel, a.done
+	a.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// plan is the runtime's view of the topology against the cluster.
+type plan struct {
+	sourceTopics []string
+	subOf        map[string]int   // source topic -> subtopology
+	partitions   map[string]int32 // every source, sink and internal topic known
+	subParts     []int32          // partitions per subtopology
+}
+
+// prepareTopics resolves source topics, checks co-partitioning, computes
+// internal topic partition counts and creates the internal topics.
+func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error) {
+	p := &plan{subOf: make(map[string]int), partitions: make(map[string]int32), subParts: make([]int32, len(a.subs))}
+	all, err := adm.ListTopics(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	for _, td := range all {
+		if td.Err == nil {
+			p.partitions[td.Topic] = int32(len(td.Partitions))
+		}
+	}
+	internal := make(map[string]bool)
+	for _, s := range a.subs {
+		for _, t := range s.RepartitionSources {
+			internal[t] = true
+		}
+	}
+	sources := make([][]string, len(a.subs))
+	for i, s := range a.subs {
+		sources[i] = slices.Clone(s.SourceTopics)
+		for _, re := range s.SourcePatterns {
+			sources[i] = append(sources[i], matching(all.Names(), re)...)
+		}
+		for _, t := range sources[i] {
+			if _, ok := p.partitions[t]; !ok && !internal[t] {
+				return nil, fmt.Errorf("source topic %q of subtopology %d does not exist", t, s.ID)
+			}
+			p.subOf[t] = s.ID
+			p.sourceTopics = append(p.sourceTopics, t)
+		}
+	}
+	// Repartition topics take the partition count of the subtopology
+	// writing them, which may itself read repartition topics.
+	for range len(a.subs) + 1 {
+		for i, s := range a.subs {
+			var n int32
+			for _, t := range sources[i] {
+				if internal[t] {
+					continue
+				}
+				if n != 0 && p.partitions[t] != n {
+					return nil, fmt.Errorf("subtopology %d: source topics are not co-partitioned: %v", s.ID, partitionCounts(sources[i], p.partitions))
+				}
+				n = p.partitions[t]
+			}
+			for _, t := range sources[i] {
+				if internal[t] && p.partitions[t] > n {
+					n = p.partitions[t]
+				}
+			}
+			p.subParts[i] = n
+			for _, t := range s.SinkTopics {
+				if internal[t] && n > p.partitions[t] && !topicExists(all, t) {
+					p.partitions[t] = n
+				}
+			}
+		}
+	}
+	for t := range internal {
+		if err := createTopic(ctx, adm, t, p.partitions[t], a.cfg.replication, map[string]*string{
+			"cleanup.policy": kadm.StringPtr("delete"),
+			"retention.ms":   kadm.StringPtr("-1"),
+		}); err != nil {
+			return nil, err
+		}
+	}
+	for i, s := range a.subs {
+		if p.subParts[i] == 0 {
+			return nil, fmt.Errorf("subtopology %d reads no topic with a known partition count", s.ID)
+		}
+		for _, sc := range s.Stores {
+			if !sc.Logging {
+				continue
+			}
+			configs := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
+			for k, v := range sc.LogConfig {
+				configs[k] = kadm.StringPtr(v)
+			}
+			topic := state.ChangelogTopic(a.cfg.appID, sc.Name)
+			if err := createTopic(ctx, adm, topic, p.subParts[i], a.cfg.replication, configs); err != nil {
+				return nil, err
+			}
+			p.partitions[topic] = p.subParts[i]
+		}
+	}
+	return p, nil
+}
+
+func topicExists(all kadm.TopicDetails, t string) bool {
+	td, ok := all[t]
+	return ok && td.Err == nil
+}
+
+func matching(topics []string, re *regexp.Regexp) []string {
+	var out []string
+	for _, t := range topics {
+		if re.MatchString(t) {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func partitionCounts(topics []string, parts map[string]int32) map[string]int32 {
+	out := make(map[string]int32)
+	for _, t := range topics {
+		out[t] = parts[t]
+	}
+	return out
+}
+
+// createTopic creates topic unless it exists; an existing topic must have
+// the expected partition count.
+func createTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32, rf int16, configs map[string]*string) error {
+	resp, err := adm.CreateTopic(ctx, partitions, rf, configs, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		td, lerr := adm.ListTopics(ctx, topic)
+		if lerr != nil {
+			return fmt.Errorf("describe internal topic %s: %w", topic, lerr)
+		}
+		if got := int32(len(td[topic].Partitions)); got != partitions {
+			return fmt.Errorf("internal topic %s has %d partitions, want %d", topic, got, partitions)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create internal topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+// supportsKIP848 reports whether every broker answers ConsumerGroupHeartbeat.
+func supportsKIP848(ctx context.Context, adm *kadm.Client) bool {
+	versions, err := adm.ApiVersions(ctx)
+	if err != nil || len(versions) == 0 {
+		return false
+	}
+	ok := true
+	versions.Each(func(v kadm.BrokerApiVersions) {
+		if _, has := v.KeyMaxVersion(kmsg.ConsumerGroupHeartbeat.Int16()); !has || v.Err != nil {
+			ok = false
+		}
+	})
+	return ok
+}
+
+func (a *App) aborted() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.abort
+}

@@ -1,0 +1,265 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/riffle-stream/riffle/processor"
+	"github.com/riffle-stream/riffle/state"
+	"github.com/riffle-stream/riffle/topology"
+)
+
+// task is a topology.Task with its stores, changelog positions and input
+// positions.
+type task struct {
+	id      processor.TaskID
+	t       *topology.Task
+	dir     string
+	db      *state.PebbleDB
+	engines map[string]state.RawStore // bottom of each store's stack
+	stores  map[string]state.RawStore // top of each store's stack
+
+	mu        sync.Mutex
+	changelog map[string]int64 // store -> next changelog offset acknowledged
+
+	consumed map[string]kgo.EpochOffset // topic -> next offset to commit
+	dirty    bool
+}
+
+// openTask opens the task's stores, restores them from their changelogs
+// and creates its processors.
+func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, error) {
+	a := th.app
+	sub := a.subs[id.Subtopology]
+	tk := &task{
+		id:        id,
+		dir:       filepath.Join(a.cfg.stateDir, a.cfg.appID, id.String()),
+		engines:   make(map[string]state.RawStore),
+		stores:    make(map[string]state.RawStore),
+		changelog: make(map[string]int64),
+		consumed:  make(map[string]kgo.EpochOffset),
+	}
+	if err := os.MkdirAll(tk.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("task %s: create state dir: %w", id, err)
+	}
+	checkpoint, err := state.ReadCheckpoint(tk.dir)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: %w", id, err)
+	}
+	pebbleDir := filepath.Join(tk.dir, "pebble")
+	if checkpoint == nil {
+		// Local state without a checkpoint cannot be trusted: start over.
+		if err := os.RemoveAll(pebbleDir); err != nil {
+			return nil, fmt.Errorf("task %s: wipe state: %w", id, err)
+		}
+	}
+	for _, sc := range sub.Stores {
+		if sc.InMemory {
+			tk.engines[sc.Name] = state.NewMemoryStore(sc.Name)
+			continue
+		}
+		if tk.db == nil {
+			if tk.db, err = openPebbleRetry(ctx, pebbleDir, a); err != nil {
+				return nil, fmt.Errorf("task %s: %w", id, err)
+			}
+		}
+		tk.engines[sc.Name] = tk.db.Store(sc.Name)
+	}
+	for _, sc := range sub.Stores {
+		start := int64(-2) // earliest
+		if off, ok := checkpoint[sc.Name]; ok && !sc.InMemory {
+			start = off
+		}
+		if sc.Logging {
+			if err := th.restore(ctx, tk, sc.Name, start); err != nil {
+				tk.closeStores()
+				return nil, fmt.Errorf("task %s: restore store %s: %w", id, sc.Name, err)
+			}
+		}
+		raw := tk.engines[sc.Name]
+		if sc.Logging {
+			raw = state.NewLoggedStore(raw, th.changeLogger(tk, sc.Name))
+		}
+		if sc.CacheMaxBytes > 0 {
+			raw = state.NewCachingStore(raw, sc.CacheMaxBytes)
+		}
+		tk.stores[sc.Name] = raw
+	}
+	tk.t, err = topology.NewTask(a.top, topology.TaskConfig{
+		ApplicationID:         a.cfg.appID,
+		ID:                    id,
+		Stores:                tk.stores,
+		Send:                  th.send,
+		Partitions:            th.partitionCount,
+		ProcessingErrors:      a.cfg.processing,
+		DeserializationErrors: a.cfg.deserialization,
+		Logger:                th.log,
+	})
+	if err != nil {
+		tk.closeStores()
+		return nil, err
+	}
+	return tk, nil
+}
+
+func openPebbleRetry(ctx context.Context, dir string, a *App) (*state.PebbleDB, error) {
+	// A task moving between threads of this process may still be closing.
+	var err error
+	for range 50 {
+		var db *state.PebbleDB
+		if db, err = state.OpenPebble(dir, a.cfg.logger); err == nil {
+			return db, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil, err
+}
+
+// changeLogger sends a store's writes to its changelog partition and
+// tracks the acknowledged offset for the checkpoint.
+func (th *thread) changeLogger(tk *task, store string) state.ChangeLogger {
+	topic := state.ChangelogTopic(th.app.cfg.appID, store)
+	return state.ChangeLoggerFunc(func(k, v []byte) {
+		r := &kgo.Record{Topic: topic, Partition: tk.id.Partition, Key: k, Value: v}
+		th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+			if err != nil {
+				th.produceFailed(fmt.Errorf("produce to changelog %s: %w", topic, err))
+				return
+			}
+			tk.mu.Lock()
+			if r.Offset+1 > tk.changelog[store] {
+				tk.changelog[store] = r.Offset + 1
+			}
+			tk.mu.Unlock()
+		})
+	})
+}
+
+// restore replays a store's changelog partition into its engine from start
+// (a changelog offset, or -2 for the earliest) to the current end.
+func (th *thread) restore(ctx context.Context, tk *task, store string, start int64) error {
+	topic := state.ChangelogTopic(th.app.cfg.appID, store)
+	ends, err := th.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	end, ok := ends.Lookup(topic, tk.id.Partition)
+	if !ok || end.Err != nil {
+		return fmt.Errorf("end offset of %s[%d]: %v", topic, tk.id.Partition, end.Err)
+	}
+	tk.changelog[store] = end.Offset
+	if start >= 0 && start >= end.Offset {
+		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", end.Offset)
+		return nil
+	}
+	offset := kgo.NewOffset().AtStart()
+	if start >= 0 {
+		offset = kgo.NewOffset().At(start)
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(th.brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {tk.id.Partition: offset}}),
+	}, th.app.cfg.clientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("restore client: %w", err)
+	}
+	defer cl.Close()
+	engine := tk.engines[store]
+	began := time.Now()
+	lastLog := began
+	var restored int64
+	th.log.Info("restoring store", "task", tk.id.String(), "store", store, "from", start, "to", end.Offset)
+	for next := max(start, 0); next < end.Offset; {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = errors.Join(ferr, err) })
+		if ferr != nil {
+			return fmt.Errorf("fetch %s: %w", topic, ferr)
+		}
+		for _, r := range fetches.Records() {
+			if r.Offset >= end.Offset {
+				break
+			}
+			if r.Value == nil {
+				err = engine.Delete(r.Key)
+			} else {
+				err = engine.Put(r.Key, r.Value)
+			}
+			if err != nil {
+				return err
+			}
+			restored++
+			next = r.Offset + 1
+		}
+		th.app.metrics.restored.Add(int64(len(fetches.Records())))
+		if time.Since(lastLog) > time.Second {
+			lastLog = time.Now()
+			th.log.Info("restoring store", "task", tk.id.String(), "store", store, "offset", next, "end", end.Offset)
+		}
+	}
+	if err := engine.Flush(); err != nil {
+		return err
+	}
+	th.log.Info("restored store", "task", tk.id.String(), "store", store, "records", restored,
+		"duration", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// flush pushes cached writes down, so their changelog records are produced.
+func (tk *task) flush() error {
+	var errs []error
+	for name, s := range tk.stores {
+		if err := s.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("flush store %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkpoint records the acknowledged changelog offsets of persistent
+// stores. Call it only after a successful commit.
+func (tk *task) checkpoint() error {
+	tk.mu.Lock()
+	offsets := make(map[string]int64, len(tk.changelog))
+	for k, v := range tk.changelog {
+		offsets[k] = v
+	}
+	tk.mu.Unlock()
+	if err := state.WriteCheckpoint(tk.dir, offsets); err != nil {
+		return fmt.Errorf("task %s: %w", tk.id, err)
+	}
+	return nil
+}
+
+func (tk *task) closeStores() error {
+	if tk.db == nil {
+		return nil
+	}
+	err := tk.db.Close()
+	tk.db = nil
+	return err
+}
+
+// commitOffsets adds what to commit for the task's consumed partitions.
+func (tk *task) commitOffsets(into map[string]map[int32]kgo.EpochOffset) {
+	for topic, eo := range tk.consumed {
+		if into[topic] == nil {
+			into[topic] = make(map[int32]kgo.EpochOffset)
+		}
+		into[topic][tk.id.Partition] = eo
+	}
+}

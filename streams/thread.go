@@ -1,0 +1,409 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/riffle-stream/riffle/processor"
+	"github.com/riffle-stream/riffle/topology"
+)
+
+// thread is one consumer group member and the tasks it runs. Its loop and
+// franz-go's rebalance callbacks (which BlockRebalanceOnPoll keeps out of
+// the processing part of the loop) share the tasks under mu.
+type thread struct {
+	app     *App
+	id      int
+	log     *slog.Logger
+	brokers []string
+	plan    *plan
+	adm     *kadm.Client
+	cl      *kgo.Client
+
+	mu         sync.Mutex
+	assigned   map[string]map[int32]bool
+	tasks      map[processor.TaskID]*task
+	lastCommit time.Time
+	failed     error
+
+	prodMu  sync.Mutex
+	prodErr error
+}
+
+func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kadm.Client) (*thread, error) {
+	th := &thread{
+		app: a, id: id, brokers: brokers, plan: p, adm: adm,
+		log:      a.cfg.logger.With("application.id", a.cfg.appID, "thread", id),
+		assigned: make(map[string]map[int32]bool),
+		tasks:    make(map[processor.TaskID]*task),
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.ClientID(fmt.Sprintf("%s-thread-%d", a.cfg.appID, id)),
+		kgo.ConsumerGroup(a.cfg.appID),
+		kgo.ConsumeTopics(p.sourceTopics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(th.onAssigned),
+		kgo.OnPartitionsRevoked(th.onRevoked),
+		kgo.OnPartitionsLost(th.onLost),
+		kgo.RecordPartitioner(partitioner{keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.DisableIdempotentWrite(),
+	}
+	if nextGen {
+		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()))
+	} else if coPartitioned(a.subs) {
+		// Only the range assignor keeps co-partitioned topics together.
+		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
+	} else {
+		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	}
+	cl, err := kgo.NewClient(append(opts, a.cfg.clientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("thread %d: client: %w", id, err)
+	}
+	th.cl = cl
+	return th, nil
+}
+
+// coPartitioned reports whether some subtopology reads several topics that
+// must be assigned together.
+func coPartitioned(subs []topology.Subtopology) bool {
+	for _, s := range subs {
+		if len(s.SourceTopics)+len(s.SourcePatterns) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// partitioner honours a partition chosen by the runtime (changelogs,
+// Partitioner sinks) and otherwise hashes the key as Kafka does.
+type partitioner struct{ keyed kgo.Partitioner }
+
+func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	return topicPartitioner{keyed: p.keyed.ForTopic(topic)}
+}
+
+type topicPartitioner struct{ keyed kgo.TopicPartitioner }
+
+func (topicPartitioner) RequiresConsistency(*kgo.Record) bool { return true }
+
+func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
+	if r.Partition >= 0 && int(r.Partition) < n {
+		return int(r.Partition)
+	}
+	return p.keyed.Partition(r, n)
+}
+
+func (th *thread) partitionCount(topic string) int32 {
+	if n, ok := th.plan.partitions[topic]; ok {
+		return n
+	}
+	return -1
+}
+
+func (th *thread) produceFailed(err error) {
+	th.prodMu.Lock()
+	if th.prodErr == nil {
+		th.prodErr = err
+	}
+	th.prodMu.Unlock()
+}
+
+func (th *thread) produceErr() error {
+	th.prodMu.Lock()
+	defer th.prodMu.Unlock()
+	return th.prodErr
+}
+
+// send produces a task's output record.
+func (th *thread) send(o topology.OutputRecord) {
+	headers := make([]kgo.RecordHeader, len(o.Headers))
+	for i, h := range o.Headers {
+		headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+	}
+	r := &kgo.Record{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp, Headers: headers}
+	th.app.metrics.produced.Add(1)
+	th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+		if err != nil {
+			th.produceFailed(fmt.Errorf("produce to %s: %w", r.Topic, err))
+		}
+	})
+}
+
+func (th *thread) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	for topic, parts := range assigned {
+		if th.assigned[topic] == nil {
+			th.assigned[topic] = make(map[int32]bool)
+		}
+		for _, p := range parts {
+			th.assigned[topic][p] = true
+		}
+	}
+	th.log.Info("partitions assigned", "partitions", assigned)
+}
+
+func (th *thread) unassign(lost map[string][]int32) []processor.TaskID {
+	var ids []processor.TaskID
+	for topic, parts := range lost {
+		for _, p := range parts {
+			delete(th.assigned[topic], p)
+			id := processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}
+			if _, ok := th.tasks[id]; ok && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	th.log.Info("partitions revoked", "partitions", revoked)
+	if th.app.aborted() {
+		return
+	}
+	if err := th.commit(ctx); err != nil {
+		th.fail(fmt.Errorf("commit on revocation: %w", err))
+	}
+	for _, id := range th.unassign(revoked) {
+		th.closeTask(id, true)
+	}
+}
+
+func (th *thread) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	th.log.Warn("partitions lost", "partitions", lost)
+	for _, id := range th.unassign(lost) {
+		th.closeTask(id, false)
+	}
+}
+
+func (th *thread) fail(err error) {
+	if th.failed == nil {
+		th.failed = err
+	}
+}
+
+// closeTask closes a task; a clean close writes its checkpoint, a dirty one
+// removes it so that its state is rebuilt from the changelog next time.
+func (th *thread) closeTask(id processor.TaskID, clean bool) {
+	tk := th.tasks[id]
+	delete(th.tasks, id)
+	th.app.metrics.tasks.Add(-1)
+	var errs []error
+	if !th.app.aborted() {
+		errs = append(errs, tk.t.Close())
+		if clean {
+			errs = append(errs, tk.checkpoint())
+		}
+	}
+	errs = append(errs, tk.closeStores())
+	if err := errors.Join(errs...); err != nil {
+		th.log.Error("close task", "task", id.String(), "err", err)
+	}
+	th.log.Info("task closed", "task", id.String(), "clean", clean)
+}
+
+// ensureTasks opens a task for every assigned partition that lacks one.
+func (th *thread) ensureTasks(ctx context.Context) error {
+	for _, topic := range slices.Sorted(maps.Keys(th.assigned)) {
+		for p := range th.assigned[topic] {
+			id := processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}
+			if _, ok := th.tasks[id]; ok {
+				continue
+			}
+			tk, err := th.openTask(ctx, id)
+			if err != nil {
+				return err
+			}
+			th.tasks[id] = tk
+			th.app.metrics.tasks.Add(1)
+			th.log.Info("task created", "task", id.String())
+		}
+	}
+	return nil
+}
+
+// commit flushes every task's stores, waits for everything produced, then
+// commits the consumed offsets and writes checkpoints.
+func (th *thread) commit(ctx context.Context) error {
+	th.lastCommit = time.Now()
+	var errs []error
+	for _, tk := range th.tasks {
+		errs = append(errs, tk.flush())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := th.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush producer: %w", err)
+	}
+	if err := th.produceErr(); err != nil {
+		return err
+	}
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	var committed []*task
+	for _, tk := range th.tasks {
+		if tk.dirty {
+			tk.commitOffsets(offsets)
+			committed = append(committed, tk)
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	var commitErr error
+	th.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			commitErr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					commitErr = errors.Join(commitErr, fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err))
+				}
+			}
+		}
+	})
+	if commitErr != nil {
+		return fmt.Errorf("commit offsets: %w", commitErr)
+	}
+	th.app.metrics.commits.Add(1)
+	for _, tk := range committed {
+		tk.dirty = false
+		if err := tk.checkpoint(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run is the thread's loop: poll, create tasks, process, punctuate, commit.
+func (th *thread) run(ctx context.Context) error {
+	defer th.shutdown(ctx)
+	th.lastCommit = time.Now()
+	for {
+		pollCtx, cancel := context.WithTimeout(ctx, th.app.cfg.pollTimeout)
+		fetches := th.cl.PollRecords(pollCtx, 10000)
+		cancel()
+		if ctx.Err() != nil || th.app.aborted() {
+			th.cl.AllowRebalance()
+			return ctx.Err()
+		}
+		err := th.step(ctx, fetches)
+		th.cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if th.failed != nil {
+		return th.failed
+	}
+	var ferr error
+	fetches.EachError(func(topic string, p int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			ferr = errors.Join(ferr, fmt.Errorf("fetch %s[%d]: %w", topic, p, err))
+		}
+	})
+	if ferr != nil {
+		return ferr
+	}
+	if err := th.ensureTasks(ctx); err != nil {
+		return err
+	}
+	var processed int64
+	var procErr error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if procErr != nil || len(fp.Records) == 0 {
+			return
+		}
+		id := processor.TaskID{Subtopology: th.plan.subOf[fp.Topic], Partition: fp.Partition}
+		tk, ok := th.tasks[id]
+		if !ok {
+			return // revoked meanwhile; the records will be fetched again by the new owner
+		}
+		for _, r := range fp.Records {
+			if err := tk.t.Process(inputRecord(r)); err != nil {
+				procErr = fmt.Errorf("task %s: %w", id, err)
+				return
+			}
+			tk.consumed[r.Topic] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+			tk.dirty = true
+			processed++
+		}
+		last := fp.Records[len(fp.Records)-1]
+		th.app.metrics.setLag(fp.Topic, fp.Partition, fp.HighWatermark-last.Offset-1)
+	})
+	th.app.metrics.processed.Add(processed)
+	if procErr != nil {
+		return procErr
+	}
+	now := time.Now()
+	commitNow := now.Sub(th.lastCommit) >= th.app.cfg.commitInterval
+	for _, tk := range th.tasks {
+		if err := tk.t.Punctuate(now); err != nil {
+			return fmt.Errorf("task %s: %w", tk.id, err)
+		}
+		if tk.t.CommitRequested() {
+			commitNow = true
+		}
+	}
+	if commitNow {
+		if err := th.commit(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func inputRecord(r *kgo.Record) topology.InputRecord {
+	var headers []processor.Header
+	for _, h := range r.Headers {
+		headers = append(headers, processor.Header{Key: h.Key, Value: h.Value})
+	}
+	return topology.InputRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+		Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Headers: headers}
+}
+
+// shutdown commits and closes every task and leaves the group; after a
+// simulated crash it only releases resources.
+func (th *thread) shutdown(ctx context.Context) {
+	th.mu.Lock()
+	if !th.app.aborted() && th.failed == nil {
+		if err := th.commit(context.WithoutCancel(ctx)); err != nil {
+			th.log.Error("final commit", "err", err)
+		}
+	}
+	for id := range th.tasks {
+		th.closeTask(id, !th.app.aborted())
+	}
+	th.mu.Unlock()
+	th.cl.CloseAllowingRebalance()
+	th.log.Info("thread stopped")
+}
