@@ -192,7 +192,8 @@ type Log struct {
 	segs        []*segment // by base offset; the last is the active one
 	start, end  int64
 	size        int64
-	closed      bool
+	closed      bool // Close has begun
+	shut        bool // Close has finished
 	changed     chan struct{}
 	changedUsed bool // someone holds changed, so the next append must close it
 	producers   producerState
@@ -542,17 +543,19 @@ func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 	for {
 		l.mu.Lock()
 		offset = min(offset, l.end)
-		durable, err, closed, ch := l.durable, l.flushErr, l.closed, l.durableCh
+		durable, err, closed, shut, ch := l.durable, l.flushErr, l.closed, l.shut, l.durableCh
 		l.mu.Unlock()
 		switch {
 		case durable >= offset:
 			return nil
 		case err != nil:
 			return err
-		case closed:
+		case shut:
 			return ErrClosed
 		}
-		l.requestFlush()
+		if !closed {
+			l.requestFlush() // else Close's final fsync covers offset
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -921,8 +924,8 @@ func (l *Log) segmentTime(s *segment) time.Time {
 
 // Close flushes and fsyncs the log, writes a producer state snapshot so
 // that the next Open need not replay batches, and closes the files.
-// Waiters of WaitDurable get nil if their records were made durable, and
-// ErrClosed otherwise. Close is idempotent.
+// Pending WaitDurable calls return when its fsync completes, with its
+// error if it failed. Close is idempotent.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -944,8 +947,11 @@ func (l *Log) Close() error {
 	if active.addTimeEntry() {
 		errs = append(errs, active.writeLastTimeEntry())
 	}
-	for _, s := range append(l.unsynced, active) {
-		errs = append(errs, s.log.Sync(), s.index.Sync(), s.timeIndex.Sync())
+	for _, s := range l.segs {
+		errs = append(errs, s.log.Sync())
+		if s.index != nil {
+			errs = append(errs, s.index.Sync(), s.timeIndex.Sync())
+		}
 	}
 	errs = append(errs, writeSnapshot(l.dir, l.end, l.producers, true))
 	if l.start > l.segs[0].base {
@@ -956,6 +962,7 @@ func (l *Log) Close() error {
 		errs = append(errs, s.close())
 	}
 	err := errors.Join(errs...)
+	l.shut = true
 	if err == nil {
 		l.durable = l.end
 	} else if l.flushErr == nil {

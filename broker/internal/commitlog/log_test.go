@@ -881,3 +881,18 @@ func TestConcurrentReadsAndRetention(t *testing.T) {
 		t.Fatalf("size %d despite retention", l.Size())
 	}
 }
+
+func TestWaitDurableAcrossClose(t *testing.T) {
+	for range 20 {
+		l := openLog(t, t.TempDir(), testConfig())
+		res := mustAppend(t, l, makeBatch(t, plain(2, 0)))
+		waited := make(chan error, 1)
+		go func() { waited <- l.WaitDurable(context.Background(), res.LastOffset+1) }()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-waited; err != nil {
+			t.Fatalf("wait racing Close: %v", err)
+		}
+	}
+}
