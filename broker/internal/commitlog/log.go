@@ -278,6 +278,24 @@ func (l *Log) recover(now time.Time) error {
 		}
 	}
 	bases := slices.Sorted(maps.Keys(logs))
+	// An empty active segment holds nothing but its base offset, which
+	// is where its predecessor ends. Dropping it makes the predecessor the
+	// active segment, which is then fully recovered: after a power loss
+	// it may be the one with a torn tail.
+	for len(bases) > 1 {
+		last := &segment{dir: l.dir, base: bases[len(bases)-1]}
+		fi, err := os.Stat(last.path(logSuffix))
+		if err != nil {
+			return fmt.Errorf("stat segment %s: %w", last.name(), err)
+		}
+		if fi.Size() > 0 {
+			break
+		}
+		if err := last.remove(); err != nil {
+			return err
+		}
+		bases = bases[:len(bases)-1]
+	}
 	if b, err := os.ReadFile(filepath.Join(l.dir, startOffsetFile)); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
 			l.start = n

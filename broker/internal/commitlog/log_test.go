@@ -896,3 +896,41 @@ func TestWaitDurableAcrossClose(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoverTornSegmentBeforeEmptyActive covers a power loss right after
+// a roll: the rolled segment's tail is torn and the new active one empty.
+func TestRecoverTornSegmentBeforeEmptyActive(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.SegmentAge = time.Hour
+	l := openLog(t, dir, cfg)
+	for i := range 60 {
+		mustAppend(t, l, makeBatch(t, plain(2, int64(i))))
+	}
+	if err := l.EnforceRetention(t0.Add(2 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs := segmentFiles(t, dir, logSuffix)
+	if fi, err := os.Stat(logs[len(logs)-1]); err != nil || fi.Size() != 0 {
+		t.Fatalf("want an empty active segment after the age roll: %v", err)
+	}
+	torn := logs[len(logs)-2]
+	fi, err := os.Stat(torn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(torn, fi.Size()-5); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, cfg)
+	if l.EndOffset() != 118 {
+		t.Fatalf("end %d, want 118", l.EndOffset())
+	}
+	if res := mustAppend(t, l, makeBatch(t, plain(2, 0))); res.BaseOffset != 118 {
+		t.Fatalf("append at %d", res.BaseOffset)
+	}
+	readAll(t, l, 0)
+}
