@@ -934,3 +934,18 @@ func TestRecoverTornSegmentBeforeEmptyActive(t *testing.T) {
 	}
 	readAll(t, l, 0)
 }
+
+func TestIdempotentMultiBatchAppend(t *testing.T) {
+	l := openLog(t, t.TempDir(), testConfig())
+	two := append(makeBatch(t, idem(4, 0, 0, 2)), makeBatch(t, idem(4, 0, 2, 2))...)
+	if res := mustAppend(t, l, two); res.BaseOffset != 0 || res.LastOffset != 3 {
+		t.Fatalf("two batches of one producer: %+v", res)
+	}
+	gap := append(makeBatch(t, idem(4, 0, 4, 2)), makeBatch(t, idem(4, 0, 7, 1))...)
+	if _, err := l.Append(gap, t0); !errors.Is(err, ErrOutOfOrderSequence) || l.EndOffset() != 4 {
+		t.Fatalf("gap between the batches of one append: %v, end %d", err, l.EndOffset())
+	}
+	if res := mustAppend(t, l, makeBatch(t, idem(4, 0, 2, 2))); !res.Duplicate || res.BaseOffset != 2 {
+		t.Fatalf("retry of the second batch: %+v", res)
+	}
+}
