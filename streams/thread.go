@@ -190,6 +190,9 @@ func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[stri
 }
 
 func (th *thread) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if len(lost) == 0 {
+		return
+	}
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Warn("partitions lost", "partitions", lost)
