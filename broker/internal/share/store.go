@@ -1,0 +1,183 @@
+package share
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// Keys of the share store. A group key marks that the group exists; a
+// partition key holds one share partition's window, prefixed by the id of
+// the topic it belongs to so a recreated topic starts afresh.
+//
+//	'g' group                                  -> empty
+//	'p' len(group) group len(topic) topic part -> topic id, window
+const (
+	groupPrefix     = 'g'
+	partitionPrefix = 'p'
+)
+
+func groupKey(group string) []byte {
+	return append([]byte{groupPrefix}, group...)
+}
+
+// partitionKeyPrefix is the prefix of every partition key of group.
+func partitionKeyPrefix(group string) []byte {
+	k := []byte{partitionPrefix}
+	k = binary.AppendUvarint(k, uint64(len(group)))
+	return append(k, group...)
+}
+
+func partitionKey(group string, tp topicPartition) []byte {
+	k := partitionKeyPrefix(group)
+	k = binary.AppendUvarint(k, uint64(len(tp.topic)))
+	k = append(k, tp.topic...)
+	return binary.BigEndian.AppendUint32(k, uint32(tp.partition))
+}
+
+// parsePartitionKey splits a partition key into its group and partition.
+func parsePartitionKey(k []byte) (string, topicPartition, error) {
+	bad := fmt.Errorf("malformed share partition key %q", k)
+	if len(k) == 0 || k[0] != partitionPrefix {
+		return "", topicPartition{}, bad
+	}
+	k = k[1:]
+	var parts [2]string
+	for i := range parts {
+		n, w := binary.Uvarint(k)
+		if w <= 0 || uint64(len(k)-w) < n {
+			return "", topicPartition{}, bad
+		}
+		parts[i], k = string(k[w:w+int(n)]), k[w+int(n):]
+	}
+	if len(k) != 4 {
+		return "", topicPartition{}, bad
+	}
+	return parts[0], topicPartition{topic: parts[1], partition: int32(binary.BigEndian.Uint32(k))}, nil
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// store is the durable side of the coordinator.
+type store struct{ db *pebble.DB }
+
+func openStore(dir string, log *slog.Logger) (*store, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
+	if err != nil {
+		return nil, fmt.Errorf("open share store %s: %w", dir, err)
+	}
+	return &store{db: db}, nil
+}
+
+func (s *store) close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close share store: %w", err)
+	}
+	return nil
+}
+
+// savedPartition is one share partition as stored.
+type savedPartition struct {
+	group   string
+	tp      topicPartition
+	topicID [16]byte
+	win     window
+}
+
+// load returns every stored group and share partition.
+func (s *store) load() (groups []string, parts []savedPartition, err error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("iterate share store: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		switch k[0] {
+		case groupPrefix:
+			groups = append(groups, string(k[1:]))
+		case partitionPrefix:
+			g, tp, err := parsePartitionKey(k)
+			if err != nil {
+				return nil, nil, err
+			}
+			v := it.Value()
+			if len(v) < 16 {
+				return nil, nil, fmt.Errorf("share partition %s/%s-%d: value of %d bytes", g, tp.topic, tp.partition, len(v))
+			}
+			w, err := unmarshalWindow(v[16:])
+			if err != nil {
+				return nil, nil, fmt.Errorf("share partition %s/%s-%d: %w", g, tp.topic, tp.partition, err)
+			}
+			sp := savedPartition{group: g, tp: tp, win: w}
+			copy(sp.topicID[:], v)
+			parts = append(parts, sp)
+		default:
+			return nil, nil, fmt.Errorf("unknown share store key %q", k)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, nil, fmt.Errorf("iterate share store: %w", err)
+	}
+	return groups, parts, nil
+}
+
+// batch collects writes that commit together with one fsync.
+type batch struct{ b *pebble.Batch }
+
+func (s *store) batch() batch { return batch{s.db.NewBatch()} }
+
+func (b batch) putGroup(group string) {
+	b.b.Set(groupKey(group), nil, nil)
+}
+
+func (b batch) putPartition(group string, tp topicPartition, sp *sharePartition) {
+	v := append(sp.topicID[:0:0], sp.topicID[:]...)
+	b.b.Set(partitionKey(group, tp), sp.win.marshal(v), nil)
+}
+
+func (b batch) deletePartition(group string, tp topicPartition) {
+	b.b.Delete(partitionKey(group, tp), nil)
+}
+
+func (b batch) deleteGroup(group string) {
+	b.b.Delete(groupKey(group), nil)
+	p := partitionKeyPrefix(group)
+	b.b.DeleteRange(p, prefixEnd(p), nil)
+}
+
+// commit writes the batch durably; an empty batch costs nothing.
+func (b batch) commit() error {
+	defer b.b.Close()
+	if b.b.Empty() {
+		return nil
+	}
+	if err := b.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("commit share state: %w", err)
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's log lines into slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}
