@@ -24,8 +24,6 @@ func appendError(err error) *kerr.Error {
 		return kerr.OutOfOrderSequenceNumber
 	case errors.Is(err, commitlog.ErrInvalidProducerEpoch):
 		return kerr.InvalidProducerEpoch
-	case errors.Is(err, commitlog.ErrUnknownProducerID):
-		return kerr.UnknownProducerID
 	case errors.Is(err, commitlog.ErrClosed):
 		return kerr.NotLeaderForPartition
 	}

@@ -137,12 +137,6 @@ var (
 	// ErrInvalidProducerEpoch (INVALID_PRODUCER_EPOCH) reports a batch
 	// from an epoch older than the producer's latest.
 	ErrInvalidProducerEpoch = errors.New("invalid producer epoch")
-	// ErrUnknownProducerID (UNKNOWN_PRODUCER_ID) is never returned by
-	// Append: as Kafka has done since 2.5 (KIP-360), a producer id the
-	// log has no state for may start at any sequence, because its state
-	// may have gone with segments removed by retention or DeleteRecords.
-	// It exists so that error mappings stay complete.
-	ErrUnknownProducerID = errors.New("unknown producer id")
 	// ErrOffsetOutOfRange (OFFSET_OUT_OF_RANGE) reports an offset outside
 	// [StartOffset, EndOffset].
 	ErrOffsetOutOfRange = errors.New("offset out of range")
