@@ -119,9 +119,9 @@ func Consume(ctx context.Context, opts ...Opt) (Result, error) {
 	return res, nil
 }
 
-// EndToEnd produces records stamped with the time each was due, consumes
-// them with a second client, and reports the latency from due time to
-// consumption alongside the consumer's throughput. With a Rate the latency
+// EndToEnd produces records stamped with the time each was due (or sent, if
+// earlier), consumes them with a second client, and reports the latency
+// from that stamp to consumption alongside the consumer's throughput. With a Rate the latency
 // is what an application producing at that rate would see; without one it
 // includes the queueing of a saturated producer.
 func EndToEnd(ctx context.Context, opts ...Opt) (Result, error) {
@@ -169,7 +169,11 @@ func EndToEnd(ctx context.Context, opts ...Opt) (Result, error) {
 	_, perr := c.produce(ctx, pcl, &ctr, func(due time.Time) []byte {
 		v := make([]byte, len(padding))
 		copy(v[stampSize:], padding[stampSize:])
-		binary.BigEndian.PutUint64(v, uint64(due.UnixNano()))
+		// A record sent late is stamped with its due time, so the wait
+		// counts; one sent early (within the pacer's slack) with the time
+		// it was sent, so no latency is negative.
+		stamp := min(due.UnixNano(), time.Now().UnixNano())
+		binary.BigEndian.PutUint64(v, uint64(stamp))
 		return v
 	})
 	close(produceDone)
