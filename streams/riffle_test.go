@@ -14,7 +14,7 @@ import (
 func init() { clusters["riffle"] = riffleCluster }
 
 // riffleCluster starts Riffle's own broker in-process.
-func riffleCluster(t *testing.T) []string {
+func riffleCluster(t testing.TB) []string {
 	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()),
 		broker.Sync(broker.SyncNone), broker.Logger(testLogger(t).With("component", "broker")))
 	if err != nil {

@@ -29,9 +29,9 @@ const (
 )
 
 // cluster starts a broker for one test and returns its seed addresses.
-type cluster func(t *testing.T) []string
+type cluster func(t testing.TB) []string
 
-func kfakeCluster(t *testing.T) []string {
+func kfakeCluster(t testing.TB) []string {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, inputTopic, outputTopic))
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +40,7 @@ func kfakeCluster(t *testing.T) []string {
 	return c.ListenAddrs()
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(testing.TB) *slog.Logger {
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelInfo
@@ -99,7 +99,7 @@ func produceLines(t testing.TB, brokers []string, n, wordsPerLine int) map[strin
 
 // latest reads topic from the start until done reports true for the latest
 // value per key seen so far, or the deadline passes.
-func latest(t *testing.T, brokers []string, topic string, timeout time.Duration, done func(map[string]int64) bool, observe ...func(*kgo.Record)) map[string]int64 {
+func latest(t testing.TB, brokers []string, topic string, timeout time.Duration, done func(map[string]int64) bool, observe ...func(*kgo.Record)) map[string]int64 {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -132,7 +132,7 @@ func latest(t *testing.T, brokers []string, topic string, timeout time.Duration,
 
 // readToEnd reads topic up to its current end offsets and returns the latest
 // value per key.
-func readToEnd(t *testing.T, brokers []string, topic string) map[string]int64 {
+func readToEnd(t testing.TB, brokers []string, topic string) map[string]int64 {
 	t.Helper()
 	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -362,5 +362,19 @@ func TestConfigAndTopicErrors(t *testing.T) {
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("Run did not fail fast")
+	}
+}
+
+func TestWordCountClassicProtocol(t *testing.T) {
+	brokers := kfakeCluster(t)
+	a := startApp(t, brokers, t.TempDir(), WithGroupProtocol(GroupProtocolClassic))
+	b := startApp(t, brokers, t.TempDir(), WithGroupProtocol(GroupProtocolClassic))
+	waitFor(t, "both instances to own tasks", 30*time.Second, func() bool {
+		return a.app.Metrics().Tasks > 0 && b.app.Metrics().Tasks > 0
+	})
+	truth := produceLines(t, brokers, 2000, 10)
+	got := latest(t, brokers, outputTopic, 30*time.Second, atLeast(truth))
+	if d := diff(truth, got); d != "" {
+		t.Fatalf("counts differ from the truth: %s", d)
 	}
 }
