@@ -377,4 +377,57 @@ func TestWordCountClassicProtocol(t *testing.T) {
 	if d := diff(truth, got); d != "" {
 		t.Fatalf("counts differ from the truth: %s", d)
 	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	changelog := state.ChangelogTopic("wordcount", "counts")
+	repartition := topology.InternalTopic("wordcount", "counts-repartition")
+	details, err := adm.ListTopics(ctx, changelog, repartition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{changelog, repartition} {
+		if n := len(details[topic].Partitions); n != partitions {
+			t.Errorf("%s has %d partitions, want %d", topic, n, partitions)
+		}
+	}
+	configs, err := adm.DescribeTopicConfigs(ctx, changelog, repartition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]string{changelog: "compact", repartition: "delete"} {
+		rc, err := configs.On(topic, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var policy string
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" && c.Value != nil {
+				policy = *c.Value
+			}
+		}
+		if policy != want {
+			t.Errorf("%s: cleanup.policy=%q, want %q", topic, policy, want)
+		}
+	}
+	// The record cache coalesces updates of hot keys: far fewer changelog
+	// records than counted words.
+	ends, err := adm.ListEndOffsets(ctx, changelog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged, words int64
+	ends.Each(func(o kadm.ListedOffset) { logged += o.Offset })
+	for _, n := range truth {
+		words += n
+	}
+	if logged == 0 || logged >= words/2 {
+		t.Fatalf("changelog holds %d records for %d words; want caching to coalesce updates", logged, words)
+	}
+	t.Logf("changelog holds %d records for %d words", logged, words)
 }
