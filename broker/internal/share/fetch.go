@@ -446,9 +446,10 @@ func batchBounds(data []byte) (size int, base, last int64, control bool, err err
 }
 
 // acquire locks up to budget records of sp for member: available records
-// first, then records never delivered, whole batches at a time (so the
-// last batch may exceed the budget), never more than maxRecordLocks at
-// once. It returns the batches holding them and the acquired ranges.
+// first, then records never delivered, never more than maxRecordLocks at
+// once. Acquisition is by record, not by batch, so that many members can
+// share one large batch. It returns the whole batches holding the
+// acquired records and the acquired ranges.
 func acquire(sp *sharePartition, l Log, member string, budget int, maxBytes int32, gc groupSettings, now time.Time) ([]byte, []offsetRange, error) {
 	budget = min(budget, maxRecordLocks-sp.win.acquiredCount())
 	if budget <= 0 {
@@ -490,6 +491,9 @@ func acquire(sp *sharePartition, l Log, member string, budget int, maxBytes int3
 				return nil, nil, fmt.Errorf("read offset %d: %w", sp.win.end(), err)
 			}
 			if first := sp.win.end(); last >= first {
+				if !control {
+					last = min(last, first+int64(budget)-1)
+				}
 				sp.win.extend(last, member, lockUntil, control)
 				if !control {
 					ranges = appendRange(ranges, offsetRange{first: first, last: last, deliveries: 1})
