@@ -45,10 +45,10 @@ import (
 // VmHWM from /proc/<pid>/status at the end of the round.
 //
 // Environment, with defaults sized for a two-core machine (a full run takes
-// about four minutes):
+// about three minutes):
 //
-//	RIFFLE_PERF_ROUNDS       rounds per durability mode (3)
-//	RIFFLE_PERF_RECORDS      records produced and consumed per round (100000)
+//	RIFFLE_PERF_ROUNDS       rounds per durability mode (5)
+//	RIFFLE_PERF_RECORDS      records produced and consumed per round (500000)
 //	RIFFLE_PERF_RECORD_SIZE  bytes per record value (1024)
 //	RIFFLE_PERF_PARTITIONS   partitions of the benchmark topic (3)
 //	RIFFLE_PERF_E2E_RATE     e2e records per second (10000)
@@ -126,6 +126,7 @@ func runChild(kind, dir string) error {
 type child struct {
 	cmd  *exec.Cmd
 	addr string
+	dir  string // data directory, removed when the child stops
 }
 
 func startChild(t *testing.T, sys system, mode string) *child {
@@ -134,8 +135,14 @@ func startChild(t *testing.T, sys system, mode string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each child gets its own data directory, removed as soon as it stops
+	// rather than at the end of the test, so rounds do not pile up on disk.
+	dir, err := os.MkdirTemp("", "riffle-perf-"+string(sys)+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(sys)+"/"+mode, childDirEnv+"="+t.TempDir())
+	cmd.Env = append(os.Environ(), childEnv+"="+string(sys)+"/"+mode, childDirEnv+"="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -144,7 +151,7 @@ func startChild(t *testing.T, sys system, mode string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s child: %v", sys, err)
 	}
-	c := &child{cmd: cmd}
+	c := &child{cmd: cmd, dir: dir}
 	t.Cleanup(func() { c.stop(t) })
 	line, err := bufio.NewReader(out).ReadString('\n')
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
@@ -160,6 +167,11 @@ func (c *child) stop(t *testing.T) {
 	if c.cmd.ProcessState != nil {
 		return
 	}
+	defer func() {
+		if err := os.RemoveAll(c.dir); err != nil {
+			t.Errorf("remove child data: %v", err)
+		}
+	}()
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("signal child: %v", err)
 	}
@@ -241,8 +253,8 @@ func loadCompareConfig(t *testing.T) compareConfig {
 		return n
 	}
 	return compareConfig{
-		rounds:      get("RIFFLE_PERF_ROUNDS", 3),
-		records:     get("RIFFLE_PERF_RECORDS", 100_000),
+		rounds:      get("RIFFLE_PERF_ROUNDS", 5),
+		records:     get("RIFFLE_PERF_RECORDS", 500_000),
 		recordSize:  get("RIFFLE_PERF_RECORD_SIZE", 1024),
 		partitions:  get("RIFFLE_PERF_PARTITIONS", 3),
 		e2eRate:     float64(get("RIFFLE_PERF_E2E_RATE", 10_000)),
