@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -430,4 +431,41 @@ func TestWordCountClassicProtocol(t *testing.T) {
 		t.Fatalf("changelog holds %d records for %d words; want caching to coalesce updates", logged, words)
 	}
 	t.Logf("changelog holds %d records for %d words", logged, words)
+}
+
+func TestEmbeddedBrokerStartsWithRun(t *testing.T) {
+	var (
+		brokerDir string
+		addrs     = make(chan []string, 1)
+	)
+	start := func(_ context.Context, dir string, _ *slog.Logger) (string, func(context.Context) error, error) {
+		brokerDir = dir
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, inputTopic, outputTopic))
+		if err != nil {
+			return "", nil, err
+		}
+		addrs <- c.ListenAddrs()
+		return c.ListenAddrs()[0], func(context.Context) error { c.Close(); return nil }, nil
+	}
+	dir := t.TempDir()
+	app, err := New(wordCount(t), ApplicationID("wordcount"), StateDir(dir), Embedded(start),
+		CommitInterval(100*time.Millisecond), Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(context.Background()) }()
+	brokers := <-addrs
+	truth := produceLines(t, brokers, 200, 5)
+	got := latest(t, brokers, outputTopic, 30*time.Second, atLeast(truth))
+	app.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(truth, got); d != "" {
+		t.Fatalf("counts differ from the truth: %s", d)
+	}
+	if brokerDir != filepath.Join(dir, "broker") {
+		t.Fatalf("broker data dir = %q, want %q", brokerDir, filepath.Join(dir, "broker"))
+	}
 }

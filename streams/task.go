@@ -159,7 +159,7 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, start int
 		return fmt.Errorf("end offset of %s[%d]: %v", topic, tk.id.Partition, end.Err)
 	}
 	tk.changelog[store] = end.Offset
-	if start >= 0 && start >= end.Offset {
+	if end.Offset == 0 || start >= end.Offset {
 		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", end.Offset)
 		return nil
 	}

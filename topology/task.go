@@ -168,7 +168,7 @@ func NewTask(top *Topology, cfg TaskConfig) (*Task, error) {
 		if in.r == nil {
 			continue
 		}
-		if err := in.r.init(in); err != nil {
+		if err := in.call(func() error { return in.r.init(in) }); err != nil {
 			return nil, fmt.Errorf("task %s: init processor %s: %w", cfg.ID, in.n.name, err)
 		}
 	}
@@ -220,7 +220,11 @@ func (t *Task) Process(rec InputRecord) error {
 	}
 	t.current = &rec
 	defer func() { t.current = nil }()
-	k, v, err := src.n.decode(rec.Topic, rec.Key, rec.Value)
+	var k, v any
+	err := src.call(func() (err error) {
+		k, v, err = src.n.decode(rec.Topic, rec.Key, rec.Value)
+		return err
+	})
 	if err != nil {
 		if err := t.handle(src.n.name, t.cfg.DeserializationErrors, err); err != nil {
 			return err

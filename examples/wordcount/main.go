@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func run(ctx context.Context, in io.Reader, out io.Writer, cfg config) error {
 		cfg.stateDir = dir
 	}
 	if len(cfg.brokers) == 0 {
-		addr, stop, err := embedded.Broker()(ctx, cfg.stateDir+"/broker", cfg.logger)
+		addr, stop, err := embedded.Broker()(ctx, filepath.Join(cfg.stateDir, "broker"), cfg.logger)
 		if err != nil {
 			return err
 		}
