@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPerfCommands(t *testing.T) {
+	addr := startCLIBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	common := []string{"--brokers", addr, "--topic", "load", "--record-size", "256"}
+
+	run := func(terminal bool, args ...string) (map[string]any, string) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if err := perfCmd(ctx, append(args, common...), &stdout, &stderr, terminal); err != nil {
+			t.Fatalf("perf %q: %v (stderr %q)", args, err, stderr.String())
+		}
+		if terminal {
+			return nil, stdout.String()
+		}
+		var summary map[string]any
+		if err := json.Unmarshal(stdout.Bytes(), &summary); err != nil {
+			t.Fatalf("perf %q printed %q: %v", args, stdout.String(), err)
+		}
+		return summary, stdout.String()
+	}
+
+	prod, _ := run(false, "produce", "--json", "--records", "3000", "--partitions", "2", "--compression", "snappy")
+	if prod["records"] != 3000.0 || prod["bytes"] != 3000*256.0 || prod["mode"] != "produce" {
+		t.Fatalf("produce summary %v", prod)
+	}
+	cons, _ := run(false, "consume", "--json")
+	if cons["records"] != 3000.0 {
+		t.Fatalf("consume summary %v", cons)
+	}
+	e2e, _ := run(false, "e2e", "--json", "--records", "1000", "--rate", "2000", "--linger", "0")
+	lat, _ := e2e["latency"].(map[string]any)
+	if e2e["records"] != 1000.0 || lat == nil || lat["count"] != 1000.0 || lat["p99_ms"].(float64) <= 0 {
+		t.Fatalf("e2e summary %v", e2e)
+	}
+
+	// On a terminal a 1.5s run draws at least one progress line before the summary.
+	_, out := run(true, "produce", "--duration", "1500ms", "--rate", "1000", "--acks", "1")
+	if !strings.Contains(out, "\r\x1b[Kproduce ") || !strings.Contains(out, "in flight") {
+		t.Fatalf("no progress line in %q", out)
+	}
+	if !strings.HasSuffix(out, "\n") || !strings.Contains(out, "records/s") {
+		t.Fatalf("no summary line in %q", out)
+	}
+}
+
+func TestPerfUsageErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, args := range [][]string{nil, {"fly"}, {"produce", "--acks", "2"}, {"produce", "extra"}, {"consume", "--compression", "brotli", "--brokers", "127.0.0.1:1"}} {
+		var stdout, stderr bytes.Buffer
+		if err := perfCmd(ctx, args, &stdout, &stderr, false); err == nil {
+			t.Errorf("perf %q succeeded", args)
+		}
+	}
+}
