@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
 	"github.com/riffle-stream/riffle/topology"
@@ -467,5 +469,76 @@ func TestEmbeddedBrokerStartsWithRun(t *testing.T) {
 	}
 	if brokerDir != filepath.Join(dir, "broker") {
 		t.Fatalf("broker data dir = %q, want %q", brokerDir, filepath.Join(dir, "broker"))
+	}
+}
+
+func TestProcessingErrorsAtRuntime(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in", "out", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	b := topology.NewBuilder()
+	topology.MapValues(topology.FromTopics[string, string](b, []string{"in"}), func(_, v string) string {
+		if v == "bad" {
+			panic("bad value")
+		}
+		return strings.ToUpper(v)
+	}).To("out")
+	top, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, v := range []string{"a", "bad", "b"} {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	app, err := New(top, ApplicationID("failing"), Brokers(brokers...), StateDir(t.TempDir()), Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Run(ctx); err == nil || !strings.Contains(err.Error(), `panicked: bad value`) {
+		t.Fatalf("Run = %v, want the processor's panic as an error", err)
+	}
+
+	app, err = New(top, ApplicationID("tolerant"), Brokers(brokers...), StateDir(t.TempDir()), Logger(testLogger(t)),
+		ProcessingErrors(processor.DeadLetterQueue("dlq", testLogger(t))), CommitInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out", "dlq"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	got := map[string][]string{}
+	for !slices.Contains(got["out"], "B") || len(got["dlq"]) < 1 {
+		fetches := consumer.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("timed out; got %v", got)
+		}
+		fetches.EachRecord(func(r *kgo.Record) { got[r.Topic] = append(got[r.Topic], string(r.Value)) })
+	}
+	app.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The failing application wrote "A" before it stopped; the tolerant one
+	// writes "A" and "B" and sends "bad" to the dead-letter topic.
+	if out := got["out"]; len(out) < 2 || strings.Join(out[len(out)-2:], ",") != "A,B" || strings.Join(got["dlq"], ",") != "bad" {
+		t.Fatalf("got %v", got)
 	}
 }
