@@ -248,7 +248,8 @@ func (c *Coordinator) shareFetch(ctx context.Context, from Client, req *kmsg.Sha
 		}
 		s.bump()
 	}
-	if err := b.commit(); err != nil {
+	dirty, err := b.apply()
+	if err != nil {
 		c.mu.Unlock()
 		c.log.Error("share fetch: write acknowledgements", "err", err)
 		resp.ErrorCode = kerr.KafkaStorageError.Code
@@ -256,7 +257,7 @@ func (c *Coordinator) shareFetch(ctx context.Context, from Client, req *kmsg.Sha
 	}
 	if req.ShareSessionEpoch == -1 || renew {
 		c.mu.Unlock()
-		return c.fetchResponse(resp, res)
+		return c.syncedResponse(resp, res, dirty)
 	}
 
 	maxRecords := int(req.MaxRecords)
@@ -266,7 +267,8 @@ func (c *Coordinator) shareFetch(ctx context.Context, from Client, req *kmsg.Sha
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	var timer *time.Timer
 	for {
-		n, wait := c.acquireLocked(g, topics, byID, memberID, s, res, maxRecords, req.MaxBytes, gc)
+		n, wrote, wait := c.acquireLocked(g, topics, byID, memberID, s, res, maxRecords, req.MaxBytes, gc)
+		dirty = dirty || wrote
 		if n > 0 || c.closed || c.sessions[key] != s || time.Until(deadline) <= 0 {
 			break
 		}
@@ -296,6 +298,19 @@ func (c *Coordinator) shareFetch(ctx context.Context, from Client, req *kmsg.Sha
 		}
 	}
 	c.mu.Unlock()
+	return c.syncedResponse(resp, res, dirty)
+}
+
+// syncedResponse makes what the request wrote durable, then fills the
+// response; if the write fails, nothing the request acknowledged stands.
+func (c *Coordinator) syncedResponse(resp *kmsg.ShareFetchResponse, res results, dirty bool) kmsg.Response {
+	if dirty {
+		if err := c.store.sync(); err != nil {
+			c.log.Error("share fetch: sync", "err", err)
+			resp.ErrorCode = kerr.KafkaStorageError.Code
+			return resp
+		}
+	}
 	return c.fetchResponse(resp, res)
 }
 
@@ -335,9 +350,10 @@ func (c *Coordinator) fetchResponse(resp *kmsg.ShareFetchResponse, res results) 
 
 // acquireLocked acquires up to maxRecords records for member from the
 // session's partitions, starting at a partition that rotates with the
-// session epoch. It returns how many it acquired and, when none, the
-// channels that signal appends to those partitions.
-func (c *Coordinator) acquireLocked(g *group, topics map[string]Topic, byID map[[16]byte]Topic, member string, s *session, res results, maxRecords int, maxBytes int32, gc groupSettings) (int, []<-chan struct{}) {
+// session epoch. It returns how many it acquired, whether it applied
+// writes that need a sync, and, when it acquired none, the channels that
+// signal appends to those partitions.
+func (c *Coordinator) acquireLocked(g *group, topics map[string]Topic, byID map[[16]byte]Topic, member string, s *session, res results, maxRecords int, maxBytes int32, gc groupSettings) (int, bool, []<-chan struct{}) {
 	tps := slices.SortedFunc(maps.Keys(s.parts), func(a, b topicIDPartition) int {
 		if d := slices.Compare(a.id[:], b.id[:]); d != 0 {
 			return d
@@ -381,13 +397,14 @@ func (c *Coordinator) acquireLocked(g *group, topics map[string]Topic, byID map[
 			total += int(r.last - r.first + 1)
 		}
 	}
-	if err := b.commit(); err != nil {
+	wrote, err := b.apply()
+	if err != nil {
 		c.log.Error("share fetch: write share partition state", "group", g.id, "err", err)
 	}
 	if total > 0 {
-		return total, nil
+		return total, wrote, nil
 	}
-	return 0, wait
+	return 0, wrote, wait
 }
 
 // partitionLocked returns a group's share partition, creating it at the
@@ -514,6 +531,19 @@ func acquire(sp *sharePartition, l Log, member string, budget int, maxBytes int3
 // shareAcknowledge serves ShareAcknowledge: acknowledgements only, within
 // the member's share session.
 func (c *Coordinator) shareAcknowledge(from Client, req *kmsg.ShareAcknowledgeRequest) kmsg.Response {
+	resp := c.applyAcknowledge(from, req)
+	if resp.ErrorCode == 0 {
+		if err := c.store.sync(); err != nil {
+			c.log.Error("share acknowledge: sync", "err", err)
+			resp.ErrorCode = kerr.KafkaStorageError.Code
+		}
+	}
+	return resp
+}
+
+// applyAcknowledge applies a ShareAcknowledge under the coordinator's
+// lock; the caller syncs.
+func (c *Coordinator) applyAcknowledge(from Client, req *kmsg.ShareAcknowledgeRequest) *kmsg.ShareAcknowledgeResponse {
 	resp := req.ResponseKind().(*kmsg.ShareAcknowledgeResponse)
 	groupID, memberID, kerrv := c.checkShareRequest(req.GroupID, req.MemberID)
 	if kerrv != nil {
@@ -569,7 +599,7 @@ func (c *Coordinator) shareAcknowledge(from Client, req *kmsg.ShareAcknowledgeRe
 	} else {
 		s.bump()
 	}
-	if err := b.commit(); err != nil {
+	if _, err := b.apply(); err != nil {
 		c.log.Error("share acknowledge: write", "err", err)
 		resp.ErrorCode = kerr.KafkaStorageError.Code
 	}

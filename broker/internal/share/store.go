@@ -158,6 +158,29 @@ func (b batch) deleteGroup(group string) {
 	b.b.DeleteRange(p, prefixEnd(p), nil)
 }
 
+// apply writes the batch without waiting for the disk: batches reach the
+// write-ahead log in the order they are applied, and the next sync makes
+// them durable. It reports whether there was anything to write.
+func (b batch) apply() (bool, error) {
+	defer b.b.Close()
+	if b.b.Empty() {
+		return false, nil
+	}
+	if err := b.b.Commit(pebble.NoSync); err != nil {
+		return false, fmt.Errorf("apply share state: %w", err)
+	}
+	return true, nil
+}
+
+// sync makes every applied batch durable. Callers sync outside the
+// coordinator's lock, so that concurrent acknowledgements share fsyncs.
+func (s *store) sync() error {
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("sync share state: %w", err)
+	}
+	return nil
+}
+
 // commit writes the batch durably; an empty batch costs nothing.
 func (b batch) commit() error {
 	defer b.b.Close()
