@@ -237,6 +237,7 @@ func forEachCluster(t *testing.T, fn func(t *testing.T, brokers []string)) {
 }
 
 func TestWordCountTwoInstances(t *testing.T) {
+	t.Parallel()
 	forEachCluster(t, func(t *testing.T, brokers []string) {
 		a := startApp(t, brokers, t.TempDir())
 		b := startApp(t, brokers, t.TempDir(), Threads(2))
@@ -271,6 +272,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 func TestSurvivorRestoresAfterCrash(t *testing.T) {
+	t.Parallel()
 	forEachCluster(t, func(t *testing.T, brokers []string) {
 		truth := produceLines(t, brokers, 10000, 10)
 		var firstHalf int64

@@ -13,6 +13,12 @@
 // The group uses the KIP-848 protocol (server-side assignment) when the
 // broker offers it, and the classic protocol with cooperative rebalancing
 // otherwise.
+//
+// Run creates the internal topics (repartition topics with the partition
+// count of the subtopology writing them, compacted changelogs with that of
+// the subtopology owning the store) and checks that the source topics of
+// each subtopology are co-partitioned. Pattern sources are resolved when Run
+// starts; topics created later are not picked up.
 package streams
 
 import (
