@@ -1,11 +1,10 @@
 package perf
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -124,9 +123,30 @@ func runChild(kind, dir string) error {
 
 // child is a broker running in a child process.
 type child struct {
-	cmd  *exec.Cmd
-	addr string
-	dir  string // data directory, removed when the child stops
+	cmd     *exec.Cmd
+	addr    string
+	dir     string        // data directory, removed when the child stops
+	exited  chan struct{} // closed once the child has been waited for
+	waitErr error         // the child's exit status, set before exited closes
+	stopped bool
+}
+
+// firstLine captures the first line written to it and discards the rest.
+type firstLine struct {
+	buf  []byte
+	line chan string
+}
+
+func (w *firstLine) Write(p []byte) (int, error) {
+	if w.line == nil {
+		return len(p), nil
+	}
+	w.buf = append(w.buf, p...)
+	if i := bytes.IndexByte(w.buf, '\n'); i >= 0 {
+		w.line <- string(w.buf[:i])
+		w.line, w.buf = nil, nil
+	}
+	return len(p), nil
 }
 
 func startChild(t *testing.T, sys system, mode string) *child {
@@ -141,51 +161,59 @@ func startChild(t *testing.T, sys system, mode string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^$")
+	announced := make(chan string, 1)
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), childEnv+"="+string(sys)+"/"+mode, childDirEnv+"="+dir)
+	cmd.Stdout = &firstLine{line: announced}
 	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s child: %v", sys, err)
 	}
-	c := &child{cmd: cmd, dir: dir}
+	c := &child{cmd: cmd, dir: dir, exited: make(chan struct{})}
+	go func() {
+		c.waitErr = cmd.Wait()
+		close(c.exited)
+	}()
 	t.Cleanup(func() { c.stop(t) })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if err != nil || !ok {
-		t.Fatalf("%s child did not announce its address: %q, %v", sys, line, err)
+	select {
+	case line := <-announced:
+		addr, ok := strings.CutPrefix(line, "listening ")
+		if !ok {
+			t.Fatalf("%s child announced %q, want \"listening <addr>\"", sys, line)
+		}
+		c.addr = addr
+	case <-c.exited:
+		t.Fatalf("%s child exited before listening: %v", sys, c.waitErr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s child did not announce its address within 30s", sys)
 	}
-	go io.Copy(io.Discard, out) //nolint:errcheck // drains stdout until the child exits
-	c.addr = addr
 	return c
 }
 
+// stop sends the child SIGTERM, waits for it to exit (killing it after 30s)
+// and removes its data directory.
 func (c *child) stop(t *testing.T) {
-	if c.cmd.ProcessState != nil {
+	if c.stopped {
 		return
 	}
-	defer func() {
-		if err := os.RemoveAll(c.dir); err != nil {
-			t.Errorf("remove child data: %v", err)
-		}
-	}()
+	c.stopped = true
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		t.Errorf("signal child: %v", err)
+		t.Errorf("signal child %d: %v", c.cmd.Process.Pid, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- c.cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("child %d exited: %v", c.cmd.Process.Pid, err)
+	case <-c.exited:
+		if c.waitErr != nil {
+			t.Errorf("child %d exited: %v", c.cmd.Process.Pid, c.waitErr)
 		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("child %d did not exit within 30s of SIGTERM; killing it", c.cmd.Process.Pid)
-		c.cmd.Process.Kill() //nolint:errcheck // best effort after a timeout already reported
-		<-done
+		if err := c.cmd.Process.Kill(); err != nil {
+			t.Errorf("kill child %d: %v", c.cmd.Process.Pid, err)
+		}
+		<-c.exited
+	}
+	if err := os.RemoveAll(c.dir); err != nil {
+		t.Errorf("remove child data: %v", err)
 	}
 }
 

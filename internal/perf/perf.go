@@ -111,8 +111,8 @@ func Topic(name string) Opt { return func(c *config) { c.topic = name } }
 func Records(n int64) Opt { return func(c *config) { c.records = n } }
 
 // Duration bounds the run by time; 0 removes the bound. Whichever of Records
-// and Duration is reached first ends the run. Default: 0 (kafka-consumer-perf-test's
-// --timeout plays a similar role).
+// and Duration is reached first ends the run. Default: 0; Kafka's perf tools
+// have no such bound.
 func Duration(d time.Duration) Opt { return func(c *config) { c.duration = d } }
 
 // RecordSize sets the size in bytes of each produced record's value; e2e
@@ -121,8 +121,8 @@ func Duration(d time.Duration) Opt { return func(c *config) { c.duration = d } }
 func RecordSize(n int) Opt { return func(c *config) { c.recordSize = n } }
 
 // Partitions sets the partition count used when produce or e2e creates a
-// missing topic; an existing topic is left as it is. Default: 3 (Kafka's
-// num.partitions for topics created by the tool).
+// missing topic; an existing topic is left as it is. Default: 3, in place of
+// the broker's num.partitions (kafka-topics --partitions).
 func Partitions(n int32) Opt { return func(c *config) { c.partitions = n } }
 
 // WithAcks sets how many acknowledgements each produce request waits for.

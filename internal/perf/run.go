@@ -53,7 +53,8 @@ func Produce(ctx context.Context, opts ...Opt) (Result, error) {
 }
 
 // Consume reads the topic from its start offsets and reports how fast the
-// records arrived. The topic must exist.
+// records arrived. The topic must exist. Asked for more records than the
+// topic holds, it waits for them until the Duration or ctx ends.
 func Consume(ctx context.Context, opts ...Opt) (Result, error) {
 	c, err := newConfig(ModeConsume, opts)
 	if err != nil {
