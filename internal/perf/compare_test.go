@@ -35,7 +35,8 @@ import (
 // sequence runs with fsync on every acknowledged write (kfake DataDir with
 // SyncWrites against Riffle's default group commit) and again without
 // (kfake DataDir alone against Riffle's page-cache mode), and the medians
-// over the rounds are printed with the ratio Riffle / kfake.
+// over the rounds are printed with the ratio Riffle / kfake and each
+// figure's range across rounds, which shows how noisy the machine was.
 //
 // Running the brokers in child processes keeps their cost apart from the
 // client's: broker CPU is utime+stime from /proc/<pid>/stat read before and
@@ -401,14 +402,16 @@ func TestCompare(t *testing.T) {
 		}
 		fmt.Printf("\n%s (medians of %d rounds)\n", mode.label, cc.rounds)
 		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(w, "figure\triffle\tkfake\triffle/kfake\tbetter\t")
+		fmt.Fprintln(w, "figure\triffle\tkfake\triffle/kfake\tbetter\triffle min..max\tkfake min..max\t")
 		for _, f := range figures {
-			r, k := median(samples[riffle][f.name]), median(samples[kfakeSys][f.name])
+			rs, ks := samples[riffle][f.name], samples[kfakeSys][f.name]
+			r, k := median(rs), median(ks)
 			better := "lower"
 			if f.higher {
 				better = "higher"
 			}
-			fmt.Fprintf(w, "%s\t%.2f\t%.2f\t%.2f\t%s\t\n", f.name, r, k, r/k, better)
+			fmt.Fprintf(w, "%s\t%.2f\t%.2f\t%.2f\t%s\t%.2f..%.2f\t%.2f..%.2f\t\n",
+				f.name, r, k, r/k, better, slices.Min(rs), slices.Max(rs), slices.Min(ks), slices.Max(ks))
 		}
 		if err := w.Flush(); err != nil {
 			t.Fatal(err)

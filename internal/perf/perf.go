@@ -6,7 +6,11 @@
 // It is the engine behind "riffle perf produce|consume|e2e", which mirrors
 // Kafka's kafka-producer-perf-test and kafka-consumer-perf-test, and behind
 // the side-by-side benchmark of Riffle against franz-go's kfake in this
-// package's tests. Every run talks to brokers over the network through an
+// package's tests, run with
+//
+//	RIFFLE_PERF_COMPARE=1 go test -run TestCompare -v -timeout 30m ./internal/perf
+//
+// (see compare_test.go for its method and settings). Every run talks to brokers over the network through an
 // ordinary kgo client, so the numbers include the client's own costs exactly
 // as an application would pay them.
 package perf

@@ -245,8 +245,9 @@ func TestProduceDuration(t *testing.T) {
 	if res.Records < 1000 || res.Records > 1300 {
 		t.Fatalf("1.2s at 1000/s acknowledged %d records", res.Records)
 	}
-	if ticks != 1 {
-		t.Fatalf("got %d progress reports in 1.2s, want 1", ticks)
+	// One report at 1s, and a second only if the final flush is slow.
+	if ticks < 1 || ticks > 2 {
+		t.Fatalf("got %d progress reports in a 1.2s run, want 1 or 2", ticks)
 	}
 }
 
