@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/riffle-stream/riffle/broker/internal/metadata"
 	"github.com/riffle-stream/riffle/broker/internal/share"
@@ -96,4 +98,36 @@ func (s *shareGroups) close() error {
 		return nil
 	}
 	return s.c.Close()
+}
+
+// appendListedGroups adds the share groups that pass ListGroups' filters
+// (v5 types, v4 states; empty filters pass everything) to resp.
+func (s *shareGroups) appendListedGroups(resp *kmsg.ListGroupsResponse, types, states []string) {
+	if s.c == nil || (len(types) > 0 && !slices.ContainsFunc(types, func(t string) bool { return strings.EqualFold(t, "share") })) {
+		return
+	}
+	for _, g := range s.c.ListGroups() {
+		if len(states) > 0 && !slices.ContainsFunc(states, func(st string) bool { return strings.EqualFold(st, g.State) }) {
+			continue
+		}
+		lg := kmsg.NewListGroupsResponseGroup()
+		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = g.Group, "share", g.State, "share"
+		resp.Groups = append(resp.Groups, lg)
+	}
+}
+
+// deleteGroup deletes a share group for DeleteGroups. It reports handled
+// false when no share group has that name, so the consumer-group
+// coordinator should answer; otherwise the error code (0, NON_EMPTY_GROUP).
+func (s *shareGroups) deleteGroup(group string) (handled bool, errorCode int16) {
+	if s.c == nil {
+		return false, 0
+	}
+	return s.c.DeleteGroup(group)
+}
+
+// isShareGroup reports whether a share group of that name exists, for
+// the consumer-group coordinator's name check.
+func (s *shareGroups) isShareGroup(group string) bool {
+	return s.c != nil && s.c.IsShareGroup(group)
 }
