@@ -1,0 +1,346 @@
+package group
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// member is a KIP-848 member driven by hand: it owns exactly what the
+// coordinator last assigned, as a client that revokes at once would.
+type member struct {
+	h     *harness
+	group string
+	id    string
+	epoch int32
+	owned partitions
+}
+
+func consumerJoin(h *harness, group, id string, topics []string) *member {
+	h.t.Helper()
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version = 1
+	r.Group, r.MemberID, r.MemberEpoch = group, id, 0
+	r.SubscribedTopicNames = topics
+	r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	r.RebalanceTimeoutMillis = 5000
+	resp := handle[*kmsg.ConsumerGroupHeartbeatResponse](h, r)
+	wantCode(h.t, "join "+id, resp.ErrorCode, nil)
+	m := &member{h: h, group: group, id: *resp.MemberID, owned: make(partitions)}
+	m.apply(resp)
+	return m
+}
+
+func (m *member) apply(resp *kmsg.ConsumerGroupHeartbeatResponse) {
+	m.epoch = resp.MemberEpoch
+	if resp.Assignment == nil {
+		return
+	}
+	names := make(map[[16]byte]string)
+	for name, t := range *m.h.topics.Load() {
+		names[t.ID] = name
+	}
+	m.owned = make(partitions)
+	for _, t := range resp.Assignment.Topics {
+		for _, p := range t.Partitions {
+			m.owned[tp{names[t.TopicID], p}] = struct{}{}
+		}
+	}
+}
+
+// beat heartbeats with the owned partitions and applies the answer.
+func (m *member) beat() *kmsg.ConsumerGroupHeartbeatResponse {
+	m.h.t.Helper()
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version = 1
+	r.Group, r.MemberID, r.MemberEpoch = m.group, m.id, m.epoch
+	topics := *m.h.topics.Load()
+	r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	for _, p := range m.owned.sorted() {
+		id := topics[p.topic].ID
+		if n := len(r.Topics); n == 0 || r.Topics[n-1].TopicID != id {
+			r.Topics = append(r.Topics, kmsg.ConsumerGroupHeartbeatRequestTopic{TopicID: id})
+		}
+		r.Topics[len(r.Topics)-1].Partitions = append(r.Topics[len(r.Topics)-1].Partitions, p.partition)
+	}
+	resp := handle[*kmsg.ConsumerGroupHeartbeatResponse](m.h, r)
+	if resp.ErrorCode == 0 {
+		m.apply(resp)
+	}
+	return resp
+}
+
+// checkExclusive fails if a partition is owned by two members.
+func checkExclusive(t *testing.T, ms ...*member) {
+	t.Helper()
+	seen := make(map[tp]string)
+	for _, m := range ms {
+		for p := range m.owned {
+			if o, ok := seen[p]; ok {
+				t.Fatalf("%s[%d] owned by %s and %s", p.topic, p.partition, o, m.id)
+			}
+			seen[p] = m.id
+		}
+	}
+}
+
+// settle heartbeats every member until the group is stable.
+func settle(t *testing.T, ms ...*member) {
+	t.Helper()
+	for range 20 {
+		for _, m := range ms {
+			if r := m.beat(); r.ErrorCode != 0 {
+				t.Fatalf("heartbeat of %s: %v", m.id, kerr.ErrorForCode(r.ErrorCode))
+			}
+			checkExclusive(t, ms...)
+		}
+		d := kmsg.NewPtrConsumerGroupDescribeRequest()
+		d.Version, d.Groups = 1, []string{ms[0].group}
+		if g := handle[*kmsg.ConsumerGroupDescribeResponse](ms[0].h, d).Groups[0]; g.State == "Stable" {
+			return
+		}
+	}
+	t.Fatal("group did not become stable")
+}
+
+func TestConsumerRevokeBeforeAssign(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 6})
+	a := consumerJoin(h, "g", "a", []string{"t"})
+	if len(a.owned) != 6 || a.epoch != 1 {
+		t.Fatalf("first member owns %d at epoch %d, want 6 at 1", len(a.owned), a.epoch)
+	}
+	b := consumerJoin(h, "g", "b", []string{"t"})
+	if len(b.owned) != 0 || b.epoch != 2 {
+		t.Fatalf("second member owns %d at epoch %d before revocation, want 0 at 2", len(b.owned), b.epoch)
+	}
+	// a is told to keep three; it stays at epoch 1 until it reports
+	// having released the rest.
+	if r := a.beat(); r.MemberEpoch != 1 || len(a.owned) != 3 {
+		t.Fatalf("revoking member at epoch %d owns %d, want 1 and 3", r.MemberEpoch, len(a.owned))
+	}
+	checkExclusive(t, a, b)
+	if a.beat(); a.epoch != 2 {
+		t.Fatalf("member epoch %d after revoking, want 2", a.epoch)
+	}
+	if b.beat(); len(b.owned) != 3 {
+		t.Fatalf("second member owns %d after release, want 3", len(b.owned))
+	}
+	checkExclusive(t, a, b)
+
+	d := kmsg.NewPtrConsumerGroupDescribeRequest()
+	d.Version, d.Groups = 1, []string{"g"}
+	g := handle[*kmsg.ConsumerGroupDescribeResponse](h, d).Groups[0]
+	if g.State != "Stable" || g.Epoch != 2 || g.AssignorName != "uniform" || len(g.Members) != 2 || g.Members[0].MemberType != 1 {
+		t.Fatalf("described %s epoch %d assignor %s members %d", g.State, g.Epoch, g.AssignorName, len(g.Members))
+	}
+
+	// Fencing: a heartbeat or commit at the wrong epoch.
+	stale := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	stale.Version, stale.Group, stale.MemberID, stale.MemberEpoch = 1, "g", "a", 7
+	wantCode(t, "heartbeat at a future epoch", handle[*kmsg.ConsumerGroupHeartbeatResponse](h, stale).ErrorCode, kerr.FencedMemberEpoch)
+	commit := func(id string, epoch int32) int16 {
+		c := kmsg.NewPtrOffsetCommitRequest()
+		c.Version, c.Group, c.MemberID, c.Generation = 9, "g", id, epoch
+		c.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 3}}}}
+		return handle[*kmsg.OffsetCommitResponse](h, c).Topics[0].Partitions[0].ErrorCode
+	}
+	wantCode(t, "commit at the member epoch", commit("a", 2), nil)
+	wantCode(t, "commit at an old epoch", commit("a", 1), kerr.StaleMemberEpoch)
+	wantCode(t, "commit at a future epoch", commit("a", 3), kerr.FencedMemberEpoch)
+	wantCode(t, "commit by a stranger", commit("x", 2), kerr.UnknownMemberID)
+	wantCode(t, "admin commit to an active group", commit("", -1), kerr.UnknownMemberID)
+	f := kmsg.NewPtrOffsetFetchRequest()
+	f.Version = 9
+	f.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g", MemberID: kmsg.StringPtr("a"), MemberEpoch: 1}}
+	wantCode(t, "fetch at an old epoch", handle[*kmsg.OffsetFetchResponse](h, f).Groups[0].ErrorCode, kerr.StaleMemberEpoch)
+
+	// b leaves: a gets everything back.
+	leave := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	leave.Version, leave.Group, leave.MemberID, leave.MemberEpoch = 1, "g", "b", -1
+	if r := handle[*kmsg.ConsumerGroupHeartbeatResponse](h, leave); r.ErrorCode != 0 || r.MemberEpoch != -1 {
+		t.Fatalf("leave: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+	if a.beat(); len(a.owned) != 6 {
+		t.Fatalf("remaining member owns %d after leave, want 6", len(a.owned))
+	}
+}
+
+func TestConsumerJoiningMemberMovesOnlyWhatItTakes(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 12})
+	ms := []*member{consumerJoin(h, "g", "m0", []string{"t"})}
+	for i := 1; i < 3; i++ {
+		ms = append(ms, consumerJoin(h, "g", fmt.Sprintf("m%d", i), []string{"t"}))
+		settle(t, ms...)
+	}
+	before := make([]partitions, len(ms))
+	for i, m := range ms {
+		before[i] = maps.Clone(m.owned)
+		if len(m.owned) != 4 {
+			t.Fatalf("%s owns %d of 12 with 3 members", m.id, len(m.owned))
+		}
+	}
+	ms = append(ms, consumerJoin(h, "g", "m3", []string{"t"}))
+	settle(t, ms...)
+	moved := 0
+	for i, m := range ms[:3] {
+		if len(m.owned) != 3 || !subset(m.owned, before[i]) {
+			t.Fatalf("%s owns %v after the fourth joined; before %v", m.id, m.owned.sorted(), before[i].sorted())
+		}
+		moved += len(before[i]) - len(m.owned)
+	}
+	if moved != 3 || len(ms[3].owned) != 3 {
+		t.Fatalf("%d partitions moved, newcomer owns %d; want 3 and 3", moved, len(ms[3].owned))
+	}
+}
+
+func TestConsumerSessionTimeoutFromGroupConfig(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 4})
+	h.configs.Store("g", map[string]string{ConfigSessionTimeout: "300", ConfigHeartbeatInterval: "100"})
+	a := consumerJoin(h, "g", "a", []string{"t"})
+	b := consumerJoin(h, "g", "b", []string{"t"})
+	settle(t, a, b)
+	if r := a.beat(); r.HeartbeatIntervalMillis != 100 {
+		t.Fatalf("heartbeat interval %d, want the group config's 100", r.HeartbeatIntervalMillis)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(a.owned) != 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("silent member not expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+		a.beat()
+	}
+	wantCode(t, "expired member", b.beat().ErrorCode, kerr.UnknownMemberID)
+}
+
+func TestConsumerRegexAndTopicChanges(t *testing.T) {
+	h := newHarness(t, Topic{Name: "ev-a", Partitions: 2}, Topic{Name: "other", Partitions: 2})
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version, r.Group, r.MemberID = 1, "g", "m"
+	r.SubscribedTopicRegex = kmsg.StringPtr("ev-.*")
+	r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	resp := handle[*kmsg.ConsumerGroupHeartbeatResponse](h, r)
+	m := &member{h: h, group: "g", id: "m"}
+	m.apply(resp)
+	if len(m.owned) != 2 {
+		t.Fatalf("regex member owns %v", m.owned.sorted())
+	}
+	topics := maps.Clone(*h.topics.Load())
+	topics["ev-b"] = Topic{Name: "ev-b", ID: [16]byte{9}, Partitions: 3}
+	h.topics.Store(&topics)
+	h.c.TopicsChanged()
+	if m.beat(); len(m.owned) != 5 {
+		t.Fatalf("after ev-b was created the member owns %v", m.owned.sorted())
+	}
+	bad := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	bad.Version, bad.Group, bad.MemberID = 1, "g", "n"
+	bad.SubscribedTopicRegex = kmsg.StringPtr("(")
+	wantCode(t, "bad regex", handle[*kmsg.ConsumerGroupHeartbeatResponse](h, bad).ErrorCode, kerr.InvalidRegularExpression)
+	bad.SubscribedTopicRegex, bad.ServerAssignor = kmsg.StringPtr("x"), kmsg.StringPtr("sticky")
+	wantCode(t, "unknown assignor", handle[*kmsg.ConsumerGroupHeartbeatResponse](h, bad).ErrorCode, kerr.UnsupportedAssignor)
+}
+
+func TestConsumerStaticMemberReturns(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 4})
+	inst := "i"
+	join := func(id string) *kmsg.ConsumerGroupHeartbeatResponse {
+		r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		r.Version, r.Group, r.MemberID, r.InstanceID = 1, "g", id, &inst
+		r.SubscribedTopicNames = []string{"t"}
+		r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		return handle[*kmsg.ConsumerGroupHeartbeatResponse](h, r)
+	}
+	s := &member{h: h, group: "g", id: "s1"}
+	s.apply(join("s1"))
+	o := consumerJoin(h, "g", "o", []string{"t"})
+	settle(t, s, o)
+	kept := maps.Clone(s.owned)
+	wantCode(t, "second holder of the instance id", join("s2").ErrorCode, kerr.UnreleasedInstanceID)
+
+	leave := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	leave.Version, leave.Group, leave.MemberID, leave.InstanceID, leave.MemberEpoch = 1, "g", "s1", &inst, -2
+	if r := handle[*kmsg.ConsumerGroupHeartbeatResponse](h, leave); r.ErrorCode != 0 || r.MemberEpoch != -2 {
+		t.Fatalf("static leave: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+	back := &member{h: h, group: "g", id: "s2"}
+	back.apply(join("s2"))
+	if !maps.Equal(back.owned, kept) {
+		t.Fatalf("returning static member owns %v, had %v", back.owned.sorted(), kept.sorted())
+	}
+	d := kmsg.NewPtrConsumerGroupDescribeRequest()
+	d.Version, d.Groups = 1, []string{"g"}
+	if g := handle[*kmsg.ConsumerGroupDescribeResponse](h, d).Groups[0]; g.Epoch != 2 || g.State != "Stable" {
+		t.Fatalf("after the static member returned: epoch %d state %s, want 2 Stable", g.Epoch, g.State)
+	}
+}
+
+func TestUpgradeEmptyClassicGroup(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 2})
+	c := kmsg.NewPtrOffsetCommitRequest()
+	c.Version, c.Group, c.Generation = 9, "g", -1
+	c.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 1, Offset: 9}}}}
+	handle[*kmsg.OffsetCommitResponse](h, c)
+	m := consumerJoin(h, "g", "m", []string{"t"})
+	if len(m.owned) != 2 {
+		t.Fatalf("member of the upgraded group owns %d", len(m.owned))
+	}
+	f := kmsg.NewPtrOffsetFetchRequest()
+	f.Version, f.Group = 7, "g"
+	if r := handle[*kmsg.OffsetFetchResponse](h, f); r.Topics[0].Partitions[0].Offset != 9 {
+		t.Fatalf("offsets lost by the upgrade: %+v", r.Topics)
+	}
+	// A classic member cannot join while the consumer group has members.
+	wantCode(t, "classic join into an active consumer group", handle[*kmsg.JoinGroupResponse](h, joinReq("g", "")).ErrorCode, kerr.InconsistentGroupProtocol)
+}
+
+func TestAssignors(t *testing.T) {
+	subs := func(n int, topics map[string]int32) []subscription {
+		var out []subscription
+		for i := range n {
+			out = append(out, subscription{member: fmt.Sprintf("m%d", i), topics: topics})
+		}
+		return out
+	}
+	sizes := func(a map[string]partitions) []int {
+		var out []int
+		for _, id := range slices.Sorted(maps.Keys(a)) {
+			out = append(out, len(a[id]))
+		}
+		return out
+	}
+	u := assignUniform(subs(3, map[string]int32{"a": 4, "b": 3}), nil)
+	if got := sizes(u); !slices.Equal(got, []int{3, 2, 2}) && !slices.Equal(got, []int{3, 3, 1}) && slices.Max(got)-slices.Min(got) > 1 {
+		t.Fatalf("uniform sizes %v", got)
+	}
+	// Sticky: adding a member moves only what it takes.
+	u2 := assignUniform(subs(4, map[string]int32{"a": 4, "b": 3}), u)
+	for id, ps := range u2 {
+		if id != "m3" && !subset(ps, u[id]) {
+			t.Fatalf("uniform moved partitions between existing members: %s %v", id, ps.sorted())
+		}
+	}
+	if got := sizes(u2); slices.Max(got)-slices.Min(got) > 1 {
+		t.Fatalf("uniform sizes with 4 members %v", got)
+	}
+	// Heterogeneous: only subscribers get a topic.
+	h := assignUniform([]subscription{{"x", map[string]int32{"a": 2}}, {"y", map[string]int32{"a": 2, "b": 2}}}, nil)
+	for p := range h["x"] {
+		if p.topic != "a" {
+			t.Fatalf("x got %s it does not subscribe to", p.topic)
+		}
+	}
+	if len(h["x"])+len(h["y"]) != 4 {
+		t.Fatalf("heterogeneous assignment lost partitions: %v %v", h["x"].sorted(), h["y"].sorted())
+	}
+
+	r := assignRange(subs(2, map[string]int32{"a": 3, "b": 3}), nil)
+	want0 := partitions{{"a", 0}: {}, {"a", 1}: {}, {"b", 0}: {}, {"b", 1}: {}}
+	if !maps.Equal(r["m0"], want0) || len(r["m1"]) != 2 {
+		t.Fatalf("range: m0 %v m1 %v", r["m0"].sorted(), r["m1"].sorted())
+	}
+}
