@@ -8,6 +8,7 @@ import (
 
 	"github.com/riffle-stream/riffle/broker/internal/metadata"
 	"github.com/riffle-stream/riffle/broker/internal/share"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -100,14 +101,21 @@ func (s *shareGroups) close() error {
 	return s.c.Close()
 }
 
-// appendListedGroups adds the share groups that pass ListGroups' filters
-// (v5 types, v4 states; empty filters pass everything) to resp.
-func (s *shareGroups) appendListedGroups(resp *kmsg.ListGroupsResponse, types, states []string) {
-	if s.c == nil || (len(types) > 0 && !slices.ContainsFunc(types, func(t string) bool { return strings.EqualFold(t, "share") })) {
+// mergeListGroups adds to a ListGroups response, built by the consumer-
+// group coordinator, the share groups that pass the request's type (v5)
+// and state (v4) filters, matched without regard to case.
+func (s *shareGroups) mergeListGroups(req *kmsg.ListGroupsRequest, resp *kmsg.ListGroupsResponse) {
+	if s.c == nil {
+		return
+	}
+	matches := func(filter []string, v string) bool {
+		return len(filter) == 0 || slices.ContainsFunc(filter, func(f string) bool { return strings.EqualFold(f, v) })
+	}
+	if !matches(req.TypesFilter, "share") {
 		return
 	}
 	for _, g := range s.c.ListGroups() {
-		if len(states) > 0 && !slices.ContainsFunc(states, func(st string) bool { return strings.EqualFold(st, g.State) }) {
+		if !matches(req.StatesFilter, g.State) {
 			continue
 		}
 		lg := kmsg.NewListGroupsResponseGroup()
@@ -116,14 +124,22 @@ func (s *shareGroups) appendListedGroups(resp *kmsg.ListGroupsResponse, types, s
 	}
 }
 
-// deleteGroup deletes a share group for DeleteGroups. It reports handled
-// false when no share group has that name, so the consumer-group
-// coordinator should answer; otherwise the error code (0, NON_EMPTY_GROUP).
-func (s *shareGroups) deleteGroup(group string) (handled bool, errorCode int16) {
+// mergeDeleteGroups answers, in a DeleteGroups response built by the
+// consumer-group coordinator, the groups it did not know: share groups
+// are deleted when they have no members (NON_EMPTY_GROUP otherwise).
+func (s *shareGroups) mergeDeleteGroups(resp *kmsg.DeleteGroupsResponse) {
 	if s.c == nil {
-		return false, 0
+		return
 	}
-	return s.c.DeleteGroup(group)
+	for i := range resp.Groups {
+		rg := &resp.Groups[i]
+		if rg.ErrorCode != kerr.GroupIDNotFound.Code {
+			continue
+		}
+		if handled, code := s.c.DeleteGroup(rg.Group); handled {
+			rg.ErrorCode = code
+		}
+	}
 }
 
 // isShareGroup reports whether a share group of that name exists, for

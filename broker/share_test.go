@@ -377,3 +377,41 @@ func BenchmarkShareGroupWorkers(b *testing.B) {
 		})
 	}
 }
+
+func TestShareGroupListAndDelete(t *testing.T) {
+	addr, topic, group := shareSetup(t, 5, nil)
+	cl := shareConsumer(t, addr, topic, group)
+	got := 0
+	pollUntil(t, cl, 10*time.Second, func(r *kgo.Record) { got++ }, func() bool { return got >= 5 })
+	adm := kadm.NewClient(newClient(t, addr))
+
+	listed, err := adm.ListGroupsByType(testContext(t), []string{"share"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := listed[group]; !ok || g.State != "Stable" || g.ProtocolType != "share" {
+		t.Fatalf("listed share groups %+v, want %s Stable", listed, group)
+	}
+	deleted, err := adm.DeleteGroup(testContext(t), group)
+	if err == nil {
+		err = deleted.Err
+	}
+	if err == nil {
+		t.Fatal("deleted a share group that has a member")
+	}
+	cl.Close()
+	deleted, err = adm.DeleteGroup(testContext(t), group)
+	if err == nil {
+		err = deleted.Err
+	}
+	if err != nil {
+		t.Fatalf("delete the empty share group: %v", err)
+	}
+	listed, err = adm.ListGroupsByType(testContext(t), []string{"share"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := listed[group]; ok {
+		t.Fatalf("share group %s still listed after delete", group)
+	}
+}
