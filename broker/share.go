@@ -28,8 +28,9 @@ func (s shareLogs) Partition(topic string, partition int32) share.Log {
 	return nil
 }
 
-// open starts the coordinator; isConsumerGroup tells it which names the
-// consumer-group coordinator holds (nil: none).
+// open starts the coordinator, after the metadata store and the partition
+// logs; isConsumerGroup tells it which names the consumer-group
+// coordinator holds (nil: none).
 func (s *shareGroups) open(b *Broker, isConsumerGroup func(string) bool) error {
 	c, err := share.Open(share.Config{
 		Dir:             filepath.Join(b.cfg.dataDir, "share"),
@@ -43,6 +44,9 @@ func (s *shareGroups) open(b *Broker, isConsumerGroup func(string) bool) error {
 		return err
 	}
 	s.c = c
+	// Topics deleted or recreated while the broker was down take their
+	// share state with them.
+	c.TopicsChanged()
 	return nil
 }
 
