@@ -289,3 +289,62 @@ func TestCoordinatorSessionEpochs(t *testing.T) {
 		t.Fatalf("lock timeout %d, want the default 30000", resp.AcquisitionLockTimeoutMillis)
 	}
 }
+
+func TestCoordinatorAdmin(t *testing.T) {
+	h := newHarness(t)
+	h.produce(6)
+	h.join("m1")
+	h.fetch("m1", 1, 0)
+
+	alter := kmsg.NewPtrAlterShareGroupOffsetsRequest()
+	alter.GroupID = "g"
+	alter.Topics = []kmsg.AlterShareGroupOffsetsRequestTopic{{Topic: "jobs", Partitions: []kmsg.AlterShareGroupOffsetsRequestTopicPartition{{Partition: 0, StartOffset: 4}}}}
+	if resp := h.c.Handle(context.Background(), Client{}, alter).(*kmsg.AlterShareGroupOffsetsResponse); resp.ErrorCode != kerr.NonEmptyGroup.Code {
+		t.Fatalf("alter offsets of a group with a member: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	if handled, code := h.c.DeleteGroup("g"); !handled || code != kerr.NonEmptyGroup.Code {
+		t.Fatalf("delete of a group with a member: %v %v", handled, kerr.ErrorForCode(code))
+	}
+	leave := kmsg.NewPtrShareGroupHeartbeatRequest()
+	leave.Version, leave.GroupID, leave.MemberID, leave.MemberEpoch = 1, "g", "m1", -1
+	if resp := h.c.Handle(context.Background(), Client{}, leave).(*kmsg.ShareGroupHeartbeatResponse); resp.ErrorCode != 0 || resp.MemberEpoch != -1 {
+		t.Fatalf("leave: %+v", resp)
+	}
+	if l := h.c.ListGroups(); len(l) != 1 || l[0] != (GroupListing{Group: "g", State: "Empty"}) {
+		t.Fatalf("groups %+v, want g Empty", l)
+	}
+	resp := h.c.Handle(context.Background(), Client{}, alter).(*kmsg.AlterShareGroupOffsetsResponse)
+	if resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("alter offsets: %+v", resp)
+	}
+	describe := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
+	describe.Version = 1
+	describe.Groups = []kmsg.DescribeShareGroupOffsetsRequestGroup{{GroupID: "g"}, {GroupID: "nope"}}
+	dresp := h.c.Handle(context.Background(), Client{}, describe).(*kmsg.DescribeShareGroupOffsetsResponse)
+	if p := dresp.Groups[0].Topics[0].Partitions[0]; p.StartOffset != 4 || p.Lag != 2 {
+		t.Fatalf("after alter: start %d lag %d, want 4 and 2", p.StartOffset, p.Lag)
+	}
+	if dresp.Groups[1].ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("unknown group: %v", kerr.ErrorForCode(dresp.Groups[1].ErrorCode))
+	}
+
+	del := kmsg.NewPtrDeleteShareGroupOffsetsRequest()
+	del.GroupID = "g"
+	del.Topics = []kmsg.DeleteShareGroupOffsetsRequestTopic{{Topic: "jobs"}}
+	if resp := h.c.Handle(context.Background(), Client{}, del).(*kmsg.DeleteShareGroupOffsetsResponse); resp.ErrorCode != 0 || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("delete offsets: %+v", resp)
+	}
+	if st, _ := h.c.Status("g"); len(st) != 0 {
+		t.Fatalf("status after deleting offsets: %+v", st)
+	}
+	if handled, code := h.c.DeleteGroup("g"); !handled || code != 0 {
+		t.Fatalf("delete of the empty group: %v %v", handled, kerr.ErrorForCode(code))
+	}
+	if err := h.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.open()
+	if l := h.c.ListGroups(); len(l) != 0 {
+		t.Fatalf("groups after delete and restart: %+v", l)
+	}
+}
