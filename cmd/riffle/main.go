@@ -28,6 +28,7 @@ func commands() []command {
 	return []command{
 		{"broker", "run a Riffle broker", runBroker},
 		{"topic", "create, list, describe, delete topics and alter their configs", runTopic},
+		{"group", "list, describe, delete consumer groups and reset their offsets", runGroup},
 		{"perf", "measure produce, consume and end-to-end throughput and latency", runPerf},
 	}
 }
