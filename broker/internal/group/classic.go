@@ -243,8 +243,9 @@ func (c *Coordinator) joinGroup(ctx context.Context, from Client, req *kmsg.Join
 		g.consumer, g.classic = nil, newClassicGroup()
 		g.classic.generation = 0
 	case g.consumer != nil:
+		resp := c.consumerClassicJoinLocked(g, from, req, session, rebalance)
 		c.mu.Unlock()
-		return fail(kerr.InconsistentGroupProtocol)
+		return resp
 	}
 	cg := g.classic
 	if cg.state == stateDead {
@@ -567,8 +568,11 @@ func (c *Coordinator) syncLocked(req *kmsg.SyncGroupRequest, resp *kmsg.SyncGrou
 		return kerr.CoordinatorNotAvailable.Code, nil
 	}
 	g := c.groups[req.Group]
-	if g == nil || g.classic == nil {
+	if g == nil {
 		return kerr.UnknownMemberID.Code, nil
+	}
+	if g.consumer != nil {
+		return c.consumerClassicSyncLocked(g, req, resp), nil
 	}
 	cg := g.classic
 	if err := cg.checkMember(req.MemberID, req.InstanceID); err != nil {
@@ -633,8 +637,11 @@ func (c *Coordinator) heartbeatLocked(req *kmsg.HeartbeatRequest) int16 {
 		return kerr.CoordinatorNotAvailable.Code
 	}
 	g := c.groups[req.Group]
-	if g == nil || g.classic == nil {
+	if g == nil {
 		return kerr.UnknownMemberID.Code
+	}
+	if g.consumer != nil {
+		return c.consumerClassicHeartbeatLocked(g, req)
 	}
 	cg := g.classic
 	if err := cg.checkMember(req.MemberID, req.InstanceID); err != nil {
@@ -665,8 +672,15 @@ func (c *Coordinator) leaveGroup(req *kmsg.LeaveGroupRequest) *kmsg.LeaveGroupRe
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp
 	}
-	if g == nil || g.classic == nil {
+	if g == nil {
 		resp.ErrorCode = kerr.UnknownMemberID.Code
+		return resp
+	}
+	if g.consumer != nil {
+		c.consumerClassicLeaveLocked(g, members, resp)
+		if req.Version < 3 {
+			resp.ErrorCode, resp.Members = resp.Members[0].ErrorCode, nil
+		}
 		return resp
 	}
 	cg := g.classic

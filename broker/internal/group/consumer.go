@@ -73,6 +73,8 @@ type consumerMember struct {
 	timer    *time.Timer
 	revokeBy time.Time
 	revoke   *time.Timer
+	// classic is set for a member that joined with JoinGroup.
+	classic *classicProtocol
 }
 
 func newConsumerGroup() *consumerGroup {
@@ -484,9 +486,12 @@ func (c *Coordinator) removeConsumerMemberLocked(g *group, m *consumerMember, re
 }
 
 // armConsumerSession restarts the member's session timeout, read from the
-// group's config at every heartbeat.
+// group's config at every heartbeat; a classic member brings its own.
 func (c *Coordinator) armConsumerSession(g *group, m *consumerMember) {
 	session := c.groupConfigDuration(g.name, ConfigSessionTimeout, defaultSessionTimeout)
+	if m.classic != nil {
+		session = m.classic.session
+	}
 	m.deadline = time.Now().Add(session)
 	if m.timer != nil {
 		m.timer.Reset(session)
@@ -561,6 +566,9 @@ func (c *Coordinator) consumerDescribe(req *kmsg.ConsumerGroupDescribeRequest) *
 				rm.Assignment = describedAssignment(m.assigned, topics)
 				rm.TargetAssignment = describedAssignment(cg.target[id], topics)
 				rm.MemberType = 1
+				if m.classic != nil {
+					rm.MemberType = 0
+				}
 				rg.Members = append(rg.Members, rm)
 			}
 		}

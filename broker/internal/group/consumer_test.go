@@ -294,8 +294,79 @@ func TestUpgradeEmptyClassicGroup(t *testing.T) {
 	if r := handle[*kmsg.OffsetFetchResponse](h, f); r.Topics[0].Partitions[0].Offset != 9 {
 		t.Fatalf("offsets lost by the upgrade: %+v", r.Topics)
 	}
-	// A classic member cannot join while the consumer group has members.
-	wantCode(t, "classic join into an active consumer group", handle[*kmsg.JoinGroupResponse](h, joinReq("g", "")).ErrorCode, kerr.InconsistentGroupProtocol)
+}
+
+// TestClassicMemberInConsumerGroup has a classic member join a group that
+// uses the consumer protocol: the coordinator assigns it partitions only
+// once the consumer member has revoked them, and its heartbeat sends it
+// back to JoinGroup to pick them up.
+func TestClassicMemberInConsumerGroup(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 4})
+	a := consumerJoin(h, "g", "a", []string{"t"})
+	id := memberID(h, "g")
+	join := func() *kmsg.JoinGroupResponse {
+		r := handle[*kmsg.JoinGroupResponse](h, joinReq("g", id))
+		wantCode(t, "classic join", r.ErrorCode, nil)
+		return r
+	}
+	assigned := func(gen int32) []int32 {
+		r := handle[*kmsg.SyncGroupResponse](h, syncReq("g", id, gen, nil))
+		wantCode(t, "classic sync", r.ErrorCode, nil)
+		var ma kmsg.ConsumerMemberAssignment
+		if err := ma.ReadFrom(r.MemberAssignment); err != nil {
+			t.Fatal(err)
+		}
+		var out []int32
+		for _, tp := range ma.Topics {
+			out = append(out, tp.Partitions...)
+		}
+		return out
+	}
+	jr := join()
+	if got := assigned(jr.Generation); len(got) != 0 {
+		t.Fatalf("classic member got %v before the owner revoked", got)
+	}
+	wantCode(t, "heartbeat before release", handle[*kmsg.HeartbeatResponse](h, heartbeatReq("g", id, jr.Generation)).ErrorCode, kerr.RebalanceInProgress)
+	a.beat() // told to revoke two
+	a.beat() // reports them released
+	if len(a.owned) != 2 {
+		t.Fatalf("consumer member owns %d after the classic member joined, want 2", len(a.owned))
+	}
+	jr = join()
+	got := assigned(jr.Generation)
+	if len(got) != 2 {
+		t.Fatalf("classic member owns %v after the release, want two partitions", got)
+	}
+	for _, p := range got {
+		if _, dup := a.owned[tp{"t", p}]; dup {
+			t.Fatalf("partition %d owned by both members", p)
+		}
+	}
+	wantCode(t, "stable heartbeat", handle[*kmsg.HeartbeatResponse](h, heartbeatReq("g", id, jr.Generation)).ErrorCode, nil)
+
+	c := kmsg.NewPtrOffsetCommitRequest()
+	c.Version, c.Group, c.MemberID, c.Generation = 9, "g", id, jr.Generation-1
+	c.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: got[0], Offset: 1}}}}
+	wantCode(t, "classic commit at an old generation", handle[*kmsg.OffsetCommitResponse](h, c).Topics[0].Partitions[0].ErrorCode, kerr.IllegalGeneration)
+	c.Generation = jr.Generation
+	wantCode(t, "classic commit", handle[*kmsg.OffsetCommitResponse](h, c).Topics[0].Partitions[0].ErrorCode, nil)
+
+	d := kmsg.NewPtrConsumerGroupDescribeRequest()
+	d.Version, d.Groups = 1, []string{"g"}
+	types := map[int8]int{}
+	for _, m := range handle[*kmsg.ConsumerGroupDescribeResponse](h, d).Groups[0].Members {
+		types[m.MemberType]++
+	}
+	if types[0] != 1 || types[1] != 1 {
+		t.Fatalf("member types %v, want one classic and one consumer", types)
+	}
+
+	l := kmsg.NewPtrLeaveGroupRequest()
+	l.Version, l.Group, l.Members = 5, "g", []kmsg.LeaveGroupRequestMember{{MemberID: id}}
+	wantCode(t, "classic leave", handle[*kmsg.LeaveGroupResponse](h, l).Members[0].ErrorCode, nil)
+	if a.beat(); len(a.owned) != 4 {
+		t.Fatalf("consumer member owns %d after the classic member left, want 4", len(a.owned))
+	}
 }
 
 func TestAssignors(t *testing.T) {

@@ -102,8 +102,11 @@ func (c *Coordinator) validateCommitLocked(g *group, memberID string, instanceID
 			return nil
 		}
 		m := cg.members[memberID]
-		if m == nil {
+		switch {
+		case m == nil:
 			return kerr.UnknownMemberID
+		case m.classic != nil && generation != m.epoch:
+			return kerr.IllegalGeneration
 		}
 		switch {
 		case generation > m.epoch:
