@@ -205,8 +205,12 @@ func (c *Coordinator) consumerHeartbeat(from Client, req *kmsg.ConsumerGroupHear
 		g.consumer = newConsumerGroup()
 		g.consumer.epoch, g.consumer.assignmentEpoch = g.classic.generation, g.classic.generation
 		g.classic = nil
+	case g.classic != nil && req.MemberEpoch == epochJoin:
+		if err := c.upgradeClassicLocked(g, topics); err != nil {
+			return fail(kerr.GroupIDNotFound, "Group "+req.Group+" is not a consumer group: "+err.Error()+".")
+		}
 	case g.classic != nil:
-		return fail(kerr.GroupIDNotFound, "Group "+req.Group+" is not a consumer group.")
+		return fail(kerr.UnknownMemberID, "")
 	}
 	cg := g.consumer
 	interval := c.groupConfigDuration(g.name, ConfigHeartbeatInterval, defaultHeartbeatInterval)

@@ -415,3 +415,68 @@ func TestAssignors(t *testing.T) {
 		t.Fatalf("range: m0 %v m1 %v", r["m0"].sorted(), r["m1"].sorted())
 	}
 }
+
+// TestUpgradeStableClassicGroup has a consumer-protocol member join a
+// stable classic group: the group converts online, the classic member
+// keeps its partitions until it gives up half of them through a rejoin.
+func TestUpgradeStableClassicGroup(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 4})
+	joinWith := func(member string, owned []int32) *kmsg.JoinGroupResponse {
+		r := joinReq("g", member)
+		md := kmsg.NewConsumerMemberMetadata()
+		md.Version, md.Topics = 1, []string{"t"}
+		if owned != nil {
+			md.OwnedPartitions = []kmsg.ConsumerMemberMetadataOwnedPartition{{Topic: "t", Partitions: owned}}
+		}
+		r.Protocols[0].Metadata = md.AppendTo(nil)
+		resp := handle[*kmsg.JoinGroupResponse](h, r)
+		wantCode(t, "join", resp.ErrorCode, nil)
+		return resp
+	}
+	sync := func(member string, gen int32, assign map[string][]byte) []int32 {
+		r := handle[*kmsg.SyncGroupResponse](h, syncReq("g", member, gen, assign))
+		wantCode(t, "sync", r.ErrorCode, nil)
+		var ma kmsg.ConsumerMemberAssignment
+		if err := ma.ReadFrom(r.MemberAssignment); err != nil {
+			t.Fatal(err)
+		}
+		var out []int32
+		for _, tp := range ma.Topics {
+			out = append(out, tp.Partitions...)
+		}
+		return out
+	}
+	id := memberID(h, "g")
+	jr := joinWith(id, nil)
+	all := kmsg.NewConsumerMemberAssignment()
+	all.Topics = []kmsg.ConsumerMemberAssignmentTopic{{Topic: "t", Partitions: []int32{0, 1, 2, 3}}}
+	if got := sync(id, jr.Generation, map[string][]byte{id: all.AppendTo(nil)}); len(got) != 4 {
+		t.Fatalf("classic leader assigned %v", got)
+	}
+
+	m := consumerJoin(h, "g", "new", []string{"t"})
+	if len(m.owned) != 0 {
+		t.Fatalf("new member owns %v while the classic member holds everything", m.owned.sorted())
+	}
+	wantCode(t, "classic heartbeat after upgrade", handle[*kmsg.HeartbeatResponse](h, heartbeatReq("g", id, jr.Generation)).ErrorCode, kerr.RebalanceInProgress)
+	jr = joinWith(id, []int32{0, 1, 2, 3})
+	kept := sync(id, jr.Generation, nil)
+	if len(kept) != 2 {
+		t.Fatalf("classic member keeps %v, want two partitions", kept)
+	}
+	jr = joinWith(id, kept)
+	sync(id, jr.Generation, nil)
+	if m.beat(); len(m.owned) != 2 {
+		t.Fatalf("new member owns %v after the classic member released half", m.owned.sorted())
+	}
+	for _, p := range kept {
+		if _, dup := m.owned[tp{"t", p}]; dup {
+			t.Fatalf("partition %d owned by both members", p)
+		}
+	}
+	l := kmsg.NewPtrListGroupsRequest()
+	l.Version = 5
+	if g := handle[*kmsg.ListGroupsResponse](h, l).Groups[0]; g.GroupType != "consumer" {
+		t.Fatalf("group type %s after the upgrade", g.GroupType)
+	}
+}

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -176,4 +177,55 @@ func (c *Coordinator) consumerClassicLeaveLocked(g *group, members []kmsg.LeaveG
 	if removed {
 		c.updateTargetLocked(g, c.cfg.Topics())
 	}
+}
+
+// upgradeClassicLocked converts a stable classic group of consumers into a
+// consumer group when a member of the consumer protocol joins it, as
+// Kafka 4.0 does online: the classic members keep their assignment and
+// generation, as member epoch, and stay classic members of the new group.
+func (c *Coordinator) upgradeClassicLocked(g *group, topics map[string]Topic) error {
+	old := g.classic
+	switch {
+	case old.state != stateStable:
+		return errors.New("the classic group is rebalancing")
+	case old.protocolType != "consumer":
+		return errors.New("the classic group's protocol type is " + old.protocolType)
+	}
+	cg := newConsumerGroup()
+	cg.epoch, cg.assignmentEpoch = old.generation, old.generation
+	for id, m := range old.members {
+		var md kmsg.ConsumerMemberMetadata
+		var ma kmsg.ConsumerMemberAssignment
+		if md.ReadFrom(m.metadata(old.protocol)) != nil || ma.ReadFrom(m.assignment) != nil {
+			return errors.New("member " + id + " has no consumer protocol metadata")
+		}
+		cm := &consumerMember{
+			id: id, instanceID: m.instanceID, clientID: m.clientID, host: m.host,
+			epoch: old.generation, previousEpoch: old.generation, rebalance: m.rebalance,
+			topicNames: md.Topics, assignor: cg.assignor,
+			assigned: make(partitions), revoking: make(partitions), owned: make(partitions),
+			classic: &classicProtocol{session: m.session, protocols: m.protocols, protocol: old.protocol},
+		}
+		for _, t := range ma.Topics {
+			for _, p := range t.Partitions {
+				cm.assigned[tp{t.Topic, p}] = struct{}{}
+				cm.owned[tp{t.Topic, p}] = struct{}{}
+				cg.owner[tp{t.Topic, p}] = id
+			}
+		}
+		cm.sent = maps.Clone(cm.assigned)
+		cg.members[id] = cm
+		cg.target[id] = maps.Clone(cm.assigned)
+	}
+	cg.subscribed = make(map[string]int32)
+	for _, m := range cg.members {
+		maps.Copy(cg.subscribed, m.resolve(topics))
+	}
+	old.stopTimers()
+	g.classic, g.consumer = nil, cg
+	for _, m := range cg.members {
+		c.armConsumerSession(g, m)
+	}
+	c.log.Info("upgraded classic group to the consumer protocol", "group", g.name, "members", len(cg.members))
+	return nil
 }
