@@ -194,8 +194,6 @@ func (b batch) deleteGroup(group string) {
 	_ = b.b.Delete(append([]byte{groupKeyTag}, group...), nil)
 }
 
-func (b batch) empty() bool { return b.b.Empty() }
-
 // commit writes the batch durably.
 func (b batch) commit() error {
 	defer b.b.Close()
