@@ -29,6 +29,7 @@ func commands() []command {
 		{"broker", "run a Riffle broker", runBroker},
 		{"topic", "create, list, describe, delete topics and alter their configs", runTopic},
 		{"group", "list, describe, delete consumer groups and reset their offsets", runGroup},
+		{"share-group", "list, describe and reset share groups", runShareGroup},
 		{"perf", "measure produce, consume and end-to-end throughput and latency", runPerf},
 	}
 }

@@ -309,6 +309,15 @@ func (c *Coordinator) Handle(ctx context.Context, from Client, req kmsg.Request)
 	return resp
 }
 
+// Exists reports whether a consumer or classic group of that name exists,
+// so that a share group cannot take its name.
+func (c *Coordinator) Exists(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.groups[name]
+	return ok
+}
+
 // ConnClosed is called when a client connection goes away. Members of
 // either protocol outlive their connection: they leave or time out.
 func (c *Coordinator) ConnClosed(uint64) {}
