@@ -281,16 +281,17 @@ func TestGroupClassicCooperativeSticky(t *testing.T) { testGroupEveryRecordOnce(
 
 func TestGroupKIP848(t *testing.T) { testGroupEveryRecordOnce(t, true) }
 
-// joinUnderLoad measures a fourth member joining a three-member group
-// over twelve partitions under continuous production: the longest stall
-// of any partition not moved to the newcomer, the longest stall of any
-// partition, and the time until every partition is consumed by its final
-// owner.
+// joinResult is what joinUnderLoad measures: the longest stall of any
+// partition not moved to the newcomer and of any partition, the time
+// until every moved partition is consumed by its new owner, and how many
+// partitions moved.
 type joinResult struct {
 	unmovedStall, anyStall, converged time.Duration
 	moved                             int
 }
 
+// joinUnderLoad has a fourth member join a three-member group over twelve
+// partitions under continuous production and measures the join.
 func joinUnderLoad(t testing.TB, serverSide bool, opts ...kgo.Opt) joinResult {
 	b := startBroker(t, "")
 	admCl := newClient(t, b.Addr(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -427,7 +428,7 @@ func BenchmarkRebalance(b *testing.B) {
 	}
 }
 
-// rawMember is a group member driven with raw requests, so the test
+// rawJoin848 joins a KIP-848 member with a raw request, so the test
 // decides when it stops heartbeating: a member killed without leaving.
 func rawJoin848(t testing.TB, cl *kgo.Client, group, member, topic string) *kmsg.ConsumerGroupHeartbeatResponse {
 	t.Helper()
