@@ -421,13 +421,18 @@ func TestWordCountClassicProtocol(t *testing.T) {
 		}
 	}
 	// The record cache coalesces updates of hot keys: far fewer changelog
-	// records than counted words.
-	ends, err := adm.ListEndOffsets(ctx, changelog)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// records than counted words. Counts reach the output before the cache
+	// is flushed at the next commit, so wait for the changelog to fill.
 	var logged, words int64
-	ends.Each(func(o kadm.ListedOffset) { logged += o.Offset })
+	waitFor(t, "the changelog to be flushed", 10*time.Second, func() bool {
+		ends, err := adm.ListEndOffsets(ctx, changelog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logged = 0
+		ends.Each(func(o kadm.ListedOffset) { logged += o.Offset })
+		return logged > 0
+	})
 	for _, n := range truth {
 		words += n
 	}
