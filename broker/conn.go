@@ -35,6 +35,9 @@ type reply struct {
 	hdr  requestHeader
 	resp kmsg.Response // nil: the request has no response (produce, acks=0)
 	done chan struct{}
+	// release, if set, runs once the response is written or dropped: it
+	// recycles buffers the response points into.
+	release func()
 }
 
 // closedDone is shared by replies that were complete when queued.
@@ -52,6 +55,8 @@ type conn struct {
 	cancel context.CancelFunc
 
 	replies chan *reply
+	frames  bufferCache    // produce request frames
+	reads   bufferCache    // bytes fetches read from the logs
 	wg      sync.WaitGroup // handler goroutines that complete a reply
 }
 
@@ -64,6 +69,8 @@ func (b *Broker) serveConn(ctx context.Context, nc net.Conn, id uint64) {
 		host:    host,
 		log:     b.log.With("conn", id, "remote", nc.RemoteAddr().String()),
 		replies: make(chan *reply, maxInFlight),
+		frames:  newBufferCache(),
+		reads:   newBufferCache(),
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	writerDone := make(chan struct{})
@@ -96,13 +103,21 @@ func (c *conn) readLoop() error {
 		if size < 8 || size > c.b.cfg.maxRequestBytes {
 			return fmt.Errorf("request size %d outside [8, %d] (max request bytes)", size, c.b.cfg.maxRequestBytes)
 		}
-		frame := make([]byte, size)
+		buf := c.frames.get(int(size))
+		frame := *buf
 		if _, err := io.ReadFull(r, frame); err != nil {
 			return fmt.Errorf("read request of %d bytes: %w", size, err)
 		}
 		rep, err := c.handleFrame(frame)
 		if err != nil {
 			return err
+		}
+		// A produce request's records are copied into the log before its
+		// handler returns and nothing else keeps the frame; other
+		// requests may keep slices of it (group member metadata), so
+		// their frames are left to the garbage collector.
+		if int16(binary.BigEndian.Uint16(frame)) == kmsg.Produce.Int16() {
+			c.frames.put(buf)
 		}
 		if rep == nil {
 			continue
@@ -178,10 +193,15 @@ func (c *conn) writeLoop() {
 	failed := false
 	for rep := range c.replies {
 		<-rep.done
+		if !failed && rep.resp != nil {
+			buf = appendResponse(buf[:0], rep)
+		}
+		if rep.release != nil {
+			rep.release()
+		}
 		if failed || rep.resp == nil {
 			continue
 		}
-		buf = appendResponse(buf[:0], rep)
 		if _, err := w.Write(buf); err != nil {
 			failed = c.writeFailed(err)
 			continue
@@ -191,7 +211,9 @@ func (c *conn) writeLoop() {
 				failed = c.writeFailed(err)
 			}
 		}
-		if cap(buf) > 1<<20 {
+		// Keep the encoding buffer across responses, so fetch responses
+		// do not grow a fresh one each time, unless one was outsized.
+		if cap(buf) > maxKeptBuffer {
 			buf = nil
 		}
 	}

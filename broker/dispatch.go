@@ -22,14 +22,6 @@ func inline[R kmsg.Request](fn func(*Broker, context.Context, R) kmsg.Response) 
 	}
 }
 
-// background serves a request that may wait (a long poll) in a goroutine
-// of its own; its response still goes out in order.
-func background[R kmsg.Request](fn func(*Broker, context.Context, R) kmsg.Response) func(*Broker, *conn, requestHeader, kmsg.Request) *reply {
-	return func(b *Broker, c *conn, hdr requestHeader, req kmsg.Request) *reply {
-		return c.async(hdr, func(ctx context.Context) kmsg.Response { return fn(b, ctx, req.(R)) })
-	}
-}
-
 // apis lists the requests the broker itself serves, at the versions
 // Kafka 4.x brokers serve them; extensions (the group coordinator) add
 // theirs. It is filled by init because ApiVersions reads it.
@@ -40,7 +32,9 @@ func init() {
 		kmsg.Produce.Int16(): {3, 13, func(b *Broker, c *conn, hdr requestHeader, req kmsg.Request) *reply {
 			return b.handleProduce(c, hdr, req.(*kmsg.ProduceRequest))
 		}},
-		kmsg.Fetch.Int16():                   {4, 16, background((*Broker).handleFetch)},
+		kmsg.Fetch.Int16(): {4, 16, func(b *Broker, c *conn, hdr requestHeader, req kmsg.Request) *reply {
+			return b.serveFetch(c, hdr, req.(*kmsg.FetchRequest))
+		}},
 		kmsg.ListOffsets.Int16():             {1, 10, inline((*Broker).handleListOffsets)},
 		kmsg.Metadata.Int16():                {0, 13, inline((*Broker).handleMetadata)},
 		kmsg.FindCoordinator.Int16():         {0, 6, inline((*Broker).handleFindCoordinator)},

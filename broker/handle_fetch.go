@@ -19,7 +19,16 @@ import (
 // Riffle does not keep incremental fetch sessions (KIP-227): it answers
 // every fetch in full with session id 0, which clients accept as "no
 // session".
-func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+func (b *Broker) serveFetch(c *conn, hdr requestHeader, req *kmsg.FetchRequest) *reply {
+	buf := c.reads.get(0)
+	rep := c.async(hdr, func(ctx context.Context) kmsg.Response { return b.handleFetch(ctx, req, buf) })
+	rep.release = func() { c.reads.put(buf) }
+	return rep
+}
+
+// handleFetch reads into *buf, which the response's record sets point
+// into until it is written.
+func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, buf *[]byte) kmsg.Response {
 	if req.SessionID != 0 {
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
@@ -28,7 +37,7 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	var timer *time.Timer
 	for {
-		resp, size, wake := b.fetchOnce(req)
+		resp, size, wake := b.fetchOnce(req, buf)
 		wait := time.Until(deadline)
 		if size >= int(req.MinBytes) || wake == nil || wait <= 0 {
 			return resp
@@ -45,7 +54,7 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 		}
 		if i, _, _ := reflect.Select(cases); i < 2 {
-			resp, _, _ := b.fetchOnce(req)
+			resp, _, _ := b.fetchOnce(req, buf)
 			return resp
 		}
 	}
@@ -55,9 +64,11 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 // (size -1), which librdkafka rejects; Kafka sends size 0.
 var noRecords = []byte{}
 
-// fetchOnce reads every requested partition once. It returns the bytes
-// read and, when nothing failed, the channels that signal new data.
-func (b *Broker) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []<-chan struct{}) {
+// fetchOnce reads every requested partition once, into *buf from its
+// start. It returns the bytes read and, when nothing failed, the channels
+// that signal new data.
+func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResponse, int, []<-chan struct{}) {
+	*buf = (*buf)[:0]
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	img := b.meta.Image()
 	remaining := int(req.MaxBytes)
@@ -96,7 +107,8 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []
 			if remaining <= 0 {
 				continue
 			}
-			data, err := part.log.Read(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), nil)
+			start := len(*buf)
+			out, err := part.log.Read(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), *buf)
 			if err != nil {
 				rp.ErrorCode = kerr.OffsetOutOfRange.Code
 				if !errors.Is(err, commitlog.ErrOffsetOutOfRange) {
@@ -105,6 +117,8 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []
 				failed = true
 				continue
 			}
+			*buf = out
+			data := out[start:]
 			if len(data) > 0 {
 				rp.RecordBatches = data
 			}
