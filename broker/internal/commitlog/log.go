@@ -192,7 +192,6 @@ type Log struct {
 	changedUsed bool // someone holds changed, so the next append must close it
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
-	wbuf        []byte         // scratch for Append
 
 	// Group commit state, guarded by mu.
 	durable   int64         // every record below it is fsynced
@@ -393,6 +392,11 @@ func (l *Log) SetConfig(cfg Config) {
 	l.cfg = cfg
 }
 
+// scratch holds the copies Append stamps offsets into before writing.
+// They are shared by every log: a buffer per log would keep a batch's
+// worth of memory for each of thousands of idle partitions.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
 // Append validates records, the records field of a Produce request for
 // this partition (one or more v2 record batches), and appends them. Either
 // every batch is stored or none is. Batches from idempotent producers are
@@ -445,23 +449,26 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	if l.cfg.LogAppendTime {
 		appendTime = now.UnixMilli()
 	}
-	l.wbuf = append(l.wbuf[:0], records...)
-	for pos, off := 0, l.end; pos < len(l.wbuf); {
-		h := parseHeader(l.wbuf[pos:])
-		stampBatch(l.wbuf[pos:], h.size, off, appendTime, l.cfg.LogAppendTime)
+	wp := scratch.Get().(*[]byte)
+	defer scratch.Put(wp)
+	*wp = append((*wp)[:0], records...)
+	wbuf := *wp
+	for pos, off := 0, l.end; pos < len(wbuf); {
+		h := parseHeader(wbuf[pos:])
+		stampBatch(wbuf[pos:], h.size, off, appendTime, l.cfg.LogAppendTime)
 		off += int64(h.recordCount)
 		pos += h.size
 	}
 	s := l.segs[len(l.segs)-1]
-	if _, err := s.log.WriteAt(l.wbuf, s.size); err != nil {
+	if _, err := s.log.WriteAt(wbuf, s.size); err != nil {
 		return AppendResult{}, fmt.Errorf("append to segment %s: %w", s.name(), err)
 	}
 	if s.size == 0 {
 		s.rollTime = now
 	}
 	interval := int64(l.cfg.IndexIntervalBytes)
-	for pos := 0; pos < len(l.wbuf); {
-		h := parseHeader(l.wbuf[pos:])
+	for pos := 0; pos < len(wbuf); {
+		h := parseHeader(wbuf[pos:])
 		indexed, timeIndexed := s.track(&h, s.size, interval)
 		l.writeEntries(s, indexed, timeIndexed)
 		pos += h.size
@@ -470,7 +477,7 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 		l.producers.apply(p.pid, p.epoch, p.meta)
 	}
 	res := AppendResult{BaseOffset: l.end, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}
-	l.size += int64(len(l.wbuf))
+	l.size += int64(len(wbuf))
 	l.end = next
 	l.notifyLocked()
 	return res, nil
