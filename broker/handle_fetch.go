@@ -71,9 +71,9 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 	*buf = (*buf)[:0]
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	img := b.meta.Image()
-	remaining := int(req.MaxBytes)
-	if req.Version < 3 {
-		remaining = 1 << 31
+	remaining := int(b.cfg.fetchMaxBytes)
+	if req.Version >= 3 {
+		remaining = min(remaining, int(req.MaxBytes))
 	}
 	size, failed := 0, false
 	var wake []<-chan struct{}

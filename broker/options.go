@@ -34,6 +34,7 @@ type config struct {
 	nodeID           int32
 	sync             SyncPolicy
 	maxRequestBytes  int32
+	fetchMaxBytes    int32
 	autoCreateTopics bool
 	numPartitions    int32
 	retentionCheck   time.Duration
@@ -47,6 +48,7 @@ func defaultConfig() config {
 		nodeID:           1,
 		sync:             SyncGroupCommit,
 		maxRequestBytes:  100 << 20,
+		fetchMaxBytes:    8 << 20,
 		autoCreateTopics: true,
 		numPartitions:    1,
 		retentionCheck:   5 * time.Minute,
@@ -80,6 +82,15 @@ func Sync(p SyncPolicy) Opt { return optFunc(func(c *config) { c.sync = p }) }
 // MaxRequestBytes sets the largest request frame accepted; a larger frame
 // closes its connection. Default: 100 MiB (Kafka's socket.request.max.bytes).
 func MaxRequestBytes(n int32) Opt { return optFunc(func(c *config) { c.maxRequestBytes = n }) }
+
+// FetchMaxBytes caps the record bytes of one fetch response, below
+// whatever larger limit the client asks for; the first batch is returned
+// whole even if it is larger, so consumers always progress. The broker
+// holds a response's bytes twice while sending it, so this cap is what
+// keeps its memory flat when consumers read many partitions at once.
+// Default: 8 MiB (Kafka's fetch.max.bytes, whose default is 55 MiB:
+// beyond a few MiB a larger response hardly raises throughput).
+func FetchMaxBytes(n int32) Opt { return optFunc(func(c *config) { c.fetchMaxBytes = n }) }
 
 // AutoCreateTopics sets whether Metadata and Produce requests for unknown
 // topics create them with the default partition count.
