@@ -23,6 +23,7 @@ func runBroker(ctx context.Context, args []string) error {
 	fsync := fs.String("fsync", "group-commit", "flush policy: group-commit (fsync before acknowledging acks=1/all) or none (page cache only, as Kafka's default)")
 	partitions := fs.Int("num-partitions", 1, "partitions of auto-created topics")
 	autoCreate := fs.Bool("auto-create-topics", true, "create unknown topics on Metadata and Produce requests")
+	fetchMax := fs.Int("fetch-max-bytes", 8<<20, "largest record bytes in one fetch response (Kafka's fetch.max.bytes)")
 	pprofAddr := fs.String("pprof", "", "serve /debug/pprof on this loopback host:port (off when empty)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -52,6 +53,7 @@ func runBroker(ctx context.Context, args []string) error {
 		broker.Sync(policy),
 		broker.DefaultPartitions(int32(*partitions)),
 		broker.AutoCreateTopics(*autoCreate),
+		broker.FetchMaxBytes(int32(*fetchMax)),
 		broker.Logger(logger),
 	}
 	if *advertised != "" {
