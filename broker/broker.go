@@ -62,8 +62,9 @@ type Broker struct {
 	serving  sync.WaitGroup
 	nextConn atomic.Uint64
 
-	mu    sync.Mutex
-	conns map[uint64]net.Conn
+	mu     sync.Mutex
+	conns  map[uint64]net.Conn
+	closed bool
 }
 
 // New returns a broker configured by opts. It touches neither the network
@@ -179,10 +180,15 @@ func (b *Broker) ClusterID() string { return b.meta.Image().ClusterID }
 // in-flight requests, and closes the logs and the metadata store so that
 // the next Start is fast. If ctx ends first, Close stops waiting and
 // closes the stores anyway: nothing acknowledged is lost either way.
+// Closing a closed broker does nothing.
 func (b *Broker) Close(ctx context.Context) error {
-	if b.ctx == nil {
+	b.mu.Lock()
+	if b.ctx == nil || b.closed {
+		b.mu.Unlock()
 		return nil
 	}
+	b.closed = true
+	b.mu.Unlock()
 	b.cancel()
 	if b.ln != nil {
 		b.ln.Close()

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/broker"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // need returns the path of a client program, or skips the test (fails it
@@ -32,7 +34,14 @@ func need(t *testing.T, program, install string) string {
 
 func startBroker(t *testing.T) string {
 	t.Helper()
-	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()))
+	return startBrokerAt(t, t.TempDir()).Addr()
+}
+
+// startBrokerAt runs a broker on a free loopback port with its data in
+// dir until the test ends (closing it earlier is fine).
+func startBrokerAt(t *testing.T, dir string) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +51,7 @@ func startBroker(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close(context.Background()) })
-	return b.Addr()
+	return b
 }
 
 // run executes a client with a time limit and returns its standard output.
@@ -137,5 +146,44 @@ func TestKafkaJS(t *testing.T) {
 	}
 	if res.Committed != 300 {
 		t.Errorf("kafkajs committed offsets sum to %d, want 300", res.Committed)
+	}
+}
+
+// TestKcatBalancedConsumer reads a four-partition topic with a kcat -G
+// member (librdkafka's classic group protocol): it gets every record once,
+// and its commits hold, so a later member of the group finds nothing left.
+func TestKcatBalancedConsumer(t *testing.T) {
+	kcat := need(t, "kcat", "apt-get install kcat")
+	addr := startBroker(t)
+	const n = 300
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, "k%d:v%d\n", i, i)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 4, 1, nil, "kcat-group"); err != nil {
+		t.Fatal(err)
+	}
+	run(t, in.String(), kcat, "-b", addr, "-t", "kcat-group", "-P", "-K:")
+
+	consume := func() []string {
+		out := run(t, "", kcat, "-b", addr, "-G", "kcat-g", "-X", "auto.offset.reset=earliest", "-X", "enable.auto.commit=true",
+			"-X", "auto.commit.interval.ms=100", "-e", "-f", "%k\\n", "kcat-group")
+		return strings.Fields(out)
+	}
+	first := consume()
+	if len(first) != n {
+		t.Fatalf("kcat -G read %d records, want %d", len(first), n)
+	}
+	slices.Sort(first)
+	if len(slices.Compact(first)) != n {
+		t.Fatal("kcat -G read a record twice")
+	}
+	if again := consume(); len(again) != 0 {
+		t.Fatalf("a second kcat -G member of the same group read %d records: the first member's commits were lost", len(again))
 	}
 }

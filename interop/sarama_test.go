@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func saramaConfig() *sarama.Config {
@@ -98,5 +101,94 @@ func TestSaramaProduceConsume(t *testing.T) {
 		if seen[strconv.Itoa(i)] != fmt.Sprintf("v%d", i) {
 			t.Fatalf("record %d: %q", i, seen[strconv.Itoa(i)])
 		}
+	}
+}
+
+// groupHandler counts what a sarama consumer group member reads and marks
+// it for commit.
+type groupHandler struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	done chan struct{}
+	want int
+}
+
+func (h *groupHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+func (h *groupHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for m := range claim.Messages() {
+		s.MarkMessage(m, "")
+		h.mu.Lock()
+		h.seen[string(m.Key)] = true
+		if len(h.seen) == h.want {
+			close(h.done)
+		}
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+// TestSaramaConsumerGroup reads a topic with a sarama consumer group and
+// checks that its committed offsets survive a broker restart.
+func TestSaramaConsumerGroup(t *testing.T) {
+	dir := t.TempDir()
+	b := startBrokerAt(t, dir)
+	cfg := saramaConfig()
+	cfg.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond
+	producer, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := range n {
+		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: "sarama-group", Key: sarama.StringEncoder(strconv.Itoa(i)), Value: sarama.StringEncoder("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	producer.Close()
+
+	group, err := sarama.NewConsumerGroup([]string{b.Addr()}, "sarama-g", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &groupHandler{seen: map[string]bool{}, done: make(chan struct{}), want: n}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if err := group.Consume(ctx, []string{"sarama-group"}, h); err != nil && ctx.Err() == nil {
+				t.Errorf("consume: %v", err)
+				return
+			}
+		}
+	}()
+	select {
+	case <-h.done:
+	case <-ctx.Done():
+		t.Fatalf("sarama group read %d of %d records", len(h.seen), n)
+	}
+	cancel()
+	if err := group.Close(); err != nil { // commits the marked offsets
+		t.Fatal(err)
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	b = startBrokerAt(t, dir)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offsets, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "sarama-g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed int64
+	offsets.Each(func(o kadm.OffsetResponse) { committed += o.At })
+	if committed != n {
+		t.Fatalf("after a restart the group's committed offsets sum to %d, want %d", committed, n)
 	}
 }
