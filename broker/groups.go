@@ -27,6 +27,7 @@ func (e *extensions) open(b *Broker) error {
 		Dir:         filepath.Join(b.cfg.dataDir, "groups"),
 		Topics:      func() map[string]group.Topic { return *e.topics.Load() },
 		GroupConfig: func(name string) map[string]string { return groupConfig(b.meta.Image(), name) },
+		Reserved:    e.share.isShareGroup,
 		Logger:      b.log.With("component", "groups"),
 	})
 	if err != nil {

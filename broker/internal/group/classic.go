@@ -224,6 +224,8 @@ func (c *Coordinator) joinGroup(ctx context.Context, from Client, req *kmsg.Join
 		return fail(kerr.InvalidGroupID)
 	case session <= 0 || session > maxClassicSessionTimeout:
 		return fail(kerr.InvalidSessionTimeout)
+	case c.reserved(req.Group):
+		return fail(kerr.InconsistentGroupProtocol)
 	}
 	c.mu.Lock()
 	if c.closing() {

@@ -177,6 +177,8 @@ func (c *Coordinator) consumerHeartbeat(from Client, req *kmsg.ConsumerGroupHear
 		return fail(kerr.InvalidRequest, "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
 	case req.ServerAssignor != nil && assignors[*req.ServerAssignor] == nil:
 		return fail(kerr.UnsupportedAssignor, "ServerAssignor "+*req.ServerAssignor+" is not supported. Supported assignors: uniform, range.")
+	case c.reserved(req.Group):
+		return fail(kerr.GroupIDNotFound, "Group "+req.Group+" is not a consumer group.")
 	}
 	if req.SubscribedTopicRegex != nil && *req.SubscribedTopicRegex != "" {
 		var err error

@@ -66,6 +66,10 @@ type Config struct {
 	// Kafka names: consumer.session.timeout.ms (default 45000) and
 	// consumer.heartbeat.interval.ms (default 5000). It may be nil.
 	GroupConfig func(group string) map[string]string
+	// Reserved reports whether another kind of group holds a name, as
+	// share groups do, so that no consumer group takes it. It is called
+	// without the coordinator's lock held. It may be nil.
+	Reserved func(group string) bool
 	// OffsetsRetention is how long the offsets of an empty group are kept
 	// (Kafka's offsets.retention.minutes). Zero means seven days.
 	OffsetsRetention time.Duration
@@ -307,6 +311,11 @@ func (c *Coordinator) Handle(ctx context.Context, from Client, req kmsg.Request)
 	}
 	resp.SetVersion(req.GetVersion())
 	return resp
+}
+
+// reserved reports whether another kind of group holds name.
+func (c *Coordinator) reserved(name string) bool {
+	return c.cfg.Reserved != nil && c.cfg.Reserved(name)
 }
 
 // Exists reports whether a consumer or classic group of that name exists,

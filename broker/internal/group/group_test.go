@@ -22,7 +22,9 @@ type harness struct {
 	topics  atomic.Pointer[map[string]Topic]
 	configs sync.Map // group -> map[string]string
 	ret     time.Duration
-	c       *Coordinator
+	// reserved names no consumer group may take (share groups').
+	reserved map[string]bool
+	c        *Coordinator
 }
 
 func newHarness(t *testing.T, topics ...Topic) *harness {
@@ -54,6 +56,7 @@ func (h *harness) open() {
 			return m
 		},
 		OffsetsRetention: h.ret,
+		Reserved:         func(g string) bool { return h.reserved[g] },
 		Logger:           slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -474,5 +477,37 @@ func TestOffsetsRetentionAndDeletedTopics(t *testing.T) {
 	l.Version = 5
 	if gs := handle[*kmsg.ListGroupsResponse](h, l).Groups; len(gs) != 0 {
 		t.Fatalf("expired group still listed: %+v", gs)
+	}
+}
+
+// TestReservedNamesRefused checks that a name held by a share group can
+// become a consumer group by none of the three ways groups are created.
+func TestReservedNamesRefused(t *testing.T) {
+	h := &harness{t: t, dir: t.TempDir(), reserved: map[string]bool{"queue": true}}
+	m := map[string]Topic{"t": {Name: "t", ID: [16]byte{1}, Partitions: 1}}
+	h.topics.Store(&m)
+	h.open()
+	t.Cleanup(func() { h.c.Close() })
+
+	join := handle[*kmsg.JoinGroupResponse](h, joinReq("queue", ""))
+	wantCode(t, "JoinGroup", join.ErrorCode, kerr.InconsistentGroupProtocol)
+
+	hb := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	hb.Version, hb.Group, hb.MemberID, hb.MemberEpoch, hb.SubscribedTopicNames = 1, "queue", "m1", 0, []string{"t"}
+	wantCode(t, "ConsumerGroupHeartbeat", handle[*kmsg.ConsumerGroupHeartbeatResponse](h, hb).ErrorCode, kerr.GroupIDNotFound)
+
+	oc := kmsg.NewPtrOffsetCommitRequest()
+	oc.Version, oc.Group, oc.Generation = 9, "queue", -1
+	ot := kmsg.NewOffsetCommitRequestTopic()
+	ot.Topic = "t"
+	op := kmsg.NewOffsetCommitRequestTopicPartition()
+	op.Offset = 5
+	ot.Partitions = append(ot.Partitions, op)
+	oc.Topics = append(oc.Topics, ot)
+	commit := handle[*kmsg.OffsetCommitResponse](h, oc)
+	wantCode(t, "OffsetCommit", commit.Topics[0].Partitions[0].ErrorCode, kerr.GroupIDNotFound)
+
+	if h.c.Exists("queue") {
+		t.Fatal("a consumer group was created under a reserved name")
 	}
 }

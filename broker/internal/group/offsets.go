@@ -38,8 +38,11 @@ func (c *Coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 		}
 		return build()
 	}
-	if req.Group == "" {
+	switch {
+	case req.Group == "":
 		return fail(kerr.InvalidGroupID)
+	case c.reserved(req.Group):
+		return fail(kerr.GroupIDNotFound)
 	}
 	topics := c.cfg.Topics()
 	c.mu.Lock()
