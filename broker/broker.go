@@ -81,6 +81,8 @@ func New(opts ...Opt) (*Broker, error) {
 		return nil, fmt.Errorf("broker: max request bytes %d is below 1024", cfg.maxRequestBytes)
 	case cfg.fetchMaxBytes < 1:
 		return nil, fmt.Errorf("broker: fetch max bytes %d is below 1", cfg.fetchMaxBytes)
+	case cfg.offsetsRetention <= 0:
+		return nil, fmt.Errorf("broker: offsets retention %v is not positive", cfg.offsetsRetention)
 	case cfg.numPartitions < 1:
 		return nil, fmt.Errorf("broker: default partitions %d is below 1", cfg.numPartitions)
 	case cfg.nodeID < 0:

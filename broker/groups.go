@@ -24,11 +24,12 @@ type extensions struct {
 func (e *extensions) open(b *Broker) error {
 	e.setTopics(b.meta.Image())
 	g, err := group.Open(group.Config{
-		Dir:         filepath.Join(b.cfg.dataDir, "groups"),
-		Topics:      func() map[string]group.Topic { return *e.topics.Load() },
-		GroupConfig: func(name string) map[string]string { return groupConfig(b.meta.Image(), name) },
-		Reserved:    e.share.isShareGroup,
-		Logger:      b.log.With("component", "groups"),
+		Dir:              filepath.Join(b.cfg.dataDir, "groups"),
+		Topics:           func() map[string]group.Topic { return *e.topics.Load() },
+		GroupConfig:      func(name string) map[string]string { return groupConfig(b.meta.Image(), name) },
+		Reserved:         e.share.isShareGroup,
+		OffsetsRetention: b.cfg.offsetsRetention,
+		Logger:           b.log.With("component", "groups"),
 	})
 	if err != nil {
 		return fmt.Errorf("broker: open group coordinator: %w", err)

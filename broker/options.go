@@ -38,6 +38,7 @@ type config struct {
 	autoCreateTopics bool
 	numPartitions    int32
 	retentionCheck   time.Duration
+	offsetsRetention time.Duration
 	logger           *slog.Logger
 }
 
@@ -52,6 +53,7 @@ func defaultConfig() config {
 		autoCreateTopics: true,
 		numPartitions:    1,
 		retentionCheck:   5 * time.Minute,
+		offsetsRetention: 7 * 24 * time.Hour,
 		logger:           slog.Default(),
 	}
 }
@@ -106,6 +108,13 @@ func DefaultPartitions(n int32) Opt { return optFunc(func(c *config) { c.numPart
 // Default: 5 minutes (Kafka's log.retention.check.interval.ms).
 func RetentionCheckInterval(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.retentionCheck = d })
+}
+
+// OffsetsRetention sets how long the committed offsets of a consumer
+// group that has no members are kept; the group goes with them.
+// Default: 7 days (Kafka's offsets.retention.minutes).
+func OffsetsRetention(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.offsetsRetention = d })
 }
 
 // Logger sets the structured logger. Default: slog.Default().
