@@ -12,6 +12,7 @@
 //	<data-dir>/groups/                     committed offsets and consumer group state
 //	<data-dir>/share/                      share group membership and record states
 //	<data-dir>/producer-ids                the next block of producer ids
+//	<data-dir>/meta.properties             the cluster and node the directory belongs to
 //
 // Start a broker, use it, and stop it:
 //
@@ -89,6 +90,10 @@ func New(opts ...Opt) (*Broker, error) {
 		return nil, fmt.Errorf("broker: default partitions %d is below 1", cfg.numPartitions)
 	case cfg.nodeID < 0:
 		return nil, fmt.Errorf("broker: negative node id %d", cfg.nodeID)
+	case cfg.maxTopicPartitions < 1:
+		return nil, fmt.Errorf("broker: max partitions per topic %d is below 1", cfg.maxTopicPartitions)
+	case cfg.maxPartitions < 1:
+		return nil, fmt.Errorf("broker: max partitions %d is below 1", cfg.maxPartitions)
 	}
 	return &Broker{cfg: cfg, log: cfg.logger, conns: make(map[uint64]net.Conn)}, nil
 }
@@ -115,16 +120,32 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if b.pids, err = openProducerIDs(filepath.Join(b.cfg.dataDir, "producer-ids")); err != nil {
 		return err
 	}
-	b.parts = newPartitionSet(filepath.Join(b.cfg.dataDir, "logs"), b.cfg.sync, b.log)
+	props, err := b.checkDataDir()
+	if err != nil {
+		return err
+	}
+	b.parts = newPartitionSet(filepath.Join(b.cfg.dataDir, "logs"), b.cfg.sync, b.cfg.nodeID, b.log)
 	b.meta, err = metadata.Open(ctx, metadata.Config{
-		Dir:      filepath.Join(b.cfg.dataDir, "metadata"),
-		NodeID:   b.cfg.nodeID,
-		OnChange: b.metadataChanged,
-		Logger:   b.log.With("component", "metadata"),
+		Dir:       filepath.Join(b.cfg.dataDir, "metadata"),
+		NodeID:    b.cfg.nodeID,
+		ClusterID: props.clusterID,
+		Limits:    b.limits(),
+		OnChange:  b.metadataChanged,
+		Logger:    b.log.With("component", "metadata"),
 	})
+	if errors.Is(err, metadata.ErrClusterMismatch) {
+		return fmt.Errorf("broker: data directory %s: %w; its metadata/ is not the one its logs were written under: restore that metadata/ (or point --data-dir at the data of the cluster this metadata belongs to)", b.cfg.dataDir, err)
+	}
 	if err != nil {
 		return fmt.Errorf("broker: open metadata: %w", err)
 	}
+	if props.clusterID == "" {
+		props = metaProperties{clusterID: b.meta.Image().ClusterID, nodeID: b.cfg.nodeID}
+		if err := writeMetaProperties(b.cfg.dataDir, props); err != nil {
+			return err
+		}
+	}
+	b.parts.warnStrays(b.meta.Image())
 	if err := b.ext.open(b); err != nil {
 		return err
 	}

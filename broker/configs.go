@@ -145,19 +145,23 @@ func brokerDefault(img *metadata.Image, nodeID int32, d *configDef) (string, kms
 	return d.def, kmsg.ConfigSourceDefaultConfig
 }
 
-// topicConfig returns a topic's effective value of key.
-func topicConfig(img *metadata.Image, topic, key string) string {
+// topicConfig returns a topic's effective value of key on broker nodeID:
+// the topic's own value, else the broker's or the cluster-wide default,
+// as DescribeConfigs reports it.
+func topicConfig(img *metadata.Image, nodeID int32, topic, key string) string {
 	if v, ok := img.Configs[metadata.ConfigResource{Type: metadata.ResourceTopic, Name: topic}][key]; ok {
 		return v
 	}
-	v, _ := brokerDefault(img, -1, findDef(topicConfigs, key))
+	v, _ := brokerDefault(img, nodeID, findDef(topicConfigs, key))
 	return v
 }
 
-// logConfig turns a topic's configs into its logs' settings.
-func logConfig(img *metadata.Image, topic string, policy commitlog.SyncPolicy, log *slog.Logger) commitlog.Config {
+// logConfig turns a topic's configs into its logs' settings on broker
+// nodeID.
+func logConfig(img *metadata.Image, nodeID int32, topic string, policy commitlog.SyncPolicy, log *slog.Logger) commitlog.Config {
+	get := func(key string) string { return topicConfig(img, nodeID, topic, key) }
 	num := func(key string) int64 {
-		n, _ := strconv.ParseInt(topicConfig(img, topic, key), 10, 64)
+		n, _ := strconv.ParseInt(get(key), 10, 64)
 		return n
 	}
 	cfg := commitlog.Config{
@@ -167,14 +171,14 @@ func logConfig(img *metadata.Image, topic string, policy commitlog.SyncPolicy, l
 		RetentionAge:       time.Duration(num("retention.ms")) * time.Millisecond,
 		IndexIntervalBytes: int32(num("index.interval.bytes")),
 		MaxBatchBytes:      int32(num("max.message.bytes")),
-		LogAppendTime:      topicConfig(img, topic, "message.timestamp.type") == "LogAppendTime",
+		LogAppendTime:      get("message.timestamp.type") == "LogAppendTime",
 		Sync:               policy,
 		Logger:             log.With("topic", topic),
 	}
 	if num("retention.ms") < 0 {
 		cfg.RetentionAge = -1
 	}
-	if !slices.Contains(strings.Split(topicConfig(img, topic, "cleanup.policy"), ","), "delete") {
+	if !slices.Contains(strings.Split(get("cleanup.policy"), ","), "delete") {
 		cfg.RetentionAge, cfg.RetentionBytes = -1, -1
 	}
 	return cfg
@@ -189,6 +193,9 @@ func validateConfigs(defs []configDef, kv map[string]*string) error {
 		}
 		if v == nil {
 			continue
+		}
+		if len(*v) > metadata.MaxStringLen {
+			return fmt.Errorf("value for %s is %d bytes, more than the %d a config record holds", k, len(*v), metadata.MaxStringLen)
 		}
 		if err := d.check(*v); err != nil {
 			return fmt.Errorf("invalid value for %s: %w", k, err)

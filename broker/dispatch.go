@@ -70,8 +70,8 @@ func (b *Broker) dispatch(c *conn, hdr requestHeader, req kmsg.Request) *reply {
 
 // metadataChanged is the metadata store's OnChange hook: the partition
 // logs follow the new image, then the extensions learn of it.
-func (b *Broker) metadataChanged(_, next *metadata.Image) {
-	if err := b.parts.reconcile(next); err != nil {
+func (b *Broker) metadataChanged(prev, next *metadata.Image) {
+	if err := b.parts.reconcile(prev, next); err != nil {
 		b.log.Error("apply metadata to partition logs", "err", err)
 	}
 	b.ext.topicsChanged(next)

@@ -88,13 +88,14 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 			rp.Partition = p.Partition
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 			rp.RecordBatches = noRecords
-			part := b.parts.get(name, p.Partition)
-			switch {
-			case topicErr != nil:
-				rp.ErrorCode = topicErr.Code
-			case part == nil:
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			default:
+			var part *partition
+			perr := topicErr
+			if perr == nil {
+				part, perr = b.parts.lookup(img, name, p.Partition)
+			}
+			if perr != nil {
+				rp.ErrorCode = perr.Code
+			} else {
 				rp.ErrorCode = checkLeaderEpoch(img, name, p.Partition, p.CurrentLeaderEpoch)
 			}
 			if rp.ErrorCode != 0 {

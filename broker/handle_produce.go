@@ -67,9 +67,9 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 				rp.ErrorCode = topicErr.Code
 				continue
 			}
-			part := b.parts.get(name, p.Partition)
-			if part == nil {
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			part, perr := b.parts.lookup(img, name, p.Partition)
+			if perr != nil {
+				rp.ErrorCode = perr.Code
 				continue
 			}
 			res, err := part.log.Append(p.Records, now)

@@ -3,6 +3,8 @@ package broker
 import (
 	"log/slog"
 	"time"
+
+	"github.com/riffle-stream/riffle/broker/internal/metadata"
 )
 
 // Opt configures a Broker. Options are applied in order by New.
@@ -40,6 +42,9 @@ type config struct {
 	retentionCheck   time.Duration
 	offsetsRetention time.Duration
 	logger           *slog.Logger
+
+	maxTopicPartitions int32
+	maxPartitions      int
 }
 
 func defaultConfig() config {
@@ -55,6 +60,9 @@ func defaultConfig() config {
 		retentionCheck:   5 * time.Minute,
 		offsetsRetention: 7 * 24 * time.Hour,
 		logger:           slog.Default(),
+
+		maxTopicPartitions: metadata.DefaultTopicPartitions,
+		maxPartitions:      metadata.DefaultPartitions,
 	}
 }
 
@@ -119,3 +127,16 @@ func OffsetsRetention(d time.Duration) Opt {
 
 // Logger sets the structured logger. Default: slog.Default().
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }
+
+// MaxTopicPartitions caps the partitions of one topic: CreateTopics and
+// CreatePartitions asking for more are answered POLICY_VIOLATION before
+// anything is allocated or committed. Default: 10,000, the cap Kafka's
+// controller puts on the partitions one request may create (Kafka has no
+// per-topic setting; this is the analogue of a CreateTopicPolicy).
+func MaxTopicPartitions(n int32) Opt { return optFunc(func(c *config) { c.maxTopicPartitions = n }) }
+
+// MaxPartitions caps the partitions of all topics together, which this
+// broker hosts; creations beyond it are answered POLICY_VIOLATION. Each
+// partition costs open files and memory, and every one is opened at
+// start. Default: 100,000 (Kafka has no such setting).
+func MaxPartitions(n int) Opt { return optFunc(func(c *config) { c.maxPartitions = n }) }
