@@ -74,8 +74,8 @@ type partitionSet struct {
 // partition.metadata does, so a recreated topic never reads an old log.
 const idFile = "partition.metadata"
 
-// openParallelism bounds how many logs reconcile opens at once: opening
-// is mostly small reads, directory listings and fsyncs of id files.
+// openParallelism bounds how many logs are opened or closed at once:
+// both are mostly fsyncs, small reads and directory listings.
 const openParallelism = 8
 
 func newPartitionSet(dir string, policy SyncPolicy, nodeID int32, log *slog.Logger) *partitionSet {
@@ -385,10 +385,16 @@ func (s *partitionSet) close() error {
 	s.closed = true
 	s.topics = nil
 	s.mu.Unlock()
-	var errs []error
-	for _, p := range parts {
-		errs = append(errs, p.log.Close())
+	errs := make([]error, len(parts))
+	var g errgroup.Group
+	g.SetLimit(openParallelism)
+	for i, p := range parts {
+		g.Go(func() error {
+			errs[i] = p.log.Close()
+			return nil
+		})
 	}
+	g.Wait()
 	return errors.Join(errs...)
 }
 
