@@ -24,6 +24,10 @@ func runBroker(ctx context.Context, args []string) error {
 	partitions := fs.Int("num-partitions", 1, "partitions of auto-created topics")
 	autoCreate := fs.Bool("auto-create-topics", true, "create unknown topics on Metadata and Produce requests")
 	fetchMax := fs.Int("fetch-max-bytes", 8<<20, "largest record bytes in one fetch response (Kafka's fetch.max.bytes)")
+	maxIdle := fs.Duration("connections-max-idle", 10*time.Minute, "close connections without traffic for this long (Kafka's connections.max.idle.ms)")
+	maxConns := fs.Int("max-connections", 0, "most client connections served at once, 0 for unlimited (Kafka's max.connections)")
+	maxConnsPerIP := fs.Int("max-connections-per-ip", 0, "most client connections served at once from one address, 0 for unlimited (Kafka's max.connections.per.ip)")
+	queuedMax := fs.Int64("queued-max-request-bytes", 0, "bytes of requests read but not yet handled, across connections; 0 for 256 MiB (Kafka's queued.max.request.bytes)")
 	pprofAddr := fs.String("pprof", "", "serve /debug/pprof on this loopback host:port (off when empty)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -55,6 +59,13 @@ func runBroker(ctx context.Context, args []string) error {
 		broker.AutoCreateTopics(*autoCreate),
 		broker.FetchMaxBytes(int32(*fetchMax)),
 		broker.Logger(logger),
+	}
+	opts = append(opts, broker.ConnectionsMaxIdle(*maxIdle), broker.QueuedMaxRequestBytes(*queuedMax))
+	if *maxConns != 0 {
+		opts = append(opts, broker.MaxConnections(*maxConns))
+	}
+	if *maxConnsPerIP != 0 {
+		opts = append(opts, broker.MaxConnectionsPerIP(*maxConnsPerIP))
 	}
 	if *advertised != "" {
 		opts = append(opts, broker.AdvertisedAddr(*advertised))
