@@ -592,3 +592,49 @@ func TestFetchMaxBytesZero(t *testing.T) {
 		t.Fatalf("fetch at the end: error %v, %d bytes", kerr.ErrorForCode(p.ErrorCode), len(p.RecordBatches))
 	}
 }
+
+// FuzzRequest writes arbitrary bytes, a size-prefixed request frame in
+// the seeds, to a connection of a real broker and half-closes it: the
+// broker must answer or hang up without panicking (recovered panics are
+// counted, and fail the input), must let go of the connection at once,
+// and must still serve a fresh connection. The seeds are one default
+// request per API key and version range end the broker serves, plus the
+// committed corpus under testdata/fuzz/FuzzRequest.
+func FuzzRequest(f *testing.F) {
+	b := hostileBroker(f, nil, func(c *config) { c.maxWait = 100 * time.Millisecond })
+	for key := range int16(200) {
+		lo, hi, ok := b.versions(key)
+		if !ok {
+			continue
+		}
+		for _, v := range []int16{lo, hi} {
+			req := kmsg.RequestForKey(key)
+			if d, ok := req.(interface{ Default() }); ok {
+				d.Default()
+			}
+			req.SetVersion(v)
+			f.Add(formatter.AppendRequest(nil, req, 1))
+		}
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		nc, err := net.DialTimeout("tcp", b.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := nc.Write(frame); err == nil {
+			nc.(*net.TCPConn).CloseWrite()
+		}
+		if _, err := io.Copy(io.Discard, nc); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("the broker held the connection 10s after the client finished sending")
+			}
+		}
+		if n := b.panics.Swap(0); n != 0 {
+			t.Fatalf("%d requests panicked (see the log)", n)
+		}
+		serves(t, b)
+	})
+}
