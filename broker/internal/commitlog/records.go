@@ -310,7 +310,7 @@ func decompress(codec int16, data []byte) (io.Reader, func(), error) {
 		s.src.Reset(data)
 		if err := s.gz.Reset(&s.src); err != nil {
 			gzipSources.Put(s)
-			return nil, nil, fmt.Errorf("gzip: %v", err)
+			return nil, nil, err // "gzip: invalid header"
 		}
 		return &s.gz, func() { gzipSources.Put(s) }, nil
 	case 2:
@@ -397,10 +397,10 @@ func (s *snappySource) Read(p []byte) (int, error) {
 		switch {
 		case err != nil:
 			return 0, fmt.Errorf("snappy: %v", err)
-		case int64(n) > s.budget:
-			return 0, errRecordsTooLarge
 		case n > maxSnappyRatio*len(block):
 			return 0, fmt.Errorf("snappy: a block of %d bytes cannot decode to the %d it declares", len(block), n)
+		case int64(n) > s.budget:
+			return 0, errRecordsTooLarge
 		}
 		s.budget -= int64(n)
 		if s.out, err = snappy.DecodeStrict(s.out[:0], block); err != nil {
