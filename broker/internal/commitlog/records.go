@@ -310,7 +310,7 @@ func decompress(codec int16, data []byte) (io.Reader, func(), error) {
 		s.src.Reset(data)
 		if err := s.gz.Reset(&s.src); err != nil {
 			gzipSources.Put(s)
-			return nil, nil, err // "gzip: invalid header"
+			return nil, nil, err // its text starts with "gzip: "
 		}
 		return &s.gz, func() { gzipSources.Put(s) }, nil
 	case 2:

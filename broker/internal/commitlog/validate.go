@@ -100,7 +100,8 @@ func newValidator(cfg *Config, now time.Time) validator {
 // then every record: it parses completely (decompressed as a stream if the
 // batch is compressed), its offset delta is its index, its timestamp is in
 // the window, and the records are exactly as many as the header says, with
-// nothing after them. It returns the batch's header.
+// nothing after them; last, the header's max timestamp is in the window.
+// It returns the batch's header.
 func (v *validator) validate(b []byte) (batchHeader, error) {
 	h, err := checkLength(b, int64(len(b)))
 	if err != nil {
@@ -118,7 +119,16 @@ func (v *validator) validate(b []byte) (batchHeader, error) {
 	if err := v.checkAttributes(&h); err != nil {
 		return h, err
 	}
-	return h, v.checkRecords(&h, b[batchHeaderSize:h.size])
+	if err := v.checkRecords(&h, b[batchHeaderSize:h.size]); err != nil {
+		return h, err
+	}
+	// Kafka rewrites the header's max timestamp; Riffle stores it as
+	// sent, and retention and time lookups trust it, so it must lie in
+	// the window too.
+	if !v.timestampOK(h.maxTimestamp) {
+		return h, fmt.Errorf("%w: max timestamp %d is outside [%d, %d]", ErrInvalidTimestamp, h.maxTimestamp, v.minTs, v.maxTs)
+	}
+	return h, nil
 }
 
 // checkAttributes checks the header fields a producer sets.
@@ -134,10 +144,14 @@ func (v *validator) checkAttributes(h *batchHeader) error {
 		return fmt.Errorf("%w: producers must not set the LogAppendTime timestamp type", ErrInvalidTimestamp)
 	case h.producerID >= 0 && h.baseSequence < 0:
 		return fmt.Errorf("%w: batch of producer %d has no sequence number", ErrInvalidRecord, h.producerID)
-	case !v.logAppendTime && h.maxTimestamp != -1 && (h.maxTimestamp < v.minTs || h.maxTimestamp > v.maxTs):
-		return fmt.Errorf("%w: max timestamp %d is outside [%d, %d]", ErrInvalidTimestamp, h.maxTimestamp, v.minTs, v.maxTs)
 	}
 	return nil
+}
+
+// timestampOK reports whether ts, a CreateTime timestamp, is acceptable:
+// in the window, or -1 for none. LogAppendTime logs accept any.
+func (v *validator) timestampOK(ts int64) bool {
+	return v.logAppendTime || ts == -1 || ts >= v.minTs && ts <= v.maxTs
 }
 
 // checkRecords walks the records section data of the batch h heads.
@@ -168,7 +182,7 @@ func (v *validator) checkRecords(h *batchHeader, data []byte) error {
 			bad.add(i, "offset delta %d, want %d", rec.offsetDelta, i)
 			return &bad
 		}
-		if ts := h.baseTimestamp + rec.timestampDelta; !v.logAppendTime && ts != -1 && (ts < v.minTs || ts > v.maxTs) {
+		if ts := h.baseTimestamp + rec.timestampDelta; !v.timestampOK(ts) {
 			bad.add(i, "timestamp %d is outside [%d, %d]", ts, v.minTs, v.maxTs)
 		}
 	}

@@ -170,14 +170,15 @@ func TestValidateRejects(t *testing.T) {
 		{"transactional batch", good, 3, attrTransactional, testTs, ErrInvalidTxnState, -1},
 		{"unknown codec", good, 3, 5, testTs, ErrInvalidRecord, -1},
 		{"producer sets LogAppendTime", good, 3, attrLogAppendTime, testTs, ErrInvalidTimestamp, -1},
-		{"timestamp before the window", good, 3, 0, testNow.Add(-2 * time.Hour).UnixMilli(), ErrInvalidTimestamp, -1},
-		{"timestamp after the window", good, 3, 0, testNow.Add(2 * time.Hour).UnixMilli(), ErrInvalidTimestamp, -1},
-		{"one record after the window", encodeRecords(record(0, 1), kmsg.Record{TimestampDelta64: int64(2 * time.Hour / time.Millisecond), OffsetDelta: 1}), 2, 0, testTs, ErrInvalidTimestamp, 1},
+		{"timestamp before the window", good, 3, 0, testNow.Add(-2 * time.Hour).UnixMilli(), ErrInvalidTimestamp, 0},
+		{"timestamp after the window", good, 3, 0, testNow.Add(2 * time.Hour).UnixMilli(), ErrInvalidTimestamp, 0},
+		{"one record after the window", encodeRecords(record(0, 1), kmsg.Record{TimestampDelta64: time.Hour.Milliseconds() + 1001, OffsetDelta: 1}), 2, 0, testTs, ErrInvalidTimestamp, 1},
+		{"max timestamp after the window", good, 3, 0, testTs, ErrInvalidTimestamp, -1},
 	}
 	for _, tc := range cases {
 		b := batchOf(tc.section, tc.attrs, tc.count, tc.ts)
-		if tc.name == "one record after the window" {
-			binary.BigEndian.PutUint64(b[offMaxTimestamp:], uint64(testTs)) // only the record is out of range
+		if tc.name == "max timestamp after the window" {
+			binary.BigEndian.PutUint64(b[offMaxTimestamp:], uint64(testNow.Add(2*time.Hour).UnixMilli()))
 			resign(b)
 		}
 		err := validateOne(testWindow, b)
