@@ -177,9 +177,14 @@ func logConfig(img *metadata.Image, topic string, policy commitlog.SyncPolicy, l
 	if num("retention.ms") < 0 {
 		cfg.RetentionAge = -1
 	}
-	if !slices.Contains(strings.Split(topicConfig(img, topic, "cleanup.policy"), ","), "delete") {
+	policies := strings.Split(topicConfig(img, topic, "cleanup.policy"), ",")
+	for i, p := range policies {
+		policies[i] = strings.TrimSpace(p)
+	}
+	if !slices.Contains(policies, "delete") {
 		cfg.RetentionAge, cfg.RetentionBytes = -1, -1
 	}
+	cfg.KeyRequired = slices.Contains(policies, "compact")
 	return cfg
 }
 

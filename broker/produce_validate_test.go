@@ -174,14 +174,19 @@ func TestProduceTransactionalRefused(t *testing.T) {
 	}
 }
 
-// TestProduceTimestampConfigs checks that the topic's timestamp window is
-// enforced, follows config changes, and does not apply to LogAppendTime.
-func TestProduceTimestampConfigs(t *testing.T) {
+// TestProduceTopicConfigs checks that the topic's timestamp window is
+// enforced, follows config changes, and does not apply to LogAppendTime,
+// and that a compacted topic refuses records without a key.
+func TestProduceTopicConfigs(t *testing.T) {
 	b := startBroker(t, "")
 	cl := newClient(t, b.Addr())
 	adm := kadm.NewClient(cl)
 	createTopic(t, adm, "window", 1, map[string]*string{"message.timestamp.before.max.ms": kadm.StringPtr("60000")})
 	createTopic(t, adm, "stamped", 1, map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")})
+	createTopic(t, adm, "compacted", 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")})
+	if rp := produceTo(t, cl, "compacted", nil, recordBatch(-1, -1, 0, 2))[0]; rp.ErrorCode != kerr.InvalidRecord.Code || len(rp.ErrorRecords) != 2 {
+		t.Fatalf("records without keys to a compacted topic: %v, %d error records", kerr.ErrorForCode(rp.ErrorCode), len(rp.ErrorRecords))
+	}
 	old := changed(recordBatch(-1, -1, 0, 2), func(b *kmsg.RecordBatch) {
 		b.FirstTimestamp -= 120_000
 		b.MaxTimestamp = b.FirstTimestamp

@@ -98,6 +98,9 @@ type Config struct {
 	// record's timestamp may lie (message.timestamp.after.max.ms); 0
 	// means no bound.
 	TimestampAfterMax time.Duration
+	// KeyRequired refuses records without a key, as Kafka does for
+	// compacted topics (cleanup.policy=compact).
+	KeyRequired bool
 	// Sync is the durability policy. It is fixed when the log is opened.
 	Sync SyncPolicy
 	// Logger receives recovery and retention messages; nil means

@@ -50,6 +50,7 @@ var (
 type recordMeta struct {
 	timestampDelta int64
 	offsetDelta    int32
+	nullKey        bool
 }
 
 // recordWalker reads the records section of a v2 batch one record at a
@@ -192,21 +193,21 @@ func (w *recordWalker) skip(n int64) error {
 }
 
 // bytesField skips a length-prefixed byte string ending by end; a length
-// of -1 (null) is allowed when nullable.
-func (w *recordWalker) bytesField(what string, end int64, nullable bool) error {
-	n, err := w.varint32(what + " length")
+// of -1 (null) is allowed when nullable. It reports whether it was null.
+func (w *recordWalker) bytesField(what string, end int64, nullable bool) (null bool, err error) {
+	n, err := w.varint32(what)
 	if err != nil {
-		return err
+		return false, err
 	}
 	switch {
 	case n == -1 && nullable:
-		return nil
+		return true, nil
 	case n < 0:
-		return fmt.Errorf("%s length %d", what, n)
+		return false, fmt.Errorf("%s length %d", what, n)
 	case int64(n) > end-w.consumed:
-		return fmt.Errorf("%s of %d bytes overruns its record", what, n)
+		return false, fmt.Errorf("%s of %d bytes overruns its record", what, n)
 	}
-	return w.skip(int64(n))
+	return false, w.skip(int64(n))
 }
 
 // next reads one record.
@@ -229,10 +230,10 @@ func (w *recordWalker) next() (recordMeta, error) {
 	if m.offsetDelta, err = w.varint32("offset delta"); err != nil {
 		return m, err
 	}
-	if err := w.bytesField("key", end, true); err != nil {
+	if m.nullKey, err = w.bytesField("key", end, true); err != nil {
 		return m, err
 	}
-	if err := w.bytesField("value", end, true); err != nil {
+	if _, err := w.bytesField("value", end, true); err != nil {
 		return m, err
 	}
 	headers, err := w.varint32("header count")
@@ -243,10 +244,10 @@ func (w *recordWalker) next() (recordMeta, error) {
 		return m, fmt.Errorf("header count %d", headers)
 	}
 	for range headers {
-		if err := w.bytesField("header key", end, false); err != nil {
+		if _, err := w.bytesField("header key", end, false); err != nil {
 			return m, err
 		}
-		if err := w.bytesField("header value", end, true); err != nil {
+		if _, err := w.bytesField("header value", end, true); err != nil {
 			return m, err
 		}
 	}

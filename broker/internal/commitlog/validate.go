@@ -15,7 +15,8 @@ var (
 	// checks of Kafka's LogValidator: records that do not parse or do not
 	// match the header's count and offset deltas, a control batch, an
 	// unknown codec, a sequence missing from a batch with a producer id,
-	// or a records field that is not exactly one batch.
+	// a record without a key for a compacted topic, or a records field
+	// that is not exactly one batch.
 	ErrInvalidRecord = errors.New("invalid record")
 	// ErrInvalidTimestamp (INVALID_TIMESTAMP) reports a CreateTime
 	// timestamp outside the window of Config.TimestampBeforeMax and
@@ -77,13 +78,14 @@ func (e *RecordError) add(i int32, format string, args ...any) {
 type validator struct {
 	maxBatchBytes int
 	logAppendTime bool
+	keyRequired   bool
 	// Timestamps of CreateTime records must lie in [minTs, maxTs].
 	minTs, maxTs int64
 }
 
 // newValidator returns the validator of cfg at time now.
 func newValidator(cfg *Config, now time.Time) validator {
-	v := validator{maxBatchBytes: int(cfg.MaxBatchBytes), logAppendTime: cfg.LogAppendTime, minTs: math.MinInt64, maxTs: math.MaxInt64}
+	v := validator{maxBatchBytes: int(cfg.MaxBatchBytes), logAppendTime: cfg.LogAppendTime, keyRequired: cfg.KeyRequired, minTs: math.MinInt64, maxTs: math.MaxInt64}
 	ms := now.UnixMilli()
 	if d := cfg.TimestampBeforeMax; d > 0 {
 		v.minTs = ms - d.Milliseconds()
@@ -161,7 +163,9 @@ func (v *validator) checkRecords(h *batchHeader, data []byte) error {
 	if err := w.open(h.attributes&attrCompression, data); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}
-	bad := RecordError{Err: ErrInvalidTimestamp}
+	// Records without a key or with a timestamp out of the window are
+	// collected, as Kafka collects them, and reported after the walk.
+	var keyless, late *RecordError
 	for i := range h.recordCount {
 		start := w.consumed
 		rec, err := w.next()
@@ -169,21 +173,30 @@ func (v *validator) checkRecords(h *batchHeader, data []byte) error {
 			return err
 		}
 		if err != nil {
-			bad = RecordError{Err: ErrInvalidRecord}
+			bad := &RecordError{Err: ErrInvalidRecord}
 			if errors.Is(err, errNoMoreData) && w.consumed == start {
 				bad.add(i, "the header counts %d records, the batch holds %d", h.recordCount, i)
 			} else {
 				bad.add(i, "%v", err)
 			}
-			return &bad
+			return bad
 		}
 		if rec.offsetDelta != i {
-			bad = RecordError{Err: ErrInvalidRecord}
+			bad := &RecordError{Err: ErrInvalidRecord}
 			bad.add(i, "offset delta %d, want %d", rec.offsetDelta, i)
-			return &bad
+			return bad
+		}
+		if rec.nullKey && v.keyRequired {
+			if keyless == nil {
+				keyless = &RecordError{Err: ErrInvalidRecord}
+			}
+			keyless.add(i, "a compacted topic takes only records with a key")
 		}
 		if ts := h.baseTimestamp + rec.timestampDelta; !v.timestampOK(ts) {
-			bad.add(i, "timestamp %d is outside [%d, %d]", ts, v.minTs, v.maxTs)
+			if late == nil {
+				late = &RecordError{Err: ErrInvalidTimestamp}
+			}
+			late.add(i, "timestamp %d is outside [%d, %d]", ts, v.minTs, v.maxTs)
 		}
 	}
 	switch end, err := w.atEnd(); {
@@ -194,8 +207,11 @@ func (v *validator) checkRecords(h *batchHeader, data []byte) error {
 	case !end:
 		return fmt.Errorf("%w: bytes follow the %d records the header counts", ErrInvalidRecord, h.recordCount)
 	}
-	if bad.Count > 0 {
-		return &bad
+	switch {
+	case late != nil: // Kafka's answer when any timestamp is out of range
+		return late
+	case keyless != nil:
+		return keyless
 	}
 	return nil
 }

@@ -206,6 +206,16 @@ func TestValidateRejects(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, err, ErrInvalidRecord)
 		}
 	}
+	compacted := testWindow
+	compacted.KeyRequired = true
+	var re *RecordError
+	keyless := encodeRecords(record(0, 1), kmsg.Record{OffsetDelta: 1}, record(2, 1))
+	if err := validateOne(compacted, batchOf(keyless, 0, 3, testTs)); !errors.As(err, &re) || re.Err != ErrInvalidRecord || re.Records[0].Index != 1 {
+		t.Errorf("record without a key for a compacted topic: %v", err)
+	}
+	if err := validateOne(testWindow, batchOf(keyless, 0, 3, testTs)); err != nil {
+		t.Errorf("record without a key for a deleting topic: %v", err)
+	}
 	small := testWindow
 	small.MaxBatchBytes = 100
 	if err := validateOne(small, batchOf(good, 0, 3, testTs)); !errors.Is(err, ErrRecordTooLarge) {
