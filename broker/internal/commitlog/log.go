@@ -90,6 +90,17 @@ type Config struct {
 	// (message.timestamp.type=LogAppendTime) instead of keeping the
 	// producer's CreateTime.
 	LogAppendTime bool
+	// TimestampBeforeMax bounds how far before the append time a
+	// CreateTime record's timestamp may lie
+	// (message.timestamp.before.max.ms); 0 means no bound.
+	TimestampBeforeMax time.Duration
+	// TimestampAfterMax bounds how far after the append time a CreateTime
+	// record's timestamp may lie (message.timestamp.after.max.ms); 0
+	// means no bound.
+	TimestampAfterMax time.Duration
+	// KeyRequired refuses records without a key, as Kafka does for
+	// compacted topics (cleanup.policy=compact).
+	KeyRequired bool
 	// Sync is the durability policy. It is fixed when the log is opened.
 	Sync SyncPolicy
 	// Logger receives recovery and retention messages; nil means
@@ -398,8 +409,9 @@ func (l *Log) SetConfig(cfg Config) {
 var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // Append validates records, the records field of a Produce request for
-// this partition (one or more v2 record batches), and appends them. Either
-// every batch is stored or none is. Batches from idempotent producers are
+// this partition (one or more v2 record batches), as Kafka's broker
+// validates a producer's batches (see ErrInvalidRecord), and appends them.
+// Either every batch is stored or none is. Batches from idempotent producers are
 // checked against the producer's sequence and epoch; a retry of one of
 // the producer's last five batches is reported as a Duplicate. Append
 // does not wait for durability: call WaitDurable with LastOffset+1.
@@ -408,8 +420,11 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	if len(records) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
 	}
+	l.mu.Lock()
+	v := l.validator(now)
+	l.mu.Unlock()
 	for pos := 0; pos < len(records); {
-		h, err := checkBatch(records[pos:])
+		h, err := v.validate(records[pos:])
 		if err != nil {
 			return AppendResult{}, fmt.Errorf("batch at byte %d: %w", pos, err)
 		}
@@ -425,9 +440,6 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	next := l.end
 	for pos := 0; pos < len(records); {
 		h := parseHeader(records[pos:])
-		if h.size > int(l.cfg.MaxBatchBytes) {
-			return AppendResult{}, fmt.Errorf("%w: batch of %d bytes exceeds %d", ErrRecordTooLarge, h.size, l.cfg.MaxBatchBytes)
-		}
 		if h.idempotent() {
 			dup, err := l.producers.check(&h, l.pending)
 			if err != nil {
