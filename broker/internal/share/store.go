@@ -2,6 +2,7 @@ package share
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -81,11 +82,31 @@ func openStore(dir string, fs vfs.FS, log *slog.Logger) (*store, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
+	if err := createDir(fs, dir); err != nil {
+		return nil, fmt.Errorf("open share store: %w", err)
+	}
 	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: pebbleLogger{log}})
 	if err != nil {
 		return nil, fmt.Errorf("open share store %s: %w", dir, err)
 	}
 	return &store{db: db, log: log}, nil
+}
+
+// createDir creates dir if it is missing and syncs its parent, so that a
+// power cut after the first writes cannot take the directory, and every
+// file Pebble synced in it, away.
+func createDir(fs vfs.FS, dir string) error {
+	if _, err := fs.Stat(dir); err == nil {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	parent, err := fs.OpenDir(fs.PathDir(dir))
+	if err != nil {
+		return err
+	}
+	return errors.Join(parent.Sync(), parent.Close())
 }
 
 func (s *store) close() error {
