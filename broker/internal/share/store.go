@@ -40,6 +40,8 @@ func partitionKey(group string, tp topicPartition) []byte {
 }
 
 // parsePartitionKey splits a partition key into its group and partition.
+// Lengths must be minimal uvarints, as partitionKey writes them, so that
+// one partition has one key.
 func parsePartitionKey(k []byte) (string, topicPartition, error) {
 	bad := fmt.Errorf("malformed share partition key %.32q", k)
 	if len(k) == 0 || k[0] != partitionPrefix {
@@ -49,7 +51,7 @@ func parsePartitionKey(k []byte) (string, topicPartition, error) {
 	var parts [2]string
 	for i := range parts {
 		n, w := binary.Uvarint(k)
-		if w <= 0 || uint64(len(k)-w) < n {
+		if w <= 0 || w != len(binary.AppendUvarint(nil, n)) || uint64(len(k)-w) < n {
 			return "", topicPartition{}, bad
 		}
 		parts[i], k = string(k[w:w+int(n)]), k[w+int(n):]
