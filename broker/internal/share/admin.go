@@ -94,6 +94,10 @@ func (c *Coordinator) describeOffsets(req *kmsg.DescribeShareGroupOffsetsRequest
 // in-flight state.
 func (c *Coordinator) alterOffsets(req *kmsg.AlterShareGroupOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.AlterShareGroupOffsetsResponse)
+	if err := checkGroupID(req.GroupID); err != nil {
+		resp.ErrorCode = err.Code
+		return resp
+	}
 	if c.cfg.IsConsumerGroup != nil && c.cfg.IsConsumerGroup(req.GroupID) {
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return resp
