@@ -80,7 +80,7 @@ func TestJava(t *testing.T) {
 	sc := bufio.NewScanner(out)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		t.Log(sc.Text())
+		t.Log(strings.ReplaceAll(sc.Text(), "\x1b[0m", ""))
 	}
 	mvnErr := cmd.Wait()
 	t.Logf("mvn test took %v", time.Since(start).Round(time.Millisecond))
