@@ -242,7 +242,7 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	autoCreate := b.cfg.autoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
 	created := false
 	for _, t := range req.Topics {
-		if t.Topic == nil {
+		if t.Topic == nil || t.TopicID != [16]byte{} {
 			continue
 		}
 		if _, ok := img.Topics[*t.Topic]; !ok && autoCreate && validTopicName(*t.Topic) == nil {
@@ -289,12 +289,14 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 		return resp
 	}
 	for _, t := range req.Topics {
+		// A topic id, when set, names the topic: Kafka's Java client sends
+		// an empty name beside it.
+		byID := t.TopicID != [16]byte{} || t.Topic == nil
 		var mt *metadata.Topic
-		switch {
-		case t.Topic != nil:
-			mt = img.Topics[*t.Topic]
-		default:
+		if byID {
 			mt = img.TopicsByID[t.TopicID]
+		} else {
+			mt = img.Topics[*t.Topic]
 		}
 		if mt != nil {
 			resp.Topics = append(resp.Topics, describe(mt))
@@ -304,7 +306,8 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		rt.ErrorCode = kerr.UnknownTopicOrPartition.Code
 		switch {
-		case t.Topic == nil:
+		case byID:
+			rt.Topic = nil
 			rt.ErrorCode = kerr.UnknownTopicID.Code
 		case validTopicName(*t.Topic) != nil:
 			rt.ErrorCode = kerr.InvalidTopicException.Code
