@@ -51,20 +51,29 @@ func (b *Broker) handleListOffsets(_ context.Context, req *kmsg.ListOffsetsReque
 				switch ts := tp.Timestamp; ts {
 				case offsetLatest:
 					rp.Offset = p.log.EndOffset()
-				case offsetEarliest, offsetEarliestLocal, offsetTiered:
+				case offsetEarliest, offsetEarliestLocal:
 					rp.Offset = p.log.StartOffset()
+				case offsetTiered:
+					// Nothing is tiered: like Kafka without remote
+					// storage, no offset.
 				case offsetMaxTimestamp:
 					rp.Offset, rp.Timestamp = p.log.MaxTimestamp()
 				default:
 					if ts < 0 {
-						rp.ErrorCode = kerr.InvalidRequest.Code
+						// Kafka's answer to a special timestamp it does
+						// not know.
+						rp.ErrorCode = kerr.UnsupportedVersion.Code
 						break
 					}
 					if off, at, ok := p.log.OffsetForTimestamp(ts); ok {
 						rp.Offset, rp.Timestamp = off, at
 					}
 				}
-				rp.LeaderEpoch = 0
+				// Every batch is written in epoch 0; no offset found has
+				// no epoch either (-1), as in Kafka.
+				if rp.Offset >= 0 {
+					rp.LeaderEpoch = 0
+				}
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}

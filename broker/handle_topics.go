@@ -97,7 +97,13 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsR
 	for _, t := range req.Topics {
 		seen[t.Topic]++
 	}
+	answered := make(map[string]bool)
 	for _, t := range req.Topics {
+		// Kafka answers a topic named twice once, with INVALID_REQUEST.
+		if answered[t.Topic] {
+			continue
+		}
+		answered[t.Topic] = true
 		rt := kmsg.NewCreateTopicsResponseTopic()
 		rt.Topic = t.Topic
 		var err error
@@ -156,8 +162,14 @@ func (b *Broker) describeCreated(rt *kmsg.CreateTopicsResponseTopic, spec metada
 		rt.TopicID = t.ID
 		rt.NumPartitions = int32(len(t.Partitions))
 		rt.ReplicationFactor = int16(len(t.Partitions[0].Replicas))
-	} else if rt.NumPartitions == -1 {
-		rt.NumPartitions = b.cfg.numPartitions
+	} else {
+		// Validated only: the defaults createTopic would apply.
+		if rt.NumPartitions == -1 {
+			rt.NumPartitions = b.cfg.numPartitions
+		}
+		if rt.ReplicationFactor == -1 {
+			rt.ReplicationFactor = 1
+		}
 	}
 	for _, d := range topicConfigs {
 		c := kmsg.NewCreateTopicsResponseTopicConfig()
