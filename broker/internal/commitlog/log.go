@@ -26,14 +26,14 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // SyncPolicy says when appended records reach stable storage.
@@ -95,6 +95,11 @@ type Config struct {
 	// Logger receives recovery and retention messages; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// FS is the file system holding the log; nil means vfs.Default, the
+	// operating system's. Tests use vfs.NewStrictMem to simulate power
+	// loss and vfs/errorfs to inject I/O errors. It is fixed when the
+	// log is opened.
+	FS vfs.FS
 }
 
 func (c Config) normalized() Config {
@@ -113,6 +118,9 @@ func (c Config) normalized() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
 	}
 	return c
 }
@@ -173,6 +181,7 @@ const startOffsetFile = "log-start-offset"
 // while appends proceed. Segment removal (retention, DeleteRecords) and
 // Close wait for reads and fsyncs in progress.
 type Log struct {
+	fs       vfs.FS
 	dir      string
 	syncMode SyncPolicy
 
@@ -215,10 +224,11 @@ type Log struct {
 // Recovery reads the whole active segment, at most SegmentBytes.
 func Open(dir string, cfg Config) (*Log, error) {
 	cfg = cfg.normalized()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := cfg.FS.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}
 	l := &Log{
+		fs:        cfg.FS,
 		dir:       dir,
 		syncMode:  cfg.Sync,
 		cfg:       cfg,
@@ -246,18 +256,17 @@ func Open(dir string, cfg Config) (*Log, error) {
 func (l *Log) logger() *slog.Logger { return l.cfg.Logger }
 
 func (l *Log) recover(now time.Time) error {
-	entries, err := os.ReadDir(l.dir)
+	names, err := l.fs.List(l.dir)
 	if err != nil {
 		return err
 	}
 	logs := make(map[int64]bool)
-	for _, e := range entries {
-		if base, ok := parseBase(e.Name(), logSuffix); ok {
+	for _, name := range names {
+		if base, ok := parseBase(name, logSuffix); ok {
 			logs[base] = true
 		}
 	}
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		stale := strings.HasSuffix(name, tmpSuffix)
 		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
 			if base, ok := parseBase(name, suffix); ok && !logs[base] {
@@ -265,7 +274,7 @@ func (l *Log) recover(now time.Time) error {
 			}
 		}
 		if stale {
-			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+			if err := l.fs.Remove(l.fs.PathJoin(l.dir, name)); err != nil {
 				return fmt.Errorf("remove leftover %s: %w", name, err)
 			}
 		}
@@ -276,8 +285,8 @@ func (l *Log) recover(now time.Time) error {
 	// active segment, which is then fully recovered: after a power loss
 	// it may be the one with a torn tail.
 	for len(bases) > 1 {
-		last := &segment{dir: l.dir, base: bases[len(bases)-1]}
-		fi, err := os.Stat(last.path(logSuffix))
+		last := &segment{fs: l.fs, dir: l.dir, base: bases[len(bases)-1]}
+		fi, err := l.fs.Stat(last.path(logSuffix))
 		if err != nil {
 			return fmt.Errorf("stat segment %s: %w", last.name(), err)
 		}
@@ -289,7 +298,7 @@ func (l *Log) recover(now time.Time) error {
 		}
 		bases = bases[:len(bases)-1]
 	}
-	if b, err := os.ReadFile(filepath.Join(l.dir, startOffsetFile)); err == nil {
+	if b, err := readFile(l.fs, l.fs.PathJoin(l.dir, startOffsetFile)); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
 			l.start = n
 		}
@@ -299,7 +308,7 @@ func (l *Log) recover(now time.Time) error {
 	}
 	interval := int64(l.cfg.IndexIntervalBytes)
 	for i, base := range bases {
-		s, err := openSegment(l.dir, base)
+		s, err := openSegment(l.fs, l.dir, base)
 		if err != nil {
 			return err
 		}
@@ -341,7 +350,7 @@ func parseBase(name, suffix string) (int64, bool) {
 // recoverProducers loads the newest snapshot not beyond the end of the
 // log and replays the batch headers after it.
 func (l *Log) recoverProducers() error {
-	offs, err := snapshotOffsets(l.dir)
+	offs, err := snapshotOffsets(l.fs, l.dir)
 	if err != nil {
 		return fmt.Errorf("list producer snapshots: %w", err)
 	}
@@ -350,12 +359,12 @@ func (l *Log) recoverProducers() error {
 		if off > l.end {
 			// The records it covers were lost with a torn tail; new
 			// ones will take their offsets.
-			if err := os.Remove(filepath.Join(l.dir, snapshotName(off))); err != nil {
+			if err := l.fs.Remove(l.fs.PathJoin(l.dir, snapshotName(off))); err != nil {
 				return fmt.Errorf("remove stale producer snapshot: %w", err)
 			}
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(l.dir, snapshotName(off)))
+		b, err := readFile(l.fs, l.fs.PathJoin(l.dir, snapshotName(off)))
 		if err == nil {
 			var s producerState
 			if s, err = decodeSnapshot(b); err == nil {
@@ -383,12 +392,12 @@ func (l *Log) recoverProducers() error {
 }
 
 // SetConfig changes the log's settings; they apply from the next append
-// or retention pass. The sync policy cannot change.
+// or retention pass. The sync policy and the file system cannot change.
 func (l *Log) SetConfig(cfg Config) {
 	cfg = cfg.normalized()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cfg.Sync = l.syncMode
+	cfg.Sync, cfg.FS = l.syncMode, l.fs
 	l.cfg = cfg
 }
 
@@ -526,7 +535,7 @@ func (l *Log) maybeRoll(n, next int64, now time.Time) error {
 // the end of the log, snapshotting the producer state there.
 func (l *Log) rollLocked() error {
 	old := l.segs[len(l.segs)-1]
-	ns, err := openSegment(l.dir, l.end)
+	ns, err := openSegment(l.fs, l.dir, l.end)
 	if err != nil {
 		return err
 	}
@@ -544,7 +553,7 @@ func (l *Log) rollLocked() error {
 	} else if err := old.closeIndexes(); err != nil {
 		l.logger().Warn("closing the indexes of a rolled segment", "dir", l.dir, "segment", old.name(), "err", err)
 	}
-	if err := writeSnapshot(l.dir, l.end, l.producers, false); err != nil {
+	if err := writeSnapshot(l.fs, l.dir, l.end, l.producers, false); err != nil {
 		l.logger().Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
 	}
 	return nil
@@ -624,7 +633,7 @@ func (l *Log) flush() {
 	}
 	errs = append(errs, active.log.Sync())
 	if dirDirty {
-		errs = append(errs, syncDir(l.dir))
+		errs = append(errs, syncDir(l.fs, l.dir))
 	}
 	err := errors.Join(errs...)
 
@@ -862,7 +871,7 @@ func (l *Log) DeleteRecords(before int64) (int64, error) {
 		return l.start, nil
 	}
 	l.start = before
-	if err := writeFileAtomic(filepath.Join(l.dir, startOffsetFile), []byte(strconv.FormatInt(before, 10)+"\n"), false); err != nil {
+	if err := writeFileAtomic(l.fs, l.fs.PathJoin(l.dir, startOffsetFile), []byte(strconv.FormatInt(before, 10)+"\n"), false); err != nil {
 		return l.start, fmt.Errorf("record log start offset: %w", err)
 	}
 	n := 0
@@ -972,11 +981,11 @@ func (l *Log) Close() error {
 			errs = append(errs, s.index.Sync(), s.timeIndex.Sync())
 		}
 	}
-	errs = append(errs, writeSnapshot(l.dir, l.end, l.producers, true))
+	errs = append(errs, writeSnapshot(l.fs, l.dir, l.end, l.producers, true))
 	if l.start > l.segs[0].base {
-		errs = append(errs, writeFileAtomic(filepath.Join(l.dir, startOffsetFile), []byte(strconv.FormatInt(l.start, 10)+"\n"), true))
+		errs = append(errs, writeFileAtomic(l.fs, l.fs.PathJoin(l.dir, startOffsetFile), []byte(strconv.FormatInt(l.start, 10)+"\n"), true))
 	}
-	errs = append(errs, syncDir(l.dir))
+	errs = append(errs, syncDir(l.fs, l.dir))
 	for _, s := range l.segs {
 		errs = append(errs, s.close())
 	}
@@ -1000,7 +1009,7 @@ func (l *Log) Delete() error {
 	if err := l.Close(); err != nil {
 		l.logger().Warn("closing a log being deleted", "dir", l.dir, "err", err)
 	}
-	if err := os.RemoveAll(l.dir); err != nil {
+	if err := l.fs.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("delete log %s: %w", l.dir, err)
 	}
 	return nil

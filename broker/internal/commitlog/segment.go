@@ -8,9 +8,10 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // File name suffixes of a segment's files.
@@ -44,11 +45,12 @@ type timeEntry struct {
 // flusher, which closes them; the Log's segMu keeps them from being
 // closed twice.
 type segment struct {
+	fs        vfs.FS
 	base      int64
 	dir       string
-	log       *os.File
-	index     *os.File // nil once the segment is rolled and synced
-	timeIndex *os.File // nil once the segment is rolled and synced
+	log       vfs.File
+	index     vfs.File // nil once the segment is rolled and synced
+	timeIndex vfs.File // nil once the segment is rolled and synced
 
 	size     int64 // bytes of whole batches
 	next     int64 // offset after the segment's last record
@@ -63,20 +65,20 @@ type segment struct {
 }
 
 func (s *segment) path(suffix string) string {
-	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", s.base, suffix))
+	return s.fs.PathJoin(s.dir, fmt.Sprintf("%020d%s", s.base, suffix))
 }
 
 func (s *segment) name() string { return fmt.Sprintf("%020d%s", s.base, logSuffix) }
 
 // openSegment opens (creating if needed) the files of the segment at base.
-func openSegment(dir string, base int64) (*segment, error) {
-	s := &segment{base: base, dir: dir, next: base, maxTs: -1, maxTsOffset: -1}
+func openSegment(fs vfs.FS, dir string, base int64) (*segment, error) {
+	s := &segment{fs: fs, base: base, dir: dir, next: base, maxTs: -1, maxTsOffset: -1}
 	var err error
-	if s.log, err = os.OpenFile(s.path(logSuffix), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+	if s.log, err = fs.OpenReadWrite(s.path(logSuffix)); err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	if s.index, err = os.OpenFile(s.path(indexSuffix), os.O_RDWR|os.O_CREATE, 0o644); err == nil {
-		s.timeIndex, err = os.OpenFile(s.path(timeIndexSuffix), os.O_RDWR|os.O_CREATE, 0o644)
+	if s.index, err = fs.OpenReadWrite(s.path(indexSuffix)); err == nil {
+		s.timeIndex, err = fs.OpenReadWrite(s.path(timeIndexSuffix))
 	}
 	if err != nil {
 		s.close()
@@ -88,7 +90,7 @@ func openSegment(dir string, base int64) (*segment, error) {
 // close closes the segment's open files.
 func (s *segment) close() error {
 	var errs []error
-	for _, f := range []*os.File{s.log, s.index, s.timeIndex} {
+	for _, f := range []vfs.File{s.log, s.index, s.timeIndex} {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
@@ -111,7 +113,7 @@ func (s *segment) remove() error {
 	var errs []error
 	errs = append(errs, s.close())
 	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		if err := os.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.fs.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -191,14 +193,16 @@ func (s *segment) writeLastTimeEntry() error {
 	return nil
 }
 
-// writeIndexes replaces the index files with the in-memory indexes.
+// writeIndexes replaces the index files with the in-memory indexes. The
+// files are created anew, as vfs.File cannot be truncated.
 func (s *segment) writeIndexes() error {
 	b := make([]byte, 0, max(len(s.entries)*indexEntrySize, len(s.tentries)*timeIndexEntrySize))
 	for _, e := range s.entries {
 		b = binary.BigEndian.AppendUint32(b, e.rel)
 		b = binary.BigEndian.AppendUint32(b, e.pos)
 	}
-	if err := rewrite(s.index, b); err != nil {
+	var err error
+	if s.index, err = s.rewrite(s.index, indexSuffix, b); err != nil {
 		return fmt.Errorf("rebuild index of %s: %w", s.name(), err)
 	}
 	b = b[:0]
@@ -206,24 +210,33 @@ func (s *segment) writeIndexes() error {
 		b = binary.BigEndian.AppendUint64(b, uint64(e.ts))
 		b = binary.BigEndian.AppendUint32(b, e.rel)
 	}
-	if err := rewrite(s.timeIndex, b); err != nil {
+	if s.timeIndex, err = s.rewrite(s.timeIndex, timeIndexSuffix, b); err != nil {
 		return fmt.Errorf("rebuild time index of %s: %w", s.name(), err)
 	}
 	return nil
 }
 
-func rewrite(f *os.File, b []byte) error {
-	if err := f.Truncate(0); err != nil {
-		return err
+// rewrite replaces the segment file with suffix, open as f, by a new one
+// holding b, and returns the new one open.
+func (s *segment) rewrite(f vfs.File, suffix string, b []byte) (vfs.File, error) {
+	if err := f.Close(); err != nil {
+		return nil, err
 	}
-	_, err := f.WriteAt(b, 0)
-	return err
+	nf, err := s.fs.Create(s.path(suffix))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nf.Write(b); err != nil {
+		nf.Close()
+		return nil, err
+	}
+	return nf, nil
 }
 
 // walkHeaders calls fn for each batch header from pos to limit, reading
 // headers only. It checks framing, not CRCs, and returns an error for a
 // batch that does not fit or is malformed.
-func walkHeaders(f *os.File, pos, limit int64, fn func(h batchHeader, pos int64) bool) error {
+func walkHeaders(f vfs.File, pos, limit int64, fn func(h batchHeader, pos int64) bool) error {
 	var buf [batchHeaderSize]byte
 	for pos < limit {
 		if _, err := f.ReadAt(buf[:], pos); err != nil {
@@ -288,7 +301,7 @@ func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Ti
 	if bad != nil {
 		logger.Warn("truncating torn or corrupt tail of segment",
 			"dir", s.dir, "segment", s.name(), "at_byte", pos, "dropped_bytes", fileSize-pos, "reason", bad)
-		if err := s.log.Truncate(pos); err != nil {
+		if err := s.truncate(pos); err != nil {
 			return fmt.Errorf("truncate segment %s: %w", s.name(), err)
 		}
 	}
@@ -392,5 +405,34 @@ func (s *segment) loadIndexes(interval int64) error {
 	if tailMax > s.maxTs {
 		return fmt.Errorf("time index lacks the timestamp %d of its last batches", tailMax)
 	}
+	return nil
+}
+
+// truncate cuts the segment's log file to size bytes. vfs.File has no
+// Truncate: the OS's files have one, and on other file systems the
+// prefix is copied to a new file that replaces the log file.
+func (s *segment) truncate(size int64) error {
+	if t, ok := s.log.(interface{ Truncate(int64) error }); ok {
+		return t.Truncate(size)
+	}
+	tmp := s.path(logSuffix + tmpSuffix)
+	nf, err := s.fs.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(nf, io.NewSectionReader(s.log, 0, size))
+	if err == nil {
+		err = nf.Sync()
+	}
+	if err == nil {
+		err = s.fs.Rename(tmp, s.path(logSuffix))
+	}
+	if err != nil {
+		nf.Close()
+		s.fs.Remove(tmp)
+		return err
+	}
+	s.log.Close()
+	s.log = nf
 	return nil
 }
