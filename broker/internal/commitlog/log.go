@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -168,8 +169,16 @@ type AppendResult struct {
 	Duplicate bool
 }
 
-// startOffsetFile persists a log start offset raised by DeleteRecords.
-const startOffsetFile = "log-start-offset"
+// Files of a log beside its segments and producer snapshots, each holding
+// one decimal offset.
+const (
+	// startOffsetFile persists a log start offset raised by DeleteRecords.
+	startOffsetFile = "log-start-offset"
+	// recoveryPointFile holds the recovery point: every record below it
+	// is fsynced, with the indexes of the segments below it, so that
+	// Open need only scan the segments from the one holding it on.
+	recoveryPointFile = "recovery-point"
+)
 
 // Log is one partition's log.
 //
@@ -224,8 +233,16 @@ type Log struct {
 // Recovery reads the whole active segment, at most SegmentBytes.
 func Open(dir string, cfg Config) (*Log, error) {
 	cfg = cfg.normalized()
-	if err := cfg.FS.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create log directory: %w", err)
+	if _, err := cfg.FS.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		// The new directory's entry in its parent must be durable
+		// before anything in it is.
+		err = cfg.FS.MkdirAll(dir, 0o755)
+		if err == nil {
+			err = syncDir(cfg.FS, cfg.FS.PathDir(dir))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create log directory: %w", err)
+		}
 	}
 	l := &Log{
 		fs:        cfg.FS,
@@ -245,11 +262,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		}
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
-	if l.syncMode == SyncGroupCommit {
-		go l.flusher()
-	} else {
-		close(l.stopped)
-	}
+	go l.flusher()
 	return l, nil
 }
 
@@ -282,8 +295,7 @@ func (l *Log) recover(now time.Time) error {
 	bases := slices.Sorted(maps.Keys(logs))
 	// An empty active segment holds nothing but its base offset, which
 	// is where its predecessor ends. Dropping it makes the predecessor the
-	// active segment, which is then fully recovered: after a power loss
-	// it may be the one with a torn tail.
+	// active segment.
 	for len(bases) > 1 {
 		last := &segment{fs: l.fs, dir: l.dir, base: bases[len(bases)-1]}
 		fi, err := l.fs.Stat(last.path(logSuffix))
@@ -298,11 +310,8 @@ func (l *Log) recover(now time.Time) error {
 		}
 		bases = bases[:len(bases)-1]
 	}
-	if b, err := readFile(l.fs, l.fs.PathJoin(l.dir, startOffsetFile)); err == nil {
-		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
-			l.start = n
-		}
-	}
+	l.start = l.readOffset(startOffsetFile)
+	point := l.readOffset(recoveryPointFile)
 	if len(bases) == 0 {
 		bases = []int64{l.start}
 	}
@@ -313,28 +322,99 @@ func (l *Log) recover(now time.Time) error {
 			return err
 		}
 		l.segs = append(l.segs, s)
-		if i < len(bases)-1 {
-			err = s.loadOlder(l.logger(), bases[i+1], interval)
-		} else {
-			err = s.recoverActive(l.logger(), interval, now)
+		last := i == len(bases)-1
+		if !last && bases[i+1] <= point {
+			if err := s.loadOlder(l.logger(), bases[i+1], interval); err != nil {
+				return fmt.Errorf("%w, below the recovery point %d: remove %s to have the log repaired by truncation", err, point, recoveryPointFile)
+			}
+			l.size += s.size
+			continue
+		}
+		torn, err := s.repair(l.logger(), interval, now)
+		if err == nil {
+			err = s.sync()
 		}
 		if err != nil {
 			return err
 		}
 		l.size += s.size
-	}
-	// What a killed process left in the page cache counts as durable
-	// only once fsynced; for files already on disk this is cheap.
-	for _, s := range l.segs {
-		if err := s.log.Sync(); err != nil {
-			return fmt.Errorf("sync segment %s: %w", s.name(), err)
+		if last {
+			break
+		}
+		if torn || s.next != bases[i+1] {
+			// The segments after a tear do not follow on from the records
+			// kept, and were never durable: the log ends here, and this
+			// segment becomes the active one.
+			l.logger().Warn("dropping the segments after a torn segment", "dir", l.dir, "segment", s.name(), "end_offset", s.next, "dropped_segments", len(bases)-i-1)
+			for _, b := range bases[i+1:] {
+				if err := (&segment{fs: l.fs, dir: l.dir, base: b}).remove(); err != nil {
+					return err
+				}
+			}
+			break
+		}
+		if err := s.closeIndexes(); err != nil {
+			return fmt.Errorf("close indexes of segment %s: %w", s.name(), err)
 		}
 	}
 	active := l.segs[len(l.segs)-1]
 	l.end = active.next
 	l.start = min(max(l.start, l.segs[0].base), l.end)
 	l.durable = l.end
+	if l.end < point {
+		l.logger().Error("the log ends below its recovery point: records that were fsynced are lost", "dir", l.dir, "recovery_point", point, "end_offset", l.end)
+	}
+	// Segments wholly below the start offset are left over from a
+	// DeleteRecords cut short by a crash.
+	n := 0
+	for n < len(l.segs)-1 && l.segs[n].next <= l.start {
+		n++
+	}
+	for _, s := range l.segs[:n] {
+		l.size -= s.size
+		if err := s.remove(); err != nil {
+			return err
+		}
+	}
+	l.segs = slices.Delete(l.segs, 0, n)
+	if err := syncDir(l.fs, l.dir); err != nil {
+		return fmt.Errorf("sync log directory: %w", err)
+	}
+	if point != l.end {
+		if err := l.writeRecoveryPoint(l.end); err != nil {
+			return err
+		}
+	}
 	return l.recoverProducers()
+}
+
+// readOffset reads an offset file of the log, or returns 0 if there is
+// none or it is unreadable.
+func (l *Log) readOffset(name string) int64 {
+	b, err := readFile(l.fs, l.fs.PathJoin(l.dir, name))
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n < 0 {
+		l.logger().Warn("ignoring unreadable offset file", "dir", l.dir, "file", name, "err", err)
+		return 0
+	}
+	return n
+}
+
+// writeOffset durably replaces an offset file of the log.
+func (l *Log) writeOffset(name string, offset int64) error {
+	if err := writeFileAtomic(l.fs, l.fs.PathJoin(l.dir, name), []byte(strconv.FormatInt(offset, 10)+"\n"), true); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeRecoveryPoint records that every record below offset, with the
+// indexes of the segments below it, is fsynced.
+func (l *Log) writeRecoveryPoint(offset int64) error {
+	return l.writeOffset(recoveryPointFile, offset)
 }
 
 // parseBase parses a segment file name of the form <20 digits><suffix>.
@@ -532,22 +612,34 @@ func (l *Log) maybeRoll(n, next int64, now time.Time) error {
 }
 
 // rollLocked closes the active segment to appends and starts a new one at
-// the end of the log, snapshotting the producer state there.
+// the end of the log, snapshotting the producer state there. Under
+// SyncGroupCommit the old segment and its indexes are fsynced, and the
+// recovery point moved to the new segment, before it takes writes, so
+// that a power loss leaves a prefix of the log whose older segments are
+// whole. Under SyncNone the flusher does that in the background.
 func (l *Log) rollLocked() error {
 	old := l.segs[len(l.segs)-1]
+	if old.addTimeEntry() {
+		if err := old.writeLastTimeEntry(); err != nil {
+			return err
+		}
+	}
+	if l.syncMode == SyncGroupCommit {
+		if err := old.sync(); err != nil {
+			return err
+		}
+		if err := l.writeRecoveryPoint(l.end); err != nil {
+			return err
+		}
+		l.advanceDurableLocked(l.end)
+	}
 	ns, err := openSegment(l.fs, l.dir, l.end)
 	if err != nil {
 		return err
 	}
-	if old.addTimeEntry() {
-		if err := old.writeLastTimeEntry(); err != nil {
-			ns.remove()
-			return err
-		}
-	}
 	l.segs = append(l.segs, ns)
 	l.dirDirty = true
-	if l.syncMode == SyncGroupCommit {
+	if l.syncMode == SyncNone {
 		l.unsynced = append(l.unsynced, old)
 		l.requestFlush()
 	} else if err := old.closeIndexes(); err != nil {
@@ -557,6 +649,17 @@ func (l *Log) rollLocked() error {
 		l.logger().Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
 	}
 	return nil
+}
+
+// advanceDurableLocked records that every record below offset is fsynced
+// and wakes the WaitDurable callers.
+func (l *Log) advanceDurableLocked(offset int64) {
+	if offset <= l.durable {
+		return
+	}
+	l.durable = offset
+	close(l.durableCh)
+	l.durableCh = make(chan struct{})
 }
 
 // WaitDurable returns once every record below offset is on stable storage
@@ -599,7 +702,8 @@ func (l *Log) requestFlush() {
 	}
 }
 
-// flusher runs the group commits of a SyncGroupCommit log.
+// flusher runs the log's fsyncs: the group commits of a SyncGroupCommit
+// log, the rolled segments of a SyncNone one.
 func (l *Log) flusher() {
 	defer close(l.stopped)
 	for {
@@ -612,8 +716,10 @@ func (l *Log) flusher() {
 	}
 }
 
-// flush fsyncs everything appended so far, without holding mu, and then
-// advances durable and wakes the waiters.
+// flush fsyncs, without holding mu, everything appended so far under
+// SyncGroupCommit, or the rolled segments under SyncNone, moving the
+// recovery point past them, and then advances durable and wakes the
+// waiters.
 func (l *Log) flush() {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
@@ -623,19 +729,33 @@ func (l *Log) flush() {
 		return
 	}
 	target, active, dirDirty := l.end, l.segs[len(l.segs)-1], l.dirDirty
-	rolled := l.unsynced
+	rolled := slices.Clone(l.unsynced)
+	if target <= l.durable && !dirDirty && len(rolled) == 0 {
+		l.mu.Unlock()
+		return
+	}
 	l.dirDirty = false
 	l.mu.Unlock()
 
-	var errs []error
-	for _, s := range rolled {
-		errs = append(errs, s.log.Sync(), s.index.Sync(), s.timeIndex.Sync(), s.closeIndexes())
+	var err error
+	if l.syncMode == SyncGroupCommit {
+		err = active.log.Sync()
+		if err == nil && dirDirty {
+			err = syncDir(l.fs, l.dir)
+		}
+	} else {
+		for _, s := range rolled {
+			if err = s.sync(); err != nil {
+				break
+			}
+			if err = s.closeIndexes(); err != nil {
+				break
+			}
+		}
+		if err == nil && len(rolled) > 0 {
+			err = l.writeRecoveryPoint(rolled[len(rolled)-1].next)
+		}
 	}
-	errs = append(errs, active.log.Sync())
-	if dirDirty {
-		errs = append(errs, syncDir(l.fs, l.dir))
-	}
-	err := errors.Join(errs...)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -643,11 +763,13 @@ func (l *Log) flush() {
 	if err != nil {
 		l.flushErr = fmt.Errorf("fsync log %s: %w", l.dir, err)
 		l.logger().Error("fsync failed; the log no longer acknowledges durability", "dir", l.dir, "err", err)
-	} else {
-		l.durable = max(l.durable, target)
+		close(l.durableCh)
+		l.durableCh = make(chan struct{})
+		return
 	}
-	close(l.durableCh)
-	l.durableCh = make(chan struct{})
+	if l.syncMode == SyncGroupCommit {
+		l.advanceDurableLocked(target)
+	}
 }
 
 // Read appends to dst whole batches starting with the one that contains
@@ -976,14 +1098,14 @@ func (l *Log) Close() error {
 		errs = append(errs, active.writeLastTimeEntry())
 	}
 	for _, s := range l.segs {
-		errs = append(errs, s.log.Sync())
-		if s.index != nil {
-			errs = append(errs, s.index.Sync(), s.timeIndex.Sync())
-		}
+		errs = append(errs, s.sync())
 	}
 	errs = append(errs, writeSnapshot(l.fs, l.dir, l.end, l.producers, true))
 	if l.start > l.segs[0].base {
-		errs = append(errs, writeFileAtomic(l.fs, l.fs.PathJoin(l.dir, startOffsetFile), []byte(strconv.FormatInt(l.start, 10)+"\n"), true))
+		errs = append(errs, l.writeOffset(startOffsetFile, l.start))
+	}
+	if err := errors.Join(errs...); err == nil {
+		errs = append(errs, l.writeRecoveryPoint(l.end))
 	}
 	errs = append(errs, syncDir(l.fs, l.dir))
 	for _, s := range l.segs {

@@ -254,13 +254,13 @@ func walkHeaders(f vfs.File, pos, limit int64, fn func(h batchHeader, pos int64)
 	return nil
 }
 
-// recoverActive scans the whole segment verifying every batch's framing,
-// CRC and offset, truncates the file at the first bad batch, and rebuilds
-// the indexes from what it read.
-func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Time) error {
+// repair scans the whole segment verifying every batch's framing, CRC
+// and offset, truncates the file at the first bad batch, and rebuilds the
+// indexes from what it read. It reports whether it truncated.
+func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time) (bool, error) {
 	fi, err := s.log.Stat()
 	if err != nil {
-		return fmt.Errorf("stat segment %s: %w", s.name(), err)
+		return false, fmt.Errorf("stat segment %s: %w", s.name(), err)
 	}
 	fileSize := fi.Size()
 	buf := make([]byte, 1<<16)
@@ -272,7 +272,7 @@ func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Ti
 			break
 		}
 		if _, err := s.log.ReadAt(buf[:batchHeaderSize], pos); err != nil {
-			return fmt.Errorf("read segment %s: %w", s.name(), err)
+			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
 		h, err := checkFraming(buf[:batchHeaderSize], fileSize-pos)
 		if err == nil && h.baseOffset != s.next {
@@ -286,7 +286,7 @@ func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Ti
 			buf = make([]byte, h.size)
 		}
 		if _, err := s.log.ReadAt(buf[:h.size], pos); err != nil {
-			return fmt.Errorf("read segment %s: %w", s.name(), err)
+			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
 		if _, err := checkBatch(buf[:h.size]); err != nil {
 			bad = err
@@ -300,16 +300,28 @@ func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Ti
 	}
 	if bad != nil {
 		logger.Warn("truncating torn or corrupt tail of segment",
-			"dir", s.dir, "segment", s.name(), "at_byte", pos, "dropped_bytes", fileSize-pos, "reason", bad)
+			"dir", s.dir, "segment", s.name(), "at_byte", pos, "at_offset", s.next, "dropped_bytes", fileSize-pos, "reason", bad)
 		if err := s.truncate(pos); err != nil {
-			return fmt.Errorf("truncate segment %s: %w", s.name(), err)
+			return false, fmt.Errorf("truncate segment %s: %w", s.name(), err)
 		}
 	}
 	if pos == 0 {
 		s.rollTime = time.Time{}
 	}
 	s.addTimeEntry()
-	return s.writeIndexes()
+	return bad != nil, s.writeIndexes()
+}
+
+// sync fsyncs the segment's files that are open.
+func (s *segment) sync() error {
+	err := s.log.Sync()
+	if s.index != nil {
+		err = errors.Join(err, s.index.Sync(), s.timeIndex.Sync())
+	}
+	if err != nil {
+		return fmt.Errorf("sync segment %s: %w", s.name(), err)
+	}
+	return nil
 }
 
 // loadOlder sets up a rolled segment that ends at next: it loads its
