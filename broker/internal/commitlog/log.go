@@ -151,6 +151,17 @@ var (
 	ErrOffsetOutOfRange = errors.New("offset out of range")
 	// ErrClosed reports use of a closed Log.
 	ErrClosed = errors.New("log closed")
+	// ErrStorage (KAFKA_STORAGE_ERROR) reports a failure of the log's
+	// storage; it wraps the cause. Every error Open returns wraps it:
+	// the directory could not be read, or holds damage recovery does not
+	// repair (see the package documentation); the caller takes that one
+	// partition offline. A failed write or fsync (EIO, ENOSPC) takes an
+	// open log offline: from then on Append, Fetch, Read, WaitDurable and
+	// DeleteRecords return ErrStorage, nothing more is served or
+	// acknowledged, and what was acknowledged stays on disk. Opening the
+	// log again, once the disk is back, repairs what the failure left
+	// half-written.
+	ErrStorage = errors.New("storage error")
 )
 
 // AppendResult describes where Append stored a batch.
@@ -214,7 +225,7 @@ type Log struct {
 	// Group commit state, guarded by mu.
 	durable   int64         // every record below it is fsynced
 	durableCh chan struct{} // closed when durable advances or a flush fails
-	flushErr  error         // sticky fsync failure
+	failed    error         // the storage error that took the log offline
 	unsynced  []*segment    // rolled segments not yet fsynced
 	dirDirty  bool          // segment files were created since the last flush
 
@@ -241,7 +252,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 			err = syncDir(cfg.FS, cfg.FS.PathDir(dir))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("create log directory: %w", err)
+			return nil, fmt.Errorf("%w: create log directory %s: %w", ErrStorage, dir, err)
 		}
 	}
 	l := &Log{
@@ -260,7 +271,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		for _, s := range l.segs {
 			s.close()
 		}
-		return nil, fmt.Errorf("open log %s: %w", dir, err)
+		return nil, fmt.Errorf("%w: open log %s: %w", ErrStorage, dir, err)
 	}
 	go l.flusher()
 	return l, nil
@@ -510,6 +521,9 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	if l.closed {
 		return AppendResult{}, ErrClosed
 	}
+	if l.failed != nil {
+		return AppendResult{}, l.failed
+	}
 	l.pending = l.pending[:0]
 	next := l.end
 	for pos := 0; pos < len(records); {
@@ -532,7 +546,7 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 		pos += h.size
 	}
 	if err := l.maybeRoll(int64(len(records)), next, now); err != nil {
-		return AppendResult{}, err
+		return AppendResult{}, l.failLocked(fmt.Errorf("roll segment: %w", err))
 	}
 	appendTime := int64(-1)
 	if l.cfg.LogAppendTime {
@@ -550,16 +564,19 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	}
 	s := l.segs[len(l.segs)-1]
 	if _, err := s.log.WriteAt(wbuf, s.size); err != nil {
-		return AppendResult{}, fmt.Errorf("append to segment %s: %w", s.name(), err)
+		// Whatever part of the batches reached the file lies past the
+		// segment's size, never read, and is cut off by the next Open.
+		return AppendResult{}, l.failLocked(fmt.Errorf("append to segment %s: %w", s.name(), err))
 	}
 	if s.size == 0 {
 		s.rollTime = now
 	}
 	interval := int64(l.cfg.IndexIntervalBytes)
+	var indexErr error
 	for pos := 0; pos < len(wbuf); {
 		h := parseHeader(wbuf[pos:])
 		indexed, timeIndexed := s.track(&h, s.size, interval)
-		l.writeEntries(s, indexed, timeIndexed)
+		indexErr = errors.Join(indexErr, s.writeEntries(indexed, timeIndexed))
 		pos += h.size
 	}
 	for _, p := range l.pending {
@@ -568,29 +585,36 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	res := AppendResult{BaseOffset: l.end, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}
 	l.size += int64(len(wbuf))
 	l.end = next
-	l.notifyLocked()
+	if indexErr != nil {
+		return AppendResult{}, l.failLocked(indexErr)
+	}
+	if l.syncMode == SyncGroupCommit {
+		// The records become visible once durable; flush them soon
+		// even if no one waits, as for acks=0 produces.
+		l.requestFlush()
+	} else {
+		l.notifyLocked()
+	}
 	return res, nil
 }
 
-// writeEntries appends new index entries to the files. A failure only
-// costs the file a hole, which the checks at the next Open detect, so it is
-// logged rather than failing an append whose data is already written.
-func (l *Log) writeEntries(s *segment, indexed, timeIndexed bool) {
-	var err error
-	if indexed {
-		err = s.writeLastEntry()
+// failLocked takes the log offline after a storage error, logging it
+// the first time, wakes the waiters, and returns the ErrStorage error the
+// log reports from then on.
+func (l *Log) failLocked(err error) error {
+	if l.failed == nil {
+		l.failed = fmt.Errorf("%w: log %s: %w", ErrStorage, l.dir, err)
+		l.logger().Error("storage error: the log is offline until it is opened again", "dir", l.dir, "err", err)
+		close(l.durableCh)
+		l.durableCh = make(chan struct{})
+		l.notifyLocked()
 	}
-	if timeIndexed {
-		err = errors.Join(err, s.writeLastTimeEntry())
-	}
-	if err != nil {
-		l.logger().Warn("index write failed; the index will be rebuilt at the next open", "dir", l.dir, "err", err)
-	}
+	return l.failed
 }
 
 // notifyLocked wakes the holders of the Changed channel.
 func (l *Log) notifyLocked() {
-	if l.changedUsed {
+	if l.changedUsed && !l.closed {
 		close(l.changed)
 		l.changed = make(chan struct{})
 		l.changedUsed = false
@@ -660,13 +684,14 @@ func (l *Log) advanceDurableLocked(offset int64) {
 	l.durable = offset
 	close(l.durableCh)
 	l.durableCh = make(chan struct{})
+	l.notifyLocked()
 }
 
 // WaitDurable returns once every record below offset is on stable storage
 // under the log's sync policy, at once for SyncNone. An offset beyond the
 // end of the log waits only for the records already appended. It returns
-// the context's error if ctx ends first, and the fsync error if flushing
-// failed: the log then refuses to report anything more as durable.
+// the context's error if ctx ends first, and ErrStorage once the log is
+// offline: it then reports nothing more as durable.
 func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 	if l.syncMode == SyncNone {
 		return nil
@@ -674,7 +699,7 @@ func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 	for {
 		l.mu.Lock()
 		offset = min(offset, l.end)
-		durable, err, closed, shut, ch := l.durable, l.flushErr, l.closed, l.shut, l.durableCh
+		durable, err, closed, shut, ch := l.durable, l.failed, l.closed, l.shut, l.durableCh
 		l.mu.Unlock()
 		switch {
 		case durable >= offset:
@@ -724,7 +749,7 @@ func (l *Log) flush() {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
-	if l.closed {
+	if l.closed || l.failed != nil {
 		l.mu.Unlock()
 		return
 	}
@@ -761,10 +786,7 @@ func (l *Log) flush() {
 	defer l.mu.Unlock()
 	l.unsynced = l.unsynced[len(rolled):]
 	if err != nil {
-		l.flushErr = fmt.Errorf("fsync log %s: %w", l.dir, err)
-		l.logger().Error("fsync failed; the log no longer acknowledges durability", "dir", l.dir, "err", err)
-		close(l.durableCh)
-		l.durableCh = make(chan struct{})
+		l.failLocked(fmt.Errorf("fsync: %w", err))
 		return
 	}
 	if l.syncMode == SyncGroupCommit {
@@ -772,27 +794,43 @@ func (l *Log) flush() {
 	}
 }
 
-// Read appends to dst whole batches starting with the one that contains
+// Bounds are the offsets that frame what consumers may read of a log.
+type Bounds struct {
+	// StartOffset is the log start offset, the first offset readable.
+	StartOffset int64
+	// HighWatermark is the offset of the first record not yet visible.
+	HighWatermark int64
+}
+
+// Fetch appends to dst whole batches starting with the one that contains
 // offset, as many as fit in maxBytes, but always at least that first
 // batch, as Kafka does so that consumers progress past large batches. It
-// reads from one segment only. Reading at EndOffset returns dst unchanged;
-// an offset below StartOffset or beyond EndOffset is ErrOffsetOutOfRange.
-func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
+// reads from one segment only and returns only records below the high
+// watermark, which it returns with the start offset as they were when it
+// chose the batches. Reading at or past the high watermark returns dst
+// unchanged; an offset below StartOffset or beyond EndOffset is
+// ErrOffsetOutOfRange, returned with the bounds.
+func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, error) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return dst, ErrClosed
+		return dst, Bounds{}, ErrClosed
 	}
-	start, end := l.start, l.end
-	if offset < start || offset > end {
+	if l.failed != nil {
 		l.mu.Unlock()
-		return dst, fmt.Errorf("%w: offset %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, start, end)
+		return dst, Bounds{}, l.failed
 	}
-	if offset == end {
+	bounds := Bounds{StartOffset: l.start, HighWatermark: l.hwmLocked()}
+	end := l.end
+	if offset < bounds.StartOffset || offset > end {
 		l.mu.Unlock()
-		return dst, nil
+		return dst, bounds, fmt.Errorf("%w: offset %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, bounds.StartOffset, end)
+	}
+	if offset >= bounds.HighWatermark {
+		l.mu.Unlock()
+		return dst, bounds, nil
 	}
 	s := l.segs[l.segmentFor(offset)]
 	pos, limit := s.lookup(offset), s.size
@@ -807,26 +845,43 @@ func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
 		return true
 	})
 	if err != nil {
-		return dst, fmt.Errorf("read segment %s: %w", s.name(), err)
+		return dst, bounds, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
 	}
 	if first < 0 {
-		return dst, nil
+		return dst, bounds, nil
 	}
 	want := max(first, min(int64(maxBytes), limit-pos))
 	n := len(dst)
 	dst = slices.Grow(dst, int(want))[:n+int(want)]
 	if _, err := s.log.ReadAt(dst[n:], pos); err != nil {
-		return dst[:n], fmt.Errorf("read segment %s: %w", s.name(), err)
+		return dst[:n], bounds, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
 	}
 	cut := first
 	for cut+lengthPrefix <= want {
-		size := lengthPrefix + int64(binary.BigEndian.Uint32(dst[n+int(cut)+offLength:]))
-		if cut+size > want {
+		b := dst[n+int(cut):]
+		size := lengthPrefix + int64(binary.BigEndian.Uint32(b[offLength:]))
+		if cut+size > want || int64(binary.BigEndian.Uint64(b[offBaseOffset:])) >= bounds.HighWatermark {
 			break
 		}
 		cut += size
 	}
-	return dst[:n+int(cut)], nil
+	return dst[:n+int(cut)], bounds, nil
+}
+
+// Read is Fetch without the bounds.
+func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
+	dst, _, err := l.Fetch(offset, maxBytes, dst)
+	return dst, err
+}
+
+// hwmLocked returns the high watermark: the durable offset under
+// SyncGroupCommit, so that consumers never see, and commit offsets of,
+// records a power loss could take back; the end offset under SyncNone.
+func (l *Log) hwmLocked() int64 {
+	if l.syncMode == SyncGroupCommit {
+		return l.durable
+	}
+	return l.end
 }
 
 // segmentFor returns the index of the segment holding offset.
@@ -841,16 +896,26 @@ func (l *Log) StartOffset() int64 {
 	return l.start
 }
 
-// EndOffset returns the next offset to be assigned, which is also the
-// high watermark of this single-replica log.
+// EndOffset returns the log end offset, the next offset to be assigned.
+// Under SyncGroupCommit the records from HighWatermark to it are not yet
+// fsynced, and not yet readable.
 func (l *Log) EndOffset() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.end
 }
 
-// Changed returns a channel closed at the next append, DeleteRecords or
-// Close, for Fetch long polls.
+// HighWatermark returns the offset of the first record consumers cannot
+// read yet: under SyncGroupCommit every record below it is fsynced, under
+// SyncNone it is EndOffset.
+func (l *Log) HighWatermark() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hwmLocked()
+}
+
+// Changed returns a channel closed when the high watermark next advances,
+// at DeleteRecords or at Close, for Fetch long polls.
 func (l *Log) Changed() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -866,18 +931,18 @@ func (l *Log) Size() int64 {
 }
 
 // OffsetForTimestamp returns the offset and timestamp of the earliest
-// record at or after the log start offset whose timestamp is at least ts,
-// as ListOffsets by time needs; ok is false when there is none. It reads
-// inside the matching batch, decompressing it if needed.
+// record from the log start offset to the high watermark whose timestamp
+// is at least ts, as ListOffsets by time needs; ok is false when there is
+// none. It reads inside the matching batch, decompressing it if needed.
 func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
-	if l.closed {
+	if l.closed || l.failed != nil {
 		l.mu.Unlock()
 		return 0, 0, false
 	}
-	start := l.start
+	start, hwm := l.start, l.hwmLocked()
 	type span struct {
 		s          *segment
 		pos, limit int64
@@ -894,6 +959,9 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 	for _, sp := range spans {
 		var found bool
 		err := l.scanBatches(sp.s, sp.pos, sp.limit, func(h *batchHeader, batch []byte) bool {
+			if h.baseOffset >= hwm {
+				return false
+			}
 			if h.maxTimestamp < ts || h.lastOffset() < start {
 				return true
 			}
@@ -917,12 +985,13 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 
 // MaxTimestamp returns the offset and timestamp of the earliest record
 // with the largest timestamp in the log (ListOffsets with timestamp -3),
-// or (-1, -1) when the log has no records with timestamps.
+// or (-1, -1) when the log has no records with timestamps or that record
+// is not below the high watermark yet.
 func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
-	if l.closed || l.start == l.end {
+	if l.closed || l.failed != nil || l.start == l.end {
 		l.mu.Unlock()
 		return -1, -1
 	}
@@ -937,6 +1006,10 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 		return -1, -1
 	}
 	maxTs, batchOff, start := best.maxTs, max(best.maxTsOffset, l.start), l.start
+	if batchOff >= l.hwmLocked() {
+		l.mu.Unlock()
+		return -1, -1
+	}
 	pos, limit := best.lookup(batchOff), best.size
 	l.mu.Unlock()
 
@@ -972,9 +1045,10 @@ func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, 
 }
 
 // DeleteRecords raises the log start offset to before (the DeleteRecords
-// API; -1 means the end of the log) and deletes the segments wholly below
+// API; -1 means the high watermark) and deletes the segments wholly below
 // it. It returns the new start offset, which never moves backwards, and
-// ErrOffsetOutOfRange if before is beyond EndOffset.
+// ErrOffsetOutOfRange if before is beyond the high watermark, as Kafka
+// does.
 func (l *Log) DeleteRecords(before int64) (int64, error) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
@@ -983,26 +1057,32 @@ func (l *Log) DeleteRecords(before int64) (int64, error) {
 	if l.closed {
 		return 0, ErrClosed
 	}
-	if before == -1 {
-		before = l.end
+	if l.failed != nil {
+		return l.start, l.failed
 	}
-	if before < 0 || before > l.end {
-		return l.start, fmt.Errorf("%w: cannot delete before %d, the log ends at %d", ErrOffsetOutOfRange, before, l.end)
+	hwm := l.hwmLocked()
+	if before == -1 {
+		before = hwm
+	}
+	if before < 0 || before > hwm {
+		return l.start, fmt.Errorf("%w: cannot delete before %d, the high watermark is %d", ErrOffsetOutOfRange, before, hwm)
 	}
 	if before <= l.start {
 		return l.start, nil
 	}
-	l.start = before
 	if err := writeFileAtomic(l.fs, l.fs.PathJoin(l.dir, startOffsetFile), []byte(strconv.FormatInt(before, 10)+"\n"), false); err != nil {
-		return l.start, fmt.Errorf("record log start offset: %w", err)
+		return l.start, l.failLocked(fmt.Errorf("record log start offset: %w", err))
 	}
+	l.start = before
 	n := 0
 	for n < len(l.segs)-1 && l.segs[n].next <= before {
 		n++
 	}
-	err := l.removeSegmentsLocked(n)
+	if err := l.removeSegmentsLocked(n); err != nil {
+		return l.start, l.failLocked(err)
+	}
 	l.notifyLocked()
-	return l.start, err
+	return l.start, nil
 }
 
 // removeSegmentsLocked removes the n oldest segments, which are not the
@@ -1025,6 +1105,7 @@ func (l *Log) removeSegmentsLocked(n int) error {
 // timestamp is older than RetentionAge before now, then those beyond
 // RetentionBytes, never the active one, and rolls the active segment if
 // it is non-empty and older than SegmentAge, so that it can expire in turn.
+// It does nothing on a log that is offline.
 func (l *Log) EnforceRetention(now time.Time) error {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
@@ -1032,6 +1113,9 @@ func (l *Log) EnforceRetention(now time.Time) error {
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
+	}
+	if l.failed != nil {
+		return nil
 	}
 	n := 0
 	if age := l.cfg.RetentionAge; age >= 0 {
@@ -1049,15 +1133,18 @@ func (l *Log) EnforceRetention(now time.Time) error {
 			n++
 		}
 	}
-	var errs []error
 	if n > 0 {
 		l.logger().Info("deleting segments past retention", "dir", l.dir, "segments", n, "new_start_offset", l.segs[n].base)
-		errs = append(errs, l.removeSegmentsLocked(n))
+		if err := l.removeSegmentsLocked(n); err != nil {
+			return l.failLocked(err)
+		}
 	}
 	if active := l.segs[len(l.segs)-1]; active.size > 0 && now.Sub(active.rollTime) >= l.cfg.SegmentAge {
-		errs = append(errs, l.rollLocked())
+		if err := l.rollLocked(); err != nil {
+			return l.failLocked(fmt.Errorf("roll segment: %w", err))
+		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // segmentTime is the time retention measures a segment's age from: its
@@ -1073,9 +1160,10 @@ func (l *Log) segmentTime(s *segment) time.Time {
 }
 
 // Close flushes and fsyncs the log, writes a producer state snapshot so
-// that the next Open need not replay batches, and closes the files.
-// Pending WaitDurable calls return when its fsync completes, with its
-// error if it failed. Close is idempotent.
+// that the next Open need not replay batches, moves the recovery point to
+// the end, and closes the files. Pending WaitDurable calls return when its
+// fsync completes, with its error if it failed. Closing a log that is
+// offline only closes its files. Close is idempotent.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -1092,6 +1180,15 @@ func (l *Log) Close() error {
 	defer l.segMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.failed != nil {
+		// Nothing is trusted to reach the disk any more, and nothing
+		// may claim it did: the next Open recovers from the files.
+		for _, s := range l.segs {
+			s.close()
+		}
+		l.shut = true
+		return nil
+	}
 	var errs []error
 	active := l.segs[len(l.segs)-1]
 	if active.addTimeEntry() {
@@ -1113,16 +1210,12 @@ func (l *Log) Close() error {
 	}
 	err := errors.Join(errs...)
 	l.shut = true
-	if err == nil {
-		l.durable = l.end
-	} else if l.flushErr == nil {
-		l.flushErr = fmt.Errorf("close log %s: %w", l.dir, err)
+	if err != nil {
+		return l.failLocked(fmt.Errorf("close: %w", err))
 	}
+	l.durable = max(l.durable, l.end)
 	close(l.durableCh)
 	l.durableCh = make(chan struct{})
-	if err != nil {
-		return fmt.Errorf("close log %s: %w", l.dir, err)
-	}
 	return nil
 }
 

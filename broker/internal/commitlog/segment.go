@@ -171,6 +171,18 @@ func (s *segment) addTimeEntry() bool {
 	return true
 }
 
+// writeEntries writes the index entries track reported it added.
+func (s *segment) writeEntries(indexed, timeIndexed bool) error {
+	var err error
+	if indexed {
+		err = s.writeLastEntry()
+	}
+	if timeIndexed {
+		err = errors.Join(err, s.writeLastTimeEntry())
+	}
+	return err
+}
+
 // writeLastEntry appends the newest offset index entry to its file.
 func (s *segment) writeLastEntry() error {
 	e := s.entries[len(s.entries)-1]
