@@ -119,21 +119,23 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 				continue
 			}
 			ch := part.log.Changed()
-			hw := part.log.EndOffset()
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, part.log.StartOffset()
 			if remaining <= 0 {
+				hw := part.log.HighWatermark()
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, part.log.StartOffset()
 				continue
 			}
 			start := len(*buf)
-			out, err := part.log.Read(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), *buf)
+			out, bounds, err := part.log.Fetch(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), *buf)
 			if err != nil {
-				rp.ErrorCode = kerr.OffsetOutOfRange.Code
-				if !errors.Is(err, commitlog.ErrOffsetOutOfRange) {
-					rp.ErrorCode = kerr.KafkaStorageError.Code
+				rp.ErrorCode = kerr.KafkaStorageError.Code
+				if errors.Is(err, commitlog.ErrOffsetOutOfRange) {
+					rp.ErrorCode = kerr.OffsetOutOfRange.Code
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.HighWatermark, bounds.StartOffset
 				}
 				failed = true
 				continue
 			}
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.HighWatermark, bounds.StartOffset
 			*buf = out
 			data := out[start:]
 			if len(data) > 0 {

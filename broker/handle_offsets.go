@@ -50,7 +50,7 @@ func (b *Broker) handleListOffsets(_ context.Context, req *kmsg.ListOffsetsReque
 			if p != nil {
 				switch ts := tp.Timestamp; ts {
 				case offsetLatest:
-					rp.Offset = p.log.EndOffset()
+					rp.Offset = p.log.HighWatermark()
 				case offsetEarliest, offsetEarliestLocal:
 					rp.Offset = p.log.StartOffset()
 				case offsetTiered:
@@ -124,7 +124,7 @@ func (b *Broker) handleDeleteRecords(_ context.Context, req *kmsg.DeleteRecordsR
 			if p != nil {
 				before := tp.Offset
 				if before == -1 {
-					before = p.log.EndOffset()
+					before = p.log.HighWatermark()
 				}
 				low, err := p.log.DeleteRecords(before)
 				switch {

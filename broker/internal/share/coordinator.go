@@ -58,9 +58,9 @@ type Log interface {
 	Read(offset int64, maxBytes int32, dst []byte) ([]byte, error)
 	// StartOffset is the first offset Read may ask for.
 	StartOffset() int64
-	// EndOffset is the next offset to be written.
-	EndOffset() int64
-	// Changed is closed at the next append.
+	// HighWatermark is the offset of the first record not yet readable.
+	HighWatermark() int64
+	// Changed is closed when the high watermark next advances.
 	Changed() <-chan struct{}
 	// OffsetForTimestamp returns the first offset with a timestamp at or
 	// after ts, with that timestamp, or false if there is none.
@@ -427,13 +427,13 @@ func initialOffset(l Log, reset string, now time.Time) int64 {
 	case strings.HasPrefix(reset, "by_duration:"):
 		d, err := parseISODuration(strings.TrimPrefix(reset, "by_duration:"))
 		if err != nil {
-			return l.EndOffset()
+			return l.HighWatermark()
 		}
 		if off, _, ok := l.OffsetForTimestamp(now.Add(-d).UnixMilli()); ok {
 			return off
 		}
 	}
-	return l.EndOffset()
+	return l.HighWatermark()
 }
 
 // parseISODuration parses the ISO-8601 durations Kafka accepts for

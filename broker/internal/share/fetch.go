@@ -425,7 +425,7 @@ func (c *Coordinator) partitionLocked(g *group, key topicPartition, id [16]byte,
 		sp.win.skipTo(ls)
 		changed = true
 	}
-	if le := l.EndOffset(); le < sp.win.start {
+	if le := l.HighWatermark(); le < sp.win.start {
 		sp.win.reset(le)
 		changed = true
 	}
@@ -500,7 +500,7 @@ func acquire(sp *sharePartition, l Log, member string, budget int, maxBytes int3
 	if maxBytes <= 0 {
 		maxBytes = 1 << 20
 	}
-	for tries := 0; budget > 0 && len(sp.win.recs) < maxWindowRecords && sp.win.end() < l.EndOffset() && tries < 8 && int32(len(out)) < maxBytes; tries++ {
+	for tries := 0; budget > 0 && len(sp.win.recs) < maxWindowRecords && sp.win.end() < l.HighWatermark() && tries < 8 && int32(len(out)) < maxBytes; tries++ {
 		data, err := l.Read(sp.win.end(), maxBytes-int32(len(out)), nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read offset %d: %w", sp.win.end(), err)
