@@ -2,6 +2,7 @@ package commitlog
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -446,6 +447,9 @@ func TestAppendValidates(t *testing.T) {
 		res, err := l.Append(b, testNow)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
+		}
+		if err := l.WaitDurable(context.Background(), res.LastOffset+1); err != nil {
+			t.Fatal(err)
 		}
 		got, err := l.Read(res.BaseOffset, math.MaxInt32, nil)
 		if err != nil {
