@@ -2,6 +2,7 @@ package commitlog
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -447,9 +448,15 @@ func TestAppendValidates(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		if err := l.WaitDurable(context.Background(), res.LastOffset+1); err != nil {
+			t.Fatal(err)
+		}
 		got, err := l.Read(res.BaseOffset, math.MaxInt32, nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(got) < len(b) {
+			t.Fatalf("%s: read %d bytes of a %d-byte batch", c.name, len(got), len(b))
 		}
 		got = got[:len(b)]
 		want := bytes.Clone(b)
