@@ -511,11 +511,11 @@ var scratch = sync.Pool{New: func() any { return new([]byte) }}
 // Append validates records, the records field of a Produce request for
 // this partition (one or more v2 record batches), as Kafka's broker
 // validates a producer's batches (see ErrInvalidRecord), and appends them.
-// Either every batch is stored or none is. Batches from idempotent producers are
-// checked against the producer's sequence and epoch; a retry of one of
-// the producer's last five batches is reported as a Duplicate. Append
-// does not wait for durability: call WaitDurable with LastOffset+1.
-// Append does not modify or retain records.
+// Either every batch is stored or none is. Batches from idempotent
+// producers are checked against the producer's sequence and epoch; a
+// retry of one of the producer's last five batches is reported as a
+// Duplicate. Append does not wait for durability: call WaitDurable with
+// LastOffset+1. Append does not modify or retain records.
 func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	if len(records) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)

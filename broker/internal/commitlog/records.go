@@ -103,7 +103,7 @@ func (w *recordWalker) fill() error {
 	if w.src == nil {
 		return errNoMoreData
 	}
-	for {
+	for range 100 {
 		n, err := w.src.Read((*w.scratch)[:cap(*w.scratch)])
 		w.inflated += int64(n)
 		if w.inflated > maxRecordsBytes {
@@ -122,6 +122,7 @@ func (w *recordWalker) fill() error {
 			return fmt.Errorf("decompress: %v", err)
 		}
 	}
+	return fmt.Errorf("decompress: %v", io.ErrNoProgress)
 }
 
 func (w *recordWalker) byte() (byte, error) {

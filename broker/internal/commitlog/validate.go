@@ -163,9 +163,19 @@ func (v *validator) checkRecords(h *batchHeader, data []byte) error {
 	if err := w.open(h.attributes&attrCompression, data); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}
-	// Records without a key or with a timestamp out of the window are
-	// collected, as Kafka collects them, and reported after the walk.
-	var keyless, late *RecordError
+	// Records without a key (for a compacted topic) or with a timestamp
+	// out of the window are collected, one error a record as in Kafka, and
+	// reported after the walk: as INVALID_TIMESTAMP if any timestamp is.
+	var refused *RecordError
+	refuse := func(i int32, kind error, format string, args ...any) {
+		if refused == nil {
+			refused = &RecordError{Err: kind}
+		}
+		if kind == ErrInvalidTimestamp {
+			refused.Err = kind
+		}
+		refused.add(i, format, args...)
+	}
 	for i := range h.recordCount {
 		start := w.consumed
 		rec, err := w.next()
@@ -186,17 +196,10 @@ func (v *validator) checkRecords(h *batchHeader, data []byte) error {
 			bad.add(i, "offset delta %d, want %d", rec.offsetDelta, i)
 			return bad
 		}
-		if rec.nullKey && v.keyRequired {
-			if keyless == nil {
-				keyless = &RecordError{Err: ErrInvalidRecord}
-			}
-			keyless.add(i, "a compacted topic takes only records with a key")
-		}
-		if ts := h.baseTimestamp + rec.timestampDelta; !v.timestampOK(ts) {
-			if late == nil {
-				late = &RecordError{Err: ErrInvalidTimestamp}
-			}
-			late.add(i, "timestamp %d is outside [%d, %d]", ts, v.minTs, v.maxTs)
+		if ts := h.baseTimestamp + rec.timestampDelta; rec.nullKey && v.keyRequired {
+			refuse(i, ErrInvalidRecord, "a compacted topic takes only records with a key")
+		} else if !v.timestampOK(ts) {
+			refuse(i, ErrInvalidTimestamp, "timestamp %d is outside [%d, %d]", ts, v.minTs, v.maxTs)
 		}
 	}
 	switch end, err := w.atEnd(); {
@@ -207,11 +210,8 @@ func (v *validator) checkRecords(h *batchHeader, data []byte) error {
 	case !end:
 		return fmt.Errorf("%w: bytes follow the %d records the header counts", ErrInvalidRecord, h.recordCount)
 	}
-	switch {
-	case late != nil: // Kafka's answer when any timestamp is out of range
-		return late
-	case keyless != nil:
-		return keyless
+	if refused != nil {
+		return refused
 	}
 	return nil
 }

@@ -455,6 +455,9 @@ func TestAppendValidates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(got) < len(b) {
+			t.Fatalf("%s: read %d bytes of a %d-byte batch", c.name, len(got), len(b))
+		}
 		got = got[:len(b)]
 		want := bytes.Clone(b)
 		binary.BigEndian.PutUint64(want[offBaseOffset:], uint64(res.BaseOffset))
