@@ -227,6 +227,7 @@ func TestOptionsValidated(t *testing.T) {
 		"max request bytes 0":             MaxRequestBytes(0),
 		"fetch max bytes 0":               FetchMaxBytes(0),
 		"default partitions 0":            DefaultPartitions(0),
+		"default partitions over the cap": DefaultPartitions(1 << 30),
 		"node id negative":                NodeID(-1),
 		"sync policy unknown":             Sync(SyncPolicy(7)),
 		"logger nil":                      Logger(nil),
