@@ -11,11 +11,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -225,6 +227,7 @@ func TestOptionsValidated(t *testing.T) {
 		"max request bytes 0":             MaxRequestBytes(0),
 		"fetch max bytes 0":               FetchMaxBytes(0),
 		"default partitions 0":            DefaultPartitions(0),
+		"default partitions over the cap": DefaultPartitions(1 << 30),
 		"node id negative":                NodeID(-1),
 		"sync policy unknown":             Sync(SyncPolicy(7)),
 		"logger nil":                      Logger(nil),
@@ -602,6 +605,7 @@ func TestFetchMaxBytesZero(t *testing.T) {
 // committed corpus under testdata/fuzz/FuzzRequest.
 func FuzzRequest(f *testing.F) {
 	b := hostileBroker(f, nil, func(c *config) { c.maxWait = 100 * time.Millisecond })
+	watchHeap(f, 1<<30)
 	for key := range int16(200) {
 		lo, hi, ok := b.versions(key)
 		if !ok {
@@ -637,4 +641,26 @@ func FuzzRequest(f *testing.F) {
 		}
 		serves(t, b)
 	})
+}
+
+// watchHeap crashes the process, so that the fuzzer keeps the input at
+// hand, once the live heap passes limit: an input that makes the broker
+// allocate without bound must not take the machine down with it.
+func watchHeap(tb testing.TB, limit uint64) {
+	stop := make(chan struct{})
+	tb.Cleanup(func() { close(stop) })
+	go func() {
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			metrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > limit {
+				panic(fmt.Sprintf("the broker's live heap reached %d MiB", v>>20))
+			}
+		}
+	}()
 }

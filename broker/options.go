@@ -48,6 +48,7 @@ type config struct {
 
 	maxTopicPartitions int32
 	maxPartitions      int
+
 	// Connections and their memory.
 	connMaxIdle       time.Duration
 	maxConns          int
@@ -97,6 +98,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("fetch max bytes %d is below 1", c.fetchMaxBytes)
 	case c.numPartitions < 1:
 		return fmt.Errorf("default partitions %d is below 1", c.numPartitions)
+	case c.numPartitions > c.maxTopicPartitions:
+		return fmt.Errorf("default partitions %d exceed max partitions per topic %d", c.numPartitions, c.maxTopicPartitions)
 	case c.retentionCheck < time.Millisecond:
 		return fmt.Errorf("retention check interval %v is below 1ms", c.retentionCheck)
 	case c.offsetsRetention <= 0:
