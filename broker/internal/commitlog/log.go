@@ -1046,9 +1046,11 @@ func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, 
 
 // DeleteRecords raises the log start offset to before (the DeleteRecords
 // API; -1 means the high watermark) and deletes the segments wholly below
-// it. It returns the new start offset, which never moves backwards, and
-// ErrOffsetOutOfRange if before is beyond the high watermark, as Kafka
-// does.
+// it. The new start offset is fsynced before DeleteRecords returns it,
+// and the directory after the segments are unlinked, so that deleted
+// records never reappear after a power loss. The start offset never moves
+// backwards; before beyond the high watermark is ErrOffsetOutOfRange, as
+// in Kafka.
 func (l *Log) DeleteRecords(before int64) (int64, error) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
@@ -1070,8 +1072,8 @@ func (l *Log) DeleteRecords(before int64) (int64, error) {
 	if before <= l.start {
 		return l.start, nil
 	}
-	if err := writeFileAtomic(l.fs, l.fs.PathJoin(l.dir, startOffsetFile), []byte(strconv.FormatInt(before, 10)+"\n"), false); err != nil {
-		return l.start, l.failLocked(fmt.Errorf("record log start offset: %w", err))
+	if err := l.writeOffset(startOffsetFile, before); err != nil {
+		return l.start, l.failLocked(err)
 	}
 	l.start = before
 	n := 0
@@ -1086,9 +1088,13 @@ func (l *Log) DeleteRecords(before int64) (int64, error) {
 }
 
 // removeSegmentsLocked removes the n oldest segments, which are not the
-// active one, and forgets the producers with no batch left in the log, as
-// Kafka does. The caller holds segMu exclusively and mu.
+// active one, syncing the directory after, and forgets the producers with
+// no batch left in the log, as Kafka does. The caller holds segMu
+// exclusively and mu.
 func (l *Log) removeSegmentsLocked(n int) error {
+	if n == 0 {
+		return nil
+	}
 	var errs []error
 	for _, s := range l.segs[:n] {
 		l.size -= s.size
@@ -1098,6 +1104,9 @@ func (l *Log) removeSegmentsLocked(n int) error {
 	l.segs = slices.Delete(l.segs, 0, n)
 	l.start = max(l.start, l.segs[0].base)
 	l.producers.evictBefore(l.start)
+	if err := syncDir(l.fs, l.dir); err != nil {
+		errs = append(errs, fmt.Errorf("sync log directory: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
