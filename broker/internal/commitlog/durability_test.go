@@ -3,7 +3,9 @@ package commitlog
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/cockroachdb/pebble/vfs/errorfs"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // syncGate blocks the fsyncs of segment files while it is closed.
@@ -314,4 +317,33 @@ func TestDiskFullTakesLogOffline(t *testing.T) {
 		t.Fatalf("append after restart at %d, want 20", res.BaseOffset)
 	}
 	readAll(t, l, 0)
+}
+
+// TestLookupsWarnWhileConfigChanges runs timestamp lookups that log a
+// warning, over a batch whose compressed records do not decode, while
+// SetConfig changes the config: under -race it fails if the lookups read
+// the config's logger without the lock.
+func TestLookupsWarnWhileConfigChanges(t *testing.T) {
+	fs := vfs.NewMem()
+	cfg := memConfig(fs)
+	l := openMem(t, fs)
+	b := makeBatch(t, spec{n: 4, ts: 50, valueSize: 30, pid: -1, seq: -1, codec: kgo.GzipCompression()})
+	for i := batchHeaderSize; i < len(b); i++ {
+		b[i] = 0xa5
+	}
+	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	mustAppend(t, l, b)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 200 {
+			cfg.SegmentAge = time.Duration(i+1) * time.Hour
+			l.SetConfig(cfg)
+		}
+	})
+	for range 200 {
+		if _, _, ok := l.OffsetForTimestamp(51); ok {
+			t.Fatal("found a record in a batch that does not decode")
+		}
+	}
+	wg.Wait()
 }

@@ -93,8 +93,8 @@ type Config struct {
 	LogAppendTime bool
 	// Sync is the durability policy. It is fixed when the log is opened.
 	Sync SyncPolicy
-	// Logger receives recovery and retention messages; nil means
-	// slog.Default().
+	// Logger receives recovery, retention and storage error messages;
+	// nil means slog.Default(). It is fixed when the log is opened.
 	Logger *slog.Logger
 	// FS is the file system holding the log; nil means vfs.Default, the
 	// operating system's. Tests use vfs.NewStrictMem to simulate power
@@ -204,6 +204,7 @@ type Log struct {
 	fs       vfs.FS
 	dir      string
 	syncMode SyncPolicy
+	log      *slog.Logger
 
 	// segMu is held shared while segment files are read or fsynced
 	// outside mu, and exclusively while segments are closed or removed.
@@ -257,6 +258,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		fs:        cfg.FS,
+		log:       cfg.Logger,
 		dir:       dir,
 		syncMode:  cfg.Sync,
 		cfg:       cfg,
@@ -276,8 +278,6 @@ func Open(dir string, cfg Config) (*Log, error) {
 	go l.flusher()
 	return l, nil
 }
-
-func (l *Log) logger() *slog.Logger { return l.cfg.Logger }
 
 func (l *Log) recover(now time.Time) error {
 	names, err := l.fs.List(l.dir)
@@ -335,13 +335,13 @@ func (l *Log) recover(now time.Time) error {
 		l.segs = append(l.segs, s)
 		last := i == len(bases)-1
 		if !last && bases[i+1] <= point {
-			if err := s.loadOlder(l.logger(), bases[i+1], interval); err != nil {
+			if err := s.loadOlder(l.log, bases[i+1], interval); err != nil {
 				return fmt.Errorf("%w, below the recovery point %d: remove %s to have the log repaired by truncation", err, point, recoveryPointFile)
 			}
 			l.size += s.size
 			continue
 		}
-		torn, err := s.repair(l.logger(), interval, now)
+		torn, err := s.repair(l.log, interval, now)
 		if err == nil {
 			err = s.sync()
 		}
@@ -356,7 +356,7 @@ func (l *Log) recover(now time.Time) error {
 			// The segments after a tear do not follow on from the records
 			// kept, and were never durable: the log ends here, and this
 			// segment becomes the active one.
-			l.logger().Warn("dropping the segments after a torn segment", "dir", l.dir, "segment", s.name(), "end_offset", s.next, "dropped_segments", len(bases)-i-1)
+			l.log.Warn("dropping the segments after a torn segment", "dir", l.dir, "segment", s.name(), "end_offset", s.next, "dropped_segments", len(bases)-i-1)
 			for _, b := range bases[i+1:] {
 				if err := (&segment{fs: l.fs, dir: l.dir, base: b}).remove(); err != nil {
 					return err
@@ -373,7 +373,7 @@ func (l *Log) recover(now time.Time) error {
 	l.start = min(max(l.start, l.segs[0].base), l.end)
 	l.durable = l.end
 	if l.end < point {
-		l.logger().Error("the log ends below its recovery point: records that were fsynced are lost", "dir", l.dir, "recovery_point", point, "end_offset", l.end)
+		l.log.Error("the log ends below its recovery point: records that were fsynced are lost", "dir", l.dir, "recovery_point", point, "end_offset", l.end)
 	}
 	// Segments wholly below the start offset are left over from a
 	// DeleteRecords cut short by a crash.
@@ -408,7 +408,7 @@ func (l *Log) readOffset(name string) int64 {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil || n < 0 {
-		l.logger().Warn("ignoring unreadable offset file", "dir", l.dir, "file", name, "err", err)
+		l.log.Warn("ignoring unreadable offset file", "dir", l.dir, "file", name, "err", err)
 		return 0
 	}
 	return n
@@ -463,7 +463,7 @@ func (l *Log) recoverProducers() error {
 				break
 			}
 		}
-		l.logger().Warn("ignoring producer snapshot", "dir", l.dir, "snapshot", snapshotName(off), "err", err)
+		l.log.Warn("ignoring producer snapshot", "dir", l.dir, "snapshot", snapshotName(off), "err", err)
 	}
 	for _, s := range l.segs {
 		if s.next <= from {
@@ -483,12 +483,13 @@ func (l *Log) recoverProducers() error {
 }
 
 // SetConfig changes the log's settings; they apply from the next append
-// or retention pass. The sync policy and the file system cannot change.
+// or retention pass. The sync policy, the file system and the logger
+// cannot change.
 func (l *Log) SetConfig(cfg Config) {
 	cfg = cfg.normalized()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cfg.Sync, cfg.FS = l.syncMode, l.fs
+	cfg.Sync, cfg.FS, cfg.Logger = l.syncMode, l.fs, l.log
 	l.cfg = cfg
 }
 
@@ -604,7 +605,7 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 func (l *Log) failLocked(err error) error {
 	if l.failed == nil {
 		l.failed = fmt.Errorf("%w: log %s: %w", ErrStorage, l.dir, err)
-		l.logger().Error("storage error: the log is offline until it is opened again", "dir", l.dir, "err", err)
+		l.log.Error("storage error: the log is offline until it is opened again", "dir", l.dir, "err", err)
 		close(l.durableCh)
 		l.durableCh = make(chan struct{})
 		l.notifyLocked()
@@ -667,10 +668,10 @@ func (l *Log) rollLocked() error {
 		l.unsynced = append(l.unsynced, old)
 		l.requestFlush()
 	} else if err := old.closeIndexes(); err != nil {
-		l.logger().Warn("closing the indexes of a rolled segment", "dir", l.dir, "segment", old.name(), "err", err)
+		l.log.Warn("closing the indexes of a rolled segment", "dir", l.dir, "segment", old.name(), "err", err)
 	}
 	if err := writeSnapshot(l.fs, l.dir, l.end, l.producers, false); err != nil {
-		l.logger().Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
+		l.log.Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
 	}
 	return nil
 }
@@ -967,14 +968,14 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 			}
 			off, t, ok, err := findRecord(batch, start, func(t int64) bool { return t >= ts })
 			if err != nil {
-				l.logger().Warn("timestamp lookup", "dir", l.dir, "err", err)
+				l.log.Warn("timestamp lookup", "dir", l.dir, "err", err)
 				return true
 			}
 			offset, timestamp, found = off, t, ok
 			return !ok
 		})
 		if err != nil {
-			l.logger().Warn("timestamp lookup", "dir", l.dir, "segment", sp.s.name(), "err", err)
+			l.log.Warn("timestamp lookup", "dir", l.dir, "segment", sp.s.name(), "err", err)
 		}
 		if found {
 			return offset, timestamp, true
@@ -1024,7 +1025,7 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 		return false
 	})
 	if err != nil {
-		l.logger().Warn("max timestamp lookup", "dir", l.dir, "segment", best.name(), "err", err)
+		l.log.Warn("max timestamp lookup", "dir", l.dir, "segment", best.name(), "err", err)
 	}
 	return offset, timestamp
 }
@@ -1143,7 +1144,7 @@ func (l *Log) EnforceRetention(now time.Time) error {
 		}
 	}
 	if n > 0 {
-		l.logger().Info("deleting segments past retention", "dir", l.dir, "segments", n, "new_start_offset", l.segs[n].base)
+		l.log.Info("deleting segments past retention", "dir", l.dir, "segments", n, "new_start_offset", l.segs[n].base)
 		if err := l.removeSegmentsLocked(n); err != nil {
 			return l.failLocked(err)
 		}
@@ -1231,7 +1232,7 @@ func (l *Log) Close() error {
 // Delete closes the log and removes its directory.
 func (l *Log) Delete() error {
 	if err := l.Close(); err != nil {
-		l.logger().Warn("closing a log being deleted", "dir", l.dir, "err", err)
+		l.log.Warn("closing a log being deleted", "dir", l.dir, "err", err)
 	}
 	if err := l.fs.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("delete log %s: %w", l.dir, err)
