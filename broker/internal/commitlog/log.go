@@ -368,9 +368,25 @@ func (l *Log) recover(now time.Time) error {
 			return fmt.Errorf("close indexes of segment %s: %w", s.name(), err)
 		}
 	}
-	active := l.segs[len(l.segs)-1]
-	l.end = active.next
-	l.start = min(max(l.start, l.segs[0].base), l.end)
+	l.end = l.segs[len(l.segs)-1].next
+	l.start = max(l.start, l.segs[0].base)
+	if l.start > l.end {
+		// DeleteRecords removed records that a power loss then took
+		// back (only SyncNone lets it remove what is not durable). The
+		// log starts afresh at the start offset, so that deleted offsets
+		// are never given to new records.
+		l.log.Warn("the log ends below its start offset; starting it afresh there", "dir", l.dir, "start_offset", l.start, "end_offset", l.end)
+		for _, s := range l.segs {
+			if err := s.remove(); err != nil {
+				return err
+			}
+		}
+		s, err := openSegment(l.fs, l.dir, l.start)
+		if err != nil {
+			return err
+		}
+		l.segs, l.size, l.end = []*segment{s}, 0, l.start
+	}
 	l.durable = l.end
 	if l.end < point {
 		l.log.Error("the log ends below its recovery point: records that were fsynced are lost", "dir", l.dir, "recovery_point", point, "end_offset", l.end)
