@@ -9,8 +9,49 @@
 // positions and a .timeindex from timestamps to offsets, all named by the
 // segment's 20-digit base offset. The log deduplicates and orders the
 // batches of idempotent producers and keeps that state across restarts in
-// .snapshot files. Durability is group commit: appenders write to the page
-// cache, and a background flusher fsyncs on behalf of every waiter at once.
+// .snapshot files. Beside them, log-start-offset holds the start offset
+// DeleteRecords set and recovery-point the recovery point. Every file
+// operation goes through a pebble vfs.FS (Config.FS).
+//
+// # Durability
+//
+// Under SyncGroupCommit, the default, appenders write to the page cache
+// and a flusher goroutine fsyncs the active segment on behalf of every
+// waiter at once, after every append, so that records no one waits for
+// (acks=0) are flushed too. The high watermark is the fsynced offset:
+// Fetch, the timestamp lookups and Changed see nothing beyond it, so no
+// consumer reads, or commits the offset of, a record a power loss could
+// take back. A roll fsyncs the old segment and its indexes and moves the
+// recovery point to the new segment before the new one takes writes.
+// Under SyncNone nothing waits for an fsync and the high watermark is the
+// end offset: records survive the process being killed, not a power
+// loss; rolled segments are still fsynced, by the flusher in the
+// background, and the recovery point moved past them. In both, a new
+// start offset is fsynced before DeleteRecords returns, and the directory
+// after segment files are unlinked, by DeleteRecords or retention; Close
+// fsyncs everything and moves the recovery point to the end.
+//
+// A failed write or fsync, a full disk included, takes the log offline
+// (ErrStorage) until it is opened again: nothing more is acknowledged or
+// served, and nothing acknowledged is touched.
+//
+// # Recovery
+//
+// Open trusts the segments that end at or below the recovery point, as
+// Kafka does: it checks their index files against them and rebuilds the
+// ones that do not match. From the segment holding the recovery point on,
+// it reads every batch, checking framing, CRC and offsets; it truncates a
+// segment at its first bad batch, drops the segments after a tear or a gap
+// in offsets (they were never durable), and rebuilds the indexes of what
+// it keeps, which it fsyncs before moving the recovery point to the end.
+// It removes temp files, index files without a segment, empty trailing
+// segments and segments wholly below the start offset, and no file it does
+// not know. A torn write never keeps a log from opening; damage to a
+// segment below the recovery point, records that were fsynced, does:
+// Open returns ErrStorage and leaves the segments as they are, and
+// removing the recovery-point file lets the next Open repair the whole log
+// by truncation. A log with no recovery-point file, as one written before
+// it existed, is scanned whole.
 //
 // Indexes are kept in memory too (8 bytes per offset index entry and 12
 // per time index entry, a few MiB per GiB of log at the default interval);
@@ -41,12 +82,13 @@ import (
 type SyncPolicy int
 
 const (
-	// SyncGroupCommit makes WaitDurable return once the records are
-	// fsynced; concurrent waiters share one fsync. It is the default.
+	// SyncGroupCommit makes WaitDurable return, and the high watermark
+	// advance, once the records are fsynced; concurrent waiters share one
+	// fsync. It is the default.
 	SyncGroupCommit SyncPolicy = iota
 	// SyncNone leaves records in the page cache, where they survive the
 	// broker process being killed but not the machine losing power;
-	// WaitDurable returns at once.
+	// WaitDurable returns at once and records are readable at once.
 	SyncNone
 )
 
@@ -235,14 +277,13 @@ type Log struct {
 	stopped  chan struct{}
 }
 
-// Open opens the log in dir, creating dir if needed, and recovers it: it
-// removes leftover temp and orphan index files, checks the index files of
-// rolled segments against their logs and rebuilds them if they are
-// missing or inconsistent, scans the active segment verifying every
-// batch's CRC and truncates it at the first torn or corrupt batch, and
-// rebuilds the idempotent producer state from the newest usable snapshot
-// plus the batch headers after it (all headers if there is none).
-// Recovery reads the whole active segment, at most SegmentBytes.
+// Open opens the log in dir, creating dir if needed, and recovers it as
+// the package documentation describes: it checks the segments below the
+// recovery point, repairs those from it on, and rebuilds the idempotent
+// producer state from the newest usable snapshot plus the batch headers
+// after it (all headers if there is none). After a clean Close recovery
+// reads the whole active segment, at most SegmentBytes. Every error it
+// returns wraps ErrStorage.
 func Open(dir string, cfg Config) (*Log, error) {
 	cfg = cfg.normalized()
 	if _, err := cfg.FS.Stat(dir); errors.Is(err, os.ErrNotExist) {
