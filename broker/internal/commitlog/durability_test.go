@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -346,4 +348,29 @@ func TestLookupsWarnWhileConfigChanges(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestIdleLogsHaveNoFlusher opens many logs that are never written to:
+// they start no goroutine, which matters to a broker with thousands of
+// idle partitions.
+func TestIdleLogsHaveNoFlusher(t *testing.T) {
+	fs := vfs.NewMem()
+	before := runtime.NumGoroutine()
+	var logs []*Log
+	for i := range 100 {
+		l, err := Open(fmt.Sprintf("/idle-%d", i), memConfig(fs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	if n := runtime.NumGoroutine() - before; n > 10 {
+		t.Fatalf("%d goroutines for 100 idle logs", n)
+	}
+	mustAppend(t, logs[0], makeBatch(t, plain(1, 0)))
+	for _, l := range logs {
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -272,9 +272,12 @@ type Log struct {
 	unsynced  []*segment    // rolled segments not yet fsynced
 	dirDirty  bool          // segment files were created since the last flush
 
-	flushReq chan struct{}
-	stop     chan struct{}
-	stopped  chan struct{}
+	// The flusher goroutine starts at the first flush request, so that
+	// a log never written to has none; Close stops it.
+	flusherOnce sync.Once
+	flushReq    chan struct{}
+	stop        chan struct{}
+	stopped     chan struct{}
 }
 
 // Open opens the log in dir, creating dir if needed, and recovers it as
@@ -316,7 +319,6 @@ func Open(dir string, cfg Config) (*Log, error) {
 		}
 		return nil, fmt.Errorf("%w: open log %s: %w", ErrStorage, dir, err)
 	}
-	go l.flusher()
 	return l, nil
 }
 
@@ -453,7 +455,11 @@ func (l *Log) recover(now time.Time) error {
 			return err
 		}
 	}
-	return l.recoverProducers()
+	if err := l.recoverProducers(); err != nil {
+		return err
+	}
+	l.producers.evictBefore(l.start)
+	return nil
 }
 
 // readOffset reads an offset file of the log, or returns 0 if there is
@@ -779,6 +785,7 @@ func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 }
 
 func (l *Log) requestFlush() {
+	l.flusherOnce.Do(func() { go l.flusher() })
 	select {
 	case l.flushReq <- struct{}{}:
 	default:
@@ -1240,6 +1247,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	close(l.changed)
 	l.mu.Unlock()
+	l.flusherOnce.Do(func() { close(l.stopped) })
 	close(l.stop)
 	<-l.stopped
 
