@@ -532,7 +532,7 @@ func (l *Log) recoverProducers() error {
 		if s.next <= from {
 			continue
 		}
-		err := walkHeaders(s.log, s.lookup(from), s.size, func(h batchHeader, _ int64) bool {
+		err := walkHeaders(s.log, s.lookup(from), s.size, nil, func(h batchHeader, _ int64) bool {
 			if h.baseOffset >= from {
 				l.producers.applyHeader(&h)
 			}
@@ -901,8 +901,11 @@ func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, e
 	pos, limit := s.lookup(offset), s.size
 	l.mu.Unlock()
 
+	// The header scratch is dst's spare room: an array would escape to
+	// the heap through the vfs.File interface.
+	dst = slices.Grow(dst, batchHeaderSize)
 	var first int64 = -1
-	err := walkHeaders(s.log, pos, limit, func(h batchHeader, p int64) bool {
+	err := walkHeaders(s.log, pos, limit, dst[len(dst):len(dst)+batchHeaderSize], func(h batchHeader, p int64) bool {
 		if h.lastOffset() >= offset {
 			pos, first = p, int64(h.size)
 			return false
@@ -1099,7 +1102,7 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, batch []byte) bool) error {
 	var buf []byte
 	var readErr error
-	err := walkHeaders(s.log, pos, limit, func(h batchHeader, p int64) bool {
+	err := walkHeaders(s.log, pos, limit, nil, func(h batchHeader, p int64) bool {
 		buf = slices.Grow(buf[:0], h.size)[:h.size]
 		if _, readErr = s.log.ReadAt(buf, p); readErr != nil {
 			return false
