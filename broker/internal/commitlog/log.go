@@ -261,15 +261,15 @@ type Log struct {
 	closed      bool // Close has begun
 	shut        bool // Close has finished
 	changed     chan struct{}
-	changedUsed bool // someone holds changed, so the next append must close it
+	changedUsed bool // someone holds changed, so the next change must close it
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
 
-	// Group commit state, guarded by mu.
+	// Durability state, guarded by mu.
 	durable   int64         // every record below it is fsynced
-	durableCh chan struct{} // closed when durable advances or a flush fails
+	durableCh chan struct{} // closed when durable advances or the log fails
 	failed    error         // the storage error that took the log offline
-	unsynced  []*segment    // rolled segments not yet fsynced
+	unsynced  []*segment    // SyncNone: rolled segments not yet fsynced
 	dirDirty  bool          // segment files were created since the last flush
 
 	// The flusher goroutine starts at the first flush request, so that
