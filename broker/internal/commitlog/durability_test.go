@@ -329,12 +329,29 @@ func TestLookupsWarnWhileConfigChanges(t *testing.T) {
 	fs := vfs.NewMem()
 	cfg := memConfig(fs)
 	l := openMem(t, fs)
-	b := makeBatch(t, spec{n: 4, ts: 50, valueSize: 30, pid: -1, seq: -1, codec: kgo.GzipCompression()})
+	mustAppend(t, l, makeBatch(t, spec{n: 4, ts: 50, valueSize: 30, pid: -1, seq: -1, codec: kgo.GzipCompression()}))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Garble the compressed records on disk, keeping the CRC right.
+	path := (&segment{fs: fs, dir: memDir}).path(logSuffix)
+	b, err := readFile(fs, path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := batchHeaderSize; i < len(b); i++ {
 		b[i] = 0xa5
 	}
 	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
-	mustAppend(t, l, b)
+	f, err := fs.OpenReadWrite(path)
+	if err == nil {
+		_, err = f.WriteAt(b, 0)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l = openMem(t, fs)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := range 200 {
