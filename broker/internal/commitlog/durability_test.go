@@ -3,8 +3,12 @@ package commitlog
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/cockroachdb/pebble/vfs/errorfs"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // syncGate blocks the fsyncs of segment files while it is closed.
@@ -314,4 +319,75 @@ func TestDiskFullTakesLogOffline(t *testing.T) {
 		t.Fatalf("append after restart at %d, want 20", res.BaseOffset)
 	}
 	readAll(t, l, 0)
+}
+
+// TestLookupsWarnWhileConfigChanges runs timestamp lookups that log a
+// warning, over a batch whose compressed records do not decode, while
+// SetConfig changes the config: under -race it fails if the lookups read
+// the config's logger without the lock.
+func TestLookupsWarnWhileConfigChanges(t *testing.T) {
+	fs := vfs.NewMem()
+	cfg := memConfig(fs)
+	l := openMem(t, fs)
+	mustAppend(t, l, makeBatch(t, spec{n: 4, ts: 50, valueSize: 30, pid: -1, seq: -1, codec: kgo.GzipCompression()}))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Garble the compressed records on disk, keeping the CRC right.
+	path := (&segment{fs: fs, dir: memDir}).path(logSuffix)
+	b, err := readFile(fs, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := batchHeaderSize; i < len(b); i++ {
+		b[i] = 0xa5
+	}
+	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	f, err := fs.OpenReadWrite(path)
+	if err == nil {
+		_, err = f.WriteAt(b, 0)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l = openMem(t, fs)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 200 {
+			cfg.SegmentAge = time.Duration(i+1) * time.Hour
+			l.SetConfig(cfg)
+		}
+	})
+	for range 200 {
+		if _, _, ok := l.OffsetForTimestamp(51); ok {
+			t.Fatal("found a record in a batch that does not decode")
+		}
+	}
+	wg.Wait()
+}
+
+// TestIdleLogsHaveNoFlusher opens many logs that are never written to:
+// they start no goroutine, which matters to a broker with thousands of
+// idle partitions.
+func TestIdleLogsHaveNoFlusher(t *testing.T) {
+	fs := vfs.NewMem()
+	before := runtime.NumGoroutine()
+	var logs []*Log
+	for i := range 100 {
+		l, err := Open(fmt.Sprintf("/idle-%d", i), memConfig(fs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	if n := runtime.NumGoroutine() - before; n > 10 {
+		t.Fatalf("%d goroutines for 100 idle logs", n)
+	}
+	mustAppend(t, logs[0], makeBatch(t, plain(1, 0)))
+	for _, l := range logs {
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

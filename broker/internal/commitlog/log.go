@@ -9,8 +9,49 @@
 // positions and a .timeindex from timestamps to offsets, all named by the
 // segment's 20-digit base offset. The log deduplicates and orders the
 // batches of idempotent producers and keeps that state across restarts in
-// .snapshot files. Durability is group commit: appenders write to the page
-// cache, and a background flusher fsyncs on behalf of every waiter at once.
+// .snapshot files. Beside them, log-start-offset holds the start offset
+// DeleteRecords set and recovery-point the recovery point. Every file
+// operation goes through a pebble vfs.FS (Config.FS).
+//
+// # Durability
+//
+// Under SyncGroupCommit, the default, appenders write to the page cache
+// and a flusher goroutine fsyncs the active segment on behalf of every
+// waiter at once, after every append, so that records no one waits for
+// (acks=0) are flushed too. The high watermark is the fsynced offset:
+// Fetch, the timestamp lookups and Changed see nothing beyond it, so no
+// consumer reads, or commits the offset of, a record a power loss could
+// take back. A roll fsyncs the old segment and its indexes and moves the
+// recovery point to the new segment before the new one takes writes.
+// Under SyncNone nothing waits for an fsync and the high watermark is the
+// end offset: records survive the process being killed, not a power
+// loss; rolled segments are still fsynced, by the flusher in the
+// background, and the recovery point moved past them. In both, a new
+// start offset is fsynced before DeleteRecords returns, and the directory
+// after segment files are unlinked, by DeleteRecords or retention; Close
+// fsyncs everything and moves the recovery point to the end.
+//
+// A failed write or fsync, a full disk included, takes the log offline
+// (ErrStorage) until it is opened again: nothing more is acknowledged or
+// served, and nothing acknowledged is touched.
+//
+// # Recovery
+//
+// Open trusts the segments that end at or below the recovery point, as
+// Kafka does: it checks their index files against them and rebuilds the
+// ones that do not match. From the segment holding the recovery point on,
+// it reads every batch, checking framing, CRC and offsets; it truncates a
+// segment at its first bad batch, drops the segments after a tear or a gap
+// in offsets (they were never durable), and rebuilds the indexes of what
+// it keeps, which it fsyncs before moving the recovery point to the end.
+// It removes temp files, index files without a segment, empty trailing
+// segments and segments wholly below the start offset, and no file it does
+// not know. A torn write never keeps a log from opening; damage to a
+// segment below the recovery point, records that were fsynced, does:
+// Open returns ErrStorage and leaves the segments as they are, and
+// removing the recovery-point file lets the next Open repair the whole log
+// by truncation. A log with no recovery-point file, as one written before
+// it existed, is scanned whole.
 //
 // Indexes are kept in memory too (8 bytes per offset index entry and 12
 // per time index entry, a few MiB per GiB of log at the default interval);
@@ -41,12 +82,13 @@ import (
 type SyncPolicy int
 
 const (
-	// SyncGroupCommit makes WaitDurable return once the records are
-	// fsynced; concurrent waiters share one fsync. It is the default.
+	// SyncGroupCommit makes WaitDurable return, and the high watermark
+	// advance, once the records are fsynced; concurrent waiters share one
+	// fsync. It is the default.
 	SyncGroupCommit SyncPolicy = iota
 	// SyncNone leaves records in the page cache, where they survive the
 	// broker process being killed but not the machine losing power;
-	// WaitDurable returns at once.
+	// WaitDurable returns at once and records are readable at once.
 	SyncNone
 )
 
@@ -104,8 +146,8 @@ type Config struct {
 	KeyRequired bool
 	// Sync is the durability policy. It is fixed when the log is opened.
 	Sync SyncPolicy
-	// Logger receives recovery and retention messages; nil means
-	// slog.Default().
+	// Logger receives recovery, retention and storage error messages;
+	// nil means slog.Default(). It is fixed when the log is opened.
 	Logger *slog.Logger
 	// FS is the file system holding the log; nil means vfs.Default, the
 	// operating system's. Tests use vfs.NewStrictMem to simulate power
@@ -215,6 +257,7 @@ type Log struct {
 	fs       vfs.FS
 	dir      string
 	syncMode SyncPolicy
+	log      *slog.Logger
 
 	// segMu is held shared while segment files are read or fsynced
 	// outside mu, and exclusively while segments are closed or removed.
@@ -229,30 +272,32 @@ type Log struct {
 	closed      bool // Close has begun
 	shut        bool // Close has finished
 	changed     chan struct{}
-	changedUsed bool // someone holds changed, so the next append must close it
+	changedUsed bool // someone holds changed, so the next change must close it
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
 
-	// Group commit state, guarded by mu.
+	// Durability state, guarded by mu.
 	durable   int64         // every record below it is fsynced
-	durableCh chan struct{} // closed when durable advances or a flush fails
+	durableCh chan struct{} // closed when durable advances or the log fails
 	failed    error         // the storage error that took the log offline
-	unsynced  []*segment    // rolled segments not yet fsynced
+	unsynced  []*segment    // SyncNone: rolled segments not yet fsynced
 	dirDirty  bool          // segment files were created since the last flush
 
-	flushReq chan struct{}
-	stop     chan struct{}
-	stopped  chan struct{}
+	// The flusher goroutine starts at the first flush request, so that
+	// a log never written to has none; Close stops it.
+	flusherOnce sync.Once
+	flushReq    chan struct{}
+	stop        chan struct{}
+	stopped     chan struct{}
 }
 
-// Open opens the log in dir, creating dir if needed, and recovers it: it
-// removes leftover temp and orphan index files, checks the index files of
-// rolled segments against their logs and rebuilds them if they are
-// missing or inconsistent, scans the active segment verifying every
-// batch's CRC and truncates it at the first torn or corrupt batch, and
-// rebuilds the idempotent producer state from the newest usable snapshot
-// plus the batch headers after it (all headers if there is none).
-// Recovery reads the whole active segment, at most SegmentBytes.
+// Open opens the log in dir, creating dir if needed, and recovers it as
+// the package documentation describes: it checks the segments below the
+// recovery point, repairs those from it on, and rebuilds the idempotent
+// producer state from the newest usable snapshot plus the batch headers
+// after it (all headers if there is none). After a clean Close recovery
+// reads the whole active segment, at most SegmentBytes. Every error it
+// returns wraps ErrStorage.
 func Open(dir string, cfg Config) (*Log, error) {
 	cfg = cfg.normalized()
 	if _, err := cfg.FS.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -268,6 +313,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		fs:        cfg.FS,
+		log:       cfg.Logger,
 		dir:       dir,
 		syncMode:  cfg.Sync,
 		cfg:       cfg,
@@ -284,11 +330,8 @@ func Open(dir string, cfg Config) (*Log, error) {
 		}
 		return nil, fmt.Errorf("%w: open log %s: %w", ErrStorage, dir, err)
 	}
-	go l.flusher()
 	return l, nil
 }
-
-func (l *Log) logger() *slog.Logger { return l.cfg.Logger }
 
 func (l *Log) recover(now time.Time) error {
 	names, err := l.fs.List(l.dir)
@@ -346,13 +389,13 @@ func (l *Log) recover(now time.Time) error {
 		l.segs = append(l.segs, s)
 		last := i == len(bases)-1
 		if !last && bases[i+1] <= point {
-			if err := s.loadOlder(l.logger(), bases[i+1], interval); err != nil {
+			if err := s.loadOlder(l.log, bases[i+1], interval); err != nil {
 				return fmt.Errorf("%w, below the recovery point %d: remove %s to have the log repaired by truncation", err, point, recoveryPointFile)
 			}
 			l.size += s.size
 			continue
 		}
-		torn, err := s.repair(l.logger(), interval, now)
+		torn, err := s.repair(l.log, interval, now)
 		if err == nil {
 			err = s.sync()
 		}
@@ -367,7 +410,7 @@ func (l *Log) recover(now time.Time) error {
 			// The segments after a tear do not follow on from the records
 			// kept, and were never durable: the log ends here, and this
 			// segment becomes the active one.
-			l.logger().Warn("dropping the segments after a torn segment", "dir", l.dir, "segment", s.name(), "end_offset", s.next, "dropped_segments", len(bases)-i-1)
+			l.log.Warn("dropping the segments after a torn segment", "dir", l.dir, "segment", s.name(), "end_offset", s.next, "dropped_segments", len(bases)-i-1)
 			for _, b := range bases[i+1:] {
 				if err := (&segment{fs: l.fs, dir: l.dir, base: b}).remove(); err != nil {
 					return err
@@ -379,12 +422,28 @@ func (l *Log) recover(now time.Time) error {
 			return fmt.Errorf("close indexes of segment %s: %w", s.name(), err)
 		}
 	}
-	active := l.segs[len(l.segs)-1]
-	l.end = active.next
-	l.start = min(max(l.start, l.segs[0].base), l.end)
+	l.end = l.segs[len(l.segs)-1].next
+	l.start = max(l.start, l.segs[0].base)
+	if l.start > l.end {
+		// DeleteRecords removed records that a power loss then took
+		// back (only SyncNone lets it remove what is not durable). The
+		// log starts afresh at the start offset, so that deleted offsets
+		// are never given to new records.
+		l.log.Warn("the log ends below its start offset; starting it afresh there", "dir", l.dir, "start_offset", l.start, "end_offset", l.end)
+		for _, s := range l.segs {
+			if err := s.remove(); err != nil {
+				return err
+			}
+		}
+		s, err := openSegment(l.fs, l.dir, l.start)
+		if err != nil {
+			return err
+		}
+		l.segs, l.size, l.end = []*segment{s}, 0, l.start
+	}
 	l.durable = l.end
 	if l.end < point {
-		l.logger().Error("the log ends below its recovery point: records that were fsynced are lost", "dir", l.dir, "recovery_point", point, "end_offset", l.end)
+		l.log.Error("the log ends below its recovery point: records that were fsynced are lost", "dir", l.dir, "recovery_point", point, "end_offset", l.end)
 	}
 	// Segments wholly below the start offset are left over from a
 	// DeleteRecords cut short by a crash.
@@ -407,7 +466,11 @@ func (l *Log) recover(now time.Time) error {
 			return err
 		}
 	}
-	return l.recoverProducers()
+	if err := l.recoverProducers(); err != nil {
+		return err
+	}
+	l.producers.evictBefore(l.start)
+	return nil
 }
 
 // readOffset reads an offset file of the log, or returns 0 if there is
@@ -419,7 +482,7 @@ func (l *Log) readOffset(name string) int64 {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil || n < 0 {
-		l.logger().Warn("ignoring unreadable offset file", "dir", l.dir, "file", name, "err", err)
+		l.log.Warn("ignoring unreadable offset file", "dir", l.dir, "file", name, "err", err)
 		return 0
 	}
 	return n
@@ -474,13 +537,13 @@ func (l *Log) recoverProducers() error {
 				break
 			}
 		}
-		l.logger().Warn("ignoring producer snapshot", "dir", l.dir, "snapshot", snapshotName(off), "err", err)
+		l.log.Warn("ignoring producer snapshot", "dir", l.dir, "snapshot", snapshotName(off), "err", err)
 	}
 	for _, s := range l.segs {
 		if s.next <= from {
 			continue
 		}
-		err := walkHeaders(s.log, s.lookup(from), s.size, func(h batchHeader, _ int64) bool {
+		err := walkHeaders(s.log, s.lookup(from), s.size, nil, func(h batchHeader, _ int64) bool {
 			if h.baseOffset >= from {
 				l.producers.applyHeader(&h)
 			}
@@ -494,12 +557,13 @@ func (l *Log) recoverProducers() error {
 }
 
 // SetConfig changes the log's settings; they apply from the next append
-// or retention pass. The sync policy and the file system cannot change.
+// or retention pass. The sync policy, the file system and the logger
+// cannot change.
 func (l *Log) SetConfig(cfg Config) {
 	cfg = cfg.normalized()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cfg.Sync, cfg.FS = l.syncMode, l.fs
+	cfg.Sync, cfg.FS, cfg.Logger = l.syncMode, l.fs, l.log
 	l.cfg = cfg
 }
 
@@ -616,7 +680,7 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 func (l *Log) failLocked(err error) error {
 	if l.failed == nil {
 		l.failed = fmt.Errorf("%w: log %s: %w", ErrStorage, l.dir, err)
-		l.logger().Error("storage error: the log is offline until it is opened again", "dir", l.dir, "err", err)
+		l.log.Error("storage error: the log is offline until it is opened again", "dir", l.dir, "err", err)
 		close(l.durableCh)
 		l.durableCh = make(chan struct{})
 		l.notifyLocked()
@@ -679,10 +743,10 @@ func (l *Log) rollLocked() error {
 		l.unsynced = append(l.unsynced, old)
 		l.requestFlush()
 	} else if err := old.closeIndexes(); err != nil {
-		l.logger().Warn("closing the indexes of a rolled segment", "dir", l.dir, "segment", old.name(), "err", err)
+		l.log.Warn("closing the indexes of a rolled segment", "dir", l.dir, "segment", old.name(), "err", err)
 	}
 	if err := writeSnapshot(l.fs, l.dir, l.end, l.producers, false); err != nil {
-		l.logger().Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
+		l.log.Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
 	}
 	return nil
 }
@@ -733,6 +797,7 @@ func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 }
 
 func (l *Log) requestFlush() {
+	l.flusherOnce.Do(func() { go l.flusher() })
 	select {
 	case l.flushReq <- struct{}{}:
 	default:
@@ -848,8 +913,11 @@ func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, e
 	pos, limit := s.lookup(offset), s.size
 	l.mu.Unlock()
 
+	// The header scratch is dst's spare room: an array would escape to
+	// the heap through the vfs.File interface.
+	dst = slices.Grow(dst, batchHeaderSize)
 	var first int64 = -1
-	err := walkHeaders(s.log, pos, limit, func(h batchHeader, p int64) bool {
+	err := walkHeaders(s.log, pos, limit, dst[len(dst):len(dst)+batchHeaderSize], func(h batchHeader, p int64) bool {
 		if h.lastOffset() >= offset {
 			pos, first = p, int64(h.size)
 			return false
@@ -979,14 +1047,14 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 			}
 			off, t, ok, err := findRecord(batch, start, func(t int64) bool { return t >= ts })
 			if err != nil {
-				l.logger().Warn("timestamp lookup", "dir", l.dir, "err", err)
+				l.log.Warn("timestamp lookup", "dir", l.dir, "err", err)
 				return true
 			}
 			offset, timestamp, found = off, t, ok
 			return !ok
 		})
 		if err != nil {
-			l.logger().Warn("timestamp lookup", "dir", l.dir, "segment", sp.s.name(), "err", err)
+			l.log.Warn("timestamp lookup", "dir", l.dir, "segment", sp.s.name(), "err", err)
 		}
 		if found {
 			return offset, timestamp, true
@@ -1036,7 +1104,7 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 		return false
 	})
 	if err != nil {
-		l.logger().Warn("max timestamp lookup", "dir", l.dir, "segment", best.name(), "err", err)
+		l.log.Warn("max timestamp lookup", "dir", l.dir, "segment", best.name(), "err", err)
 	}
 	return offset, timestamp
 }
@@ -1046,7 +1114,7 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, batch []byte) bool) error {
 	var buf []byte
 	var readErr error
-	err := walkHeaders(s.log, pos, limit, func(h batchHeader, p int64) bool {
+	err := walkHeaders(s.log, pos, limit, nil, func(h batchHeader, p int64) bool {
 		buf = slices.Grow(buf[:0], h.size)[:h.size]
 		if _, readErr = s.log.ReadAt(buf, p); readErr != nil {
 			return false
@@ -1058,9 +1126,11 @@ func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, 
 
 // DeleteRecords raises the log start offset to before (the DeleteRecords
 // API; -1 means the high watermark) and deletes the segments wholly below
-// it. It returns the new start offset, which never moves backwards, and
-// ErrOffsetOutOfRange if before is beyond the high watermark, as Kafka
-// does.
+// it. The new start offset is fsynced before DeleteRecords returns it,
+// and the directory after the segments are unlinked, so that deleted
+// records never reappear after a power loss. The start offset never moves
+// backwards; before beyond the high watermark is ErrOffsetOutOfRange, as
+// in Kafka.
 func (l *Log) DeleteRecords(before int64) (int64, error) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
@@ -1082,8 +1152,8 @@ func (l *Log) DeleteRecords(before int64) (int64, error) {
 	if before <= l.start {
 		return l.start, nil
 	}
-	if err := writeFileAtomic(l.fs, l.fs.PathJoin(l.dir, startOffsetFile), []byte(strconv.FormatInt(before, 10)+"\n"), false); err != nil {
-		return l.start, l.failLocked(fmt.Errorf("record log start offset: %w", err))
+	if err := l.writeOffset(startOffsetFile, before); err != nil {
+		return l.start, l.failLocked(err)
 	}
 	l.start = before
 	n := 0
@@ -1098,9 +1168,13 @@ func (l *Log) DeleteRecords(before int64) (int64, error) {
 }
 
 // removeSegmentsLocked removes the n oldest segments, which are not the
-// active one, and forgets the producers with no batch left in the log, as
-// Kafka does. The caller holds segMu exclusively and mu.
+// active one, syncing the directory after, and forgets the producers with
+// no batch left in the log, as Kafka does. The caller holds segMu
+// exclusively and mu.
 func (l *Log) removeSegmentsLocked(n int) error {
+	if n == 0 {
+		return nil
+	}
 	var errs []error
 	for _, s := range l.segs[:n] {
 		l.size -= s.size
@@ -1110,6 +1184,9 @@ func (l *Log) removeSegmentsLocked(n int) error {
 	l.segs = slices.Delete(l.segs, 0, n)
 	l.start = max(l.start, l.segs[0].base)
 	l.producers.evictBefore(l.start)
+	if err := syncDir(l.fs, l.dir); err != nil {
+		errs = append(errs, fmt.Errorf("sync log directory: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -1146,7 +1223,7 @@ func (l *Log) EnforceRetention(now time.Time) error {
 		}
 	}
 	if n > 0 {
-		l.logger().Info("deleting segments past retention", "dir", l.dir, "segments", n, "new_start_offset", l.segs[n].base)
+		l.log.Info("deleting segments past retention", "dir", l.dir, "segments", n, "new_start_offset", l.segs[n].base)
 		if err := l.removeSegmentsLocked(n); err != nil {
 			return l.failLocked(err)
 		}
@@ -1185,6 +1262,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	close(l.changed)
 	l.mu.Unlock()
+	l.flusherOnce.Do(func() { close(l.stopped) })
 	close(l.stop)
 	<-l.stopped
 
@@ -1234,7 +1312,7 @@ func (l *Log) Close() error {
 // Delete closes the log and removes its directory.
 func (l *Log) Delete() error {
 	if err := l.Close(); err != nil {
-		l.logger().Warn("closing a log being deleted", "dir", l.dir, "err", err)
+		l.log.Warn("closing a log being deleted", "dir", l.dir, "err", err)
 	}
 	if err := l.fs.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("delete log %s: %w", l.dir, err)

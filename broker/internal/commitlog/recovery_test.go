@@ -1,6 +1,7 @@
 package commitlog
 
 import (
+	"errors"
 	"io"
 	"slices"
 	"testing"
@@ -164,4 +165,59 @@ func openMem(t testing.TB, fs vfs.FS) *Log {
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// powerCut simulates a power loss under the open log l: nothing it does
+// from now on reaches the disk, and what was not fsynced is lost.
+func powerCut(fs *vfs.MemFS, l *Log) {
+	fs.SetIgnoreSyncs(true)
+	l.Close()
+	fs.ResetToSyncedState()
+	fs.SetIgnoreSyncs(false)
+}
+
+// TestDeletionsSurvivePowerLoss cuts the power right after DeleteRecords
+// and retention return: the records they deleted stay deleted.
+func TestDeletionsSurvivePowerLoss(t *testing.T) {
+	for _, by := range []string{"DeleteRecords", "retention"} {
+		t.Run(by, func(t *testing.T) {
+			fs := vfs.NewStrictMem()
+			cfg := memConfig(fs)
+			cfg.RetentionBytes = 3 * 4096
+			l, err := Open(memDir, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 300 {
+				mustAppend(t, l, makeBatch(t, plain(2, t0.UnixMilli()+int64(i))))
+			}
+			var start int64
+			if by == "DeleteRecords" {
+				start, err = l.DeleteRecords(301)
+			} else {
+				err = l.EnforceRetention(t0)
+				start = l.StartOffset()
+			}
+			if err != nil || start < 200 {
+				t.Fatalf("start %d after %s: %v", start, by, err)
+			}
+			segs := memSegments(t, fs)
+			powerCut(fs, l)
+			l, err = Open(memDir, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if l.StartOffset() != start {
+				t.Fatalf("start %d after the power cut, want %d", l.StartOffset(), start)
+			}
+			if got := memSegments(t, fs); !slices.Equal(got, segs) {
+				t.Fatalf("segments %v after the power cut, want %v", got, segs)
+			}
+			if _, err := l.Read(start-1, 1<<20, nil); !errors.Is(err, ErrOffsetOutOfRange) {
+				t.Fatalf("read below the start: %v", err)
+			}
+			readAll(t, l, start)
+		})
+	}
 }

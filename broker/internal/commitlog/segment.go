@@ -1,6 +1,7 @@
 package commitlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -229,8 +230,15 @@ func (s *segment) writeIndexes() error {
 }
 
 // rewrite replaces the segment file with suffix, open as f, by a new one
-// holding b, and returns the new one open.
+// holding b, and returns the new one open. A file that holds b already,
+// as after a clean Close, is kept.
 func (s *segment) rewrite(f vfs.File, suffix string, b []byte) (vfs.File, error) {
+	if fi, err := f.Stat(); err == nil && fi.Size() == int64(len(b)) {
+		old := make([]byte, len(b))
+		if _, err := f.ReadAt(old, 0); (err == nil || err == io.EOF) && bytes.Equal(old, b) {
+			return f, nil
+		}
+	}
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
@@ -246,15 +254,19 @@ func (s *segment) rewrite(f vfs.File, suffix string, b []byte) (vfs.File, error)
 }
 
 // walkHeaders calls fn for each batch header from pos to limit, reading
-// headers only. It checks framing, not CRCs, and returns an error for a
-// batch that does not fit or is malformed.
-func walkHeaders(f vfs.File, pos, limit int64, fn func(h batchHeader, pos int64) bool) error {
-	var buf [batchHeaderSize]byte
+// headers only, into scratch if it can hold one. It checks framing, not
+// CRCs, and returns an error for a batch that does not fit or is
+// malformed.
+func walkHeaders(f vfs.File, pos, limit int64, scratch []byte, fn func(h batchHeader, pos int64) bool) error {
+	if len(scratch) < batchHeaderSize {
+		scratch = make([]byte, batchHeaderSize)
+	}
+	buf := scratch[:batchHeaderSize]
 	for pos < limit {
-		if _, err := f.ReadAt(buf[:], pos); err != nil {
+		if _, err := f.ReadAt(buf, pos); err != nil {
 			return fmt.Errorf("%w: read batch header at byte %d: %v", ErrCorruptMessage, pos, err)
 		}
-		h, err := checkFraming(buf[:], limit-pos)
+		h, err := checkFraming(buf, limit-pos)
 		if err != nil {
 			return fmt.Errorf("batch at byte %d: %w", pos, err)
 		}
@@ -349,7 +361,7 @@ func (s *segment) loadOlder(logger *slog.Logger, next, interval int64) error {
 		logger.Warn("rebuilding index of segment", "dir", s.dir, "segment", s.name(), "reason", err)
 		s.entries, s.tentries, s.sinceIndex, s.maxTs, s.maxTsOffset = nil, nil, 0, -1, -1
 		size := s.size
-		err := walkHeaders(s.log, 0, size, func(h batchHeader, pos int64) bool {
+		err := walkHeaders(s.log, 0, size, nil, func(h batchHeader, pos int64) bool {
 			s.track(&h, pos, interval)
 			return true
 		})
@@ -408,7 +420,7 @@ func (s *segment) loadIndexes(interval int64) error {
 	}
 	var walkErr error
 	first, since, tailMax := true, int64(0), int64(-1)
-	err = walkHeaders(s.log, from, s.size, func(h batchHeader, pos int64) bool {
+	err = walkHeaders(s.log, from, s.size, nil, func(h batchHeader, pos int64) bool {
 		switch {
 		case first && len(s.entries) > 0 && h.baseOffset != s.base+int64(s.entries[len(s.entries)-1].rel):
 			walkErr = fmt.Errorf("last index entry names offset %d, the batch there has %d", s.base+int64(s.entries[len(s.entries)-1].rel), h.baseOffset)
