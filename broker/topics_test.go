@@ -292,9 +292,9 @@ func TestUnopenablePartitionGoesOfflineAlone(t *testing.T) {
 }
 
 // startErr starts a broker on dir and returns its start error.
-func startErr(t *testing.T, dir string) error {
+func startErr(t *testing.T, dir string, opts ...broker.Opt) error {
 	t.Helper()
-	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(dir), broker.Logger(testLogger(t)))
+	b, err := broker.New(append([]broker.Opt{broker.ListenAddr("127.0.0.1:0"), broker.DataDir(dir), broker.Logger(testLogger(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +367,9 @@ func TestForeignMetadataRefusesStart(t *testing.T) {
 	dir, other := t.TempDir(), t.TempDir()
 	produceAndClose(t, dir, "mine", 1)
 	produceAndClose(t, other, "theirs", 1)
+	if err := startErr(t, dir, broker.NodeID(2)); err == nil || !strings.Contains(err.Error(), "belongs to node 1") {
+		t.Fatalf("start as node 2 on node 1's data: %v, want a refusal", err)
+	}
 	if err := os.RemoveAll(filepath.Join(dir, "metadata")); err != nil {
 		t.Fatal(err)
 	}
