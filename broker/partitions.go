@@ -344,6 +344,9 @@ func (s *partitionSet) warnStrays(img *metadata.Image) {
 			continue
 		}
 		idx, err := strconv.Atoi(e.Name()[i+1:])
+		if err != nil && e.Name()[i+1:] != "stray" {
+			continue
+		}
 		if t, ok := img.Topics[e.Name()[:i]]; err == nil && ok && idx < len(t.Partitions) {
 			continue
 		}
@@ -371,7 +374,7 @@ func (s *partitionSet) snapshot() []*partition {
 // the set's lock while segments are deleted.
 func (s *partitionSet) enforceRetention(now time.Time) {
 	for _, p := range s.snapshot() {
-		if err := p.log.EnforceRetention(now); err != nil {
+		if err := p.log.EnforceRetention(now); err != nil && !errors.Is(err, commitlog.ErrClosed) {
 			s.log.Error("enforce retention", "topic", p.topic, "partition", p.index, "err", err)
 		}
 	}
