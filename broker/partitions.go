@@ -220,21 +220,14 @@ func (s *partitionSet) reconcile(prev, next *metadata.Image) error {
 	return errors.Join(errs...)
 }
 
-// publish makes opened partitions visible, in index order per topic.
+// publish makes opened partitions visible, in index order per topic. The
+// set cannot have closed meanwhile: close waits for reconcile.
 func (s *partitionSet) publish(parts []*partition) {
 	slices.SortFunc(parts, func(a, b *partition) int {
 		return cmp.Or(strings.Compare(a.topic, b.topic), cmp.Compare(a.index, b.index))
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		for _, p := range parts {
-			if p.log != nil {
-				p.log.Close()
-			}
-		}
-		return
-	}
 	for _, p := range parts {
 		t := s.topics[p.topic]
 		if t == nil || t.id != p.topicID {

@@ -184,7 +184,8 @@ loop:
 	if err != nil || len(td["wide"].Partitions) != wide {
 		t.Fatalf("wide topic: %d partitions, %v", len(td["wide"].Partitions), err)
 	}
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "wide", Partition: wide - 1, Value: []byte("last")}).FirstErr(); err != nil {
+	manual := newClient(t, b.Addr(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := manual.ProduceSync(ctx, &kgo.Record{Topic: "wide", Partition: wide - 1, Value: []byte("last")}).FirstErr(); err != nil {
 		t.Fatalf("produce to the last new partition: %v", err)
 	}
 }
