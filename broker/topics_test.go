@@ -73,6 +73,13 @@ func TestPartitionLimits(t *testing.T) {
 	t.Run("options", func(t *testing.T) {
 		b := startBroker(t, "", broker.MaxTopicPartitions(8), broker.MaxPartitions(12))
 		cl := newClient(t, b.Addr())
+		// As in Kafka, the cap bounds the whole request: 5 + 5 fails both.
+		both := request[*kmsg.CreateTopicsResponse](t, cl, createTopicsReq(false, map[string]int32{"x": 5, "y": 5}))
+		for _, rt := range both.Topics {
+			if rt.ErrorCode != kerr.PolicyViolation.Code {
+				t.Fatalf("topic %s of a request for 10 partitions: %v, want POLICY_VIOLATION", rt.Topic, kerr.ErrorForCode(rt.ErrorCode))
+			}
+		}
 		for _, c := range []struct {
 			n            int32
 			validateOnly bool

@@ -162,7 +162,8 @@ func TestApplyIsAtomicAndCopyOnWrite(t *testing.T) {
 }
 
 // FuzzDecodeFrame feeds arbitrary bytes to the decoder of raft entries and
-// snapshots. It must never panic or allocate beyond the input's size, and
+// snapshots. It must never panic or allocate more than a small multiple
+// of the input's size, and
 // whatever it accepts must re-encode to bytes that decode to the same
 // records: the state machine skips what fails to decode, so anything it
 // accepts has to mean one thing.
