@@ -96,8 +96,11 @@ func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, valid
 	if validateOnly {
 		return nil
 	}
-	_, err := b.meta.CreateTopic(ctx, spec)
-	return err
+	t, err := b.meta.CreateTopic(ctx, spec)
+	if err != nil {
+		return err
+	}
+	return b.parts.await(ctx, t.Name, t.ID, len(t.Partitions))
 }
 
 func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsRequest) kmsg.Response {
@@ -273,6 +276,9 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePar
 		}
 		if err == nil && !req.ValidateOnly {
 			err = b.meta.CreatePartitions(ctx, t.Topic, t.Count)
+			if err == nil {
+				err = b.parts.await(ctx, t.Topic, mt.ID, int(t.Count))
+			}
 		}
 		rt.ErrorCode, rt.ErrorMessage = errorCode(err)
 		resp.Topics = append(resp.Topics, rt)

@@ -138,6 +138,10 @@ func TestCreatingManyPartitionsDoesNotStallTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	other := newClient(t, b.Addr())
+	if _, err := kadm.NewClient(other).BrokerMetadata(ctx); err != nil {
+		t.Fatal(err)
+	}
 	const wide = 2000
 	created := make(chan time.Duration, 1)
 	go func() {
@@ -159,13 +163,24 @@ func TestCreatingManyPartitionsDoesNotStallTraffic(t *testing.T) {
 	fp.PartitionMaxBytes = 1 << 20
 	ft.Partitions = append(ft.Partitions, fp)
 	fetch.Topics = append(fetch.Topics, ft)
-	var took time.Duration
+	var took, small time.Duration
 loop:
 	for {
 		select {
 		case took = <-created:
 			break loop
 		default:
+		}
+		if ops == 20 {
+			// Another topic's creation does not wait for the wide one
+			// (from another connection: requests on one are served in
+			// order).
+			start := time.Now()
+			resp := request[*kmsg.CreateTopicsResponse](t, other, createTopicsReq(false, map[string]int32{"small": 1}))
+			if code := resp.Topics[0].ErrorCode; code != 0 {
+				t.Fatalf("create a small topic meanwhile: %v", kerr.ErrorForCode(code))
+			}
+			small = time.Since(start)
 		}
 		start := time.Now()
 		if err := cl.ProduceSync(ctx, kgo.StringRecord("during create")).FirstErr(); err != nil {
@@ -180,12 +195,12 @@ loop:
 		worstFetch = max(worstFetch, time.Since(start))
 		ops++
 	}
-	t.Logf("creating %d partitions took %v; meanwhile %d produce+fetch pairs on another partition, worst produce %v, worst fetch %v",
-		wide, took, ops, worstProduce, worstFetch)
+	t.Logf("creating %d partitions took %v; meanwhile a one-partition topic was created in %v, and %d produce+fetch pairs on another partition took at worst %v (produce) and %v (fetch)",
+		wide, took, small, ops, worstProduce, worstFetch)
 	// Before, the whole creation held the partition-set lock: a request
 	// arriving meanwhile waited for all of it.
-	if limit := min(2*time.Second, took/3); worstProduce > limit || worstFetch > limit {
-		t.Fatalf("worst produce %v, worst fetch %v during a creation of %v: want below %v", worstProduce, worstFetch, took, limit)
+	if limit := min(3*time.Second, took/3); worstProduce > limit || worstFetch > limit || small == 0 || small > limit {
+		t.Fatalf("worst produce %v, worst fetch %v, small topic creation %v during a creation of %v: want each below %v", worstProduce, worstFetch, small, took, limit)
 	}
 	td, err := adm.ListTopics(ctx, "wide")
 	if err != nil || len(td["wide"].Partitions) != wide {
