@@ -30,9 +30,8 @@ type partition struct {
 	topicID [16]byte
 	index   int32
 	// log is nil when the partition is offline: its log could not be
-	// opened, for the reason in offline.
-	log     *commitlog.Log
-	offline error
+	// opened.
+	log *commitlog.Log
 }
 
 // partitionDir names a partition's log directory, as Kafka does.
@@ -302,9 +301,9 @@ func (s *partitionSet) openOne(name string, t *topicLogs, index int32) {
 	cfg, gen := t.cfg, t.gen
 	s.mu.RUnlock()
 	p := &partition{topic: name, topicID: t.id, index: index}
-	p.log, p.offline = s.open(name, t.id, index, cfg)
-	if p.offline != nil {
-		s.log.Error("partition offline: its log cannot be opened", "topic", name, "partition", index, "err", p.offline)
+	var err error
+	if p.log, err = s.open(name, t.id, index, cfg); err != nil {
+		s.log.Error("partition offline: its log cannot be opened", "topic", name, "partition", index, "err", err)
 	}
 	s.mu.Lock()
 	if t.stopped {
