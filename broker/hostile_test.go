@@ -239,7 +239,6 @@ func TestOptionsValidated(t *testing.T) {
 		"queued negative":                 QueuedMaxRequestBytes(-1),
 		"max topic partitions 0":          MaxTopicPartitions(0),
 		"max partitions 0":                MaxPartitions(0),
-		"default above max per topic":     DefaultPartitions(10_001),
 	} {
 		b, err := New(opt)
 		if err == nil || b != nil {

@@ -120,8 +120,6 @@ func (c *config) validate() error {
 		return fmt.Errorf("max partitions per topic %d is below 1", c.maxTopicPartitions)
 	case c.maxPartitions < 1:
 		return fmt.Errorf("max partitions %d is below 1", c.maxPartitions)
-	case c.numPartitions > c.maxTopicPartitions:
-		return fmt.Errorf("default partitions %d is above max partitions per topic %d", c.numPartitions, c.maxTopicPartitions)
 	}
 	return nil
 }
