@@ -243,6 +243,10 @@ func (s *partitionSet) reconcile(prev, next *metadata.Image) error {
 		var open []*partition
 		s.mu.Lock()
 		if t == nil || t.id != mt.ID {
+			if t != nil {
+				// An incarnation whose removal this set never saw.
+				t.stopped = true
+			}
 			t = &topicLogs{id: mt.ID, cfg: cfg}
 			s.topics[name] = t
 		} else if reconfigure {
