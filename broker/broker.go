@@ -150,6 +150,7 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	b.parts.wait()
 	b.parts.warnStrays(b.meta.Image())
 	if err := b.ext.open(b); err != nil {
 		return err

@@ -45,6 +45,15 @@ func collides(img *metadata.Image, name string) string {
 	return ""
 }
 
+// requestLimit refuses a request that creates total partitions, more than
+// one topic may have, with the error Kafka's controller gives.
+func (b *Broker) requestLimit(total int64) error {
+	if total <= int64(b.cfg.maxTopicPartitions) {
+		return nil
+	}
+	return &configError{kerr.PolicyViolation, fmt.Sprintf("Excessively large number of partitions per request: %d, more than %d.", total, b.cfg.maxTopicPartitions)}
+}
+
 // limits are the partition limits of the broker's options.
 func (b *Broker) limits() metadata.Limits {
 	return metadata.Limits{TopicPartitions: b.cfg.maxTopicPartitions, Partitions: b.cfg.maxPartitions}
@@ -87,16 +96,31 @@ func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, valid
 	if validateOnly {
 		return nil
 	}
-	_, err := b.meta.CreateTopic(ctx, spec)
-	return err
+	t, err := b.meta.CreateTopic(ctx, spec)
+	if err != nil {
+		return err
+	}
+	return b.parts.await(ctx, t.Name, t.ID, len(t.Partitions))
 }
 
 func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	seen := make(map[string]int)
+	var total int64
 	for _, t := range req.Topics {
 		seen[t.Topic]++
+		switch {
+		case len(t.ReplicaAssignment) > 0:
+			total += int64(len(t.ReplicaAssignment))
+		case t.NumPartitions == -1:
+			total += int64(b.cfg.numPartitions)
+		case t.NumPartitions > 0:
+			total += int64(t.NumPartitions)
+		}
 	}
+	// Like Kafka's controller, bound the partitions one request creates,
+	// and so the work of answering it.
+	tooMany := b.requestLimit(total)
 	answered := make(map[string]bool)
 	for _, t := range req.Topics {
 		// Kafka answers a topic named twice once, with INVALID_REQUEST.
@@ -108,6 +132,8 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsR
 		rt.Topic = t.Topic
 		var err error
 		switch {
+		case tooMany != nil:
+			err = tooMany
 		case seen[t.Topic] > 1:
 			err = &configError{kerr.InvalidRequest, fmt.Sprintf("topic %q appears more than once in the request", t.Topic)}
 		case len(t.ReplicaAssignment) > 0:
@@ -223,6 +249,13 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsR
 
 func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePartitionsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	var added int64
+	for _, t := range req.Topics {
+		if mt, ok := b.meta.Image().Topics[t.Topic]; ok && int(t.Count) > len(mt.Partitions) {
+			added += int64(t.Count) - int64(len(mt.Partitions))
+		}
+	}
+	tooMany := b.requestLimit(added)
 	for _, t := range req.Topics {
 		rt := kmsg.NewCreatePartitionsResponseTopic()
 		rt.Topic = t.Topic
@@ -230,6 +263,8 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePar
 		mt, ok := img.Topics[t.Topic]
 		var err error
 		switch {
+		case tooMany != nil:
+			err = tooMany
 		case !ok:
 			err = &configError{kerr.UnknownTopicOrPartition, fmt.Sprintf("topic %q does not exist", t.Topic)}
 		case t.Count <= int32(len(mt.Partitions)):
@@ -241,6 +276,9 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePar
 		}
 		if err == nil && !req.ValidateOnly {
 			err = b.meta.CreatePartitions(ctx, t.Topic, t.Count)
+			if err == nil {
+				err = b.parts.await(ctx, t.Topic, mt.ID, int(t.Count))
+			}
 		}
 		rt.ErrorCode, rt.ErrorMessage = errorCode(err)
 		resp.Topics = append(resp.Topics, rt)

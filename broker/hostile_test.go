@@ -237,6 +237,8 @@ func TestOptionsValidated(t *testing.T) {
 		"max connections per ip negative": MaxConnectionsPerIP(-1),
 		"queued below max request":        QueuedMaxRequestBytes(1 << 20),
 		"queued negative":                 QueuedMaxRequestBytes(-1),
+		"max topic partitions 0":          MaxTopicPartitions(0),
+		"max partitions 0":                MaxPartitions(0),
 	} {
 		b, err := New(opt)
 		if err == nil || b != nil {

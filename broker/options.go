@@ -189,11 +189,12 @@ func OffsetsRetention(d time.Duration) Opt {
 // Logger sets the structured logger. Default: slog.Default().
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }
 
-// MaxTopicPartitions caps the partitions of one topic: CreateTopics and
-// CreatePartitions asking for more are answered POLICY_VIOLATION before
-// anything is allocated or committed. Default: 10,000, the cap Kafka's
-// controller puts on the partitions one request may create (Kafka has no
-// per-topic setting; this is the analogue of a CreateTopicPolicy).
+// MaxTopicPartitions caps the partitions of one topic, and the
+// partitions one CreateTopics or CreatePartitions request may create:
+// requests asking for more are answered POLICY_VIOLATION before anything
+// is allocated or committed. Default: 10,000, the cap Kafka's controller
+// puts on one request (not configurable in Kafka; the per-topic cap is
+// Riffle's, the analogue of a CreateTopicPolicy).
 func MaxTopicPartitions(n int32) Opt { return optFunc(func(c *config) { c.maxTopicPartitions = n }) }
 
 // MaxPartitions caps the partitions of all topics together, which this

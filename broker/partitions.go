@@ -2,7 +2,7 @@ package broker
 
 import (
 	"bytes"
-	"cmp"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,9 +30,8 @@ type partition struct {
 	topicID [16]byte
 	index   int32
 	// log is nil when the partition is offline: its log could not be
-	// opened, for the reason in offline.
-	log     *commitlog.Log
-	offline error
+	// opened.
+	log *commitlog.Log
 }
 
 // partitionDir names a partition's log directory, as Kafka does.
@@ -40,10 +39,21 @@ func partitionDir(topic string, index int32) string {
 	return topic + "-" + strconv.Itoa(int(index))
 }
 
-// topicLogs is the set of published partitions of one topic, by index.
+// topicLogs is one topic's partitions, by index. A nil entry is a
+// partition whose log is being opened.
 type topicLogs struct {
 	id    [16]byte
 	parts []*partition
+	ready int // non-nil entries of parts
+	// cfg is the topic's log settings; gen counts its changes, so that a
+	// log opened under an older cfg is brought up to date when published.
+	cfg commitlog.Config
+	gen uint64
+	// stopped is set when the topic is removed or the set closes: its
+	// openers then publish nothing more.
+	stopped bool
+	// opening counts the topic's openers in flight.
+	opening sync.WaitGroup
 }
 
 // partitionSet owns the partition logs. It follows the metadata images it
@@ -52,30 +62,40 @@ type topicLogs struct {
 // only place that creates or deletes a partition directory, and it
 // deletes one only for an explicit topic removal: a directory the
 // metadata merely does not mention is kept.
+//
+// New logs are opened in the background, at most openParallelism at a
+// time across all topics, and published one by one as they open, so a
+// topic of many partitions holds up neither the metadata log nor the
+// creation of other topics; await waits for a topic's logs.
 type partitionSet struct {
 	dir    string
 	sync   commitlog.SyncPolicy
 	nodeID int32
 	log    *slog.Logger
 
-	// reconciling serialises reconcile and close, which open and close
-	// logs outside mu.
+	// reconciling serialises reconcile and close.
 	reconciling sync.Mutex
+	// slots bounds the logs being opened at once.
+	slots chan struct{}
+	// openers counts the openers of every topic in flight.
+	openers sync.WaitGroup
 
-	// mu guards topics and closed. It is held only to read or publish
-	// entries, never while a log is opened, closed or deleted, so that
-	// requests on existing partitions never wait for those.
+	// mu guards topics, published and closed. It is held only to read or
+	// publish entries, never while a log is opened, closed or deleted, so
+	// that requests on existing partitions never wait for those.
 	mu     sync.RWMutex
 	topics map[string]*topicLogs
-	closed bool
+	// published is closed, and replaced, whenever a log is published.
+	published chan struct{}
+	closed    bool
 }
 
 // idFile records the topic id in each partition directory, as Kafka's
 // partition.metadata does, so a recreated topic never reads an old log.
 const idFile = "partition.metadata"
 
-// openParallelism bounds how many logs are opened or closed at once:
-// both are mostly fsyncs, small reads and directory listings.
+// openParallelism bounds how many logs are opened, closed or deleted at
+// once: all are mostly fsyncs, small reads and directory listings.
 const openParallelism = 8
 
 func newPartitionSet(dir string, policy SyncPolicy, nodeID int32, log *slog.Logger) *partitionSet {
@@ -83,7 +103,12 @@ func newPartitionSet(dir string, policy SyncPolicy, nodeID int32, log *slog.Logg
 	if policy == SyncNone {
 		sp = commitlog.SyncNone
 	}
-	return &partitionSet{dir: dir, sync: sp, nodeID: nodeID, log: log, topics: make(map[string]*topicLogs)}
+	return &partitionSet{
+		dir: dir, sync: sp, nodeID: nodeID, log: log,
+		slots:     make(chan struct{}, openParallelism),
+		topics:    make(map[string]*topicLogs),
+		published: make(chan struct{}),
+	}
 }
 
 // get returns the partition if its log is open, or nil.
@@ -91,7 +116,7 @@ func (s *partitionSet) get(topic string, index int32) *partition {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	t := s.topics[topic]
-	if t == nil || index < 0 || int(index) >= len(t.parts) || t.parts[index].log == nil {
+	if t == nil || index < 0 || int(index) >= len(t.parts) || t.parts[index] == nil || t.parts[index].log == nil {
 		return nil
 	}
 	return t.parts[index]
@@ -101,7 +126,7 @@ func (s *partitionSet) get(topic string, index int32) *partition {
 // a request for it gets, as Kafka's replica manager answers: the
 // partition is unknown if img does not have it; it is not led here
 // (NOT_LEADER_OR_FOLLOWER, so clients refresh metadata and retry) while
-// img has it but its log is not published yet, or belongs to another
+// img has it but its log is not open yet, or belongs to another
 // incarnation of the topic; and its log is offline (KAFKA_STORAGE_ERROR)
 // if it could not be opened. A partition returned is always of the topic
 // id img has, and index is within img's partitions of it.
@@ -136,7 +161,7 @@ func (s *partitionSet) offline(mt *metadata.Topic) map[int32]bool {
 	}
 	var out map[int32]bool
 	for _, p := range t.parts {
-		if p.log == nil {
+		if p != nil && p.log == nil {
 			if out == nil {
 				out = make(map[int32]bool)
 			}
@@ -146,11 +171,38 @@ func (s *partitionSet) offline(mt *metadata.Topic) map[int32]bool {
 	return out
 }
 
+// errSetClosed reports a wait cut short by close.
+var errSetClosed = errors.New("partition logs closed")
+
+// await waits until the first n partitions of topic id have their logs
+// opened (or found offline), the topic is gone, or ctx ends.
+func (s *partitionSet) await(ctx context.Context, topic string, id [16]byte, n int) error {
+	for {
+		s.mu.RLock()
+		t, ch, closed := s.topics[topic], s.published, s.closed
+		done := t == nil || t.id != id || (len(t.parts) >= n && !slices.Contains(t.parts[:n], nil))
+		s.mu.RUnlock()
+		switch {
+		case closed:
+			return errSetClosed
+		case done:
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the logs of topic %q: %w", topic, context.Cause(ctx))
+		}
+	}
+}
+
+// wait waits until every log being opened is open.
+func (s *partitionSet) wait() { s.openers.Wait() }
+
 // reconcile brings the logs in line with next, which follows prev in the
 // metadata log. It is called from the metadata store's apply path, one
 // image at a time. Logs of topics that prev has and next does not are
-// deleted; nothing else is. New partitions are opened in parallel
-// without holding mu, then published together.
+// deleted; nothing else is. New partitions are opened in the background.
 func (s *partitionSet) reconcile(prev, next *metadata.Image) error {
 	s.reconciling.Lock()
 	defer s.reconciling.Unlock()
@@ -174,107 +226,160 @@ func (s *partitionSet) reconcile(prev, next *metadata.Image) error {
 		r := metadata.ConfigResource{Type: metadata.ResourceBroker, Name: name}
 		brokerChanged = brokerChanged || !maps.Equal(prev.Configs[r], next.Configs[r])
 	}
-	var jobs []*partition
-	cfgs := make(map[string]commitlog.Config)
 	for name, mt := range next.Topics {
 		r := metadata.ConfigResource{Type: metadata.ResourceTopic, Name: name}
 		reconfigure := brokerChanged || !maps.Equal(prev.Configs[r], next.Configs[r])
 		s.mu.RLock()
-		var open []*partition
-		if t := s.topics[name]; t != nil && t.id == mt.ID {
-			open = t.parts
-		}
+		t := s.topics[name]
+		current := t != nil && t.id == mt.ID && len(t.parts) >= len(mt.Partitions)
 		s.mu.RUnlock()
-		if !reconfigure && len(open) >= len(mt.Partitions) {
+		if current && !reconfigure {
 			continue
 		}
-		cfg := logConfig(next, s.nodeID, name, s.sync, s.log)
-		cfgs[name] = cfg
-		if reconfigure {
-			for _, p := range open {
-				if p.log != nil {
-					p.log.SetConfig(cfg)
-				}
+		var cfg commitlog.Config
+		if reconfigure || t == nil || t.id != mt.ID {
+			cfg = logConfig(next, s.nodeID, name, s.sync, s.log)
+		}
+		var open []*partition
+		s.mu.Lock()
+		if t == nil || t.id != mt.ID {
+			if t != nil {
+				// An incarnation whose removal this set never saw.
+				t.stopped = true
+			}
+			t = &topicLogs{id: mt.ID, cfg: cfg}
+			s.topics[name] = t
+		} else if reconfigure {
+			t.cfg = cfg
+			t.gen++
+			open = slices.Clone(t.parts)
+		}
+		from := len(t.parts)
+		for len(t.parts) < len(mt.Partitions) {
+			t.parts = append(t.parts, nil)
+		}
+		s.mu.Unlock()
+		for _, p := range open {
+			if p != nil && p.log != nil {
+				p.log.SetConfig(cfg)
 			}
 		}
-		for i := len(open); i < len(mt.Partitions); i++ {
-			jobs = append(jobs, &partition{topic: name, topicID: mt.ID, index: int32(i)})
+		if from < len(mt.Partitions) {
+			s.startOpening(name, t, from, len(mt.Partitions))
 		}
 	}
-	if len(jobs) == 0 {
-		return errors.Join(errs...)
-	}
-	var g errgroup.Group
-	g.SetLimit(openParallelism)
-	for _, p := range jobs {
-		g.Go(func() error {
-			p.log, p.offline = s.open(p.topic, p.topicID, p.index, cfgs[p.topic])
-			if p.offline != nil {
-				s.log.Error("partition offline: its log cannot be opened", "topic", p.topic, "partition", p.index, "err", p.offline)
-			}
-			return nil
-		})
-	}
-	g.Wait()
-	s.publish(jobs)
 	return errors.Join(errs...)
 }
 
-// publish makes opened partitions visible, in index order per topic.
-func (s *partitionSet) publish(parts []*partition) {
-	slices.SortFunc(parts, func(a, b *partition) int {
-		return cmp.Or(strings.Compare(a.topic, b.topic), cmp.Compare(a.index, b.index))
-	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		for _, p := range parts {
-			if p.log != nil {
-				p.log.Close()
+// startOpening opens the logs of partitions [from, to) of t in the
+// background.
+func (s *partitionSet) startOpening(name string, t *topicLogs, from, to int) {
+	t.opening.Add(1)
+	s.openers.Add(1)
+	go func() {
+		defer s.openers.Done()
+		defer t.opening.Done()
+		var wg sync.WaitGroup
+		for i := from; i < to; i++ {
+			s.slots <- struct{}{}
+			s.mu.RLock()
+			stopped := t.stopped
+			s.mu.RUnlock()
+			if stopped {
+				<-s.slots
+				break
 			}
+			wg.Go(func() {
+				defer func() { <-s.slots }()
+				s.openOne(name, t, int32(i))
+			})
+		}
+		wg.Wait()
+	}()
+}
+
+// openOne opens one partition's log and publishes it, or the partition
+// offline if its log cannot be opened.
+func (s *partitionSet) openOne(name string, t *topicLogs, index int32) {
+	s.mu.RLock()
+	cfg, gen := t.cfg, t.gen
+	s.mu.RUnlock()
+	p := &partition{topic: name, topicID: t.id, index: index}
+	var err error
+	if p.log, err = s.open(name, t.id, index, cfg); err != nil {
+		s.log.Error("partition offline: its log cannot be opened", "topic", name, "partition", index, "err", err)
+	}
+	s.mu.Lock()
+	if t.stopped {
+		s.mu.Unlock()
+		if p.log != nil {
+			p.log.Close()
 		}
 		return
 	}
-	for _, p := range parts {
-		t := s.topics[p.topic]
-		if t == nil || t.id != p.topicID {
-			t = &topicLogs{id: p.topicID}
-			s.topics[p.topic] = t
-		}
-		t.parts = append(t.parts, p)
+	t.parts[index] = p
+	stale := t.gen != gen
+	cfg = t.cfg
+	close(s.published)
+	s.published = make(chan struct{})
+	s.mu.Unlock()
+	if stale && p.log != nil {
+		p.log.SetConfig(cfg)
 	}
 }
 
 // removeTopic deletes the logs of topic t, which the metadata log
-// removed: the partitions published for it and any directory of one of
-// its partitions that records its id, or no id at all (a deletion cut
-// short by a crash may have removed the id file first).
+// removed: the partitions opened for it and any directory of one of its
+// partitions that records its id, or no id at all (a deletion cut short
+// by a crash may have removed the id file first). Its openers stop first.
 func (s *partitionSet) removeTopic(t *metadata.Topic) error {
 	s.mu.Lock()
-	var open []*partition
-	if tl := s.topics[t.Name]; tl != nil && tl.id == t.ID {
-		open = tl.parts
+	tl := s.topics[t.Name]
+	if tl != nil && tl.id == t.ID {
 		delete(s.topics, t.Name)
+		tl.stopped = true
+	} else {
+		tl = nil
 	}
 	s.mu.Unlock()
-	var errs []error
-	for i := range int32(len(t.Partitions)) {
-		dir := filepath.Join(s.dir, partitionDir(t.Name, i))
-		if int(i) < len(open) && open[i].log != nil {
-			if err := open[i].log.Delete(); err != nil {
-				errs = append(errs, fmt.Errorf("delete %s-%d: %w", t.Name, i, err))
-			}
-			continue
-		}
-		if id, ok, err := readTopicID(dir); errors.Is(err, fs.ErrNotExist) || (ok && id != t.ID) {
-			continue // gone already, or another topic's
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			errs = append(errs, fmt.Errorf("delete %s-%d: %w", t.Name, i, err))
-		}
+	var open []*partition
+	if tl != nil {
+		tl.opening.Wait()
+		s.mu.RLock()
+		open = tl.parts
+		s.mu.RUnlock()
 	}
+	errs := make([]error, len(t.Partitions))
+	var g errgroup.Group
+	g.SetLimit(openParallelism)
+	for i := range len(t.Partitions) {
+		g.Go(func() error {
+			errs[i] = s.removePartition(t, int32(i), open)
+			return nil
+		})
+	}
+	g.Wait()
 	s.log.Info("deleted topic logs", "topic", t.Name, "partitions", len(t.Partitions))
 	return errors.Join(errs...)
+}
+
+// removePartition deletes one partition log of removed topic t; open are
+// the topic's partitions this set had.
+func (s *partitionSet) removePartition(t *metadata.Topic, i int32, open []*partition) error {
+	if int(i) < len(open) && open[i] != nil && open[i].log != nil {
+		if err := open[i].log.Delete(); err != nil {
+			return fmt.Errorf("delete %s-%d: %w", t.Name, i, err)
+		}
+		return nil
+	}
+	dir := filepath.Join(s.dir, partitionDir(t.Name, i))
+	if id, ok, err := readTopicID(dir); errors.Is(err, fs.ErrNotExist) || (ok && id != t.ID) {
+		return nil // gone already, or another topic's
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("delete %s-%d: %w", t.Name, i, err)
+	}
+	return nil
 }
 
 // readTopicID reads the topic id a partition directory records; ok is
@@ -344,6 +449,9 @@ func (s *partitionSet) warnStrays(img *metadata.Image) {
 			continue
 		}
 		idx, err := strconv.Atoi(e.Name()[i+1:])
+		if err != nil && e.Name()[i+1:] != "stray" {
+			continue
+		}
 		if t, ok := img.Topics[e.Name()[:i]]; err == nil && ok && idx < len(t.Partitions) {
 			continue
 		}
@@ -359,7 +467,7 @@ func (s *partitionSet) snapshot() []*partition {
 	var out []*partition
 	for _, t := range s.topics {
 		for _, p := range t.parts {
-			if p.log != nil {
+			if p != nil && p.log != nil {
 				out = append(out, p)
 			}
 		}
@@ -371,7 +479,7 @@ func (s *partitionSet) snapshot() []*partition {
 // the set's lock while segments are deleted.
 func (s *partitionSet) enforceRetention(now time.Time) {
 	for _, p := range s.snapshot() {
-		if err := p.log.EnforceRetention(now); err != nil {
+		if err := p.log.EnforceRetention(now); err != nil && !errors.Is(err, commitlog.ErrClosed) {
 			s.log.Error("enforce retention", "topic", p.topic, "partition", p.index, "err", err)
 		}
 	}
@@ -380,9 +488,17 @@ func (s *partitionSet) enforceRetention(now time.Time) {
 func (s *partitionSet) close() error {
 	s.reconciling.Lock()
 	defer s.reconciling.Unlock()
-	parts := s.snapshot()
 	s.mu.Lock()
 	s.closed = true
+	for _, t := range s.topics {
+		t.stopped = true
+	}
+	close(s.published)
+	s.published = make(chan struct{})
+	s.mu.Unlock()
+	s.openers.Wait()
+	parts := s.snapshot()
+	s.mu.Lock()
 	s.topics = nil
 	s.mu.Unlock()
 	errs := make([]error, len(parts))

@@ -25,7 +25,7 @@ func runBroker(ctx context.Context, args []string) error {
 	partitions := fs.Int("num-partitions", 1, "partitions of auto-created topics")
 	autoCreate := fs.Bool("auto-create-topics", true, "create unknown topics on Metadata and Produce requests")
 	fetchMax := fs.Int("fetch-max-bytes", 8<<20, "largest record bytes in one fetch response (Kafka's fetch.max.bytes)")
-	maxTopicParts := fs.Int("max-topic-partitions", 10_000, "most partitions of one topic; more is answered POLICY_VIOLATION")
+	maxTopicParts := fs.Int("max-topic-partitions", 10_000, "most partitions of one topic, and of one CreateTopics or CreatePartitions request; more is answered POLICY_VIOLATION")
 	maxParts := fs.Int("max-partitions", 100_000, "most partitions of all topics together; more is answered POLICY_VIOLATION")
 	maxIdle := fs.Duration("connections-max-idle", 10*time.Minute, "close connections without traffic for this long (Kafka's connections.max.idle.ms)")
 	maxConns := fs.Int("max-connections", 0, "most client connections served at once, 0 for unlimited (Kafka's max.connections)")

@@ -57,8 +57,8 @@
 // bytes, so every replica makes the same one, and a node never refuses to
 // start over one entry. The image then lacks that entry's change. A
 // snapshot that cannot be decoded is not skipped, as that would lose the
-// whole image: raft falls back to the previous snapshot and replays the
-// log after it, and fails to start only if no snapshot can be restored.
+// whole image (and raft cannot fall back to an older snapshot once the
+// entries after it are compacted): Open fails, naming the error.
 //
 // # Snapshots
 //

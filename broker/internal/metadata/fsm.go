@@ -23,7 +23,7 @@ type fsm struct {
 	mu        sync.Mutex
 	onChange  func(prev, next *Image)
 	clusterID string // the cluster id images must have; "" accepts any
-	failed    error  // set when an image of another cluster was refused
+	failed    error  // why the state machine stopped: foreign image, undecodable snapshot
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -95,6 +95,13 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 // Restore replaces the image with the one a snapshot holds.
+//
+// A snapshot that cannot be decoded stops the state machine, as an image
+// of another cluster does: skipping it would lose the whole image, and
+// failing the restore would make raft fall back to an older snapshot
+// whose following entries may be compacted away, which raft does not
+// survive. Restore then reports success to raft and Open fails, naming
+// the snapshot's error.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	data, err := io.ReadAll(rc)
@@ -102,15 +109,19 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("read metadata snapshot: %w", err)
 	}
 	img, err := decodeSnapshot(data)
-	if err != nil {
-		return err
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failed != nil {
-		return f.failed
+		return nil
 	}
-	return f.publish(img)
+	if err != nil {
+		f.failed = err
+		f.log.Error("metadata state machine stopped: the snapshot cannot be decoded", "err", err)
+		return nil
+	}
+	// An image of another cluster sets f.failed as well.
+	_ = f.publish(img)
+	return nil
 }
 
 // snapshot is a raft.FSMSnapshot of one image.

@@ -180,10 +180,10 @@ func (s *Store) start(ctx context.Context, cfg Config) error {
 		s.log.Info("bootstrapped metadata quorum", "node_id", cfg.NodeID, "addr", s.trans.LocalAddr())
 	}
 	if s.raft, err = raft.NewRaft(conf, s.fsm, s.logs, s.logs, snaps, s.trans); err != nil {
-		if ferr := s.fsm.err(); ferr != nil {
-			return fmt.Errorf("metadata: %w", ferr)
-		}
 		return fmt.Errorf("metadata: start raft: %w", err)
+	}
+	if err := s.fsm.err(); err != nil {
+		return fmt.Errorf("metadata: %w", err)
 	}
 
 	if err := s.awaitLeader(ctx); err != nil {

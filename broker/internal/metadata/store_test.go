@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -16,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/twmb/franz-go/pkg/kbin"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -696,5 +700,39 @@ func BenchmarkCreateTopic(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+func TestUndecodableSnapshotRefusesOpen(t *testing.T) {
+	dir := t.TempDir()
+	snaps, err := raft.NewFileSnapshotStore(dir, retainSnapshots, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	voters := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: "1", Address: "inmem:1"}}}
+	_, trans := raft.NewInmemTransport("inmem:1")
+	sink, err := snaps.Create(raft.SnapshotVersionMax, 5, 1, voters, 1, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A snapshot as a newer Riffle would write it: record type 99.
+	data := kbin.AppendInt64(nil, 5)
+	data = append(data, frameVersion, 0, 0, 0, 1, 0, 99, 0, 0)
+	if _, err := sink.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	s, err := Open(c, Config{Dir: dir, NodeID: 1, Logger: testLogger(t), OnChange: func(prev, next *Image) { calls++ }})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open restored a snapshot it cannot decode")
+	}
+	if !errors.Is(err, errUnknownRecord) || !strings.Contains(err.Error(), "type 99") || calls != 0 {
+		t.Fatalf("Open: %v (%d OnChange calls), want an unknown record error naming type 99 and no image", err, calls)
 	}
 }
