@@ -45,12 +45,15 @@ func (c *Coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 	if c.reserved(req.Group) {
 		return fail(kerr.GroupIDNotFound)
 	}
-	if err := c.applyCommit(req, codes); err != nil {
-		return fail(err)
+	wrote, kerrv := c.applyCommit(req, codes)
+	if kerrv != nil {
+		return fail(kerrv)
 	}
-	if err := c.store.sync(); err != nil {
-		c.log.Error("commit offsets", "group", req.Group, "err", err)
-		return fail(kerr.CoordinatorNotAvailable)
+	if wrote {
+		if err := c.store.sync(); err != nil {
+			c.log.Error("commit offsets", "group", req.Group, "err", err)
+			return fail(kerr.CoordinatorNotAvailable)
+		}
 	}
 	return build()
 }
@@ -59,26 +62,29 @@ func (c *Coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 // lock, to the group and to the store's write-ahead log without waiting
 // for the disk; the caller syncs outside the lock. Commits are applied to
 // the log in the order they change the group, so a later commit of a
-// partition is never replaced by an earlier one on replay. It fills codes
-// for partitions it refuses and returns an error for the whole request.
-func (c *Coordinator) applyCommit(req *kmsg.OffsetCommitRequest, codes [][]int16) *kerr.Error {
+// partition is never replaced by an earlier one on replay. The group
+// shows the new offsets before they are synced, as the share coordinator
+// shows acknowledgements; if the sync fails the client is told so. It
+// fills codes for partitions it refuses, reports whether it wrote
+// anything, and returns an error for the whole request.
+func (c *Coordinator) applyCommit(req *kmsg.OffsetCommitRequest, codes [][]int16) (bool, *kerr.Error) {
 	topics := c.cfg.Topics()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing() {
-		return kerr.CoordinatorNotAvailable
+		return false, kerr.CoordinatorNotAvailable
 	}
 	g := c.groups[req.Group]
 	created := false
 	if g == nil {
 		if req.Generation >= 0 {
-			return kerr.IllegalGeneration
+			return false, kerr.IllegalGeneration
 		}
 		g = &group{name: req.Group, classic: newClassicGroup(), offsets: make(map[tp]offset), emptySince: time.Now()}
 		created = true
 	}
 	if err := c.validateCommitLocked(g, req.MemberID, req.InstanceID, req.Generation); err != nil {
-		return err
+		return false, err
 	}
 	now := time.Now()
 	b := c.store.batch()
@@ -102,15 +108,16 @@ func (c *Coordinator) applyCommit(req *kmsg.OffsetCommitRequest, codes [][]int16
 	if created {
 		b.putGroup(g.name, g.record())
 	}
-	if _, err := b.apply(); err != nil {
+	wrote, err := b.apply()
+	if err != nil {
 		c.log.Error("commit offsets", "group", g.name, "err", err)
-		return kerr.CoordinatorNotAvailable
+		return false, kerr.CoordinatorNotAvailable
 	}
 	if created {
 		c.groups[g.name] = g
 	}
 	maps.Copy(g.offsets, accepted)
-	return nil
+	return wrote, nil
 }
 
 // validateCommitLocked checks that a commit comes from a current member,

@@ -90,6 +90,19 @@ func TestStoreRefusesStringsItCannotPrefix(t *testing.T) {
 	}
 }
 
+// crashSeed seeds a crash-point test's cut points: RIFFLE_CRASH_SEED to
+// replay a failure, or the clock.
+func crashSeed(t *testing.T) uint64 {
+	if v := os.Getenv("RIFFLE_CRASH_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("RIFFLE_CRASH_SEED=%q", v)
+		}
+		return n
+	}
+	return uint64(time.Now().UnixNano())
+}
+
 // crashRounds is how many simulated power cuts a crash-point test runs:
 // RIFFLE_CRASH_ROUNDS, or def.
 func crashRounds(t *testing.T, def int) int {
@@ -109,8 +122,8 @@ func crashRounds(t *testing.T, def int) int {
 // holds its last acknowledged commit or a later one that was in flight.
 func TestOffsetCommitsSurvivePowerCut(t *testing.T) {
 	rounds := crashRounds(t, 100)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d, %d rounds", seed, rounds)
+	seed := crashSeed(t)
+	t.Logf("seed %d (RIFFLE_CRASH_SEED), %d rounds", seed, rounds)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	const committers = 6
 	totalAcked := 0

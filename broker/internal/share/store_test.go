@@ -18,6 +18,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// crashSeed seeds a crash-point test's cut points: RIFFLE_CRASH_SEED to
+// replay a failure, or the clock.
+func crashSeed(t *testing.T) uint64 {
+	if v := os.Getenv("RIFFLE_CRASH_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("RIFFLE_CRASH_SEED=%q", v)
+		}
+		return n
+	}
+	return uint64(time.Now().UnixNano())
+}
+
 // crashRounds is how many simulated power cuts a crash-point test runs:
 // RIFFLE_CRASH_ROUNDS, or def.
 func crashRounds(t *testing.T, def int) int {
@@ -91,8 +104,8 @@ func (m *shareClient) fetch(accept []int64) (bool, []int64, error) {
 // and no record whose acceptance was acknowledged is delivered again.
 func TestAcknowledgementsSurvivePowerCut(t *testing.T) {
 	rounds := crashRounds(t, 100)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d, %d rounds", seed, rounds)
+	seed := crashSeed(t)
+	t.Logf("seed %d (RIFFLE_CRASH_SEED), %d rounds", seed, rounds)
 	rng := rand.New(rand.NewPCG(seed, 0))
 
 	const records = 1000
@@ -218,4 +231,42 @@ func TestAcknowledgementsSurvivePowerCut(t *testing.T) {
 		}
 	}
 	t.Logf("%d rounds, %d acknowledged acceptances, none delivered again", rounds, totalAcked)
+}
+
+// TestLoadSkipsUndecodableRecords stores a share partition next to
+// records that do not decode: the coordinator opens, logs them, and keeps
+// the good partition's state.
+func TestLoadSkipsUndecodableRecords(t *testing.T) {
+	fs := vfs.NewMem()
+	st, err := openStore("share", fs, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := &sharePartition{topicID: [16]byte{1}, win: window{start: 42}}
+	b := st.batch()
+	b.putGroup("g")
+	b.putPartition("g", topicPartition{"jobs", 0}, good)
+	if err := b.commit(); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string][]byte{
+		"p\x05ab":                        nil,
+		"p\x01g\x04jobs\x00\x00\x00\x01": make([]byte, 16),
+		"p\x01g\x04jobs\x00\x00\x00\x02": append(make([]byte, 16), 9),
+		"?":                              nil,
+	} {
+		if err := st.db.Set([]byte(k), v, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	groups, parts, skipped, err := st.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 || len(parts) != 1 || parts[0].win.start != 42 || skipped != 4 {
+		t.Fatalf("loaded groups %v, partitions %+v, skipped %d; want g, jobs-0 at 42, 4 skipped", groups, parts, skipped)
+	}
 }
