@@ -1,6 +1,8 @@
 package riffle.interop;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static riffle.interop.Riffle.*;
 
 import java.time.Duration;
@@ -19,6 +21,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.TransactionalIdAuthorizationException;
 import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -28,9 +31,8 @@ import org.junit.jupiter.api.Timeout;
 class TransactionsTest {
 
   @Test
-  @Disabled("known difference: Riffle does not serve transactions yet. FindCoordinator for a transactional id "
-      + "answers COORDINATOR_NOT_AVAILABLE, which Kafka's producer retries, so initTransactions blocks for "
-      + "max.block.ms (60 s) and then throws TimeoutException")
+  @Disabled("known difference: Riffle does not serve transactions yet; initTransactions fails with "
+      + "TransactionalIdAuthorizationException (see transactionsRefusedAtOnce)")
   void commitAbortAndOffsetsInTransaction() throws Exception {
     String topic = unique("txn");
     String group = unique("g-txn");
@@ -69,6 +71,22 @@ class TransactionsTest {
     assertEquals(List.of("committed-0", "committed-1", "committed-2", "committed-3", "committed-4"), got);
     try (Admin admin = admin()) {
       assertEquals(3, admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get().get(tp).offset());
+    }
+  }
+
+  /**
+   * Until Riffle serves transactions, a transactional producer fails at
+   * once with a clear error rather than retrying the coordinator lookup
+   * until max.block.ms. Remove this test when transactions are served.
+   */
+  @Test
+  void transactionsRefusedAtOnce() {
+    Properties props = producerProps();
+    props.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, unique("txn-id"));
+    try (KafkaProducer<String, String> p = new KafkaProducer<>(props)) {
+      long start = System.nanoTime();
+      assertThrows(TransactionalIdAuthorizationException.class, p::initTransactions);
+      assertTrue(System.nanoTime() - start < Duration.ofSeconds(10).toNanos(), "initTransactions failed at once");
     }
   }
 }
