@@ -126,17 +126,16 @@ func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordina
 	return resp
 }
 
-// handleInitProducerID gives idempotent producers a fresh id, or bumps
-// the epoch of the id a producer presents (KIP-360).
+// handleInitProducerID gives idempotent producers a fresh id at epoch 0.
+// As in Kafka, a producer without a transactional id gets a new id even
+// when it presents its current id and epoch (KIP-360's recovery from an
+// unknown producer id): only a transaction coordinator bumps epochs, and
+// Riffle has no transactions.
 func (b *Broker) handleInitProducerID(_ context.Context, req *kmsg.InitProducerIDRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp
-	}
-	if req.ProducerID >= 0 && req.ProducerEpoch >= 0 && req.ProducerEpoch < 1<<15-1 {
-		resp.ProducerID, resp.ProducerEpoch = req.ProducerID, req.ProducerEpoch+1
 		return resp
 	}
 	id, err := b.pids.next()

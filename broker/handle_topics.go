@@ -45,6 +45,11 @@ func collides(img *metadata.Image, name string) string {
 	return ""
 }
 
+// limits are the partition limits of the broker's options.
+func (b *Broker) limits() metadata.Limits {
+	return metadata.Limits{TopicPartitions: b.cfg.maxTopicPartitions, Partitions: b.cfg.maxPartitions}
+}
+
 // createTopic validates a topic spec and creates it, or only validates it.
 func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, validateOnly bool) error {
 	img := b.meta.Image()
@@ -62,6 +67,9 @@ func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, valid
 	}
 	if spec.Partitions < 1 {
 		return &configError{kerr.InvalidPartitions, fmt.Sprintf("partition count %d is below 1", spec.Partitions)}
+	}
+	if err := b.limits().Check(img, spec.Name, spec.Partitions); err != nil {
+		return err
 	}
 	if spec.ReplicationFactor == -1 {
 		spec.ReplicationFactor = 1
@@ -89,7 +97,13 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsR
 	for _, t := range req.Topics {
 		seen[t.Topic]++
 	}
+	answered := make(map[string]bool)
 	for _, t := range req.Topics {
+		// Kafka answers a topic named twice once, with INVALID_REQUEST.
+		if answered[t.Topic] {
+			continue
+		}
+		answered[t.Topic] = true
 		rt := kmsg.NewCreateTopicsResponseTopic()
 		rt.Topic = t.Topic
 		var err error
@@ -148,8 +162,14 @@ func (b *Broker) describeCreated(rt *kmsg.CreateTopicsResponseTopic, spec metada
 		rt.TopicID = t.ID
 		rt.NumPartitions = int32(len(t.Partitions))
 		rt.ReplicationFactor = int16(len(t.Partitions[0].Replicas))
-	} else if rt.NumPartitions == -1 {
-		rt.NumPartitions = b.cfg.numPartitions
+	} else {
+		// Validated only: the defaults createTopic would apply.
+		if rt.NumPartitions == -1 {
+			rt.NumPartitions = b.cfg.numPartitions
+		}
+		if rt.ReplicationFactor == -1 {
+			rt.ReplicationFactor = 1
+		}
 	}
 	for _, d := range topicConfigs {
 		c := kmsg.NewCreateTopicsResponseTopicConfig()
@@ -206,7 +226,8 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePar
 	for _, t := range req.Topics {
 		rt := kmsg.NewCreatePartitionsResponseTopic()
 		rt.Topic = t.Topic
-		mt, ok := b.meta.Image().Topics[t.Topic]
+		img := b.meta.Image()
+		mt, ok := img.Topics[t.Topic]
 		var err error
 		switch {
 		case !ok:
@@ -215,8 +236,10 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePar
 			err = &configError{kerr.InvalidPartitions, fmt.Sprintf("topic %q has %d partitions; the new count %d must be larger", t.Topic, len(mt.Partitions), t.Count)}
 		case len(t.Assignment) > 0 && len(t.Assignment) != int(t.Count)-len(mt.Partitions):
 			err = &configError{kerr.InvalidReplicaAssignment, "the assignment must list each new partition"}
-		case req.ValidateOnly:
 		default:
+			err = b.limits().Check(img, t.Topic, t.Count)
+		}
+		if err == nil && !req.ValidateOnly {
 			err = b.meta.CreatePartitions(ctx, t.Topic, t.Count)
 		}
 		rt.ErrorCode, rt.ErrorMessage = errorCode(err)
@@ -256,10 +279,17 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	describe := func(mt *metadata.Topic) kmsg.MetadataResponseTopic {
 		rt := kmsg.NewMetadataResponseTopic()
 		rt.Topic, rt.TopicID = kmsg.StringPtr(mt.Name), mt.ID
+		offline := b.parts.offline(mt)
 		for _, p := range mt.Partitions {
 			rp := kmsg.NewMetadataResponseTopicPartition()
 			rp.Partition, rp.Leader, rp.LeaderEpoch = p.Index, p.Leader, p.LeaderEpoch
 			rp.Replicas, rp.ISR = p.Replicas, p.ISR
+			if offline[p.Index] {
+				// As a Kafka cluster shows a partition whose only
+				// replica is on a failed log directory.
+				rp.ErrorCode, rp.Leader = kerr.LeaderNotAvailable.Code, -1
+				rp.OfflineReplicas = []int32{b.cfg.nodeID}
+			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		return rt

@@ -29,6 +29,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -279,11 +280,11 @@ func createTopic(ctx context.Context, adm *kadm.Client, topic string, partitions
 		err = resp.Err
 	}
 	if errors.Is(err, kerr.TopicAlreadyExists) {
-		td, lerr := adm.ListTopics(ctx, topic)
-		if lerr != nil {
-			return fmt.Errorf("describe internal topic %s: %w", topic, lerr)
+		got, err := partitionCount(ctx, adm, topic)
+		if err != nil {
+			return fmt.Errorf("describe internal topic %s: %w", topic, err)
 		}
-		if got := int32(len(td[topic].Partitions)); got != partitions {
+		if got != partitions {
 			return fmt.Errorf("internal topic %s has %d partitions, want %d", topic, got, partitions)
 		}
 		return nil
@@ -292,6 +293,34 @@ func createTopic(ctx context.Context, adm *kadm.Client, topic string, partitions
 		return fmt.Errorf("create internal topic %s: %w", topic, err)
 	}
 	return nil
+}
+
+// partitionCount returns the number of partitions of an existing topic. A
+// topic another instance has just created may not be in the metadata of
+// every broker yet (Kafka answers CreateTopics once the controller has
+// committed it, before the brokers have applied it), so it waits up to ten
+// seconds for the topic to show partitions.
+func partitionCount(ctx context.Context, adm *kadm.Client, topic string) (int32, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		td, err := adm.ListTopics(ctx, topic)
+		if err != nil {
+			return 0, err
+		}
+		d := td[topic]
+		if d.Err == nil && len(d.Partitions) > 0 {
+			return int32(len(d.Partitions)), nil
+		}
+		select {
+		case <-ctx.Done():
+			if d.Err != nil {
+				return 0, d.Err
+			}
+			return 0, nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // supportsKIP848 reports whether every broker answers ConsumerGroupHeartbeat.

@@ -301,7 +301,7 @@ func unmarshalWindow(src []byte) (window, error) {
 	}
 	src = src[n:]
 	length, n := binary.Uvarint(src)
-	if n <= 0 || length > 1<<24 {
+	if n <= 0 || length > maxWindowRecords {
 		return w, bad
 	}
 	src = src[n:]
