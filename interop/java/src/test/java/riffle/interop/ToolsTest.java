@@ -161,6 +161,42 @@ class ToolsTest {
   }
 
   @Test
+  void consumerGroupsToolOnActiveConsumerProtocolGroup() throws Exception {
+    String b = bootstrap();
+    String topic = unique("tool-848");
+    String group = unique("tool-g-848");
+    try (Admin admin = admin()) {
+      createTopics(admin, 2, topic);
+    }
+    java.util.Properties props = consumerProps(group);
+    props.put(org.apache.kafka.clients.consumer.ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+    props.put(org.apache.kafka.clients.consumer.ConsumerConfig.CLIENT_ID_CONFIG, "tool-848-client");
+    try (var c = new org.apache.kafka.clients.consumer.KafkaConsumer<String, String>(props)) {
+      c.subscribe(List.of(topic));
+      await(java.time.Duration.ofSeconds(30), "member never got its partitions", () -> {
+        c.poll(java.time.Duration.ofMillis(100));
+        return c.assignment().size() == 2;
+      });
+      Result r = ok(CONSUMER_GROUPS, "--bootstrap-server", b, "--describe", "--group", group, "--state");
+      List<Map<String, String>> rows = table(r.out(), "GROUP");
+      assertEquals(1, rows.size(), r.out());
+      assertEquals("Stable", rows.get(0).get("STATE"), r.out());
+      assertEquals("uniform", rows.get(0).get("ASSIGNMENT-STRATEGY"), r.out());
+      assertEquals("1", rows.get(0).get("#MEMBERS"), r.out());
+
+      r = ok(CONSUMER_GROUPS, "--bootstrap-server", b, "--describe", "--group", group, "--members");
+      rows = table(r.out(), "GROUP");
+      assertEquals(1, rows.size(), r.out());
+      assertEquals("tool-848-client", rows.get(0).get("CLIENT-ID"), r.out());
+      assertEquals("2", rows.get(0).get("#PARTITIONS"), r.out());
+
+      Result busy = run("", CONSUMER_GROUPS, "--bootstrap-server", b, "--delete", "--group", group);
+      assertTrue((busy.out() + busy.err()).contains("NonEmptyGroupException")
+          || (busy.out() + busy.err()).contains("is not empty"), "deleting an active group is refused: " + busy);
+    }
+  }
+
+  @Test
   void configsAndShareGroups() throws Exception {
     String b = bootstrap();
     String topic = unique("tool-share");
