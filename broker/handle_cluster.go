@@ -94,7 +94,10 @@ const (
 )
 
 // handleFindCoordinator names this broker as the coordinator of every
-// group; transactions are not served yet.
+// group. Transactions are not served yet: a transactional id gets
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId answers it,
+// because clients retry COORDINATOR_NOT_AVAILABLE without end (Kafka's
+// Admin sends FindCoordinator in a tight loop until its timeout).
 func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	keys := req.CoordinatorKeys
@@ -106,7 +109,7 @@ func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordina
 		c.Key, c.NodeID, c.Host, c.Port = key, b.cfg.nodeID, b.host, b.port
 		switch {
 		case req.CoordinatorType == coordinatorTransaction:
-			c.ErrorCode, c.ErrorMessage = kerr.CoordinatorNotAvailable.Code, kmsg.StringPtr("Riffle does not serve transactions yet")
+			c.ErrorCode, c.ErrorMessage = kerr.TransactionalIDAuthorizationFailed.Code, kmsg.StringPtr("Riffle does not serve transactions yet")
 		case key == "" && req.CoordinatorType == coordinatorGroup:
 			c.ErrorCode, c.ErrorMessage = kerr.InvalidGroupID.Code, kmsg.StringPtr("empty group id")
 		}

@@ -18,6 +18,7 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
@@ -44,6 +45,7 @@ import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicIdPartition;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.GroupIdNotFoundException;
 import org.apache.kafka.common.errors.InvalidRecordStateException;
 import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
@@ -369,7 +371,12 @@ class ShareConsumerTest {
             ShareGroupDescription d = admin.describeShareGroups(List.of(group)).all().get().get(group);
             return d.members().size() == consumers
                 && d.members().stream().allMatch(m -> m.assignment().topicPartitions().contains(new TopicPartition(topic, 0)));
-          } catch (Exception e) {
+          } catch (ExecutionException e) {
+            if (e.getCause() instanceof GroupIdNotFoundException) {
+              return false; // no member has joined yet
+            }
+            throw new RuntimeException(e);
+          } catch (InterruptedException e) {
             throw new RuntimeException(e);
           }
         });
