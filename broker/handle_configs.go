@@ -75,6 +75,9 @@ func (b *Broker) configResource(img *metadata.Image, typ kmsg.ConfigResourceType
 	r := metadata.ConfigResource{Type: metadata.ResourceType(typ), Name: name}
 	switch typ {
 	case kmsg.ConfigResourceTypeTopic:
+		if err := validTopicName(name); err != nil {
+			return r, nil, &configError{kerr.InvalidTopicException, err.Error()}
+		}
 		if _, ok := img.Topics[name]; !ok {
 			return r, nil, &configError{kerr.UnknownTopicOrPartition, fmt.Sprintf("topic %q does not exist", name)}
 		}
@@ -163,6 +166,10 @@ func explicitSource(t metadata.ResourceType, name string) kmsg.ConfigSource {
 
 // alterConfigs validates and applies one resource's changes.
 func (b *Broker) alterConfigs(ctx context.Context, typ kmsg.ConfigResourceType, name string, changes map[string]*string, replace, validateOnly bool) error {
+	if typ == kmsg.ConfigResourceTypeTopic && name == "" {
+		// Kafka has no cluster-wide topic defaults to alter.
+		return &configError{kerr.InvalidRequest, "default topic resources are not allowed"}
+	}
 	r, defs, err := b.configResource(b.meta.Image(), typ, name)
 	if err != nil {
 		return err
