@@ -350,17 +350,23 @@ func TestDescribeConfigsTopic(t *testing.T) {
 		}
 		compare(t, "DescribeConfigs "+topic, r, k, describeConfigsDocumented)
 	}
-	t.Run("unknown topic", func(t *testing.T) {
-		r, k := p.both(t, func() kmsg.Request {
-			req := kmsg.NewPtrDescribeConfigsRequest()
-			rr := kmsg.NewDescribeConfigsRequestResource()
-			rr.ResourceType = kmsg.ConfigResourceTypeTopic
-			rr.ResourceName = topicName(t, "unknown")
-			req.Resources = append(req.Resources, rr)
-			return req
+	for name, resource := range map[string]string{
+		"unknown topic":    topicName(t, "unknown"),
+		"bad topic name":   "a/b",
+		"empty topic name": "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, k := p.both(t, func() kmsg.Request {
+				req := kmsg.NewPtrDescribeConfigsRequest()
+				rr := kmsg.NewDescribeConfigsRequestResource()
+				rr.ResourceType = kmsg.ConfigResourceTypeTopic
+				rr.ResourceName = resource
+				req.Resources = append(req.Resources, rr)
+				return req
+			})
+			compare(t, "DescribeConfigs", r, k, nil)
 		})
-		compare(t, "DescribeConfigs", r, k, nil)
-	})
+	}
 }
 
 // nullDefaultSynonym: Kafka's log.retention.ms, log.roll.ms,
@@ -430,6 +436,74 @@ func TestListOffsetsEdges(t *testing.T) {
 				return req
 			})
 			compare(t, "ListOffsets", r, k, nil)
+		})
+	}
+}
+
+func TestIncrementalAlterConfigsErrors(t *testing.T) {
+	p := newPair(t)
+	topic := topicName(t, "t")
+	p.createTopic(t, topic, 1, nil)
+	const (
+		set      = 0
+		del      = 1
+		appendOp = 2
+	)
+	for _, c := range []struct {
+		name     string
+		resource string
+		op       int8
+		key      string
+		value    *string
+	}{
+		{"set retention", topic, set, "retention.ms", kmsg.StringPtr("1000")},
+		{"unknown config", topic, set, "no.such.config", kmsg.StringPtr("1")},
+		{"bad value", topic, set, "retention.ms", kmsg.StringPtr("soon")},
+		{"delete unset config", topic, del, "segment.ms", nil},
+		{"append to a non-list", topic, appendOp, "retention.ms", kmsg.StringPtr("5")},
+		{"unknown topic", topicName(t, "unknown"), set, "retention.ms", kmsg.StringPtr("1000")},
+		{"bad topic name", "a/b", set, "retention.ms", kmsg.StringPtr("1000")},
+		{"empty topic name", "", set, "retention.ms", kmsg.StringPtr("1000")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, k := p.both(t, func() kmsg.Request {
+				req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+				rr := kmsg.NewIncrementalAlterConfigsRequestResource()
+				rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeTopic, c.resource
+				cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+				cfg.Name, cfg.Op, cfg.Value = c.key, kmsg.IncrementalAlterConfigOp(c.op), c.value
+				rr.Configs = append(rr.Configs, cfg)
+				req.Resources = append(req.Resources, rr)
+				return req
+			})
+			compare(t, "IncrementalAlterConfigs", r, k, nil)
+		})
+	}
+}
+
+func TestDeleteTopicsErrors(t *testing.T) {
+	p := newPair(t)
+	topic := topicName(t, "t")
+	p.createTopic(t, topic, 1, nil)
+	for _, c := range []struct {
+		name  string
+		topic string
+	}{
+		{"existing", topic},
+		{"deleted again", topic},
+		{"unknown", topicName(t, "unknown")},
+		{"bad name", "a/b"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, k := p.both(t, func() kmsg.Request {
+				req := kmsg.NewPtrDeleteTopicsRequest()
+				req.TimeoutMillis = 10_000
+				rt := kmsg.NewDeleteTopicsRequestTopic()
+				rt.Topic = kmsg.StringPtr(c.topic)
+				req.Topics = append(req.Topics, rt)
+				return req
+			})
+			compare(t, "DeleteTopics", r, k, nil)
 		})
 	}
 }
