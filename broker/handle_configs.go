@@ -120,7 +120,7 @@ func (b *Broker) handleDescribeConfigs(_ context.Context, req *kmsg.DescribeConf
 			var syn []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym
 			if r.Type == metadata.ResourceTopic {
 				val, src = brokerDefault(img, b.cfg.nodeID, d)
-				if req.IncludeSynonyms {
+				if req.IncludeSynonyms && d.brokerName != "" {
 					syn = append(syn, synonym(d.brokerName, val, src))
 				}
 			}
