@@ -212,6 +212,8 @@ func TestCreateTopicsErrors(t *testing.T) {
 		{"bad config value", topicName(t, "cfgbad"), 1, 1, map[string]string{"retention.ms": "soon"}},
 		{"bad cleanup policy", topicName(t, "cfgpolicy"), 1, 1, map[string]string{"cleanup.policy": "bogus"}},
 		{"existing", existing, 1, 1, nil},
+		{"kafka-only config", topicName(t, "cfgkafka"), 1, 1, map[string]string{"compression.zstd.level": "3"}},
+		{"tiered storage off", topicName(t, "cfgtiered"), 1, 1, map[string]string{"remote.storage.enable": "false"}},
 	}
 	for _, validateOnly := range []bool{true, false} {
 		for _, c := range cases {
@@ -255,26 +257,6 @@ func TestCreateTopicsErrors(t *testing.T) {
 	})
 }
 
-// kafkaOnlyTopicConfigs are the topic configs Kafka 4.4 lists that Riffle
-// does not: they concern features Riffle does not have, so it neither lists
-// nor accepts them.
-var kafkaOnlyTopicConfigs = map[string]string{
-	"compression.gzip.level":                  "Riffle never recompresses batches (compression.type is producer only)",
-	"compression.lz4.level":                   "Riffle never recompresses batches (compression.type is producer only)",
-	"compression.zstd.level":                  "Riffle never recompresses batches (compression.type is producer only)",
-	"max.decompressed.message.bytes":          "Riffle never decompresses batches",
-	"errors.deadletterqueue.group.enable":     "no share-group dead-letter queue (KIP-1191) in Riffle",
-	"follower.replication.throttled.replicas": "no replication in Riffle",
-	"leader.replication.throttled.replicas":   "no replication in Riffle",
-	"local.retention.bytes":                   "no tiered storage in Riffle",
-	"local.retention.ms":                      "no tiered storage in Riffle",
-	"remote.copy.lag.bytes":                   "no tiered storage in Riffle",
-	"remote.copy.lag.ms":                      "no tiered storage in Riffle",
-	"remote.log.copy.disable":                 "no tiered storage in Riffle",
-	"remote.log.delete.on.disable":            "no tiered storage in Riffle",
-	"remote.storage.enable":                   "no tiered storage in Riffle",
-}
-
 // minISRSource: Kafka 4's storage tool formats a cluster with a dynamic
 // cluster-wide default min.insync.replicas (for eligible leader replicas,
 // KIP-966); Riffle has no dynamic broker defaults unless set.
@@ -286,9 +268,6 @@ func documentedConfigs(prefix string, extra map[string]string) map[string]string
 	m := map[string]string{
 		prefix + "[min.insync.replicas].Source":          minISRSource,
 		prefix + "[min.insync.replicas].ConfigSynonyms*": minISRSource,
-	}
-	for name, reason := range kafkaOnlyTopicConfigs {
-		m[prefix+"["+name+"]"] = reason
 	}
 	for k, v := range extra {
 		m[k] = v
