@@ -52,6 +52,8 @@ func oneOf(vals ...string) func(string) error {
 
 func isBool(v string) error { return oneOf("true", "false")(v) }
 
+func anyValue(string) error { return nil }
+
 func isDouble(v string) error {
 	if _, err := strconv.ParseFloat(v, 64); err != nil {
 		return fmt.Errorf("%q is not a number", v)
@@ -77,14 +79,23 @@ const (
 var topicConfigs = []configDef{
 	{"cleanup.policy", "log.cleanup.policy", kmsg.ConfigTypeList, "delete", cleanupPolicy,
 		"delete removes old segments by retention.ms and retention.bytes. A compact topic is never deleted by retention; Riffle does not compact it yet."},
+	{"compression.gzip.level", "compression.gzip.level", kmsg.ConfigTypeInt, "-1", intRange(-1, 9), "Level Kafka recompresses gzip with; Riffle never recompresses." + noEffect},
+	{"compression.lz4.level", "compression.lz4.level", kmsg.ConfigTypeInt, "9", intRange(1, 17), "Level Kafka recompresses lz4 with; Riffle never recompresses." + noEffect},
 	{"compression.type", "compression.type", kmsg.ConfigTypeString, "producer", oneOf("producer"),
 		"Riffle stores batches exactly as producers compressed them, so only producer is accepted."},
+	{"compression.zstd.level", "compression.zstd.level", kmsg.ConfigTypeInt, "3", intRange(-131072, 22), "Level Kafka recompresses zstd with; Riffle never recompresses." + noEffect},
 	{"delete.retention.ms", "log.cleaner.delete.retention.ms", kmsg.ConfigTypeLong, "86400000", intRange(0, maxInt64), "Tombstone retention for compacted topics." + noEffect},
+	{"errors.deadletterqueue.group.enable", "", kmsg.ConfigTypeBoolean, "false", isBool, "Share group dead-letter queue (KIP-1191)." + noEffect},
 	{"file.delete.delay.ms", "log.segment.delete.delay.ms", kmsg.ConfigTypeLong, "60000", intRange(0, maxInt64), "Delay before deleting a file." + noEffect},
 	{"flush.messages", "log.flush.interval.messages", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(1, maxInt64), "Riffle flushes by its --fsync policy." + noEffect},
 	{"flush.ms", "log.flush.interval.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(0, maxInt64), "Riffle flushes by its --fsync policy." + noEffect},
+	{"follower.replication.throttled.replicas", "", kmsg.ConfigTypeList, "", anyValue, "Replication throttle; Riffle does not replicate partitions." + noEffect},
 	{"index.interval.bytes", "log.index.interval.bytes", kmsg.ConfigTypeInt, "4096", intRange(0, maxInt32), "Bytes between entries of the sparse offset index."},
+	{"leader.replication.throttled.replicas", "", kmsg.ConfigTypeList, "", anyValue, "Replication throttle; Riffle does not replicate partitions." + noEffect},
+	{"local.retention.bytes", "log.local.retention.bytes", kmsg.ConfigTypeLong, "-2", intRange(-2, maxInt64), "Local retention under tiered storage, which Riffle does not have." + noEffect},
+	{"local.retention.ms", "log.local.retention.ms", kmsg.ConfigTypeLong, "-2", intRange(-2, maxInt64), "Local retention under tiered storage, which Riffle does not have." + noEffect},
 	{"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(1, maxInt64), "Compaction lag." + noEffect},
+	{"max.decompressed.message.bytes", "max.decompressed.message.bytes", kmsg.ConfigTypeInt, "2147483639", intRange(0, maxInt32), "Riffle never decompresses batches." + noEffect},
 	{"max.message.bytes", "message.max.bytes", kmsg.ConfigTypeInt, "1048588", intRange(0, maxInt32), "Largest record batch a producer may append."},
 	{"message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", kmsg.ConfigTypeLong, "3600000", intRange(0, maxInt64), "Largest time in ms a CreateTime record's timestamp may lie ahead of the broker's clock; later records are refused with INVALID_TIMESTAMP."},
 	{"message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(0, maxInt64), "Largest time in ms a CreateTime record's timestamp may lie behind the broker's clock; older records are refused with INVALID_TIMESTAMP."},
@@ -94,6 +105,11 @@ var topicConfigs = []configDef{
 	{"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", kmsg.ConfigTypeLong, "0", intRange(0, maxInt64), "Compaction lag." + noEffect},
 	{"min.insync.replicas", "min.insync.replicas", kmsg.ConfigTypeInt, "1", intRange(1, maxInt32), "Replicas that must acknowledge acks=all; one broker is always enough." + noEffect},
 	{"preallocate", "log.preallocate", kmsg.ConfigTypeBoolean, "false", isBool, "Segment preallocation." + noEffect},
+	{"remote.copy.lag.bytes", "log.remote.copy.lag.bytes", kmsg.ConfigTypeLong, "-1", intRange(-1, maxInt64), "Tiered storage, which Riffle does not have." + noEffect},
+	{"remote.copy.lag.ms", "log.remote.copy.lag.ms", kmsg.ConfigTypeLong, "0", intRange(0, maxInt64), "Tiered storage, which Riffle does not have." + noEffect},
+	{"remote.log.copy.disable", "", kmsg.ConfigTypeBoolean, "false", isBool, "Tiered storage, which Riffle does not have." + noEffect},
+	{"remote.log.delete.on.disable", "", kmsg.ConfigTypeBoolean, "false", isBool, "Tiered storage, which Riffle does not have." + noEffect},
+	{"remote.storage.enable", "", kmsg.ConfigTypeBoolean, "false", oneOf("false"), "Riffle has no tiered storage, so only false is accepted."},
 	{"retention.bytes", "log.retention.bytes", kmsg.ConfigTypeLong, "-1", intRange(-1, maxInt64), "Largest size of a partition before its oldest segments are deleted; -1 for no limit."},
 	{"retention.ms", "log.retention.ms", kmsg.ConfigTypeLong, "604800000", intRange(-1, maxInt64), "Age after which whole segments are deleted; -1 for no limit."},
 	{"segment.bytes", "log.segment.bytes", kmsg.ConfigTypeInt, "1073741824", intRange(14, maxInt32), "Size at which a partition rolls to a new segment file."},

@@ -79,6 +79,9 @@ func (b *Broker) configResource(img *metadata.Image, typ kmsg.ConfigResourceType
 	r := metadata.ConfigResource{Type: metadata.ResourceType(typ), Name: name}
 	switch typ {
 	case kmsg.ConfigResourceTypeTopic:
+		if err := validTopicName(name); err != nil {
+			return r, nil, &configError{kerr.InvalidTopicException, err.Error()}
+		}
 		if _, ok := img.Topics[name]; !ok {
 			return r, nil, &configError{kerr.UnknownTopicOrPartition, fmt.Sprintf("topic %q does not exist", name)}
 		}
@@ -124,7 +127,7 @@ func (b *Broker) handleDescribeConfigs(_ context.Context, req *kmsg.DescribeConf
 			var syn []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym
 			if r.Type == metadata.ResourceTopic {
 				val, src = brokerDefault(img, b.cfg.nodeID, d)
-				if req.IncludeSynonyms {
+				if req.IncludeSynonyms && d.brokerName != "" {
 					syn = append(syn, synonym(d.brokerName, val, src))
 				}
 			}
@@ -170,6 +173,10 @@ func explicitSource(t metadata.ResourceType, name string) kmsg.ConfigSource {
 
 // alterConfigs validates and applies one resource's changes.
 func (b *Broker) alterConfigs(ctx context.Context, typ kmsg.ConfigResourceType, name string, changes map[string]*string, replace, validateOnly bool) error {
+	if typ == kmsg.ConfigResourceTypeTopic && name == "" {
+		// Kafka has no cluster-wide topic defaults to alter.
+		return &configError{kerr.InvalidRequest, "default topic resources are not allowed"}
+	}
 	r, defs, err := b.configResource(b.meta.Image(), typ, name)
 	if err != nil {
 		return err

@@ -371,75 +371,76 @@ func TestConfigAndTopicErrors(t *testing.T) {
 }
 
 func TestWordCountClassicProtocol(t *testing.T) {
-	brokers := kfakeCluster(t)
-	a := startApp(t, brokers, t.TempDir(), WithGroupProtocol(GroupProtocolClassic))
-	b := startApp(t, brokers, t.TempDir(), WithGroupProtocol(GroupProtocolClassic))
-	waitFor(t, "both instances to own tasks", 30*time.Second, func() bool {
-		return a.app.Metrics().Tasks > 0 && b.app.Metrics().Tasks > 0
-	})
-	truth := produceLines(t, brokers, 2000, 10)
-	got := latest(t, brokers, outputTopic, 30*time.Second, atLeast(truth))
-	if d := diff(truth, got); d != "" {
-		t.Fatalf("counts differ from the truth: %s", d)
-	}
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx := context.Background()
-	changelog := state.ChangelogTopic("wordcount", "counts")
-	repartition := topology.InternalTopic("wordcount", "counts-repartition")
-	details, err := adm.ListTopics(ctx, changelog, repartition)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, topic := range []string{changelog, repartition} {
-		if n := len(details[topic].Partitions); n != partitions {
-			t.Errorf("%s has %d partitions, want %d", topic, n, partitions)
+	forEachCluster(t, func(t *testing.T, brokers []string) {
+		a := startApp(t, brokers, t.TempDir(), WithGroupProtocol(GroupProtocolClassic))
+		b := startApp(t, brokers, t.TempDir(), WithGroupProtocol(GroupProtocolClassic))
+		waitFor(t, "both instances to own tasks", 30*time.Second, func() bool {
+			return a.app.Metrics().Tasks > 0 && b.app.Metrics().Tasks > 0
+		})
+		truth := produceLines(t, brokers, 2000, 10)
+		got := latest(t, brokers, outputTopic, 30*time.Second, atLeast(truth))
+		if d := diff(truth, got); d != "" {
+			t.Fatalf("counts differ from the truth: %s", d)
 		}
-	}
-	configs, err := adm.DescribeTopicConfigs(ctx, changelog, repartition)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for topic, want := range map[string]string{changelog: "compact", repartition: "delete"} {
-		rc, err := configs.On(topic, nil)
+
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var policy string
-		for _, c := range rc.Configs {
-			if c.Key == "cleanup.policy" && c.Value != nil {
-				policy = *c.Value
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		ctx := context.Background()
+		changelog := state.ChangelogTopic("wordcount", "counts")
+		repartition := topology.InternalTopic("wordcount", "counts-repartition")
+		details, err := adm.ListTopics(ctx, changelog, repartition)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, topic := range []string{changelog, repartition} {
+			if n := len(details[topic].Partitions); n != partitions {
+				t.Errorf("%s has %d partitions, want %d", topic, n, partitions)
 			}
 		}
-		if policy != want {
-			t.Errorf("%s: cleanup.policy=%q, want %q", topic, policy, want)
-		}
-	}
-	// The record cache coalesces updates of hot keys: far fewer changelog
-	// records than counted words. Counts reach the output before the cache
-	// is flushed at the next commit, so wait for the changelog to fill.
-	var logged, words int64
-	waitFor(t, "the changelog to be flushed", 10*time.Second, func() bool {
-		ends, err := adm.ListEndOffsets(ctx, changelog)
+		configs, err := adm.DescribeTopicConfigs(ctx, changelog, repartition)
 		if err != nil {
 			t.Fatal(err)
 		}
-		logged = 0
-		ends.Each(func(o kadm.ListedOffset) { logged += o.Offset })
-		return logged > 0
+		for topic, want := range map[string]string{changelog: "compact", repartition: "delete"} {
+			rc, err := configs.On(topic, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var policy string
+			for _, c := range rc.Configs {
+				if c.Key == "cleanup.policy" && c.Value != nil {
+					policy = *c.Value
+				}
+			}
+			if policy != want {
+				t.Errorf("%s: cleanup.policy=%q, want %q", topic, policy, want)
+			}
+		}
+		// The record cache coalesces updates of hot keys: far fewer changelog
+		// records than counted words. Counts reach the output before the cache
+		// is flushed at the next commit, so wait for the changelog to fill.
+		var logged, words int64
+		waitFor(t, "the changelog to be flushed", 10*time.Second, func() bool {
+			ends, err := adm.ListEndOffsets(ctx, changelog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logged = 0
+			ends.Each(func(o kadm.ListedOffset) { logged += o.Offset })
+			return logged > 0
+		})
+		for _, n := range truth {
+			words += n
+		}
+		if logged == 0 || logged >= words/2 {
+			t.Fatalf("changelog holds %d records for %d words; want caching to coalesce updates", logged, words)
+		}
+		t.Logf("changelog holds %d records for %d words", logged, words)
 	})
-	for _, n := range truth {
-		words += n
-	}
-	if logged == 0 || logged >= words/2 {
-		t.Fatalf("changelog holds %d records for %d words; want caching to coalesce updates", logged, words)
-	}
-	t.Logf("changelog holds %d records for %d words", logged, words)
 }
 
 func TestEmbeddedBrokerStartsWithRun(t *testing.T) {

@@ -74,6 +74,7 @@ func (b *Broker) Pid() int { return b.cmd.Process.Pid }
 // config is the broker configuration [Option]s build.
 type config struct {
 	heap  string
+	jvm   []string
 	props map[string]string
 }
 
@@ -83,6 +84,18 @@ type Option func(*config)
 // Heap sets the JVM heap size (as -Xms and -Xmx take it, for example
 // "1g"). Default: [DefaultHeap].
 func Heap(size string) Option { return func(c *config) { c.heap = size } }
+
+// JVMOptions adds options to the broker's java command line (for example
+// Kafka's own KAFKA_JVM_PERFORMANCE_OPTS, [PerformanceJVMOptions]).
+// Default: none beyond the heap, so the JVM's own defaults apply.
+func JVMOptions(opts ...string) Option { return func(c *config) { c.jvm = append(c.jvm, opts...) } }
+
+// PerformanceJVMOptions are the JVM options Kafka's kafka-run-class.sh
+// starts a broker with (KAFKA_JVM_PERFORMANCE_OPTS in Kafka 4).
+var PerformanceJVMOptions = []string{
+	"-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+	"-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+}
 
 // Config sets a broker property in server.properties, overriding the
 // defaults [Launch] writes (for example Config("log.flush.interval.messages",
@@ -291,12 +304,12 @@ func launch(cp, dir string, cfg config) (*Broker, error) {
 	if err := os.WriteFile(log4jFile, []byte(log4jConfig), 0o644); err != nil {
 		return nil, fmt.Errorf("write log4j2.properties: %w", err)
 	}
-	jvm := []string{
+	jvm := append([]string{
 		"-Xms" + cfg.heap, "-Xmx" + cfg.heap,
 		"-Dlog4j2.configurationFile=" + log4jFile,
 		"-Dkafka.logs.dir=" + dir,
 		"-cp", cp,
-	}
+	}, cfg.jvm...)
 	clusterID, err := newClusterID()
 	if err != nil {
 		return nil, err

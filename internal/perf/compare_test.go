@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -20,32 +21,50 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/riffle-stream/riffle/broker"
+	"github.com/riffle-stream/riffle/internal/kafkatest"
 )
 
-// The side-by-side benchmark (GitHub issue "Speed"):
+// The side-by-side benchmark (GitHub issues "Speed" and 13):
 //
-//	RIFFLE_PERF_COMPARE=1 go test -run TestCompare -v -timeout 30m ./internal/perf
+//	RIFFLE_PERF_COMPARE=1 go test -run TestCompare -v -timeout 60m ./internal/perf
 //
-// It runs franz-go's kfake and a Riffle broker alternately, each as a child
-// process of the test binary (re-executed with RIFFLE_PERF_CHILD set), and
-// drives both with the same franz-go load from the test process: produce
-// 1 KiB records with acks=all, consume them from the start, then e2e latency
-// at 10,000 records/s. Each round starts fresh brokers on empty data
-// directories, so both systems pay for creating their files. The whole
-// sequence runs with fsync on every acknowledged write (kfake DataDir with
-// SyncWrites against Riffle's default group commit) and again without
-// (kfake DataDir alone against Riffle's page-cache mode), and the medians
-// over the rounds are printed with the ratio Riffle / kfake and each
-// figure's range across rounds, which shows how noisy the machine was.
+// It runs a Riffle broker, franz-go's kfake and Apache Kafka 4 alternately,
+// each in its own process: Riffle and kfake as child processes of the test
+// binary (re-executed with RIFFLE_PERF_CHILD set), Kafka as a JVM in KRaft
+// combined mode started by internal/kafkatest (skipped with a note when
+// java or the Kafka jars are missing; see that package). The same franz-go
+// load drives all three from the test process: produce 1 KiB records with
+// acks=all, consume them from the start, then e2e latency at 10,000
+// records/s. Each round starts fresh brokers on empty data directories, so
+// every system pays for creating its files, and the order of the systems
+// rotates from round to round.
 //
-// Running the brokers in child processes keeps their cost apart from the
-// client's: broker CPU is utime+stime from /proc/<pid>/stat read before and
-// after the produce phase (in USER_HZ ticks, 100 a second on Linux), divided
-// by the gigabytes (10^9 bytes of record values) produced; peak RSS is
-// VmHWM from /proc/<pid>/status at the end of the round.
+// The whole sequence runs twice, with the durability each system offers:
 //
-// Environment, with defaults sized for a two-core machine (a full run takes
-// about three minutes):
+//   - fsync before acknowledging: kfake DataDir with SyncWrites, Riffle's
+//     default group commit, Kafka with log.flush.interval.messages=1 (the
+//     broker-wide flush.messages=1: every append is fsynced before the
+//     produce request is answered);
+//   - page cache only: kfake DataDir alone, Riffle --fsync none, and Kafka's
+//     defaults (Kafka never fsyncs on the produce path by default; it relies
+//     on replication, which a single broker does not have).
+//
+// Kafka's JVM gets a 1 GiB heap (-Xms1g -Xmx1g, what kafka-server-start.sh
+// gives it) and the G1 options of kafka-run-class.sh
+// (kafkatest.PerformanceJVMOptions); its peak RSS includes the JVM's code
+// cache, metaspace and direct buffers as well as the heap it touched.
+//
+// The medians over the rounds are printed with the ratios Riffle / kfake
+// and Riffle / Kafka and each figure's range across rounds, which shows how
+// noisy the machine was.
+//
+// Running the brokers in their own processes keeps their cost apart from
+// the client's: broker CPU is utime+stime from /proc/<pid>/stat read before
+// and after the produce phase (in USER_HZ ticks, 100 a second on Linux),
+// divided by the gigabytes (10^9 bytes of record values) produced; peak RSS
+// is VmHWM from /proc/<pid>/status at the end of the round.
+//
+// Environment, with defaults sized for a two-core machine:
 //
 //	RIFFLE_PERF_ROUNDS       rounds per durability mode (5)
 //	RIFFLE_PERF_RECORDS      records produced and consumed per round (500000)
@@ -53,6 +72,7 @@ import (
 //	RIFFLE_PERF_PARTITIONS   partitions of the benchmark topic (3)
 //	RIFFLE_PERF_E2E_RATE     e2e records per second (10000)
 //	RIFFLE_PERF_E2E_SECONDS  e2e duration per round (5)
+//	RIFFLE_PERF_SYSTEMS      systems to compare, comma-separated (riffle,kfake,kafka)
 const (
 	childEnv    = "RIFFLE_PERF_CHILD"
 	childDirEnv = "RIFFLE_PERF_CHILD_DIR"
@@ -75,7 +95,86 @@ type system string
 const (
 	riffle   system = "riffle"
 	kfakeSys system = "kfake"
+	kafkaSys system = "kafka"
 )
+
+// kafkaHeap is the heap of the Kafka broker under comparison: what
+// kafka-server-start.sh gives it (KAFKA_HEAP_OPTS="-Xmx1G -Xms1G").
+const kafkaHeap = "1g"
+
+// server is a broker under measurement, running in a process of its own.
+type server interface {
+	address() string
+	pid() int
+	stop(t *testing.T)
+}
+
+// startServer starts a fresh broker of system sys in durability mode
+// (fsync or nofsync) for the rest of the test.
+func startServer(t *testing.T, sys system, mode string) server {
+	t.Helper()
+	if sys != kafkaSys {
+		return startChild(t, sys, mode)
+	}
+	cp, err := kafkatest.Classpath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []kafkatest.Option{kafkatest.Heap(kafkaHeap), kafkatest.JVMOptions(kafkatest.PerformanceJVMOptions...)}
+	if mode == "fsync" {
+		opts = append(opts, kafkatest.Config("log.flush.interval.messages", "1"))
+	}
+	b, err := kafkatest.Launch(cp, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &kafkaServer{b: b}
+	t.Cleanup(func() { k.stop(t) })
+	return k
+}
+
+// kafkaServer is an Apache Kafka broker's JVM.
+type kafkaServer struct{ b *kafkatest.Broker }
+
+func (k *kafkaServer) address() string { return k.b.Addr() }
+func (k *kafkaServer) pid() int        { return k.b.Pid() }
+func (k *kafkaServer) stop(t *testing.T) {
+	if err := k.b.Stop(); err != nil {
+		t.Errorf("stop kafka: %v", err)
+	}
+}
+
+// compareSystems returns the systems RIFFLE_PERF_SYSTEMS names (all three
+// by default), leaving Kafka out with a note when it cannot run here.
+func compareSystems(t *testing.T) []system {
+	names := "riffle,kfake,kafka"
+	if v := os.Getenv("RIFFLE_PERF_SYSTEMS"); v != "" {
+		names = v
+	}
+	var out []system
+	for _, n := range strings.Split(names, ",") {
+		sys := system(strings.TrimSpace(n))
+		switch sys {
+		case riffle, kfakeSys:
+		case kafkaSys:
+			if _, err := kafkatest.Classpath(); err != nil {
+				fmt.Printf("Apache Kafka left out: %v\n", err)
+				continue
+			}
+		default:
+			t.Fatalf("RIFFLE_PERF_SYSTEMS: unknown system %q (want riffle, kfake or kafka)", sys)
+		}
+		out = append(out, sys)
+	}
+	if len(out) == 0 {
+		t.Fatal("no system to compare")
+	}
+	// Riffle first: the ratios are Riffle over each other system.
+	if i := slices.Index(out, riffle); i > 0 {
+		out = append([]system{riffle}, slices.Delete(out, i, i+1)...)
+	}
+	return out
+}
 
 // runChild serves one broker on a loopback port until SIGTERM, announcing
 // its address on stdout as "listening <addr>".
@@ -218,9 +317,12 @@ func (c *child) stop(t *testing.T) {
 	}
 }
 
-// cpuSeconds reads the child's user plus system CPU time.
-func (c *child) cpuSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+func (c *child) address() string { return c.addr }
+func (c *child) pid() int        { return c.cmd.Process.Pid }
+
+// cpuSeconds reads a process's user plus system CPU time.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read child stat: %w", err)
 	}
@@ -243,9 +345,9 @@ func (c *child) cpuSeconds() (float64, error) {
 	return ticks / userHZ, nil
 }
 
-// peakRSS reads the child's high-water resident set size in bytes.
-func (c *child) peakRSS() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+// peakRSS reads a process's high-water resident set size in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read child status: %w", err)
 	}
@@ -258,7 +360,7 @@ func (c *child) peakRSS() (int64, error) {
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", c.cmd.Process.Pid)
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
 // compareConfig is the benchmark's load, read from the environment.
@@ -315,12 +417,12 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := startChild(t, sys, mode)
+	c := startServer(t, sys, mode)
 	defer c.stop(t)
-	load := []Opt{Brokers(c.addr), Topic("perf-compare"), Partitions(int32(cc.partitions)),
+	load := []Opt{Brokers(c.address()), Topic("perf-compare"), Partitions(int32(cc.partitions)),
 		RecordSize(cc.recordSize), WithAcks(AcksAll)}
 
-	cpu0, err := c.cpuSeconds()
+	cpu0, err := cpuSeconds(c.pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +430,7 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 	if err != nil {
 		t.Fatalf("%s/%s: %v", sys, mode, err)
 	}
-	cpu1, err := c.cpuSeconds()
+	cpu1, err := cpuSeconds(c.pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +446,7 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 	if err != nil {
 		t.Fatalf("%s/%s: %v", sys, mode, err)
 	}
-	rss, err := c.peakRSS()
+	rss, err := peakRSS(c.pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,21 +477,26 @@ func median(xs []float64) float64 {
 
 func TestCompare(t *testing.T) {
 	if os.Getenv("RIFFLE_PERF_COMPARE") == "" {
-		t.Skip("set RIFFLE_PERF_COMPARE=1 to run the Riffle / kfake comparison")
+		t.Skip("set RIFFLE_PERF_COMPARE=1 to run the Riffle / kfake / Kafka comparison")
 	}
 	cc := loadCompareConfig(t)
-	fmt.Printf("Riffle vs kfake: %d rounds per mode, %d records of %d B acks=all over %d partitions, e2e %v at %.0f records/s\n",
-		cc.rounds, cc.records, cc.recordSize, cc.partitions, cc.e2eDuration, cc.e2eRate)
+	systems := compareSystems(t)
+	fmt.Printf("%s: %d rounds per mode, %d records of %d B acks=all over %d partitions, e2e %v at %.0f records/s\n",
+		joinSystems(systems, " vs "), cc.rounds, cc.records, cc.recordSize, cc.partitions, cc.e2eDuration, cc.e2eRate)
 	for _, mode := range []struct{ name, label string }{
-		{"fsync", "fsync before acknowledging: kfake DataDir+SyncWrites, Riffle default group commit"},
-		{"nofsync", "page cache only: kfake DataDir, Riffle --fsync none"},
+		{"fsync", "fsync before acknowledging: kfake DataDir+SyncWrites, Riffle default group commit, Kafka flush.messages=1"},
+		{"nofsync", "page cache only: kfake DataDir, Riffle --fsync none, Kafka defaults"},
 	} {
-		samples := map[system]map[string][]float64{riffle: {}, kfakeSys: {}}
+		samples := make(map[system]map[string][]float64)
+		for _, sys := range systems {
+			samples[sys] = make(map[string][]float64)
+		}
 		for round := range cc.rounds {
-			order := []system{riffle, kfakeSys}
-			if round%2 == 1 {
-				slices.Reverse(order)
-			}
+			// Rotate the order so that no system always runs first
+			// (on a cold page cache) or last.
+			order := slices.Clone(systems)
+			shift := round % len(order)
+			order = append(order[shift:], order[:shift]...)
 			for _, sys := range order {
 				begin := time.Now()
 				got := measure(t, sys, mode.name, cc)
@@ -401,21 +508,58 @@ func TestCompare(t *testing.T) {
 			}
 		}
 		fmt.Printf("\n%s (medians of %d rounds)\n", mode.label, cc.rounds)
-		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(w, "figure\triffle\tkfake\triffle/kfake\tbetter\triffle min..max\tkfake min..max\t")
-		for _, f := range figures {
-			rs, ks := samples[riffle][f.name], samples[kfakeSys][f.name]
-			r, k := median(rs), median(ks)
-			better := "lower"
-			if f.higher {
-				better = "higher"
-			}
-			fmt.Fprintf(w, "%s\t%.2f\t%.2f\t%.2f\t%s\t%.2f..%.2f\t%.2f..%.2f\t\n",
-				f.name, r, k, r/k, better, slices.Min(rs), slices.Max(rs), slices.Min(ks), slices.Max(ks))
-		}
-		if err := w.Flush(); err != nil {
+		if err := printMedians(os.Stdout, systems, samples, figures); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Println()
 	}
+}
+
+func joinSystems(systems []system, sep string) string {
+	names := make([]string, len(systems))
+	for i, s := range systems {
+		names[i] = string(s)
+	}
+	return strings.Join(names, sep)
+}
+
+// printMedians writes one line per figure: each system's median, the
+// ratio of the first system's median to each other's, and each system's
+// range across rounds.
+func printMedians(out io.Writer, systems []system, samples map[system]map[string][]float64, figures []figure) error {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := []string{"figure"}
+	for _, s := range systems {
+		header = append(header, string(s))
+	}
+	for _, s := range systems[1:] {
+		header = append(header, string(systems[0])+"/"+string(s))
+	}
+	header = append(header, "better")
+	for _, s := range systems {
+		header = append(header, string(s)+" min..max")
+	}
+	fmt.Fprintln(w, strings.Join(header, "\t")+"\t")
+	for _, f := range figures {
+		row := []string{f.name}
+		medians := make([]float64, len(systems))
+		for i, s := range systems {
+			medians[i] = median(samples[s][f.name])
+			row = append(row, fmt.Sprintf("%.2f", medians[i]))
+		}
+		for i := range systems[1:] {
+			row = append(row, fmt.Sprintf("%.2f", medians[0]/medians[i+1]))
+		}
+		better := "lower"
+		if f.higher {
+			better = "higher"
+		}
+		row = append(row, better)
+		for _, s := range systems {
+			xs := samples[s][f.name]
+			row = append(row, fmt.Sprintf("%.2f..%.2f", slices.Min(xs), slices.Max(xs)))
+		}
+		fmt.Fprintln(w, strings.Join(row, "\t")+"\t")
+	}
+	return w.Flush()
 }

@@ -107,29 +107,51 @@ func apiVersions(t *testing.T, addr string) *kmsg.ApiVersionsResponse {
 	return resp
 }
 
+// side names one of the two brokers.
+type side int
+
+const (
+	onRiffle side = iota
+	onKafka
+)
+
+func (s side) String() string { return [...]string{"riffle", "kafka"}[s] }
+
+// send sends req straight to the one broker of side s (the client would
+// otherwise split requests by partition leader and answer unknown
+// partitions itself).
+func (p *pair) send(t *testing.T, s side, req kmsg.Request) kmsg.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cl := [...]*kgo.Client{p.riffle, p.kafka}[s]
+	resp, err := cl.SeedBrokers()[0].Request(ctx, req)
+	if err != nil {
+		t.Fatalf("%s: %T: %v", s, req, err)
+	}
+	return resp
+}
+
+// bothFor sends the request newReq builds for each side to that broker and
+// returns the two responses (Riffle's first), for sequences in which each
+// broker's answers (member ids) feed its next request.
+func (p *pair) bothFor(t *testing.T, newReq func(side) kmsg.Request) (riffle, kafka kmsg.Response) {
+	t.Helper()
+	return p.send(t, onRiffle, newReq(onRiffle)), p.send(t, onKafka, newReq(onKafka))
+}
+
 // both sends the request newReq builds to each broker and returns the
 // responses as generic trees (Riffle's first).
 func (p *pair) both(t *testing.T, newReq func() kmsg.Request) (riffle, kafka any) {
 	t.Helper()
-	send := func(cl *kgo.Client, name string) any {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		req := newReq()
-		// Straight to the one broker: the client would otherwise split
-		// requests by partition leader and answer unknown partitions itself.
-		resp, err := cl.SeedBrokers()[0].Request(ctx, req)
-		if err != nil {
-			t.Fatalf("%s: %T: %v", name, req, err)
-		}
-		return normalize(tree(t, resp))
-	}
-	return send(p.riffle, "riffle"), send(p.kafka, "kafka")
+	r, k := p.bothFor(t, func(side) kmsg.Request { return newReq() })
+	return trees(t, r, k)
 }
 
-// each sends the request to both brokers, for setting up state.
-func (p *pair) each(t *testing.T, newReq func() kmsg.Request) {
+// trees turns both responses into normalized generic trees.
+func trees(t *testing.T, r, k kmsg.Response) (any, any) {
 	t.Helper()
-	p.both(t, newReq)
+	return normalize(tree(t, r)), normalize(tree(t, k))
 }
 
 // tree turns a kmsg response into maps, slices and scalars.

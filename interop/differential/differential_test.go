@@ -212,6 +212,8 @@ func TestCreateTopicsErrors(t *testing.T) {
 		{"bad config value", topicName(t, "cfgbad"), 1, 1, map[string]string{"retention.ms": "soon"}},
 		{"bad cleanup policy", topicName(t, "cfgpolicy"), 1, 1, map[string]string{"cleanup.policy": "bogus"}},
 		{"existing", existing, 1, 1, nil},
+		{"kafka-only config", topicName(t, "cfgkafka"), 1, 1, map[string]string{"compression.zstd.level": "3"}},
+		{"tiered storage off", topicName(t, "cfgtiered"), 1, 1, map[string]string{"remote.storage.enable": "false"}},
 	}
 	for _, validateOnly := range []bool{true, false} {
 		for _, c := range cases {
@@ -255,26 +257,6 @@ func TestCreateTopicsErrors(t *testing.T) {
 	})
 }
 
-// kafkaOnlyTopicConfigs are the topic configs Kafka 4.4 lists that Riffle
-// does not: they concern features Riffle does not have, so it neither lists
-// nor accepts them.
-var kafkaOnlyTopicConfigs = map[string]string{
-	"compression.gzip.level":                  "Riffle never recompresses batches (compression.type is producer only)",
-	"compression.lz4.level":                   "Riffle never recompresses batches (compression.type is producer only)",
-	"compression.zstd.level":                  "Riffle never recompresses batches (compression.type is producer only)",
-	"max.decompressed.message.bytes":          "Riffle never decompresses batches",
-	"errors.deadletterqueue.group.enable":     "no share-group dead-letter queue (KIP-1191) in Riffle",
-	"follower.replication.throttled.replicas": "no replication in Riffle",
-	"leader.replication.throttled.replicas":   "no replication in Riffle",
-	"local.retention.bytes":                   "no tiered storage in Riffle",
-	"local.retention.ms":                      "no tiered storage in Riffle",
-	"remote.copy.lag.bytes":                   "no tiered storage in Riffle",
-	"remote.copy.lag.ms":                      "no tiered storage in Riffle",
-	"remote.log.copy.disable":                 "no tiered storage in Riffle",
-	"remote.log.delete.on.disable":            "no tiered storage in Riffle",
-	"remote.storage.enable":                   "no tiered storage in Riffle",
-}
-
 // minISRSource: Kafka 4's storage tool formats a cluster with a dynamic
 // cluster-wide default min.insync.replicas (for eligible leader replicas,
 // KIP-966); Riffle has no dynamic broker defaults unless set.
@@ -286,9 +268,6 @@ func documentedConfigs(prefix string, extra map[string]string) map[string]string
 	m := map[string]string{
 		prefix + "[min.insync.replicas].Source":          minISRSource,
 		prefix + "[min.insync.replicas].ConfigSynonyms*": minISRSource,
-	}
-	for name, reason := range kafkaOnlyTopicConfigs {
-		m[prefix+"["+name+"]"] = reason
 	}
 	for k, v := range extra {
 		m[k] = v
@@ -350,17 +329,23 @@ func TestDescribeConfigsTopic(t *testing.T) {
 		}
 		compare(t, "DescribeConfigs "+topic, r, k, describeConfigsDocumented)
 	}
-	t.Run("unknown topic", func(t *testing.T) {
-		r, k := p.both(t, func() kmsg.Request {
-			req := kmsg.NewPtrDescribeConfigsRequest()
-			rr := kmsg.NewDescribeConfigsRequestResource()
-			rr.ResourceType = kmsg.ConfigResourceTypeTopic
-			rr.ResourceName = topicName(t, "unknown")
-			req.Resources = append(req.Resources, rr)
-			return req
+	for name, resource := range map[string]string{
+		"unknown topic":    topicName(t, "unknown"),
+		"bad topic name":   "a/b",
+		"empty topic name": "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, k := p.both(t, func() kmsg.Request {
+				req := kmsg.NewPtrDescribeConfigsRequest()
+				rr := kmsg.NewDescribeConfigsRequestResource()
+				rr.ResourceType = kmsg.ConfigResourceTypeTopic
+				rr.ResourceName = resource
+				req.Resources = append(req.Resources, rr)
+				return req
+			})
+			compare(t, "DescribeConfigs", r, k, nil)
 		})
-		compare(t, "DescribeConfigs", r, k, nil)
-	})
+	}
 }
 
 // nullDefaultSynonym: Kafka's log.retention.ms, log.roll.ms,
@@ -430,6 +415,74 @@ func TestListOffsetsEdges(t *testing.T) {
 				return req
 			})
 			compare(t, "ListOffsets", r, k, nil)
+		})
+	}
+}
+
+func TestIncrementalAlterConfigsErrors(t *testing.T) {
+	p := newPair(t)
+	topic := topicName(t, "t")
+	p.createTopic(t, topic, 1, nil)
+	const (
+		set      = 0
+		del      = 1
+		appendOp = 2
+	)
+	for _, c := range []struct {
+		name     string
+		resource string
+		op       int8
+		key      string
+		value    *string
+	}{
+		{"set retention", topic, set, "retention.ms", kmsg.StringPtr("1000")},
+		{"unknown config", topic, set, "no.such.config", kmsg.StringPtr("1")},
+		{"bad value", topic, set, "retention.ms", kmsg.StringPtr("soon")},
+		{"delete unset config", topic, del, "segment.ms", nil},
+		{"append to a non-list", topic, appendOp, "retention.ms", kmsg.StringPtr("5")},
+		{"unknown topic", topicName(t, "unknown"), set, "retention.ms", kmsg.StringPtr("1000")},
+		{"bad topic name", "a/b", set, "retention.ms", kmsg.StringPtr("1000")},
+		{"empty topic name", "", set, "retention.ms", kmsg.StringPtr("1000")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, k := p.both(t, func() kmsg.Request {
+				req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+				rr := kmsg.NewIncrementalAlterConfigsRequestResource()
+				rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeTopic, c.resource
+				cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+				cfg.Name, cfg.Op, cfg.Value = c.key, kmsg.IncrementalAlterConfigOp(c.op), c.value
+				rr.Configs = append(rr.Configs, cfg)
+				req.Resources = append(req.Resources, rr)
+				return req
+			})
+			compare(t, "IncrementalAlterConfigs", r, k, nil)
+		})
+	}
+}
+
+func TestDeleteTopicsErrors(t *testing.T) {
+	p := newPair(t)
+	topic := topicName(t, "t")
+	p.createTopic(t, topic, 1, nil)
+	for _, c := range []struct {
+		name  string
+		topic string
+	}{
+		{"existing", topic},
+		{"deleted again", topic},
+		{"unknown", topicName(t, "unknown")},
+		{"bad name", "a/b"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, k := p.both(t, func() kmsg.Request {
+				req := kmsg.NewPtrDeleteTopicsRequest()
+				req.TimeoutMillis = 10_000
+				rt := kmsg.NewDeleteTopicsRequestTopic()
+				rt.Topic = kmsg.StringPtr(c.topic)
+				req.Topics = append(req.Topics, rt)
+				return req
+			})
+			compare(t, "DeleteTopics", r, k, nil)
 		})
 	}
 }

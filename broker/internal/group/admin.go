@@ -22,21 +22,29 @@ func (c *Coordinator) describeGroups(req *kmsg.DescribeGroupsRequest) *kmsg.Desc
 		g := c.groups[name]
 		switch {
 		case g == nil && req.Version >= 6:
+			rg.State = stateDead.String()
 			rg.ErrorCode, rg.ErrorMessage = kerr.GroupIDNotFound.Code, errMessage("Group %s not found.", name)
 		case g == nil:
 			rg.State = stateDead.String()
 		case g.consumer != nil:
+			rg.State = stateDead.String()
 			rg.ErrorCode = kerr.GroupIDNotFound.Code
 			if req.Version >= 6 {
 				rg.ErrorMessage = errMessage("Group %s is not a classic group.", name)
 			}
 		default:
 			cg := g.classic
-			rg.State, rg.ProtocolType, rg.Protocol = cg.state.String(), cg.protocolType, cg.protocol
+			// As in Kafka, the protocol and the members' metadata and
+			// assignments are shown only while the group is Stable, and
+			// client hosts with Java's leading slash.
+			rg.State, rg.ProtocolType = cg.state.String(), cg.protocolType
+			if cg.state == stateStable {
+				rg.Protocol = cg.protocol
+			}
 			for _, id := range slices.Sorted(maps.Keys(cg.members)) {
 				m := cg.members[id]
 				rm := kmsg.NewDescribeGroupsResponseGroupMember()
-				rm.MemberID, rm.InstanceID, rm.ClientID, rm.ClientHost = m.id, m.instanceID, m.clientID, m.host
+				rm.MemberID, rm.InstanceID, rm.ClientID, rm.ClientHost = m.id, m.instanceID, m.clientID, "/"+m.host
 				if cg.state == stateStable {
 					rm.ProtocolMetadata, rm.MemberAssignment = m.metadata(cg.protocol), m.assignment
 				}

@@ -226,7 +226,8 @@ func (c *Coordinator) consumerHeartbeat(from Client, req *kmsg.ConsumerGroupHear
 		if m == nil {
 			return fail(kerr.UnknownMemberID, "")
 		}
-		resp.MemberID, resp.MemberEpoch = kmsg.StringPtr(m.id), req.MemberEpoch
+		// A member leaving gets no heartbeat interval, as in Kafka.
+		resp.MemberID, resp.MemberEpoch, resp.HeartbeatIntervalMillis = kmsg.StringPtr(m.id), req.MemberEpoch, 0
 		if req.MemberEpoch == epochStaticLeave && m.instanceID != nil {
 			// A static member leaving temporarily keeps its partitions
 			// until it returns or its session expires.
@@ -566,12 +567,15 @@ func (c *Coordinator) consumerDescribe(req *kmsg.ConsumerGroupDescribeRequest) *
 				m := cg.members[id]
 				rm := kmsg.NewConsumerGroupDescribeResponseGroupMember()
 				rm.MemberID, rm.InstanceID, rm.RackID, rm.MemberEpoch = m.id, m.instanceID, m.rackID, m.epoch
-				rm.ClientID, rm.ClientHost = m.clientID, m.host
+				rm.ClientID, rm.ClientHost = m.clientID, "/"+m.host
 				rm.SubscribedTopics = slices.Clone(m.topicNames)
 				if rm.SubscribedTopics == nil {
 					rm.SubscribedTopics = []string{}
 				}
 				rm.SubscribedTopicRegex = m.regex
+				if rm.SubscribedTopicRegex == nil {
+					rm.SubscribedTopicRegex = kmsg.StringPtr("") // Kafka's answer without a regex
+				}
 				rm.Assignment = describedAssignment(m.assigned, topics)
 				rm.TargetAssignment = describedAssignment(cg.target[id], topics)
 				rm.MemberType = 1

@@ -119,7 +119,8 @@ func (c *Coordinator) heartbeat(from Client, req *kmsg.ShareGroupHeartbeatReques
 		}
 		c.removeMemberLocked(g, req.MemberID)
 		c.wakeLocked()
-		resp.MemberID, resp.MemberEpoch = &req.MemberID, -1
+		// A member leaving gets no heartbeat interval, as in Kafka.
+		resp.MemberID, resp.MemberEpoch, resp.HeartbeatIntervalMillis = &req.MemberID, -1, 0
 		return resp
 	}
 	if g == nil {
