@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -86,6 +87,10 @@ func TestJava(t *testing.T) {
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		t.Log(strings.ReplaceAll(sc.Text(), "\x1b[0m", ""))
+	}
+	if err := sc.Err(); err != nil {
+		t.Errorf("reading Maven's output: %v", err)
+		io.Copy(io.Discard, out) // keep Maven from blocking on a full pipe
 	}
 	mvnErr := cmd.Wait()
 	t.Logf("mvn test took %v", time.Since(start).Round(time.Millisecond))
