@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -24,7 +25,9 @@ import (
 // RIFFLE_BOOTSTRAP. Maven's output is streamed into the test log, and
 // every JUnit test becomes a subtest named after its class and method, so
 // a failure reads like a Go one. RIFFLE_JAVA_TESTS, if set, is passed as
-// Surefire's -Dtest selection (e.g. ProducerTest or AdminTest#topics).
+// Surefire's -Dtest selection (e.g. ProducerTest or AdminTest#topics);
+// RIFFLE_JAVA_BROKER_LOG, if set, is a file that keeps the broker's log at
+// debug level (otherwise the log's tail is shown only on failure).
 //
 // Maven's local repository is .m2 at the root of the checkout (.ci/run
 // fills it from Maven Central).
@@ -41,14 +44,17 @@ func TestJava(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logPath := filepath.Join(t.TempDir(), "broker.log")
+	logPath, level := filepath.Join(t.TempDir(), "broker.log"), slog.LevelInfo
+	if p := os.Getenv("RIFFLE_JAVA_BROKER_LOG"); p != "" {
+		logPath, level = p, slog.LevelDebug
+	}
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
 	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()),
-		broker.Logger(slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+		broker.Logger(slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: level}))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +87,10 @@ func TestJava(t *testing.T) {
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		t.Log(strings.ReplaceAll(sc.Text(), "\x1b[0m", ""))
+	}
+	if err := sc.Err(); err != nil {
+		t.Errorf("reading Maven's output: %v", err)
+		io.Copy(io.Discard, out) // keep Maven from blocking on a full pipe
 	}
 	mvnErr := cmd.Wait()
 	t.Logf("mvn test took %v", time.Since(start).Round(time.Millisecond))

@@ -340,4 +340,42 @@ class AdminTest {
       assertTrue(q.leaderEpoch() > 0, "leader epoch");
     }
   }
+
+  /**
+   * The Admin calls whose APIs Riffle does not serve fail at once with
+   * UnsupportedVersionException (or, for transactions, with the error the
+   * coordinator lookup gets), never by hanging until the timeout. This is
+   * the list of unserved Admin APIs: a call that starts working belongs in
+   * a real test instead.
+   */
+  @Test
+  void unservedApisFailClearly() throws Exception {
+    String topic = unique("admin-unserved");
+    try (Admin admin = admin()) {
+      createTopics(admin, 1, topic);
+      TopicPartition tp = new TopicPartition(topic, 0);
+      Map<String, org.apache.kafka.common.KafkaFuture<?>> calls = new java.util.TreeMap<>();
+      calls.put("describeLogDirs", admin.describeLogDirs(List.of(1)).allDescriptions());
+      calls.put("describeReplicaLogDirs", admin.describeReplicaLogDirs(
+          List.of(new org.apache.kafka.common.TopicPartitionReplica(topic, 0, 1))).all());
+      calls.put("describeProducers", admin.describeProducers(List.of(tp)).all());
+      calls.put("listTransactions", admin.listTransactions().all());
+      calls.put("describeClientQuotas", admin.describeClientQuotas(org.apache.kafka.common.quota.ClientQuotaFilter.all()).entities());
+      calls.put("describeAcls", admin.describeAcls(org.apache.kafka.common.acl.AclBindingFilter.ANY).values());
+      calls.put("describeUserScramCredentials", admin.describeUserScramCredentials().all());
+      calls.put("electLeaders", admin.electLeaders(org.apache.kafka.common.ElectionType.PREFERRED, Set.of(tp)).all());
+      calls.put("listPartitionReassignments", admin.listPartitionReassignments().reassignments());
+      calls.put("describeDelegationToken", admin.describeDelegationToken().delegationTokens());
+      calls.put("describeStreamsGroups", admin.describeStreamsGroups(List.of("none")).all());
+      calls.put("listConfigResources", admin.listConfigResources(
+          Set.of(ConfigResource.Type.CLIENT_METRICS), new org.apache.kafka.clients.admin.ListConfigResourcesOptions()).all());
+      for (Map.Entry<String, org.apache.kafka.common.KafkaFuture<?>> c : calls.entrySet()) {
+        ExecutionException e = assertThrows(ExecutionException.class, () -> c.getValue().get(10, TimeUnit.SECONDS), c.getKey());
+        assertInstanceOf(org.apache.kafka.common.errors.UnsupportedVersionException.class, e.getCause(), c.getKey());
+      }
+      ExecutionException e = assertThrows(ExecutionException.class,
+          () -> admin.describeTransactions(List.of("some-txn")).all().get(10, TimeUnit.SECONDS));
+      assertInstanceOf(org.apache.kafka.common.errors.TransactionalIdAuthorizationException.class, e.getCause(), "describeTransactions");
+    }
+  }
 }

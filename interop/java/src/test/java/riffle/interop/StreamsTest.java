@@ -24,6 +24,8 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.LongDeserializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.streams.CloseOptions;
+import org.apache.kafka.streams.CloseOptions.GroupMembershipOperation;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
@@ -197,6 +199,51 @@ class StreamsTest {
       p.send(new ProducerRecord<>(in, "l", "a b a"));
       p.flush();
       assertEquals(Map.of("a", List.of(1L, 2L), "b", List.of(1L)), byKey(readOutput(out, LongDeserializer.class, 3)));
+    }
+  }
+
+  /**
+   * A WordCount instance stops and a new one, with an empty state
+   * directory, restores the counts from the changelog topic on Riffle and
+   * carries on from them.
+   */
+  @Test
+  void wordCountRestoresFromChangelog(@TempDir Path secondStateDir) throws Exception {
+    String in = unique("wcr-in");
+    String out = unique("wcr-out");
+    String app = unique("wcr-app");
+    try (Admin admin = admin()) {
+      createTopics(admin, 2, in, out);
+    }
+    Map<String, Integer> first = new HashMap<>();
+    try (KafkaStreams s = start(wordCount(in, out), streamsProps(app, StreamsConfig.AT_LEAST_ONCE));
+        KafkaProducer<String, String> p = producer()) {
+      for (int i = 0; i < LINES.length; i++) {
+        p.send(new ProducerRecord<>(in, "line" + i, LINES[i]));
+        for (String w : LINES[i].split(" ")) {
+          first.merge(w, 1, Integer::sum);
+        }
+      }
+      p.flush();
+      int updates = first.values().stream().mapToInt(Integer::intValue).sum();
+      assertEquals(counting(first), byKey(readOutput(out, LongDeserializer.class, updates)));
+      // Leave the group, so the next instance need not wait out this one's session.
+      s.close(CloseOptions.timeout(Duration.ofSeconds(30)).withGroupMembershipOperation(GroupMembershipOperation.LEAVE_GROUP));
+    }
+
+    Properties props = streamsProps(app, StreamsConfig.AT_LEAST_ONCE);
+    props.put(StreamsConfig.STATE_DIR_CONFIG, secondStateDir.toString());
+    Map<String, Integer> all = new HashMap<>(first);
+    try (KafkaStreams s = start(wordCount(in, out), props);
+        KafkaProducer<String, String> p = producer()) {
+      p.send(new ProducerRecord<>(in, "again", "the fox and the dog"));
+      p.flush();
+      for (String w : "the fox and the dog".split(" ")) {
+        all.merge(w, 1, Integer::sum);
+      }
+      int updates = all.values().stream().mapToInt(Integer::intValue).sum();
+      assertEquals(counting(all), byKey(readOutput(out, LongDeserializer.class, updates)),
+          "counts after the restore continue from the first instance's");
     }
   }
 
