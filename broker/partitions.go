@@ -29,10 +29,14 @@ type partition struct {
 	topic   string
 	topicID [16]byte
 	index   int32
-	// log is nil when the partition is offline: its log could not be
-	// opened.
+	// log is nil when its log could not be opened.
 	log *commitlog.Log
 }
+
+// offline reports whether the partition's log is unusable: it could not
+// be opened, or a storage error took it offline since. Requests for it
+// are answered KAFKA_STORAGE_ERROR and Metadata lists it as offline.
+func (p *partition) offline() bool { return p.log == nil || p.log.Err() != nil }
 
 // partitionDir names a partition's log directory, as Kafka does.
 func partitionDir(topic string, index int32) string {
@@ -144,7 +148,7 @@ func (s *partitionSet) lookup(img *metadata.Image, topic string, index int32) (*
 	switch {
 	case p == nil:
 		return nil, kerr.NotLeaderForPartition
-	case p.log == nil:
+	case p.offline():
 		return nil, kerr.KafkaStorageError
 	}
 	return p, nil
@@ -161,7 +165,7 @@ func (s *partitionSet) offline(mt *metadata.Topic) map[int32]bool {
 	}
 	var out map[int32]bool
 	for _, p := range t.parts {
-		if p != nil && p.log == nil {
+		if p != nil && p.offline() {
 			if out == nil {
 				out = make(map[int32]bool)
 			}

@@ -219,6 +219,9 @@ func checkOffline(t *testing.T, l *Log, logs *lockedBuffer, cause error) {
 	if _, err := l.DeleteRecords(0); !errors.Is(err, ErrStorage) {
 		t.Fatalf("DeleteRecords on an offline log: %v", err)
 	}
+	if err := l.Err(); !errors.Is(err, ErrStorage) || !errors.Is(err, cause) {
+		t.Fatalf("Err of an offline log: %v", err)
+	}
 	if n := logs.count("level=ERROR"); n != 1 {
 		t.Fatalf("%d errors logged, want 1:\n%s", n, logs.b.String())
 	}

@@ -688,6 +688,14 @@ func (l *Log) failLocked(err error) error {
 	return l.failed
 }
 
+// Err returns nil while the log is online, and the ErrStorage error it
+// answers everything with once a storage error took it offline.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
 // notifyLocked wakes the holders of the Changed channel.
 func (l *Log) notifyLocked() {
 	if l.changedUsed && !l.closed {
