@@ -156,8 +156,15 @@ func (h *harness) open() {
 	h.t.Cleanup(func() { c.Close() })
 }
 
+// produce appends a batch of n records and waits until it is durable,
+// and so below the high watermark the coordinator reads up to.
 func (h *harness) produce(n int) {
-	if _, err := h.logs[topicPartition{"jobs", 0}].Append(recordBatch(n), time.Now()); err != nil {
+	l := h.logs[topicPartition{"jobs", 0}]
+	res, err := l.Append(recordBatch(n), time.Now())
+	if err == nil {
+		err = l.WaitDurable(context.Background(), res.LastOffset+1)
+	}
+	if err != nil {
 		h.t.Fatal(err)
 	}
 }

@@ -119,6 +119,9 @@ func TestAcknowledgementsSurvivePowerCut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := l.WaitDurable(context.Background(), records); err != nil {
+		t.Fatal(err)
+	}
 	topic := Topic{Name: "jobs", ID: [16]byte{1}, Partitions: 1}
 	open := func(fs vfs.FS) *Coordinator {
 		c, err := Open(Config{
