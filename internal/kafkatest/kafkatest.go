@@ -314,10 +314,8 @@ func launch(cp, dir string, cfg config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	format := exec.Command("java", append(slices.Clone(jvm), "kafka.tools.StorageTool", "format",
-		"--cluster-id", clusterID, "--config", propsFile)...)
-	if out, err := format.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("kafka storage format: %w\n%s", err, out)
+	if err := format(cp, log4jFile, dir, clusterID, propsFile); err != nil {
+		return nil, err
 	}
 	stderr, err := os.Create(filepath.Join(dir, "stderr.log"))
 	if err != nil {
@@ -336,6 +334,26 @@ func launch(cp, dir string, cfg config) (*Broker, error) {
 		close(b.exited)
 	}()
 	return b, nil
+}
+
+// format formats the broker's storage with Kafka's storage tool. The tool
+// has twice exited 1 on a heavily loaded machine and succeeded when run
+// again, so a failure is reported on stderr and tried once more; a second
+// failure is returned with both outputs.
+func format(cp, log4jFile, dir, clusterID, propsFile string) error {
+	var outputs []string
+	for range 2 {
+		cmd := exec.Command("java", "-Xmx256m", "-Dlog4j2.configurationFile="+log4jFile, "-Dkafka.logs.dir="+dir,
+			"-cp", cp, "kafka.tools.StorageTool", "format", "--cluster-id", clusterID, "--config", propsFile)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		outputs = append(outputs, fmt.Sprintf("%v:\n%s", err, out))
+		fmt.Fprintf(os.Stderr, "kafkatest: kafka storage format failed, trying again: %s\n", outputs[len(outputs)-1])
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("kafka storage format: %s", strings.Join(outputs, "\n"))
 }
 
 // newClusterID returns a random cluster id as Kafka spells a Uuid: 16
