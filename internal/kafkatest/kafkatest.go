@@ -48,7 +48,7 @@ import (
 const DefaultHeap = "512m"
 
 // startTimeout bounds how long formatting plus starting the JVM may take.
-const startTimeout = 90 * time.Second
+const startTimeout = 3 * time.Minute
 
 // Broker is a running Kafka broker.
 type Broker struct {
