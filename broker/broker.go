@@ -12,6 +12,7 @@
 //	<data-dir>/groups/                     committed offsets and consumer group state
 //	<data-dir>/share/                      share group membership and record states
 //	<data-dir>/producer-ids                the next block of producer ids
+//	<data-dir>/meta.properties             the cluster and node the directory belongs to
 //
 // Start a broker, use it, and stop it:
 //
@@ -41,6 +42,7 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/broker/internal/metadata"
+	"golang.org/x/sync/semaphore"
 )
 
 // Broker is a single Kafka-protocol broker. Its methods are safe for
@@ -64,8 +66,17 @@ type Broker struct {
 	serving  sync.WaitGroup
 	nextConn atomic.Uint64
 
+	// queued is the budget of request bytes read but not yet handled
+	// (QueuedMaxRequestBytes).
+	queued *semaphore.Weighted
+	// panics counts the requests whose handling panicked.
+	panics atomic.Int64
+	// refused rate-limits the log of connections closed at accept.
+	refused rateLog
+
 	mu     sync.Mutex
 	conns  map[uint64]net.Conn
+	perIP  map[string]int // open connections by client address
 	closed bool
 }
 
@@ -76,21 +87,20 @@ func New(opts ...Opt) (*Broker, error) {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	switch {
-	case cfg.dataDir == "":
-		return nil, errors.New("broker: empty data directory")
-	case cfg.maxRequestBytes < 1024:
-		return nil, fmt.Errorf("broker: max request bytes %d is below 1024", cfg.maxRequestBytes)
-	case cfg.fetchMaxBytes < 1:
-		return nil, fmt.Errorf("broker: fetch max bytes %d is below 1", cfg.fetchMaxBytes)
-	case cfg.offsetsRetention <= 0:
-		return nil, fmt.Errorf("broker: offsets retention %v is not positive", cfg.offsetsRetention)
-	case cfg.numPartitions < 1:
-		return nil, fmt.Errorf("broker: default partitions %d is below 1", cfg.numPartitions)
-	case cfg.nodeID < 0:
-		return nil, fmt.Errorf("broker: negative node id %d", cfg.nodeID)
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
 	}
-	return &Broker{cfg: cfg, log: cfg.logger, conns: make(map[uint64]net.Conn)}, nil
+	if cfg.queuedMaxRequests == 0 {
+		cfg.queuedMaxRequests = max(defaultQueuedMaxRequestBytes, int64(cfg.maxRequestBytes))
+	}
+	return &Broker{
+		cfg:     cfg,
+		log:     cfg.logger,
+		conns:   make(map[uint64]net.Conn),
+		perIP:   make(map[string]int),
+		queued:  semaphore.NewWeighted(cfg.queuedMaxRequests),
+		refused: rateLog{every: 10 * time.Second},
+	}, nil
 }
 
 // Start opens the data directory, recovers the logs and the metadata
@@ -115,16 +125,33 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if b.pids, err = openProducerIDs(filepath.Join(b.cfg.dataDir, "producer-ids")); err != nil {
 		return err
 	}
-	b.parts = newPartitionSet(filepath.Join(b.cfg.dataDir, "logs"), b.cfg.sync, b.log)
+	props, err := b.checkDataDir()
+	if err != nil {
+		return err
+	}
+	b.parts = newPartitionSet(filepath.Join(b.cfg.dataDir, "logs"), b.cfg.sync, b.cfg.nodeID, b.log)
 	b.meta, err = metadata.Open(ctx, metadata.Config{
-		Dir:      filepath.Join(b.cfg.dataDir, "metadata"),
-		NodeID:   b.cfg.nodeID,
-		OnChange: b.metadataChanged,
-		Logger:   b.log.With("component", "metadata"),
+		Dir:       filepath.Join(b.cfg.dataDir, "metadata"),
+		NodeID:    b.cfg.nodeID,
+		ClusterID: props.clusterID,
+		Limits:    b.limits(),
+		OnChange:  b.metadataChanged,
+		Logger:    b.log.With("component", "metadata"),
 	})
+	if errors.Is(err, metadata.ErrClusterMismatch) {
+		return fmt.Errorf("broker: data directory %s: %w; its metadata/ is not the one its logs were written under: restore that metadata/ (or point --data-dir at the data of the cluster this metadata belongs to)", b.cfg.dataDir, err)
+	}
 	if err != nil {
 		return fmt.Errorf("broker: open metadata: %w", err)
 	}
+	if props.clusterID == "" {
+		props = metaProperties{clusterID: b.meta.Image().ClusterID, nodeID: b.cfg.nodeID}
+		if err := writeMetaProperties(b.cfg.dataDir, props); err != nil {
+			return err
+		}
+	}
+	b.parts.wait()
+	b.parts.warnStrays(b.meta.Image())
 	if err := b.ext.open(b); err != nil {
 		return err
 	}
@@ -248,6 +275,7 @@ func (b *Broker) acceptLoop() {
 			continue
 		}
 		delay = 0
+		host := remoteHost(nc)
 		id := b.nextConn.Add(1)
 		b.mu.Lock()
 		if b.ctx.Err() != nil {
@@ -255,21 +283,76 @@ func (b *Broker) acceptLoop() {
 			nc.Close()
 			return
 		}
+		if reason := b.refuse(host); reason != "" {
+			b.mu.Unlock()
+			nc.Close()
+			b.refused.log(b.log, "closed connection at accept", "reason", reason, "remote", nc.RemoteAddr().String())
+			continue
+		}
 		b.conns[id] = nc
+		b.perIP[host]++
 		b.serving.Add(1)
 		b.mu.Unlock()
 		go func() {
 			defer b.serving.Done()
-			b.serveConn(b.ctx, nc, id)
+			b.serveConn(b.ctx, nc, id, host)
 		}()
 	}
 }
 
-func (b *Broker) connClosed(id uint64) {
+// refuse says why a new connection from host exceeds a connection limit,
+// or "" if it does not. b.mu is held.
+func (b *Broker) refuse(host string) string {
+	switch {
+	case len(b.conns) >= b.cfg.maxConns:
+		return fmt.Sprintf("max.connections (%d) reached", b.cfg.maxConns)
+	case b.perIP[host] >= b.cfg.maxConnsPerIP:
+		return fmt.Sprintf("max.connections.per.ip (%d) reached", b.cfg.maxConnsPerIP)
+	}
+	return ""
+}
+
+// remoteHost is the address a connection counts against for
+// MaxConnectionsPerIP.
+func remoteHost(nc net.Conn) string {
+	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
+		return host
+	}
+	return nc.RemoteAddr().String()
+}
+
+func (b *Broker) connClosed(id uint64, host string) {
 	b.mu.Lock()
 	delete(b.conns, id)
+	if b.perIP[host]--; b.perIP[host] <= 0 {
+		delete(b.perIP, host)
+	}
 	b.mu.Unlock()
 	b.ext.connClosed(id)
+}
+
+// rateLog logs one message at most once per period, with the number of
+// times it was suppressed since.
+type rateLog struct {
+	every time.Duration
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLog) log(l *slog.Logger, msg string, args ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	if now.Sub(r.last) < r.every {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	suppressed := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	l.Info(msg, append(args, "suppressed_since_last", suppressed)...)
 }
 
 // retentionLoop enforces retention.ms, retention.bytes and segment.ms.

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,8 +97,8 @@ var topicConfigs = []configDef{
 	{"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(1, maxInt64), "Compaction lag." + noEffect},
 	{"max.decompressed.message.bytes", "max.decompressed.message.bytes", kmsg.ConfigTypeInt, "2147483639", intRange(0, maxInt32), "Riffle never decompresses batches." + noEffect},
 	{"max.message.bytes", "message.max.bytes", kmsg.ConfigTypeInt, "1048588", intRange(0, maxInt32), "Largest record batch a producer may append."},
-	{"message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", kmsg.ConfigTypeLong, "3600000", intRange(0, maxInt64), "Allowed future skew of record timestamps." + noEffect},
-	{"message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(0, maxInt64), "Allowed past skew of record timestamps." + noEffect},
+	{"message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", kmsg.ConfigTypeLong, "3600000", intRange(0, maxInt64), "Largest time in ms a CreateTime record's timestamp may lie ahead of the broker's clock; later records are refused with INVALID_TIMESTAMP."},
+	{"message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(0, maxInt64), "Largest time in ms a CreateTime record's timestamp may lie behind the broker's clock; older records are refused with INVALID_TIMESTAMP."},
 	{"message.timestamp.type", "log.message.timestamp.type", kmsg.ConfigTypeString, "CreateTime", oneOf("CreateTime", "LogAppendTime"),
 		"CreateTime keeps producer timestamps; LogAppendTime stamps batches with the broker's clock on append."},
 	{"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", kmsg.ConfigTypeDouble, "0.5", isDouble, "Compaction trigger." + noEffect},
@@ -161,19 +162,23 @@ func brokerDefault(img *metadata.Image, nodeID int32, d *configDef) (string, kms
 	return d.def, kmsg.ConfigSourceDefaultConfig
 }
 
-// topicConfig returns a topic's effective value of key.
-func topicConfig(img *metadata.Image, topic, key string) string {
+// topicConfig returns a topic's effective value of key on broker nodeID:
+// the topic's own value, else the broker's or the cluster-wide default,
+// as DescribeConfigs reports it.
+func topicConfig(img *metadata.Image, nodeID int32, topic, key string) string {
 	if v, ok := img.Configs[metadata.ConfigResource{Type: metadata.ResourceTopic, Name: topic}][key]; ok {
 		return v
 	}
-	v, _ := brokerDefault(img, -1, findDef(topicConfigs, key))
+	v, _ := brokerDefault(img, nodeID, findDef(topicConfigs, key))
 	return v
 }
 
-// logConfig turns a topic's configs into its logs' settings.
-func logConfig(img *metadata.Image, topic string, policy commitlog.SyncPolicy, log *slog.Logger) commitlog.Config {
+// logConfig turns a topic's configs into its logs' settings on broker
+// nodeID.
+func logConfig(img *metadata.Image, nodeID int32, topic string, policy commitlog.SyncPolicy, log *slog.Logger) commitlog.Config {
+	get := func(key string) string { return topicConfig(img, nodeID, topic, key) }
 	num := func(key string) int64 {
-		n, _ := strconv.ParseInt(topicConfig(img, topic, key), 10, 64)
+		n, _ := strconv.ParseInt(get(key), 10, 64)
 		return n
 	}
 	cfg := commitlog.Config{
@@ -183,17 +188,39 @@ func logConfig(img *metadata.Image, topic string, policy commitlog.SyncPolicy, l
 		RetentionAge:       time.Duration(num("retention.ms")) * time.Millisecond,
 		IndexIntervalBytes: int32(num("index.interval.bytes")),
 		MaxBatchBytes:      int32(num("max.message.bytes")),
-		LogAppendTime:      topicConfig(img, topic, "message.timestamp.type") == "LogAppendTime",
+		LogAppendTime:      get("message.timestamp.type") == "LogAppendTime",
+		TimestampBeforeMax: timestampBound(num("message.timestamp.before.max.ms")),
+		TimestampAfterMax:  timestampBound(num("message.timestamp.after.max.ms")),
 		Sync:               policy,
 		Logger:             log.With("topic", topic),
 	}
 	if num("retention.ms") < 0 {
 		cfg.RetentionAge = -1
 	}
-	if !slices.Contains(strings.Split(topicConfig(img, topic, "cleanup.policy"), ","), "delete") {
+	policies := strings.Split(get("cleanup.policy"), ",")
+	for i, p := range policies {
+		policies[i] = strings.TrimSpace(p)
+	}
+	if !slices.Contains(policies, "delete") {
 		cfg.RetentionAge, cfg.RetentionBytes = -1, -1
 	}
+	cfg.KeyRequired = slices.Contains(policies, "compact")
 	return cfg
+}
+
+// timestampBound turns a message.timestamp.*.max.ms value into a
+// commitlog timestamp bound, where 0 means none. Values beyond what a
+// Duration holds (about 292 years, Long.MAX_VALUE by default) are no
+// bound. Kafka's 0, no skew at all, becomes 1ns: timestamps are whole
+// milliseconds, so it refuses every skew that 0 refuses.
+func timestampBound(ms int64) time.Duration {
+	switch {
+	case ms <= 0:
+		return time.Nanosecond
+	case ms > math.MaxInt64/int64(time.Millisecond):
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // validateConfigs checks proposed values against defs.
@@ -205,6 +232,9 @@ func validateConfigs(defs []configDef, kv map[string]*string) error {
 		}
 		if v == nil {
 			continue
+		}
+		if len(*v) > metadata.MaxStringLen {
+			return fmt.Errorf("value for %s is %d bytes, more than the %d a config record holds", k, len(*v), metadata.MaxStringLen)
 		}
 		if err := d.check(*v); err != nil {
 			return fmt.Errorf("invalid value for %s: %w", k, err)

@@ -9,16 +9,42 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/semaphore"
 )
 
 // maxInFlight bounds how many requests of one connection may await their
 // responses; the connection stops reading until the oldest is written.
 const maxInFlight = 64
+
+const (
+	// smallFrame is the largest request frame read without taking its
+	// bytes from the broker-wide QueuedMaxRequestBytes budget: a
+	// connection reads one frame at a time, so these cost at most this
+	// much per connection.
+	smallFrame = 64 << 10
+	// frameChunk is how many bytes of a larger frame are taken from the
+	// budget and read at a time.
+	frameChunk = 1 << 20
+	// maxFrameTime bounds how long a request frame may take to arrive
+	// once its first byte has, whatever ConnectionsMaxIdle says: Kafka
+	// clients give up on a request after 30 seconds by default.
+	maxFrameTime = 30 * time.Second
+)
+
+// errIdle ends a connection that went ConnectionsMaxIdle without traffic.
+var errIdle = errors.New("idle longer than connections.max.idle.ms")
+
+// errPanicked ends a connection whose request panicked in the broker.
+var errPanicked = errors.New("request handler panicked")
 
 // requestHeader is the Kafka request header (v1, or v2 for flexible
 // requests): kmsg encodes bodies but leaves the header to the server.
@@ -51,17 +77,22 @@ type conn struct {
 	id     uint64
 	host   string
 	log    *slog.Logger
-	ctx    context.Context
+	ctx    context.Context // ends when the connection is closing
 	cancel context.CancelFunc
 
 	replies chan *reply
 	frames  bufferCache    // produce request frames
 	reads   bufferCache    // bytes fetches read from the logs
 	wg      sync.WaitGroup // handler goroutines that complete a reply
+	// fetches is the budget of bytes of this connection's fetch
+	// responses not yet written (FetchMaxBytes).
+	fetches *semaphore.Weighted
+
+	lastActive atomic.Int64 // unix nanoseconds of the last request read or response written
+	inFlight   atomic.Int64 // replies queued and not yet written
 }
 
-func (b *Broker) serveConn(ctx context.Context, nc net.Conn, id uint64) {
-	host, _, _ := net.SplitHostPort(nc.RemoteAddr().String())
+func (b *Broker) serveConn(ctx context.Context, nc net.Conn, id uint64, host string) {
 	c := &conn{
 		b:       b,
 		nc:      nc,
@@ -71,7 +102,9 @@ func (b *Broker) serveConn(ctx context.Context, nc net.Conn, id uint64) {
 		replies: make(chan *reply, maxInFlight),
 		frames:  newBufferCache(),
 		reads:   newBufferCache(),
+		fetches: semaphore.NewWeighted(int64(b.cfg.fetchMaxBytes)),
 	}
+	c.lastActive.Store(time.Now().UnixNano())
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	writerDone := make(chan struct{})
 	go func() {
@@ -79,36 +112,48 @@ func (b *Broker) serveConn(ctx context.Context, nc net.Conn, id uint64) {
 		c.writeLoop()
 	}()
 	err := c.readLoop()
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
-		c.log.Info("closing connection", "err", err)
+	if c.ctx.Err() == nil {
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		case errors.Is(err, errIdle):
+			c.log.Debug("closing connection", "err", err)
+		default:
+			c.log.Info("closing connection", "err", err)
+		}
 	}
+	// Whatever ended the reads, the client will not take answers any
+	// more: long polls and waits end now rather than at their timeouts.
+	c.cancel()
+	nc.Close()
 	close(c.replies)
 	<-writerDone
-	c.cancel()
 	c.wg.Wait()
-	nc.Close()
-	b.connClosed(id)
+	b.connClosed(id, host)
 }
 
 // readLoop reads frames until the peer goes away or sends something the
 // broker cannot serve; either way the connection is closed.
 func (c *conn) readLoop() error {
 	r := bufio.NewReaderSize(c.nc, 64<<10)
-	var sizeBuf [4]byte
 	for {
-		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
+		if err := c.awaitRequest(r); err != nil {
 			return err
 		}
-		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > c.b.cfg.maxRequestBytes {
-			return fmt.Errorf("request size %d outside [8, %d] (max request bytes)", size, c.b.cfg.maxRequestBytes)
+		now := time.Now()
+		c.lastActive.Store(now.UnixNano())
+		deadline := now.Add(min(c.b.cfg.connMaxIdle, maxFrameTime))
+		if err := c.nc.SetReadDeadline(deadline); err != nil {
+			return err
 		}
-		buf := c.frames.get(int(size))
+		buf, held, err := c.readFrame(r, deadline)
+		if err != nil {
+			return err
+		}
 		frame := *buf
-		if _, err := io.ReadFull(r, frame); err != nil {
-			return fmt.Errorf("read request of %d bytes: %w", size, err)
+		rep, err := c.serveFrame(frame)
+		if held > 0 {
+			c.b.queued.Release(held)
 		}
-		rep, err := c.handleFrame(frame)
 		if err != nil {
 			return err
 		}
@@ -122,12 +167,120 @@ func (c *conn) readLoop() error {
 		if rep == nil {
 			continue
 		}
+		c.inFlight.Add(1)
 		select {
 		case c.replies <- rep:
 		case <-c.ctx.Done():
 			return c.ctx.Err()
 		}
 	}
+}
+
+// awaitRequest waits for the first byte of the next request. It ends the
+// connection once nothing was read or written for ConnectionsMaxIdle
+// while no response was pending.
+func (c *conn) awaitRequest(r *bufio.Reader) error {
+	if r.Buffered() > 0 {
+		return nil
+	}
+	idle := c.b.cfg.connMaxIdle
+	for {
+		from := time.Unix(0, c.lastActive.Load())
+		if c.inFlight.Load() > 0 {
+			from = time.Now()
+		}
+		if err := c.nc.SetReadDeadline(from.Add(idle)); err != nil {
+			return err
+		}
+		_, err := r.Peek(1)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		if c.inFlight.Load() == 0 && time.Since(time.Unix(0, c.lastActive.Load())) >= idle {
+			return errIdle
+		}
+	}
+}
+
+// readFrame reads one size-prefixed request frame, whose bytes must all
+// arrive before deadline. A frame over smallFrame takes its bytes from
+// the broker's budget as they arrive, and its buffer grows with them, so
+// a client that claims a large frame and sends little costs little; held
+// is what the caller must give back to the budget.
+func (c *conn) readFrame(r *bufio.Reader, deadline time.Time) (buf *[]byte, held int64, err error) {
+	var sizeBuf [4]byte
+	if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
+		return nil, 0, fmt.Errorf("read request size: %w", err)
+	}
+	size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+	if size < 8 || size > c.b.cfg.maxRequestBytes {
+		return nil, 0, fmt.Errorf("request size %d outside [8, %d] (max request bytes)", size, c.b.cfg.maxRequestBytes)
+	}
+	buf = c.frames.get(0)
+	if size <= smallFrame {
+		*buf = grow(*buf, int(size))[:size]
+		if _, err := io.ReadFull(r, *buf); err != nil {
+			return nil, 0, fmt.Errorf("read request of %d bytes: %w", size, err)
+		}
+		return buf, 0, nil
+	}
+	ctx, cancel := context.WithDeadline(c.ctx, deadline)
+	defer cancel()
+	frame := *buf
+	for len(frame) < int(size) {
+		n := min(int(size)-len(frame), frameChunk)
+		if err := c.b.queued.Acquire(ctx, int64(n)); err != nil {
+			c.b.queued.Release(held)
+			return nil, 0, fmt.Errorf("wait for queued.max.request.bytes to read a request of %d bytes: %w", size, err)
+		}
+		held += int64(n)
+		if cap(frame)-len(frame) < n {
+			frame = grow(frame, min(int(size), max(2*cap(frame), len(frame)+n)))
+		}
+		if _, err := io.ReadFull(r, frame[len(frame):len(frame)+n]); err != nil {
+			c.b.queued.Release(held)
+			return nil, 0, fmt.Errorf("read request of %d bytes: %w", size, err)
+		}
+		frame = frame[:len(frame)+n]
+	}
+	*buf = frame
+	return buf, held, nil
+}
+
+// grow returns b with a capacity of at least n, its contents kept.
+func grow(b []byte, n int) []byte {
+	if cap(b) >= n {
+		return b
+	}
+	g := make([]byte, len(b), n)
+	copy(g, b)
+	return g
+}
+
+// serveFrame handles one frame, turning a panic of its handler into the
+// end of this connection alone.
+func (c *conn) serveFrame(frame []byte) (rep *reply, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			key, version := int16(binary.BigEndian.Uint16(frame)), int16(binary.BigEndian.Uint16(frame[2:]))
+			c.recovered(key, version, v)
+			rep, err = nil, errPanicked
+		}
+	}()
+	return c.handleFrame(frame)
+}
+
+// recovered logs and counts a panic met serving a request, and closes the
+// connection: the broker and its other clients carry on.
+func (c *conn) recovered(key, version int16, v any) {
+	c.b.panics.Add(1)
+	c.log.Error("panic serving request, closing the connection", "api", kmsg.NameForKey(key), "version", version,
+		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	c.cancel()
+	c.nc.Close()
 }
 
 // handleFrame decodes one request and hands it to its handler. It returns
@@ -194,41 +347,65 @@ func (c *conn) writeLoop() {
 	for rep := range c.replies {
 		<-rep.done
 		if !failed && rep.resp != nil {
-			buf = appendResponse(buf[:0], rep)
+			failed = !c.writeReply(w, rep, &buf)
 		}
 		if rep.release != nil {
 			rep.release()
 		}
-		if failed || rep.resp == nil {
-			continue
-		}
-		if _, err := w.Write(buf); err != nil {
-			failed = c.writeFailed(err)
-			continue
-		}
-		if len(c.replies) == 0 {
-			if err := w.Flush(); err != nil {
-				failed = c.writeFailed(err)
-			}
-		}
-		// Keep the encoding buffer across responses, so fetch responses
-		// do not grow a fresh one each time, unless one was outsized.
-		if cap(buf) > maxKeptBuffer {
-			buf = nil
-		}
+		c.lastActive.Store(time.Now().UnixNano())
+		c.inFlight.Add(-1)
 	}
 	if !failed {
 		w.Flush()
 	}
 }
 
+// writeReply encodes rep into *buf and writes it. A write that stalls for
+// ConnectionsMaxIdle fails. It reports false once the connection failed.
+func (c *conn) writeReply(w *bufio.Writer, rep *reply, buf *[]byte) bool {
+	var ok bool
+	if *buf, ok = c.encode((*buf)[:0], rep); !ok {
+		return false
+	}
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.connMaxIdle)); err != nil {
+		return c.writeFailed(err)
+	}
+	if _, err := w.Write(*buf); err != nil {
+		return c.writeFailed(err)
+	}
+	if len(c.replies) == 0 {
+		if err := w.Flush(); err != nil {
+			return c.writeFailed(err)
+		}
+	}
+	// Keep the encoding buffer across responses, so fetch responses do
+	// not grow a fresh one each time, unless one was outsized.
+	if cap(*buf) > maxKeptBuffer {
+		*buf = nil
+	}
+	return true
+}
+
+// encode appends rep's frame to dst; a response that panics while being
+// encoded closes the connection.
+func (c *conn) encode(dst []byte, rep *reply) (out []byte, ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.recovered(rep.hdr.key, rep.hdr.version, v)
+			out, ok = dst[:0], false
+		}
+	}()
+	return appendResponse(dst, rep), true
+}
+
+// writeFailed closes the connection after a failed write; it returns false.
 func (c *conn) writeFailed(err error) bool {
 	if c.ctx.Err() == nil {
 		c.log.Debug("write response", "err", err)
 	}
 	c.nc.Close()
 	c.cancel()
-	return true
+	return false
 }
 
 // appendResponse frames a response: size, correlation id, the header's
@@ -255,6 +432,12 @@ func (c *conn) async(hdr requestHeader, fn func(ctx context.Context) kmsg.Respon
 	go func() {
 		defer c.wg.Done()
 		defer close(rep.done)
+		defer func() {
+			if v := recover(); v != nil {
+				rep.resp = nil
+				c.recovered(hdr.key, hdr.version, v)
+			}
+		}()
 		rep.resp = fn(c.ctx)
 	}()
 	return rep

@@ -2,8 +2,10 @@ package broker_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,6 +24,10 @@ import (
 // crash test starts it as a child process so it can kill -9 it.
 const childEnv = "RIFFLE_TEST_CHILD_BROKER_DIR"
 
+// childAddrEnv is the address the child broker listens on; unset means a
+// free loopback port.
+const childAddrEnv = "RIFFLE_TEST_CHILD_BROKER_ADDR"
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		runChildBroker(dir)
@@ -33,7 +39,9 @@ func TestMain(m *testing.M) {
 func runChildBroker(dir string) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(dir))
+	addr := cmp.Or(os.Getenv(childAddrEnv), "127.0.0.1:0")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	b, err := broker.New(broker.ListenAddr(addr), broker.DataDir(dir), broker.Logger(log))
 	if err == nil {
 		err = b.Start(ctx)
 	}
@@ -49,8 +57,15 @@ func runChildBroker(dir string) {
 // startChild runs a broker in a child process and returns it and its address.
 func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 	t.Helper()
+	return startChildAt(t, dir, "")
+}
+
+// startChildAt runs a broker in a child process listening on addr (a
+// free port when empty) and returns it and its address.
+func startChildAt(t *testing.T, dir, addr string) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Env = append(os.Environ(), childEnv+"="+dir, childAddrEnv+"="+addr)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

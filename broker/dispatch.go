@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"time"
 
 	"github.com/riffle-stream/riffle/broker/internal/metadata"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -62,16 +63,31 @@ func (b *Broker) versions(key int16) (lo, hi int16, ok bool) {
 }
 
 func (b *Broker) dispatch(c *conn, hdr requestHeader, req kmsg.Request) *reply {
+	b.capWaits(req)
 	if a, ok := apis[hdr.key]; ok {
 		return a.serve(b, c, hdr, req)
 	}
 	return b.ext.serve(c, hdr, req)
 }
 
+// capWaits cuts the waits a request asks for to MaxWait, so that no
+// request holds its connection's resources for days.
+func (b *Broker) capWaits(req kmsg.Request) {
+	limit := int32(b.cfg.maxWait / time.Millisecond)
+	switch r := req.(type) {
+	case *kmsg.FetchRequest:
+		r.MaxWaitMillis = min(r.MaxWaitMillis, limit)
+	case *kmsg.ShareFetchRequest:
+		r.MaxWaitMillis = min(r.MaxWaitMillis, limit)
+	case *kmsg.ProduceRequest:
+		r.TimeoutMillis = min(r.TimeoutMillis, limit)
+	}
+}
+
 // metadataChanged is the metadata store's OnChange hook: the partition
 // logs follow the new image, then the extensions learn of it.
-func (b *Broker) metadataChanged(_, next *metadata.Image) {
-	if err := b.parts.reconcile(next); err != nil {
+func (b *Broker) metadataChanged(prev, next *metadata.Image) {
+	if err := b.parts.reconcile(prev, next); err != nil {
 		b.log.Error("apply metadata to partition logs", "err", err)
 	}
 	b.ext.topicsChanged(next)

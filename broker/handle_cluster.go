@@ -94,7 +94,10 @@ const (
 )
 
 // handleFindCoordinator names this broker as the coordinator of every
-// group; transactions are not served yet.
+// group. Transactions are not served yet: a transactional id gets
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId answers it,
+// because clients retry COORDINATOR_NOT_AVAILABLE without end (Kafka's
+// Admin sends FindCoordinator in a tight loop until its timeout).
 func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	keys := req.CoordinatorKeys
@@ -106,7 +109,7 @@ func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordina
 		c.Key, c.NodeID, c.Host, c.Port = key, b.cfg.nodeID, b.host, b.port
 		switch {
 		case req.CoordinatorType == coordinatorTransaction:
-			c.ErrorCode, c.ErrorMessage = kerr.CoordinatorNotAvailable.Code, kmsg.StringPtr("Riffle does not serve transactions yet")
+			c.ErrorCode, c.ErrorMessage = kerr.TransactionalIDAuthorizationFailed.Code, kmsg.StringPtr("Riffle does not serve transactions yet")
 		case key == "" && req.CoordinatorType == coordinatorGroup:
 			c.ErrorCode, c.ErrorMessage = kerr.InvalidGroupID.Code, kmsg.StringPtr("empty group id")
 		}
@@ -123,17 +126,16 @@ func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordina
 	return resp
 }
 
-// handleInitProducerID gives idempotent producers a fresh id, or bumps
-// the epoch of the id a producer presents (KIP-360).
+// handleInitProducerID gives idempotent producers a fresh id at epoch 0.
+// As in Kafka, a producer without a transactional id gets a new id even
+// when it presents its current id and epoch (KIP-360's recovery from an
+// unknown producer id): only a transaction coordinator bumps epochs, and
+// Riffle has no transactions.
 func (b *Broker) handleInitProducerID(_ context.Context, req *kmsg.InitProducerIDRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp
-	}
-	if req.ProducerID >= 0 && req.ProducerEpoch >= 0 && req.ProducerEpoch < 1<<15-1 {
-		resp.ProducerID, resp.ProducerEpoch = req.ProducerID, req.ProducerEpoch+1
 		return resp
 	}
 	id, err := b.pids.next()

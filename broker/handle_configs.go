@@ -57,6 +57,10 @@ func errorCode(err error) (int16, *string) {
 		return kerr.TopicAlreadyExists.Code, kmsg.StringPtr(err.Error())
 	case errors.Is(err, metadata.ErrInvalidPartitions):
 		return kerr.InvalidPartitions.Code, kmsg.StringPtr(err.Error())
+	case errors.Is(err, metadata.ErrPolicyViolation):
+		return kerr.PolicyViolation.Code, kmsg.StringPtr(err.Error())
+	case errors.Is(err, metadata.ErrTooLarge):
+		return kerr.InvalidRequest.Code, kmsg.StringPtr(err.Error())
 	case errors.Is(err, metadata.ErrNotLeader):
 		return kerr.NotController.Code, kmsg.StringPtr(err.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -90,6 +94,9 @@ func (b *Broker) configResource(img *metadata.Image, typ kmsg.ConfigResourceType
 	case kmsg.ConfigResourceTypeGroupConfig:
 		if name == "" {
 			return r, nil, &configError{kerr.InvalidGroupID, "empty group id"}
+		}
+		if len(name) > metadata.MaxStringLen {
+			return r, nil, &configError{kerr.InvalidGroupID, fmt.Sprintf("group id is %d bytes, more than the %d a config record holds", len(name), metadata.MaxStringLen)}
 		}
 		return r, groupConfigs, nil
 	}

@@ -19,11 +19,30 @@ import (
 // Riffle does not keep incremental fetch sessions (KIP-227): it answers
 // every fetch in full with session id 0, which clients accept as "no
 // session".
+//
+// A fetch takes the bytes it may read from its connection's budget of
+// pending fetch responses before it starts, and gives them back once its
+// response is written: a client that pipelines fetches and never reads
+// the answers stops being read instead of piling responses up.
 func (b *Broker) serveFetch(c *conn, hdr requestHeader, req *kmsg.FetchRequest) *reply {
+	n := int64(fetchLimit(b.cfg.fetchMaxBytes, req))
+	if err := c.fetches.Acquire(c.ctx, n); err != nil {
+		return nil // the connection is closing
+	}
 	buf := c.reads.get(0)
 	rep := c.async(hdr, func(ctx context.Context) kmsg.Response { return b.handleFetch(ctx, req, buf) })
-	rep.release = func() { c.reads.put(buf) }
+	rep.release = func() {
+		c.reads.put(buf)
+		c.fetches.Release(n)
+	}
 	return rep
+}
+
+// fetchLimit is how many record bytes a fetch may return, beyond which
+// only the first batch goes out whole (KIP-74): the broker's cap or the
+// request's MaxBytes, at least 1.
+func fetchLimit(brokerMax int32, req *kmsg.FetchRequest) int32 {
+	return max(1, min(brokerMax, req.MaxBytes))
 }
 
 // handleFetch reads into *buf, which the response's record sets point
@@ -71,10 +90,7 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 	*buf = (*buf)[:0]
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	img := b.meta.Image()
-	remaining := int(b.cfg.fetchMaxBytes)
-	if req.Version >= 3 {
-		remaining = min(remaining, int(req.MaxBytes))
-	}
+	remaining := int(fetchLimit(b.cfg.fetchMaxBytes, req))
 	size, failed := 0, false
 	var wake []<-chan struct{}
 	for _, t := range req.Topics {
@@ -88,13 +104,14 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 			rp.Partition = p.Partition
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 			rp.RecordBatches = noRecords
-			part := b.parts.get(name, p.Partition)
-			switch {
-			case topicErr != nil:
-				rp.ErrorCode = topicErr.Code
-			case part == nil:
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			default:
+			var part *partition
+			perr := topicErr
+			if perr == nil {
+				part, perr = b.parts.lookup(img, name, p.Partition)
+			}
+			if perr != nil {
+				rp.ErrorCode = perr.Code
+			} else {
 				rp.ErrorCode = checkLeaderEpoch(img, name, p.Partition, p.CurrentLeaderEpoch)
 			}
 			if rp.ErrorCode != 0 {
@@ -102,21 +119,23 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 				continue
 			}
 			ch := part.log.Changed()
-			hw := part.log.EndOffset()
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, part.log.StartOffset()
 			if remaining <= 0 {
+				hw := part.log.HighWatermark()
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, part.log.StartOffset()
 				continue
 			}
 			start := len(*buf)
-			out, err := part.log.Read(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), *buf)
+			out, bounds, err := part.log.Fetch(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), *buf)
 			if err != nil {
-				rp.ErrorCode = kerr.OffsetOutOfRange.Code
-				if !errors.Is(err, commitlog.ErrOffsetOutOfRange) {
-					rp.ErrorCode = kerr.KafkaStorageError.Code
+				rp.ErrorCode = kerr.KafkaStorageError.Code
+				if errors.Is(err, commitlog.ErrOffsetOutOfRange) {
+					rp.ErrorCode = kerr.OffsetOutOfRange.Code
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.HighWatermark, bounds.StartOffset
 				}
 				failed = true
 				continue
 			}
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.HighWatermark, bounds.StartOffset
 			*buf = out
 			data := out[start:]
 			if len(data) > 0 {

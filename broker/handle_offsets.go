@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/riffle-stream/riffle/broker/internal/commitlog"
+	"github.com/riffle-stream/riffle/broker/internal/metadata"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -18,13 +19,18 @@ const (
 	offsetTiered        = -5
 )
 
-// lookupPartition finds a partition and checks the client's leader epoch.
-func (b *Broker) lookupPartition(topic string, partition, epoch int32) (*partition, int16) {
-	p := b.parts.get(topic, partition)
-	if p == nil {
-		return nil, kerr.UnknownTopicOrPartition.Code
+// lookupPartition finds a partition as img describes it and checks the
+// client's leader epoch against img. The partition and img are read
+// together: a partition is returned only if img has its topic, with the
+// same id, and its index, so a topic deleted or recreated meanwhile
+// answers an error rather than pairing one incarnation's log with
+// another's metadata.
+func (b *Broker) lookupPartition(img *metadata.Image, topic string, partition, epoch int32) (*partition, int16) {
+	p, err := b.parts.lookup(img, topic, partition)
+	if err != nil {
+		return nil, err.Code
 	}
-	if code := checkLeaderEpoch(b.meta.Image(), topic, partition, epoch); code != 0 {
+	if code := checkLeaderEpoch(img, topic, partition, epoch); code != 0 {
 		return nil, code
 	}
 	return p, 0
@@ -32,18 +38,19 @@ func (b *Broker) lookupPartition(topic string, partition, epoch int32) (*partiti
 
 func (b *Broker) handleListOffsets(_ context.Context, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	img := b.meta.Image()
 	for _, t := range req.Topics {
 		rt := kmsg.NewListOffsetsResponseTopic()
 		rt.Topic = t.Topic
 		for _, tp := range t.Partitions {
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition, rp.Timestamp, rp.Offset = tp.Partition, -1, -1
-			p, code := b.lookupPartition(t.Topic, tp.Partition, tp.CurrentLeaderEpoch)
+			p, code := b.lookupPartition(img, t.Topic, tp.Partition, tp.CurrentLeaderEpoch)
 			rp.ErrorCode = code
 			if p != nil {
 				switch ts := tp.Timestamp; ts {
 				case offsetLatest:
-					rp.Offset = p.log.EndOffset()
+					rp.Offset = p.log.HighWatermark()
 				case offsetEarliest, offsetEarliestLocal:
 					rp.Offset = p.log.StartOffset()
 				case offsetTiered:
@@ -87,9 +94,10 @@ func (b *Broker) handleOffsetForLeaderEpoch(_ context.Context, req *kmsg.OffsetF
 		for _, tp := range t.Partitions {
 			rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			rp.Partition, rp.LeaderEpoch, rp.EndOffset = tp.Partition, -1, -1
-			p, code := b.lookupPartition(t.Topic, tp.Partition, tp.CurrentLeaderEpoch)
+			p, code := b.lookupPartition(img, t.Topic, tp.Partition, tp.CurrentLeaderEpoch)
 			rp.ErrorCode = code
 			if p != nil {
+				// lookupPartition checked that img has this partition.
 				cur := img.Topics[t.Topic].Partitions[tp.Partition].LeaderEpoch
 				if tp.LeaderEpoch <= cur {
 					rp.LeaderEpoch, rp.EndOffset = cur, p.log.EndOffset()
@@ -104,18 +112,19 @@ func (b *Broker) handleOffsetForLeaderEpoch(_ context.Context, req *kmsg.OffsetF
 
 func (b *Broker) handleDeleteRecords(_ context.Context, req *kmsg.DeleteRecordsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	img := b.meta.Image()
 	for _, t := range req.Topics {
 		rt := kmsg.NewDeleteRecordsResponseTopic()
 		rt.Topic = t.Topic
 		for _, tp := range t.Partitions {
 			rp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			rp.Partition, rp.LowWatermark = tp.Partition, -1
-			p, code := b.lookupPartition(t.Topic, tp.Partition, -1)
+			p, code := b.lookupPartition(img, t.Topic, tp.Partition, -1)
 			rp.ErrorCode = code
 			if p != nil {
 				before := tp.Offset
 				if before == -1 {
-					before = p.log.EndOffset()
+					before = p.log.HighWatermark()
 				}
 				low, err := p.log.DeleteRecords(before)
 				switch {

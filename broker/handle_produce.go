@@ -16,6 +16,12 @@ func appendError(err error) *kerr.Error {
 	switch {
 	case errors.Is(err, commitlog.ErrCorruptMessage):
 		return kerr.CorruptMessage
+	case errors.Is(err, commitlog.ErrInvalidRecord):
+		return kerr.InvalidRecord
+	case errors.Is(err, commitlog.ErrInvalidTimestamp):
+		return kerr.InvalidTimestamp
+	case errors.Is(err, commitlog.ErrInvalidTxnState):
+		return kerr.InvalidTxnState
 	case errors.Is(err, commitlog.ErrUnsupportedMagic):
 		return kerr.UnsupportedForMessageFormat
 	case errors.Is(err, commitlog.ErrRecordTooLarge):
@@ -46,7 +52,11 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 	switch {
 	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 		reqErr = kerr.InvalidRequiredAcks
-	case req.TransactionID != nil:
+	case req.TransactionID != nil || hasTransactionalBatch(req):
+		// Riffle has no transactions. Kafka answers a request carrying
+		// transactional batches without a transactional id (or with one
+		// the client may not use) with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+		// for every partition (KafkaApis.handleProduceRequest).
 		reqErr = kerr.TransactionalIDAuthorizationFailed
 	}
 	img := b.meta.Image()
@@ -67,15 +77,22 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 				rp.ErrorCode = topicErr.Code
 				continue
 			}
-			part := b.parts.get(name, p.Partition)
-			if part == nil {
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			part, perr := b.parts.lookup(img, name, p.Partition)
+			if perr != nil {
+				rp.ErrorCode = perr.Code
 				continue
 			}
-			res, err := part.log.Append(p.Records, now)
+			// Produce v3+ carries one batch per partition; Kafka refuses
+			// anything else with INVALID_RECORD before appending
+			// (ProduceRequest.validateRecords).
+			err := commitlog.CheckSingleBatch(p.Records)
+			var res commitlog.AppendResult
+			if err == nil {
+				res, err = part.log.Append(p.Records, now)
+			}
 			if err != nil {
-				rp.ErrorCode, rp.ErrorMessage = appendError(err).Code, kmsg.StringPtr(err.Error())
-				if !errors.Is(err, commitlog.ErrCorruptMessage) && !errors.Is(err, commitlog.ErrOutOfOrderSequence) {
+				setAppendError(rp, err)
+				if !clientError(err) {
 					c.log.Debug("produce", "topic", name, "partition", p.Partition, "err", err)
 				}
 				continue
@@ -108,6 +125,46 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 		}
 		return resp
 	})
+}
+
+// hasTransactionalBatch reports whether any partition's first batch is
+// transactional, which is what Kafka checks to demand a transactional id.
+func hasTransactionalBatch(req *kmsg.ProduceRequest) bool {
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			if commitlog.Transactional(p.Records) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// setAppendError answers a partition with the error of its append: the
+// Kafka error, its message and, for a batch refused because of some of its
+// records, which ones (the RecordErrors of Produce v8+, KIP-467).
+func setAppendError(rp *kmsg.ProduceResponseTopicPartition, err error) {
+	rp.ErrorCode, rp.ErrorMessage = appendError(err).Code, kmsg.StringPtr(err.Error())
+	var re *commitlog.RecordError
+	if !errors.As(err, &re) {
+		return
+	}
+	for _, r := range re.Records {
+		e := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+		e.RelativeOffset, e.ErrorMessage = r.Index, kmsg.StringPtr(r.Message)
+		rp.ErrorRecords = append(rp.ErrorRecords, e)
+	}
+}
+
+// clientError reports an append error caused by what the client sent,
+// which is answered but not worth a log line.
+func clientError(err error) bool {
+	for _, e := range []error{commitlog.ErrCorruptMessage, commitlog.ErrOutOfOrderSequence, commitlog.ErrInvalidRecord, commitlog.ErrInvalidTimestamp} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // produceTopic resolves a produce request's topic, creating it if it is

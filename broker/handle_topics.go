@@ -45,6 +45,20 @@ func collides(img *metadata.Image, name string) string {
 	return ""
 }
 
+// requestLimit refuses a request that creates total partitions, more than
+// one topic may have, with the error Kafka's controller gives.
+func (b *Broker) requestLimit(total int64) error {
+	if total <= int64(b.cfg.maxTopicPartitions) {
+		return nil
+	}
+	return &configError{kerr.PolicyViolation, fmt.Sprintf("Excessively large number of partitions per request: %d, more than %d.", total, b.cfg.maxTopicPartitions)}
+}
+
+// limits are the partition limits of the broker's options.
+func (b *Broker) limits() metadata.Limits {
+	return metadata.Limits{TopicPartitions: b.cfg.maxTopicPartitions, Partitions: b.cfg.maxPartitions}
+}
+
 // createTopic validates a topic spec and creates it, or only validates it.
 func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, validateOnly bool) error {
 	img := b.meta.Image()
@@ -63,6 +77,9 @@ func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, valid
 	if spec.Partitions < 1 {
 		return &configError{kerr.InvalidPartitions, fmt.Sprintf("partition count %d is below 1", spec.Partitions)}
 	}
+	if err := b.limits().Check(img, spec.Name, spec.Partitions); err != nil {
+		return err
+	}
 	if spec.ReplicationFactor == -1 {
 		spec.ReplicationFactor = 1
 	}
@@ -79,16 +96,31 @@ func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, valid
 	if validateOnly {
 		return nil
 	}
-	_, err := b.meta.CreateTopic(ctx, spec)
-	return err
+	t, err := b.meta.CreateTopic(ctx, spec)
+	if err != nil {
+		return err
+	}
+	return b.parts.await(ctx, t.Name, t.ID, len(t.Partitions))
 }
 
 func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	seen := make(map[string]int)
+	var total int64
 	for _, t := range req.Topics {
 		seen[t.Topic]++
+		switch {
+		case len(t.ReplicaAssignment) > 0:
+			total += int64(len(t.ReplicaAssignment))
+		case t.NumPartitions == -1:
+			total += int64(b.cfg.numPartitions)
+		case t.NumPartitions > 0:
+			total += int64(t.NumPartitions)
+		}
 	}
+	// Like Kafka's controller, bound the partitions one request creates,
+	// and so the work of answering it.
+	tooMany := b.requestLimit(total)
 	answered := make(map[string]bool)
 	for _, t := range req.Topics {
 		// Kafka answers a topic named twice once, with INVALID_REQUEST.
@@ -100,6 +132,8 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsR
 		rt.Topic = t.Topic
 		var err error
 		switch {
+		case tooMany != nil:
+			err = tooMany
 		case seen[t.Topic] > 1:
 			err = &configError{kerr.InvalidRequest, fmt.Sprintf("topic %q appears more than once in the request", t.Topic)}
 		case len(t.ReplicaAssignment) > 0:
@@ -215,21 +249,36 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsR
 
 func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePartitionsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	var added int64
+	for _, t := range req.Topics {
+		if mt, ok := b.meta.Image().Topics[t.Topic]; ok && int(t.Count) > len(mt.Partitions) {
+			added += int64(t.Count) - int64(len(mt.Partitions))
+		}
+	}
+	tooMany := b.requestLimit(added)
 	for _, t := range req.Topics {
 		rt := kmsg.NewCreatePartitionsResponseTopic()
 		rt.Topic = t.Topic
-		mt, ok := b.meta.Image().Topics[t.Topic]
+		img := b.meta.Image()
+		mt, ok := img.Topics[t.Topic]
 		var err error
 		switch {
+		case tooMany != nil:
+			err = tooMany
 		case !ok:
 			err = &configError{kerr.UnknownTopicOrPartition, fmt.Sprintf("topic %q does not exist", t.Topic)}
 		case t.Count <= int32(len(mt.Partitions)):
 			err = &configError{kerr.InvalidPartitions, fmt.Sprintf("topic %q has %d partitions; the new count %d must be larger", t.Topic, len(mt.Partitions), t.Count)}
 		case len(t.Assignment) > 0 && len(t.Assignment) != int(t.Count)-len(mt.Partitions):
 			err = &configError{kerr.InvalidReplicaAssignment, "the assignment must list each new partition"}
-		case req.ValidateOnly:
 		default:
+			err = b.limits().Check(img, t.Topic, t.Count)
+		}
+		if err == nil && !req.ValidateOnly {
 			err = b.meta.CreatePartitions(ctx, t.Topic, t.Count)
+			if err == nil {
+				err = b.parts.await(ctx, t.Topic, mt.ID, int(t.Count))
+			}
 		}
 		rt.ErrorCode, rt.ErrorMessage = errorCode(err)
 		resp.Topics = append(resp.Topics, rt)
@@ -243,7 +292,7 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	autoCreate := b.cfg.autoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
 	created := false
 	for _, t := range req.Topics {
-		if t.Topic == nil {
+		if t.Topic == nil || t.TopicID != [16]byte{} {
 			continue
 		}
 		if _, ok := img.Topics[*t.Topic]; !ok && autoCreate && validTopicName(*t.Topic) == nil {
@@ -268,10 +317,17 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	describe := func(mt *metadata.Topic) kmsg.MetadataResponseTopic {
 		rt := kmsg.NewMetadataResponseTopic()
 		rt.Topic, rt.TopicID = kmsg.StringPtr(mt.Name), mt.ID
+		offline := b.parts.offline(mt)
 		for _, p := range mt.Partitions {
 			rp := kmsg.NewMetadataResponseTopicPartition()
 			rp.Partition, rp.Leader, rp.LeaderEpoch = p.Index, p.Leader, p.LeaderEpoch
 			rp.Replicas, rp.ISR = p.Replicas, p.ISR
+			if offline[p.Index] {
+				// As a Kafka cluster shows a partition whose only
+				// replica is on a failed log directory.
+				rp.ErrorCode, rp.Leader = kerr.LeaderNotAvailable.Code, -1
+				rp.OfflineReplicas = []int32{b.cfg.nodeID}
+			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		return rt
@@ -283,12 +339,14 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 		return resp
 	}
 	for _, t := range req.Topics {
+		// A topic id, when set, names the topic: Kafka's Java client sends
+		// an empty name beside it.
+		byID := t.TopicID != [16]byte{} || t.Topic == nil
 		var mt *metadata.Topic
-		switch {
-		case t.Topic != nil:
-			mt = img.Topics[*t.Topic]
-		default:
+		if byID {
 			mt = img.TopicsByID[t.TopicID]
+		} else {
+			mt = img.Topics[*t.Topic]
 		}
 		if mt != nil {
 			resp.Topics = append(resp.Topics, describe(mt))
@@ -298,7 +356,8 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		rt.ErrorCode = kerr.UnknownTopicOrPartition.Code
 		switch {
-		case t.Topic == nil:
+		case byID:
+			rt.Topic = nil
 			rt.ErrorCode = kerr.UnknownTopicID.Code
 		case validTopicName(*t.Topic) != nil:
 			rt.ErrorCode = kerr.InvalidTopicException.Code

@@ -1,8 +1,13 @@
 package broker
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"time"
+
+	"github.com/riffle-stream/riffle/broker/internal/metadata"
 )
 
 // Opt configures a Broker. Options are applied in order by New.
@@ -40,6 +45,18 @@ type config struct {
 	retentionCheck   time.Duration
 	offsetsRetention time.Duration
 	logger           *slog.Logger
+
+	maxTopicPartitions int32
+	maxPartitions      int
+
+	// Connections and their memory.
+	connMaxIdle       time.Duration
+	maxConns          int
+	maxConnsPerIP     int
+	queuedMaxRequests int64 // 0: max(defaultQueuedMaxRequestBytes, maxRequestBytes)
+	// maxWait caps how long a request may wait in the broker (a fetch's
+	// MaxWait, a produce's timeout); only tests change it.
+	maxWait time.Duration
 }
 
 func defaultConfig() config {
@@ -55,7 +72,56 @@ func defaultConfig() config {
 		retentionCheck:   5 * time.Minute,
 		offsetsRetention: 7 * 24 * time.Hour,
 		logger:           slog.Default(),
+
+		maxTopicPartitions: metadata.DefaultTopicPartitions,
+		maxPartitions:      metadata.DefaultPartitions,
+		connMaxIdle:        10 * time.Minute,
+		maxConns:           math.MaxInt32,
+		maxConnsPerIP:      math.MaxInt32,
+		maxWait:            MaxWait,
 	}
+}
+
+// validate range-checks every setting, so that a bad one is an error from
+// New rather than a panic or a misbehaving broker later.
+func (c *config) validate() error {
+	switch {
+	case c.dataDir == "":
+		return errors.New("empty data directory")
+	case c.nodeID < 0:
+		return fmt.Errorf("negative node id %d", c.nodeID)
+	case c.sync != SyncGroupCommit && c.sync != SyncNone:
+		return fmt.Errorf("unknown sync policy %d", c.sync)
+	case c.maxRequestBytes < 1024:
+		return fmt.Errorf("max request bytes %d is below 1024", c.maxRequestBytes)
+	case c.fetchMaxBytes < 1:
+		return fmt.Errorf("fetch max bytes %d is below 1", c.fetchMaxBytes)
+	case c.numPartitions < 1:
+		return fmt.Errorf("default partitions %d is below 1", c.numPartitions)
+	case c.numPartitions > c.maxTopicPartitions:
+		return fmt.Errorf("default partitions %d exceed max partitions per topic %d", c.numPartitions, c.maxTopicPartitions)
+	case c.retentionCheck < time.Millisecond:
+		return fmt.Errorf("retention check interval %v is below 1ms", c.retentionCheck)
+	case c.offsetsRetention <= 0:
+		return fmt.Errorf("offsets retention %v is not positive", c.offsetsRetention)
+	case c.logger == nil:
+		return errors.New("nil logger")
+	case c.connMaxIdle < time.Millisecond:
+		return fmt.Errorf("connections max idle %v is below 1ms", c.connMaxIdle)
+	case c.maxConns < 1:
+		return fmt.Errorf("max connections %d is below 1", c.maxConns)
+	case c.maxConnsPerIP < 1:
+		return fmt.Errorf("max connections per ip %d is below 1", c.maxConnsPerIP)
+	case c.queuedMaxRequests != 0 && c.queuedMaxRequests < int64(c.maxRequestBytes):
+		return fmt.Errorf("queued max request bytes %d is below max request bytes %d", c.queuedMaxRequests, c.maxRequestBytes)
+	case c.maxWait <= 0:
+		return fmt.Errorf("max wait %v is not positive", c.maxWait)
+	case c.maxTopicPartitions < 1:
+		return fmt.Errorf("max partitions per topic %d is below 1", c.maxTopicPartitions)
+	case c.maxPartitions < 1:
+		return fmt.Errorf("max partitions %d is below 1", c.maxPartitions)
+	}
+	return nil
 }
 
 // ListenAddr sets the host:port the broker accepts Kafka clients on.
@@ -90,6 +156,9 @@ func MaxRequestBytes(n int32) Opt { return optFunc(func(c *config) { c.maxReques
 // whole even if it is larger, so consumers always progress. The broker
 // holds a response's bytes twice while sending it, so this cap is what
 // keeps its memory flat when consumers read many partitions at once.
+// It is also the budget of one connection's pending fetch responses: a
+// connection that pipelines fetches without reading its answers stops
+// being read until its earlier responses are written.
 // Default: 8 MiB (Kafka's fetch.max.bytes, whose default is 55 MiB:
 // beyond a few MiB a larger response hardly raises throughput).
 func FetchMaxBytes(n int32) Opt { return optFunc(func(c *config) { c.fetchMaxBytes = n }) }
@@ -119,3 +188,63 @@ func OffsetsRetention(d time.Duration) Opt {
 
 // Logger sets the structured logger. Default: slog.Default().
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }
+
+// MaxTopicPartitions caps the partitions of one topic, and the
+// partitions one CreateTopics or CreatePartitions request may create:
+// requests asking for more are answered POLICY_VIOLATION before anything
+// is allocated or committed. Default: 10,000, the cap Kafka's controller
+// puts on one request (not configurable in Kafka; the per-topic cap is
+// Riffle's, the analogue of a CreateTopicPolicy).
+func MaxTopicPartitions(n int32) Opt { return optFunc(func(c *config) { c.maxTopicPartitions = n }) }
+
+// MaxPartitions caps the partitions of all topics together, which this
+// broker hosts; creations beyond it are answered POLICY_VIOLATION. Each
+// partition costs open files and memory, and every one is opened at
+// start. Default: 100,000 (Kafka has no such setting).
+func MaxPartitions(n int) Opt { return optFunc(func(c *config) { c.maxPartitions = n }) }
+
+// MaxWait caps how long the broker holds a request before answering it:
+// a fetch or share fetch whose MaxWaitMillis is longer is answered after
+// MaxWait with what it found, and a produce's TimeoutMillis is cut to it.
+// Clients ask again; Kafka sets no such cap.
+const MaxWait = 30 * time.Second
+
+// defaultQueuedMaxRequestBytes is QueuedMaxRequestBytes's default when
+// MaxRequestBytes does not ask for more.
+const defaultQueuedMaxRequestBytes = 256 << 20
+
+// ConnectionsMaxIdle sets how long a connection may go without a request
+// or a response before the broker closes it; a connection waiting for a
+// response in progress is not idle. It also bounds how long a request
+// frame may take to arrive once its first byte has (at most 30 seconds,
+// a client's usual request timeout) and how long writing one response
+// may stall, so a client sending half a frame or never reading cannot hold
+// a connection. Default: 10 minutes (Kafka's connections.max.idle.ms).
+func ConnectionsMaxIdle(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.connMaxIdle = d })
+}
+
+// MaxConnections caps the connections the broker serves at once; one
+// accepted beyond it is closed at once. Default: unlimited, 2^31-1
+// (Kafka's max.connections).
+func MaxConnections(n int) Opt { return optFunc(func(c *config) { c.maxConns = n }) }
+
+// MaxConnectionsPerIP caps the connections the broker serves at once from
+// one client address; one accepted beyond it is closed at once.
+// Default: unlimited, 2^31-1 (Kafka's max.connections.per.ip).
+func MaxConnectionsPerIP(n int) Opt { return optFunc(func(c *config) { c.maxConnsPerIP = n }) }
+
+// QueuedMaxRequestBytes bounds, across all connections, the bytes of
+// request frames read but not yet handled. A frame larger than 64 KiB
+// takes its bytes from this budget as they arrive (nothing is allocated
+// for a frame's claimed size before its bytes come), and a connection
+// whose frame finds the budget spent stops reading until other requests
+// are handled. Smaller frames bypass the budget: each connection holds
+// at most one at a time, so well-behaved clients are served while
+// hostile ones wait. It must be at least MaxRequestBytes; 0 selects the
+// default.
+// Default: 256 MiB, or MaxRequestBytes if larger (Kafka's
+// queued.max.request.bytes, unlimited by default there).
+func QueuedMaxRequestBytes(n int64) Opt {
+	return optFunc(func(c *config) { c.queuedMaxRequests = n })
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"sync"
 )
@@ -29,13 +30,30 @@ func openProducerIDs(path string) (*producerIDs, error) {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("read producer id block: %w", err)
-	case len(data) != 8:
-		return nil, fmt.Errorf("read producer id block: %s has %d bytes, want 8", path, len(data))
 	default:
-		p.nextID = int64(binary.BigEndian.Uint64(data))
-		p.end = p.nextID
+		end, err := decodeProducerIDBlock(data)
+		if err != nil {
+			return nil, fmt.Errorf("read producer id block %s: %w", path, err)
+		}
+		p.nextID, p.end = end, end
 	}
 	return p, nil
+}
+
+// decodeProducerIDBlock decodes the file's content: the end of the last
+// reserved block, big-endian. A file that does not decode stops the
+// broker: guessing the next id could hand out one already in use, and an
+// idempotent producer given another's id would see its batches dropped
+// as duplicates.
+func decodeProducerIDBlock(data []byte) (int64, error) {
+	if len(data) != 8 {
+		return 0, fmt.Errorf("%d bytes, want 8", len(data))
+	}
+	end := int64(binary.BigEndian.Uint64(data))
+	if end < 0 || end > math.MaxInt64-producerIDBlock {
+		return 0, fmt.Errorf("block end %d out of range", end)
+	}
+	return end, nil
 }
 
 func (p *producerIDs) next() (int64, error) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -24,6 +25,12 @@ func runBroker(ctx context.Context, args []string) error {
 	partitions := fs.Int("num-partitions", 1, "partitions of auto-created topics")
 	autoCreate := fs.Bool("auto-create-topics", true, "create unknown topics on Metadata and Produce requests")
 	fetchMax := fs.Int("fetch-max-bytes", 8<<20, "largest record bytes in one fetch response (Kafka's fetch.max.bytes)")
+	maxTopicParts := fs.Int("max-topic-partitions", 10_000, "most partitions of one topic, and of one CreateTopics or CreatePartitions request; more is answered POLICY_VIOLATION")
+	maxParts := fs.Int("max-partitions", 100_000, "most partitions of all topics together; more is answered POLICY_VIOLATION")
+	maxIdle := fs.Duration("connections-max-idle", 10*time.Minute, "close connections without traffic for this long (Kafka's connections.max.idle.ms)")
+	maxConns := fs.Int("max-connections", 0, "most client connections served at once, 0 for unlimited (Kafka's max.connections)")
+	maxConnsPerIP := fs.Int("max-connections-per-ip", 0, "most client connections served at once from one address, 0 for unlimited (Kafka's max.connections.per.ip)")
+	queuedMax := fs.Int64("queued-max-request-bytes", 0, "bytes of requests read but not yet handled, across connections; 0 for 256 MiB (Kafka's queued.max.request.bytes)")
 	pprofAddr := fs.String("pprof", "", "serve /debug/pprof on this loopback host:port (off when empty)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -54,7 +61,16 @@ func runBroker(ctx context.Context, args []string) error {
 		broker.DefaultPartitions(int32(*partitions)),
 		broker.AutoCreateTopics(*autoCreate),
 		broker.FetchMaxBytes(int32(*fetchMax)),
+		broker.MaxTopicPartitions(int32(min(*maxTopicParts, math.MaxInt32))),
+		broker.MaxPartitions(*maxParts),
 		broker.Logger(logger),
+	}
+	opts = append(opts, broker.ConnectionsMaxIdle(*maxIdle), broker.QueuedMaxRequestBytes(*queuedMax))
+	if *maxConns != 0 {
+		opts = append(opts, broker.MaxConnections(*maxConns))
+	}
+	if *maxConnsPerIP != 0 {
+		opts = append(opts, broker.MaxConnectionsPerIP(*maxConnsPerIP))
 	}
 	if *advertised != "" {
 		opts = append(opts, broker.AdvertisedAddr(*advertised))

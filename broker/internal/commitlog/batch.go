@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Offsets of the fields of a v2 record batch header.
@@ -33,13 +30,11 @@ const (
 
 	attrCompression   = 0x07
 	attrLogAppendTime = 0x08
+	attrTransactional = 0x10
+	attrControl       = 0x20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// decompressor inflates compressed batches for timestamp lookups, the
-// only place the log looks inside a batch.
-var decompressor = kgo.DefaultDecompressor()
 
 // batchHeader is the parsed fixed part of a v2 record batch.
 type batchHeader struct {
@@ -93,6 +88,19 @@ func parseHeader(b []byte) batchHeader {
 // length that fits in avail bytes, magic 2 and a record count consistent
 // with the last offset delta.
 func checkFraming(b []byte, avail int64) (batchHeader, error) {
+	h, err := checkLength(b, avail)
+	if err != nil {
+		return h, err
+	}
+	if err := checkCount(&h); err != nil {
+		return h, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
+	}
+	return h, nil
+}
+
+// checkLength checks that b starts with a magic 2 header whose batch
+// length fits in avail bytes.
+func checkLength(b []byte, avail int64) (batchHeader, error) {
 	if len(b) < batchHeaderSize || avail < batchHeaderSize {
 		return batchHeader{}, fmt.Errorf("%w: %d bytes cannot hold a batch header", ErrCorruptMessage, min(int64(len(b)), avail))
 	}
@@ -105,12 +113,29 @@ func checkFraming(b []byte, avail int64) (batchHeader, error) {
 		return h, fmt.Errorf("%w: batch length %d is shorter than a header", ErrCorruptMessage, h.size-lengthPrefix)
 	case int64(h.size) > avail:
 		return h, fmt.Errorf("%w: batch length %d exceeds the %d bytes left", ErrCorruptMessage, h.size-lengthPrefix, avail-lengthPrefix)
-	case h.recordCount <= 0:
-		return h, fmt.Errorf("%w: record count %d", ErrCorruptMessage, h.recordCount)
-	case h.lastOffsetDelta != h.recordCount-1:
-		return h, fmt.Errorf("%w: last offset delta %d does not match record count %d", ErrCorruptMessage, h.lastOffsetDelta, h.recordCount)
 	}
 	return h, nil
+}
+
+// checkCount checks that the header's record count is positive and
+// matches its last offset delta.
+func checkCount(h *batchHeader) error {
+	switch {
+	case h.recordCount <= 0:
+		return fmt.Errorf("record count %d", h.recordCount)
+	case h.lastOffsetDelta != h.recordCount-1:
+		return fmt.Errorf("last offset delta %d does not match record count %d", h.lastOffsetDelta, h.recordCount)
+	}
+	return nil
+}
+
+// checkCRC checks the CRC-32C of the batch h heads in b.
+func checkCRC(b []byte, h *batchHeader) error {
+	want := binary.BigEndian.Uint32(b[offCRC:])
+	if got := crc32.Checksum(b[offAttributes:h.size], castagnoli); got != want {
+		return fmt.Errorf("%w: crc %08x, header says %08x", ErrCorruptMessage, got, want)
+	}
+	return nil
 }
 
 // checkBatch fully validates the batch at the start of b: framing and
@@ -120,11 +145,7 @@ func checkBatch(b []byte) (batchHeader, error) {
 	if err != nil {
 		return h, err
 	}
-	want := binary.BigEndian.Uint32(b[offCRC:])
-	if got := crc32.Checksum(b[offAttributes:h.size], castagnoli); got != want {
-		return h, fmt.Errorf("%w: crc %08x, header says %08x", ErrCorruptMessage, got, want)
-	}
-	return h, nil
+	return h, checkCRC(b, &h)
 }
 
 // stampBatch rewrites the header fields the log owns: the base offset, the
@@ -144,7 +165,8 @@ func stampBatch(b []byte, size int, base int64, appendTime int64, logAppendTime 
 
 // findRecord returns the offset and timestamp of the first record of the
 // batch b at or after offset from whose timestamp satisfies match. It
-// decompresses the batch if needed; ok is false if no record matches.
+// streams through the batch, decompressing if needed; ok is false if no
+// record matches.
 func findRecord(b []byte, from int64, match func(ts int64) bool) (offset, ts int64, ok bool, err error) {
 	h := parseHeader(b)
 	if h.attributes&attrLogAppendTime != 0 {
@@ -153,23 +175,17 @@ func findRecord(b []byte, from int64, match func(ts int64) bool) (offset, ts int
 		}
 		return max(from, h.baseOffset), h.maxTimestamp, true, nil
 	}
-	data := b[batchHeaderSize:h.size]
-	if codec := h.attributes & attrCompression; codec != 0 {
-		if data, err = decompressor.Decompress(data, kgo.CompressionCodecType(codec)); err != nil {
-			return 0, 0, false, fmt.Errorf("decompress batch at offset %d: %w", h.baseOffset, err)
-		}
+	var w recordWalker
+	defer w.close()
+	if err := w.open(h.attributes&attrCompression, b[batchHeaderSize:h.size]); err != nil {
+		return 0, 0, false, fmt.Errorf("batch at offset %d: %w", h.baseOffset, err)
 	}
-	var rec kmsg.Record
-	for i := int32(0); i < h.recordCount && len(data) > 0; i++ {
-		n, w := binary.Varint(data)
-		if w <= 0 || n < 0 || int64(len(data)-w) < n {
-			return 0, 0, false, fmt.Errorf("%w: record %d of batch at offset %d is truncated", ErrCorruptMessage, i, h.baseOffset)
-		}
-		if err := rec.ReadFrom(data[:w+int(n)]); err != nil {
+	for i := range h.recordCount {
+		rec, err := w.next()
+		if err != nil {
 			return 0, 0, false, fmt.Errorf("%w: record %d of batch at offset %d: %v", ErrCorruptMessage, i, h.baseOffset, err)
 		}
-		data = data[w+int(n):]
-		off, t := h.baseOffset+int64(rec.OffsetDelta), h.baseTimestamp+rec.TimestampDelta64
+		off, t := h.baseOffset+int64(rec.offsetDelta), h.baseTimestamp+rec.timestampDelta
 		if off >= from && match(t) {
 			return off, t, true, nil
 		}

@@ -87,18 +87,18 @@ func openLog(t testing.TB, dir string, cfg Config) *Log {
 	return l
 }
 
-// readAll reads every batch from offset to the end and returns their
-// headers, checking that each is whole and signed.
+// readAll reads every batch from offset to the high watermark and
+// returns their headers, checking that each is whole and signed.
 func readAll(t testing.TB, l *Log, from int64) []batchHeader {
 	t.Helper()
 	var hs []batchHeader
-	for off := from; off < l.EndOffset(); {
+	for off := from; off < l.HighWatermark(); {
 		b, err := l.Read(off, 1<<20, nil)
 		if err != nil {
 			t.Fatalf("read at %d: %v", off, err)
 		}
 		if len(b) == 0 {
-			t.Fatalf("read at %d returned nothing before end %d", off, l.EndOffset())
+			t.Fatalf("read at %d returned nothing below the high watermark %d", off, l.HighWatermark())
 		}
 		for len(b) > 0 {
 			h, err := checkBatch(b)

@@ -9,8 +9,49 @@
 // positions and a .timeindex from timestamps to offsets, all named by the
 // segment's 20-digit base offset. The log deduplicates and orders the
 // batches of idempotent producers and keeps that state across restarts in
-// .snapshot files. Durability is group commit: appenders write to the page
-// cache, and a background flusher fsyncs on behalf of every waiter at once.
+// .snapshot files. Beside them, log-start-offset holds the start offset
+// DeleteRecords set and recovery-point the recovery point. Every file
+// operation goes through a pebble vfs.FS (Config.FS).
+//
+// # Durability
+//
+// Under SyncGroupCommit, the default, appenders write to the page cache
+// and a flusher goroutine fsyncs the active segment on behalf of every
+// waiter at once, after every append, so that records no one waits for
+// (acks=0) are flushed too. The high watermark is the fsynced offset:
+// Fetch, the timestamp lookups and Changed see nothing beyond it, so no
+// consumer reads, or commits the offset of, a record a power loss could
+// take back. A roll fsyncs the old segment and its indexes and moves the
+// recovery point to the new segment before the new one takes writes.
+// Under SyncNone nothing waits for an fsync and the high watermark is the
+// end offset: records survive the process being killed, not a power
+// loss; rolled segments are still fsynced, by the flusher in the
+// background, and the recovery point moved past them. In both, a new
+// start offset is fsynced before DeleteRecords returns, and the directory
+// after segment files are unlinked, by DeleteRecords or retention; Close
+// fsyncs everything and moves the recovery point to the end.
+//
+// A failed write or fsync, a full disk included, takes the log offline
+// (ErrStorage) until it is opened again: nothing more is acknowledged or
+// served, and nothing acknowledged is touched.
+//
+// # Recovery
+//
+// Open trusts the segments that end at or below the recovery point, as
+// Kafka does: it checks their index files against them and rebuilds the
+// ones that do not match. From the segment holding the recovery point on,
+// it reads every batch, checking framing, CRC and offsets; it truncates a
+// segment at its first bad batch, drops the segments after a tear or a gap
+// in offsets (they were never durable), and rebuilds the indexes of what
+// it keeps, which it fsyncs before moving the recovery point to the end.
+// It removes temp files, index files without a segment, empty trailing
+// segments and segments wholly below the start offset, and no file it does
+// not know. A torn write never keeps a log from opening; damage to a
+// segment below the recovery point, records that were fsynced, does:
+// Open returns ErrStorage and leaves the segments as they are, and
+// removing the recovery-point file lets the next Open repair the whole log
+// by truncation. A log with no recovery-point file, as one written before
+// it existed, is scanned whole.
 //
 // Indexes are kept in memory too (8 bytes per offset index entry and 12
 // per time index entry, a few MiB per GiB of log at the default interval);
@@ -27,25 +68,27 @@ import (
 	"maps"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // SyncPolicy says when appended records reach stable storage.
 type SyncPolicy int
 
 const (
-	// SyncGroupCommit makes WaitDurable return once the records are
-	// fsynced; concurrent waiters share one fsync. It is the default.
+	// SyncGroupCommit makes WaitDurable return, and the high watermark
+	// advance, once the records are fsynced; concurrent waiters share one
+	// fsync. It is the default.
 	SyncGroupCommit SyncPolicy = iota
 	// SyncNone leaves records in the page cache, where they survive the
 	// broker process being killed but not the machine losing power;
-	// WaitDurable returns at once.
+	// WaitDurable returns at once and records are readable at once.
 	SyncNone
 )
 
@@ -90,11 +133,27 @@ type Config struct {
 	// (message.timestamp.type=LogAppendTime) instead of keeping the
 	// producer's CreateTime.
 	LogAppendTime bool
+	// TimestampBeforeMax bounds how far before the append time a
+	// CreateTime record's timestamp may lie
+	// (message.timestamp.before.max.ms); 0 means no bound.
+	TimestampBeforeMax time.Duration
+	// TimestampAfterMax bounds how far after the append time a CreateTime
+	// record's timestamp may lie (message.timestamp.after.max.ms); 0
+	// means no bound.
+	TimestampAfterMax time.Duration
+	// KeyRequired refuses records without a key, as Kafka does for
+	// compacted topics (cleanup.policy=compact).
+	KeyRequired bool
 	// Sync is the durability policy. It is fixed when the log is opened.
 	Sync SyncPolicy
-	// Logger receives recovery and retention messages; nil means
-	// slog.Default().
+	// Logger receives recovery, retention and storage error messages;
+	// nil means slog.Default(). It is fixed when the log is opened.
 	Logger *slog.Logger
+	// FS is the file system holding the log; nil means vfs.Default, the
+	// operating system's. Tests use vfs.NewStrictMem to simulate power
+	// loss and vfs/errorfs to inject I/O errors. It is fixed when the
+	// log is opened.
+	FS vfs.FS
 }
 
 func (c Config) normalized() Config {
@@ -113,6 +172,9 @@ func (c Config) normalized() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
 	}
 	return c
 }
@@ -142,6 +204,17 @@ var (
 	ErrOffsetOutOfRange = errors.New("offset out of range")
 	// ErrClosed reports use of a closed Log.
 	ErrClosed = errors.New("log closed")
+	// ErrStorage (KAFKA_STORAGE_ERROR) reports a failure of the log's
+	// storage; it wraps the cause. Every error Open returns wraps it:
+	// the directory could not be read, or holds damage recovery does not
+	// repair (see the package documentation); the caller takes that one
+	// partition offline. A failed write or fsync (EIO, ENOSPC) takes an
+	// open log offline: from then on Append, Fetch, Read, WaitDurable and
+	// DeleteRecords return ErrStorage, nothing more is served or
+	// acknowledged, and what was acknowledged stays on disk. Opening the
+	// log again, once the disk is back, repairs what the failure left
+	// half-written.
+	ErrStorage = errors.New("storage error")
 )
 
 // AppendResult describes where Append stored a batch.
@@ -160,8 +233,16 @@ type AppendResult struct {
 	Duplicate bool
 }
 
-// startOffsetFile persists a log start offset raised by DeleteRecords.
-const startOffsetFile = "log-start-offset"
+// Files of a log beside its segments and producer snapshots, each holding
+// one decimal offset.
+const (
+	// startOffsetFile persists a log start offset raised by DeleteRecords.
+	startOffsetFile = "log-start-offset"
+	// recoveryPointFile holds the recovery point: every record below it
+	// is fsynced, with the indexes of the segments below it, so that
+	// Open need only scan the segments from the one holding it on.
+	recoveryPointFile = "recovery-point"
+)
 
 // Log is one partition's log.
 //
@@ -173,8 +254,10 @@ const startOffsetFile = "log-start-offset"
 // while appends proceed. Segment removal (retention, DeleteRecords) and
 // Close wait for reads and fsyncs in progress.
 type Log struct {
+	fs       vfs.FS
 	dir      string
 	syncMode SyncPolicy
+	log      *slog.Logger
 
 	// segMu is held shared while segment files are read or fsynced
 	// outside mu, and exclusively while segments are closed or removed.
@@ -189,36 +272,48 @@ type Log struct {
 	closed      bool // Close has begun
 	shut        bool // Close has finished
 	changed     chan struct{}
-	changedUsed bool // someone holds changed, so the next append must close it
+	changedUsed bool // someone holds changed, so the next change must close it
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
 
-	// Group commit state, guarded by mu.
+	// Durability state, guarded by mu.
 	durable   int64         // every record below it is fsynced
-	durableCh chan struct{} // closed when durable advances or a flush fails
-	flushErr  error         // sticky fsync failure
-	unsynced  []*segment    // rolled segments not yet fsynced
+	durableCh chan struct{} // closed when durable advances or the log fails
+	failed    error         // the storage error that took the log offline
+	unsynced  []*segment    // SyncNone: rolled segments not yet fsynced
 	dirDirty  bool          // segment files were created since the last flush
 
-	flushReq chan struct{}
-	stop     chan struct{}
-	stopped  chan struct{}
+	// The flusher goroutine starts at the first flush request, so that
+	// a log never written to has none; Close stops it.
+	flusherOnce sync.Once
+	flushReq    chan struct{}
+	stop        chan struct{}
+	stopped     chan struct{}
 }
 
-// Open opens the log in dir, creating dir if needed, and recovers it: it
-// removes leftover temp and orphan index files, checks the index files of
-// rolled segments against their logs and rebuilds them if they are
-// missing or inconsistent, scans the active segment verifying every
-// batch's CRC and truncates it at the first torn or corrupt batch, and
-// rebuilds the idempotent producer state from the newest usable snapshot
-// plus the batch headers after it (all headers if there is none).
-// Recovery reads the whole active segment, at most SegmentBytes.
+// Open opens the log in dir, creating dir if needed, and recovers it as
+// the package documentation describes: it checks the segments below the
+// recovery point, repairs those from it on, and rebuilds the idempotent
+// producer state from the newest usable snapshot plus the batch headers
+// after it (all headers if there is none). After a clean Close recovery
+// reads the whole active segment, at most SegmentBytes. Every error it
+// returns wraps ErrStorage.
 func Open(dir string, cfg Config) (*Log, error) {
 	cfg = cfg.normalized()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create log directory: %w", err)
+	if _, err := cfg.FS.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		// The new directory's entry in its parent must be durable
+		// before anything in it is.
+		err = cfg.FS.MkdirAll(dir, 0o755)
+		if err == nil {
+			err = syncDir(cfg.FS, cfg.FS.PathDir(dir))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: create log directory %s: %w", ErrStorage, dir, err)
+		}
 	}
 	l := &Log{
+		fs:        cfg.FS,
+		log:       cfg.Logger,
 		dir:       dir,
 		syncMode:  cfg.Sync,
 		cfg:       cfg,
@@ -233,31 +328,23 @@ func Open(dir string, cfg Config) (*Log, error) {
 		for _, s := range l.segs {
 			s.close()
 		}
-		return nil, fmt.Errorf("open log %s: %w", dir, err)
-	}
-	if l.syncMode == SyncGroupCommit {
-		go l.flusher()
-	} else {
-		close(l.stopped)
+		return nil, fmt.Errorf("%w: open log %s: %w", ErrStorage, dir, err)
 	}
 	return l, nil
 }
 
-func (l *Log) logger() *slog.Logger { return l.cfg.Logger }
-
 func (l *Log) recover(now time.Time) error {
-	entries, err := os.ReadDir(l.dir)
+	names, err := l.fs.List(l.dir)
 	if err != nil {
 		return err
 	}
 	logs := make(map[int64]bool)
-	for _, e := range entries {
-		if base, ok := parseBase(e.Name(), logSuffix); ok {
+	for _, name := range names {
+		if base, ok := parseBase(name, logSuffix); ok {
 			logs[base] = true
 		}
 	}
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		stale := strings.HasSuffix(name, tmpSuffix)
 		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
 			if base, ok := parseBase(name, suffix); ok && !logs[base] {
@@ -265,7 +352,7 @@ func (l *Log) recover(now time.Time) error {
 			}
 		}
 		if stale {
-			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+			if err := l.fs.Remove(l.fs.PathJoin(l.dir, name)); err != nil {
 				return fmt.Errorf("remove leftover %s: %w", name, err)
 			}
 		}
@@ -273,11 +360,10 @@ func (l *Log) recover(now time.Time) error {
 	bases := slices.Sorted(maps.Keys(logs))
 	// An empty active segment holds nothing but its base offset, which
 	// is where its predecessor ends. Dropping it makes the predecessor the
-	// active segment, which is then fully recovered: after a power loss
-	// it may be the one with a torn tail.
+	// active segment.
 	for len(bases) > 1 {
-		last := &segment{dir: l.dir, base: bases[len(bases)-1]}
-		fi, err := os.Stat(last.path(logSuffix))
+		last := &segment{fs: l.fs, dir: l.dir, base: bases[len(bases)-1]}
+		fi, err := l.fs.Stat(last.path(logSuffix))
 		if err != nil {
 			return fmt.Errorf("stat segment %s: %w", last.name(), err)
 		}
@@ -289,43 +375,131 @@ func (l *Log) recover(now time.Time) error {
 		}
 		bases = bases[:len(bases)-1]
 	}
-	if b, err := os.ReadFile(filepath.Join(l.dir, startOffsetFile)); err == nil {
-		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
-			l.start = n
-		}
-	}
+	l.start = l.readOffset(startOffsetFile)
+	point := l.readOffset(recoveryPointFile)
 	if len(bases) == 0 {
 		bases = []int64{l.start}
 	}
 	interval := int64(l.cfg.IndexIntervalBytes)
 	for i, base := range bases {
-		s, err := openSegment(l.dir, base)
+		s, err := openSegment(l.fs, l.dir, base)
 		if err != nil {
 			return err
 		}
 		l.segs = append(l.segs, s)
-		if i < len(bases)-1 {
-			err = s.loadOlder(l.logger(), bases[i+1], interval)
-		} else {
-			err = s.recoverActive(l.logger(), interval, now)
+		last := i == len(bases)-1
+		if !last && bases[i+1] <= point {
+			if err := s.loadOlder(l.log, bases[i+1], interval); err != nil {
+				return fmt.Errorf("%w, below the recovery point %d: remove %s to have the log repaired by truncation", err, point, recoveryPointFile)
+			}
+			l.size += s.size
+			continue
+		}
+		torn, err := s.repair(l.log, interval, now)
+		if err == nil {
+			err = s.sync()
 		}
 		if err != nil {
 			return err
 		}
 		l.size += s.size
-	}
-	// What a killed process left in the page cache counts as durable
-	// only once fsynced; for files already on disk this is cheap.
-	for _, s := range l.segs {
-		if err := s.log.Sync(); err != nil {
-			return fmt.Errorf("sync segment %s: %w", s.name(), err)
+		if last {
+			break
+		}
+		if torn || s.next != bases[i+1] {
+			// The segments after a tear do not follow on from the records
+			// kept, and were never durable: the log ends here, and this
+			// segment becomes the active one.
+			l.log.Warn("dropping the segments after a torn segment", "dir", l.dir, "segment", s.name(), "end_offset", s.next, "dropped_segments", len(bases)-i-1)
+			for _, b := range bases[i+1:] {
+				if err := (&segment{fs: l.fs, dir: l.dir, base: b}).remove(); err != nil {
+					return err
+				}
+			}
+			break
+		}
+		if err := s.closeIndexes(); err != nil {
+			return fmt.Errorf("close indexes of segment %s: %w", s.name(), err)
 		}
 	}
-	active := l.segs[len(l.segs)-1]
-	l.end = active.next
-	l.start = min(max(l.start, l.segs[0].base), l.end)
+	l.end = l.segs[len(l.segs)-1].next
+	l.start = max(l.start, l.segs[0].base)
+	if l.start > l.end {
+		// DeleteRecords removed records that a power loss then took
+		// back (only SyncNone lets it remove what is not durable). The
+		// log starts afresh at the start offset, so that deleted offsets
+		// are never given to new records.
+		l.log.Warn("the log ends below its start offset; starting it afresh there", "dir", l.dir, "start_offset", l.start, "end_offset", l.end)
+		for _, s := range l.segs {
+			if err := s.remove(); err != nil {
+				return err
+			}
+		}
+		s, err := openSegment(l.fs, l.dir, l.start)
+		if err != nil {
+			return err
+		}
+		l.segs, l.size, l.end = []*segment{s}, 0, l.start
+	}
 	l.durable = l.end
-	return l.recoverProducers()
+	if l.end < point {
+		l.log.Error("the log ends below its recovery point: records that were fsynced are lost", "dir", l.dir, "recovery_point", point, "end_offset", l.end)
+	}
+	// Segments wholly below the start offset are left over from a
+	// DeleteRecords cut short by a crash.
+	n := 0
+	for n < len(l.segs)-1 && l.segs[n].next <= l.start {
+		n++
+	}
+	for _, s := range l.segs[:n] {
+		l.size -= s.size
+		if err := s.remove(); err != nil {
+			return err
+		}
+	}
+	l.segs = slices.Delete(l.segs, 0, n)
+	if err := syncDir(l.fs, l.dir); err != nil {
+		return fmt.Errorf("sync log directory: %w", err)
+	}
+	if point != l.end {
+		if err := l.writeRecoveryPoint(l.end); err != nil {
+			return err
+		}
+	}
+	if err := l.recoverProducers(); err != nil {
+		return err
+	}
+	l.producers.evictBefore(l.start)
+	return nil
+}
+
+// readOffset reads an offset file of the log, or returns 0 if there is
+// none or it is unreadable.
+func (l *Log) readOffset(name string) int64 {
+	b, err := readFile(l.fs, l.fs.PathJoin(l.dir, name))
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n < 0 {
+		l.log.Warn("ignoring unreadable offset file", "dir", l.dir, "file", name, "err", err)
+		return 0
+	}
+	return n
+}
+
+// writeOffset durably replaces an offset file of the log.
+func (l *Log) writeOffset(name string, offset int64) error {
+	if err := writeFileAtomic(l.fs, l.fs.PathJoin(l.dir, name), []byte(strconv.FormatInt(offset, 10)+"\n"), true); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeRecoveryPoint records that every record below offset, with the
+// indexes of the segments below it, is fsynced.
+func (l *Log) writeRecoveryPoint(offset int64) error {
+	return l.writeOffset(recoveryPointFile, offset)
 }
 
 // parseBase parses a segment file name of the form <20 digits><suffix>.
@@ -341,7 +515,7 @@ func parseBase(name, suffix string) (int64, bool) {
 // recoverProducers loads the newest snapshot not beyond the end of the
 // log and replays the batch headers after it.
 func (l *Log) recoverProducers() error {
-	offs, err := snapshotOffsets(l.dir)
+	offs, err := snapshotOffsets(l.fs, l.dir)
 	if err != nil {
 		return fmt.Errorf("list producer snapshots: %w", err)
 	}
@@ -350,12 +524,12 @@ func (l *Log) recoverProducers() error {
 		if off > l.end {
 			// The records it covers were lost with a torn tail; new
 			// ones will take their offsets.
-			if err := os.Remove(filepath.Join(l.dir, snapshotName(off))); err != nil {
+			if err := l.fs.Remove(l.fs.PathJoin(l.dir, snapshotName(off))); err != nil {
 				return fmt.Errorf("remove stale producer snapshot: %w", err)
 			}
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(l.dir, snapshotName(off)))
+		b, err := readFile(l.fs, l.fs.PathJoin(l.dir, snapshotName(off)))
 		if err == nil {
 			var s producerState
 			if s, err = decodeSnapshot(b); err == nil {
@@ -363,13 +537,13 @@ func (l *Log) recoverProducers() error {
 				break
 			}
 		}
-		l.logger().Warn("ignoring producer snapshot", "dir", l.dir, "snapshot", snapshotName(off), "err", err)
+		l.log.Warn("ignoring producer snapshot", "dir", l.dir, "snapshot", snapshotName(off), "err", err)
 	}
 	for _, s := range l.segs {
 		if s.next <= from {
 			continue
 		}
-		err := walkHeaders(s.log, s.lookup(from), s.size, func(h batchHeader, _ int64) bool {
+		err := walkHeaders(s.log, s.lookup(from), s.size, nil, func(h batchHeader, _ int64) bool {
 			if h.baseOffset >= from {
 				l.producers.applyHeader(&h)
 			}
@@ -383,12 +557,13 @@ func (l *Log) recoverProducers() error {
 }
 
 // SetConfig changes the log's settings; they apply from the next append
-// or retention pass. The sync policy cannot change.
+// or retention pass. The sync policy, the file system and the logger
+// cannot change.
 func (l *Log) SetConfig(cfg Config) {
 	cfg = cfg.normalized()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cfg.Sync = l.syncMode
+	cfg.Sync, cfg.FS, cfg.Logger = l.syncMode, l.fs, l.log
 	l.cfg = cfg
 }
 
@@ -398,18 +573,22 @@ func (l *Log) SetConfig(cfg Config) {
 var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // Append validates records, the records field of a Produce request for
-// this partition (one or more v2 record batches), and appends them. Either
-// every batch is stored or none is. Batches from idempotent producers are
-// checked against the producer's sequence and epoch; a retry of one of
-// the producer's last five batches is reported as a Duplicate. Append
-// does not wait for durability: call WaitDurable with LastOffset+1.
-// Append does not modify or retain records.
+// this partition (one or more v2 record batches), as Kafka's broker
+// validates a producer's batches (see ErrInvalidRecord), and appends them.
+// Either every batch is stored or none is. Batches from idempotent
+// producers are checked against the producer's sequence and epoch; a
+// retry of one of the producer's last five batches is reported as a
+// Duplicate. Append does not wait for durability: call WaitDurable with
+// LastOffset+1. Append does not modify or retain records.
 func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	if len(records) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
 	}
+	l.mu.Lock()
+	v := l.validator(now)
+	l.mu.Unlock()
 	for pos := 0; pos < len(records); {
-		h, err := checkBatch(records[pos:])
+		h, err := v.validate(records[pos:])
 		if err != nil {
 			return AppendResult{}, fmt.Errorf("batch at byte %d: %w", pos, err)
 		}
@@ -421,13 +600,13 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	if l.closed {
 		return AppendResult{}, ErrClosed
 	}
+	if l.failed != nil {
+		return AppendResult{}, l.failed
+	}
 	l.pending = l.pending[:0]
 	next := l.end
 	for pos := 0; pos < len(records); {
 		h := parseHeader(records[pos:])
-		if h.size > int(l.cfg.MaxBatchBytes) {
-			return AppendResult{}, fmt.Errorf("%w: batch of %d bytes exceeds %d", ErrRecordTooLarge, h.size, l.cfg.MaxBatchBytes)
-		}
 		if h.idempotent() {
 			dup, err := l.producers.check(&h, l.pending)
 			if err != nil {
@@ -443,7 +622,7 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 		pos += h.size
 	}
 	if err := l.maybeRoll(int64(len(records)), next, now); err != nil {
-		return AppendResult{}, err
+		return AppendResult{}, l.failLocked(fmt.Errorf("roll segment: %w", err))
 	}
 	appendTime := int64(-1)
 	if l.cfg.LogAppendTime {
@@ -461,16 +640,19 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	}
 	s := l.segs[len(l.segs)-1]
 	if _, err := s.log.WriteAt(wbuf, s.size); err != nil {
-		return AppendResult{}, fmt.Errorf("append to segment %s: %w", s.name(), err)
+		// Whatever part of the batches reached the file lies past the
+		// segment's size, never read, and is cut off by the next Open.
+		return AppendResult{}, l.failLocked(fmt.Errorf("append to segment %s: %w", s.name(), err))
 	}
 	if s.size == 0 {
 		s.rollTime = now
 	}
 	interval := int64(l.cfg.IndexIntervalBytes)
+	var indexErr error
 	for pos := 0; pos < len(wbuf); {
 		h := parseHeader(wbuf[pos:])
 		indexed, timeIndexed := s.track(&h, s.size, interval)
-		l.writeEntries(s, indexed, timeIndexed)
+		indexErr = errors.Join(indexErr, s.writeEntries(indexed, timeIndexed))
 		pos += h.size
 	}
 	for _, p := range l.pending {
@@ -479,29 +661,36 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	res := AppendResult{BaseOffset: l.end, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}
 	l.size += int64(len(wbuf))
 	l.end = next
-	l.notifyLocked()
+	if indexErr != nil {
+		return AppendResult{}, l.failLocked(indexErr)
+	}
+	if l.syncMode == SyncGroupCommit {
+		// The records become visible once durable; flush them soon
+		// even if no one waits, as for acks=0 produces.
+		l.requestFlush()
+	} else {
+		l.notifyLocked()
+	}
 	return res, nil
 }
 
-// writeEntries appends new index entries to the files. A failure only
-// costs the file a hole, which the checks at the next Open detect, so it is
-// logged rather than failing an append whose data is already written.
-func (l *Log) writeEntries(s *segment, indexed, timeIndexed bool) {
-	var err error
-	if indexed {
-		err = s.writeLastEntry()
+// failLocked takes the log offline after a storage error, logging it
+// the first time, wakes the waiters, and returns the ErrStorage error the
+// log reports from then on.
+func (l *Log) failLocked(err error) error {
+	if l.failed == nil {
+		l.failed = fmt.Errorf("%w: log %s: %w", ErrStorage, l.dir, err)
+		l.log.Error("storage error: the log is offline until it is opened again", "dir", l.dir, "err", err)
+		close(l.durableCh)
+		l.durableCh = make(chan struct{})
+		l.notifyLocked()
 	}
-	if timeIndexed {
-		err = errors.Join(err, s.writeLastTimeEntry())
-	}
-	if err != nil {
-		l.logger().Warn("index write failed; the index will be rebuilt at the next open", "dir", l.dir, "err", err)
-	}
+	return l.failed
 }
 
 // notifyLocked wakes the holders of the Changed channel.
 func (l *Log) notifyLocked() {
-	if l.changedUsed {
+	if l.changedUsed && !l.closed {
 		close(l.changed)
 		l.changed = make(chan struct{})
 		l.changedUsed = false
@@ -523,38 +712,62 @@ func (l *Log) maybeRoll(n, next int64, now time.Time) error {
 }
 
 // rollLocked closes the active segment to appends and starts a new one at
-// the end of the log, snapshotting the producer state there.
+// the end of the log, snapshotting the producer state there. Under
+// SyncGroupCommit the old segment and its indexes are fsynced, and the
+// recovery point moved to the new segment, before it takes writes, so
+// that a power loss leaves a prefix of the log whose older segments are
+// whole. Under SyncNone the flusher does that in the background.
 func (l *Log) rollLocked() error {
 	old := l.segs[len(l.segs)-1]
-	ns, err := openSegment(l.dir, l.end)
-	if err != nil {
-		return err
-	}
 	if old.addTimeEntry() {
 		if err := old.writeLastTimeEntry(); err != nil {
-			ns.remove()
 			return err
 		}
 	}
+	if l.syncMode == SyncGroupCommit {
+		if err := old.sync(); err != nil {
+			return err
+		}
+		if err := l.writeRecoveryPoint(l.end); err != nil {
+			return err
+		}
+		l.advanceDurableLocked(l.end)
+	}
+	ns, err := openSegment(l.fs, l.dir, l.end)
+	if err != nil {
+		return err
+	}
 	l.segs = append(l.segs, ns)
 	l.dirDirty = true
-	if l.syncMode == SyncGroupCommit {
+	if l.syncMode == SyncNone {
 		l.unsynced = append(l.unsynced, old)
 		l.requestFlush()
 	} else if err := old.closeIndexes(); err != nil {
-		l.logger().Warn("closing the indexes of a rolled segment", "dir", l.dir, "segment", old.name(), "err", err)
+		l.log.Warn("closing the indexes of a rolled segment", "dir", l.dir, "segment", old.name(), "err", err)
 	}
-	if err := writeSnapshot(l.dir, l.end, l.producers, false); err != nil {
-		l.logger().Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
+	if err := writeSnapshot(l.fs, l.dir, l.end, l.producers, false); err != nil {
+		l.log.Warn("producer snapshot at segment roll failed", "dir", l.dir, "err", err)
 	}
 	return nil
+}
+
+// advanceDurableLocked records that every record below offset is fsynced
+// and wakes the WaitDurable callers.
+func (l *Log) advanceDurableLocked(offset int64) {
+	if offset <= l.durable {
+		return
+	}
+	l.durable = offset
+	close(l.durableCh)
+	l.durableCh = make(chan struct{})
+	l.notifyLocked()
 }
 
 // WaitDurable returns once every record below offset is on stable storage
 // under the log's sync policy, at once for SyncNone. An offset beyond the
 // end of the log waits only for the records already appended. It returns
-// the context's error if ctx ends first, and the fsync error if flushing
-// failed: the log then refuses to report anything more as durable.
+// the context's error if ctx ends first, and ErrStorage once the log is
+// offline: it then reports nothing more as durable.
 func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 	if l.syncMode == SyncNone {
 		return nil
@@ -562,7 +775,7 @@ func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 	for {
 		l.mu.Lock()
 		offset = min(offset, l.end)
-		durable, err, closed, shut, ch := l.durable, l.flushErr, l.closed, l.shut, l.durableCh
+		durable, err, closed, shut, ch := l.durable, l.failed, l.closed, l.shut, l.durableCh
 		l.mu.Unlock()
 		switch {
 		case durable >= offset:
@@ -584,13 +797,15 @@ func (l *Log) WaitDurable(ctx context.Context, offset int64) error {
 }
 
 func (l *Log) requestFlush() {
+	l.flusherOnce.Do(func() { go l.flusher() })
 	select {
 	case l.flushReq <- struct{}{}:
 	default:
 	}
 }
 
-// flusher runs the group commits of a SyncGroupCommit log.
+// flusher runs the log's fsyncs: the group commits of a SyncGroupCommit
+// log, the rolled segments of a SyncNone one.
 func (l *Log) flusher() {
 	defer close(l.stopped)
 	for {
@@ -603,72 +818,106 @@ func (l *Log) flusher() {
 	}
 }
 
-// flush fsyncs everything appended so far, without holding mu, and then
-// advances durable and wakes the waiters.
+// flush fsyncs, without holding mu, everything appended so far under
+// SyncGroupCommit, or the rolled segments under SyncNone, moving the
+// recovery point past them, and then advances durable and wakes the
+// waiters.
 func (l *Log) flush() {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
-	if l.closed {
+	if l.closed || l.failed != nil {
 		l.mu.Unlock()
 		return
 	}
 	target, active, dirDirty := l.end, l.segs[len(l.segs)-1], l.dirDirty
-	rolled := l.unsynced
+	rolled := slices.Clone(l.unsynced)
+	if target <= l.durable && !dirDirty && len(rolled) == 0 {
+		l.mu.Unlock()
+		return
+	}
 	l.dirDirty = false
 	l.mu.Unlock()
 
-	var errs []error
-	for _, s := range rolled {
-		errs = append(errs, s.log.Sync(), s.index.Sync(), s.timeIndex.Sync(), s.closeIndexes())
+	var err error
+	if l.syncMode == SyncGroupCommit {
+		err = active.log.Sync()
+		if err == nil && dirDirty {
+			err = syncDir(l.fs, l.dir)
+		}
+	} else {
+		for _, s := range rolled {
+			if err = s.sync(); err != nil {
+				break
+			}
+			if err = s.closeIndexes(); err != nil {
+				break
+			}
+		}
+		if err == nil && len(rolled) > 0 {
+			err = l.writeRecoveryPoint(rolled[len(rolled)-1].next)
+		}
 	}
-	errs = append(errs, active.log.Sync())
-	if dirDirty {
-		errs = append(errs, syncDir(l.dir))
-	}
-	err := errors.Join(errs...)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.unsynced = l.unsynced[len(rolled):]
 	if err != nil {
-		l.flushErr = fmt.Errorf("fsync log %s: %w", l.dir, err)
-		l.logger().Error("fsync failed; the log no longer acknowledges durability", "dir", l.dir, "err", err)
-	} else {
-		l.durable = max(l.durable, target)
+		l.failLocked(fmt.Errorf("fsync: %w", err))
+		return
 	}
-	close(l.durableCh)
-	l.durableCh = make(chan struct{})
+	if l.syncMode == SyncGroupCommit {
+		l.advanceDurableLocked(target)
+	}
 }
 
-// Read appends to dst whole batches starting with the one that contains
+// Bounds are the offsets that frame what consumers may read of a log.
+type Bounds struct {
+	// StartOffset is the log start offset, the first offset readable.
+	StartOffset int64
+	// HighWatermark is the offset of the first record not yet visible.
+	HighWatermark int64
+}
+
+// Fetch appends to dst whole batches starting with the one that contains
 // offset, as many as fit in maxBytes, but always at least that first
 // batch, as Kafka does so that consumers progress past large batches. It
-// reads from one segment only. Reading at EndOffset returns dst unchanged;
-// an offset below StartOffset or beyond EndOffset is ErrOffsetOutOfRange.
-func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
+// reads from one segment only and returns only records below the high
+// watermark, which it returns with the start offset as they were when it
+// chose the batches. Reading at or past the high watermark returns dst
+// unchanged; an offset below StartOffset or beyond EndOffset is
+// ErrOffsetOutOfRange, returned with the bounds.
+func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, error) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return dst, ErrClosed
+		return dst, Bounds{}, ErrClosed
 	}
-	start, end := l.start, l.end
-	if offset < start || offset > end {
+	if l.failed != nil {
 		l.mu.Unlock()
-		return dst, fmt.Errorf("%w: offset %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, start, end)
+		return dst, Bounds{}, l.failed
 	}
-	if offset == end {
+	bounds := Bounds{StartOffset: l.start, HighWatermark: l.hwmLocked()}
+	end := l.end
+	if offset < bounds.StartOffset || offset > end {
 		l.mu.Unlock()
-		return dst, nil
+		return dst, bounds, fmt.Errorf("%w: offset %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, bounds.StartOffset, end)
+	}
+	if offset >= bounds.HighWatermark {
+		l.mu.Unlock()
+		return dst, bounds, nil
 	}
 	s := l.segs[l.segmentFor(offset)]
 	pos, limit := s.lookup(offset), s.size
 	l.mu.Unlock()
 
+	// The header scratch is dst's spare room: an array would escape to
+	// the heap through the vfs.File interface.
+	dst = slices.Grow(dst, batchHeaderSize)
 	var first int64 = -1
-	err := walkHeaders(s.log, pos, limit, func(h batchHeader, p int64) bool {
+	err := walkHeaders(s.log, pos, limit, dst[len(dst):len(dst)+batchHeaderSize], func(h batchHeader, p int64) bool {
 		if h.lastOffset() >= offset {
 			pos, first = p, int64(h.size)
 			return false
@@ -676,26 +925,43 @@ func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
 		return true
 	})
 	if err != nil {
-		return dst, fmt.Errorf("read segment %s: %w", s.name(), err)
+		return dst, bounds, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
 	}
 	if first < 0 {
-		return dst, nil
+		return dst, bounds, nil
 	}
 	want := max(first, min(int64(maxBytes), limit-pos))
 	n := len(dst)
 	dst = slices.Grow(dst, int(want))[:n+int(want)]
 	if _, err := s.log.ReadAt(dst[n:], pos); err != nil {
-		return dst[:n], fmt.Errorf("read segment %s: %w", s.name(), err)
+		return dst[:n], bounds, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
 	}
 	cut := first
 	for cut+lengthPrefix <= want {
-		size := lengthPrefix + int64(binary.BigEndian.Uint32(dst[n+int(cut)+offLength:]))
-		if cut+size > want {
+		b := dst[n+int(cut):]
+		size := lengthPrefix + int64(binary.BigEndian.Uint32(b[offLength:]))
+		if cut+size > want || int64(binary.BigEndian.Uint64(b[offBaseOffset:])) >= bounds.HighWatermark {
 			break
 		}
 		cut += size
 	}
-	return dst[:n+int(cut)], nil
+	return dst[:n+int(cut)], bounds, nil
+}
+
+// Read is Fetch without the bounds.
+func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
+	dst, _, err := l.Fetch(offset, maxBytes, dst)
+	return dst, err
+}
+
+// hwmLocked returns the high watermark: the durable offset under
+// SyncGroupCommit, so that consumers never see, and commit offsets of,
+// records a power loss could take back; the end offset under SyncNone.
+func (l *Log) hwmLocked() int64 {
+	if l.syncMode == SyncGroupCommit {
+		return l.durable
+	}
+	return l.end
 }
 
 // segmentFor returns the index of the segment holding offset.
@@ -710,16 +976,26 @@ func (l *Log) StartOffset() int64 {
 	return l.start
 }
 
-// EndOffset returns the next offset to be assigned, which is also the
-// high watermark of this single-replica log.
+// EndOffset returns the log end offset, the next offset to be assigned.
+// Under SyncGroupCommit the records from HighWatermark to it are not yet
+// fsynced, and not yet readable.
 func (l *Log) EndOffset() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.end
 }
 
-// Changed returns a channel closed at the next append, DeleteRecords or
-// Close, for Fetch long polls.
+// HighWatermark returns the offset of the first record consumers cannot
+// read yet: under SyncGroupCommit every record below it is fsynced, under
+// SyncNone it is EndOffset.
+func (l *Log) HighWatermark() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hwmLocked()
+}
+
+// Changed returns a channel closed when the high watermark next advances,
+// at DeleteRecords or at Close, for Fetch long polls.
 func (l *Log) Changed() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -735,18 +1011,18 @@ func (l *Log) Size() int64 {
 }
 
 // OffsetForTimestamp returns the offset and timestamp of the earliest
-// record at or after the log start offset whose timestamp is at least ts,
-// as ListOffsets by time needs; ok is false when there is none. It reads
-// inside the matching batch, decompressing it if needed.
+// record from the log start offset to the high watermark whose timestamp
+// is at least ts, as ListOffsets by time needs; ok is false when there is
+// none. It reads inside the matching batch, decompressing it if needed.
 func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
-	if l.closed {
+	if l.closed || l.failed != nil {
 		l.mu.Unlock()
 		return 0, 0, false
 	}
-	start := l.start
+	start, hwm := l.start, l.hwmLocked()
 	type span struct {
 		s          *segment
 		pos, limit int64
@@ -763,19 +1039,22 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 	for _, sp := range spans {
 		var found bool
 		err := l.scanBatches(sp.s, sp.pos, sp.limit, func(h *batchHeader, batch []byte) bool {
+			if h.baseOffset >= hwm {
+				return false
+			}
 			if h.maxTimestamp < ts || h.lastOffset() < start {
 				return true
 			}
 			off, t, ok, err := findRecord(batch, start, func(t int64) bool { return t >= ts })
 			if err != nil {
-				l.logger().Warn("timestamp lookup", "dir", l.dir, "err", err)
+				l.log.Warn("timestamp lookup", "dir", l.dir, "err", err)
 				return true
 			}
 			offset, timestamp, found = off, t, ok
 			return !ok
 		})
 		if err != nil {
-			l.logger().Warn("timestamp lookup", "dir", l.dir, "segment", sp.s.name(), "err", err)
+			l.log.Warn("timestamp lookup", "dir", l.dir, "segment", sp.s.name(), "err", err)
 		}
 		if found {
 			return offset, timestamp, true
@@ -786,12 +1065,13 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 
 // MaxTimestamp returns the offset and timestamp of the earliest record
 // with the largest timestamp in the log (ListOffsets with timestamp -3),
-// or (-1, -1) when the log has no records with timestamps.
+// or (-1, -1) when the log has no records with timestamps or that record
+// is not below the high watermark yet.
 func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
-	if l.closed || l.start == l.end {
+	if l.closed || l.failed != nil || l.start == l.end {
 		l.mu.Unlock()
 		return -1, -1
 	}
@@ -806,6 +1086,10 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 		return -1, -1
 	}
 	maxTs, batchOff, start := best.maxTs, max(best.maxTsOffset, l.start), l.start
+	if batchOff >= l.hwmLocked() {
+		l.mu.Unlock()
+		return -1, -1
+	}
 	pos, limit := best.lookup(batchOff), best.size
 	l.mu.Unlock()
 
@@ -820,7 +1104,7 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 		return false
 	})
 	if err != nil {
-		l.logger().Warn("max timestamp lookup", "dir", l.dir, "segment", best.name(), "err", err)
+		l.log.Warn("max timestamp lookup", "dir", l.dir, "segment", best.name(), "err", err)
 	}
 	return offset, timestamp
 }
@@ -830,7 +1114,7 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, batch []byte) bool) error {
 	var buf []byte
 	var readErr error
-	err := walkHeaders(s.log, pos, limit, func(h batchHeader, p int64) bool {
+	err := walkHeaders(s.log, pos, limit, nil, func(h batchHeader, p int64) bool {
 		buf = slices.Grow(buf[:0], h.size)[:h.size]
 		if _, readErr = s.log.ReadAt(buf, p); readErr != nil {
 			return false
@@ -841,9 +1125,12 @@ func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, 
 }
 
 // DeleteRecords raises the log start offset to before (the DeleteRecords
-// API; -1 means the end of the log) and deletes the segments wholly below
-// it. It returns the new start offset, which never moves backwards, and
-// ErrOffsetOutOfRange if before is beyond EndOffset.
+// API; -1 means the high watermark) and deletes the segments wholly below
+// it. The new start offset is fsynced before DeleteRecords returns it,
+// and the directory after the segments are unlinked, so that deleted
+// records never reappear after a power loss. The start offset never moves
+// backwards; before beyond the high watermark is ErrOffsetOutOfRange, as
+// in Kafka.
 func (l *Log) DeleteRecords(before int64) (int64, error) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
@@ -852,32 +1139,42 @@ func (l *Log) DeleteRecords(before int64) (int64, error) {
 	if l.closed {
 		return 0, ErrClosed
 	}
-	if before == -1 {
-		before = l.end
+	if l.failed != nil {
+		return l.start, l.failed
 	}
-	if before < 0 || before > l.end {
-		return l.start, fmt.Errorf("%w: cannot delete before %d, the log ends at %d", ErrOffsetOutOfRange, before, l.end)
+	hwm := l.hwmLocked()
+	if before == -1 {
+		before = hwm
+	}
+	if before < 0 || before > hwm {
+		return l.start, fmt.Errorf("%w: cannot delete before %d, the high watermark is %d", ErrOffsetOutOfRange, before, hwm)
 	}
 	if before <= l.start {
 		return l.start, nil
 	}
-	l.start = before
-	if err := writeFileAtomic(filepath.Join(l.dir, startOffsetFile), []byte(strconv.FormatInt(before, 10)+"\n"), false); err != nil {
-		return l.start, fmt.Errorf("record log start offset: %w", err)
+	if err := l.writeOffset(startOffsetFile, before); err != nil {
+		return l.start, l.failLocked(err)
 	}
+	l.start = before
 	n := 0
 	for n < len(l.segs)-1 && l.segs[n].next <= before {
 		n++
 	}
-	err := l.removeSegmentsLocked(n)
+	if err := l.removeSegmentsLocked(n); err != nil {
+		return l.start, l.failLocked(err)
+	}
 	l.notifyLocked()
-	return l.start, err
+	return l.start, nil
 }
 
 // removeSegmentsLocked removes the n oldest segments, which are not the
-// active one, and forgets the producers with no batch left in the log, as
-// Kafka does. The caller holds segMu exclusively and mu.
+// active one, syncing the directory after, and forgets the producers with
+// no batch left in the log, as Kafka does. The caller holds segMu
+// exclusively and mu.
 func (l *Log) removeSegmentsLocked(n int) error {
+	if n == 0 {
+		return nil
+	}
 	var errs []error
 	for _, s := range l.segs[:n] {
 		l.size -= s.size
@@ -887,6 +1184,9 @@ func (l *Log) removeSegmentsLocked(n int) error {
 	l.segs = slices.Delete(l.segs, 0, n)
 	l.start = max(l.start, l.segs[0].base)
 	l.producers.evictBefore(l.start)
+	if err := syncDir(l.fs, l.dir); err != nil {
+		errs = append(errs, fmt.Errorf("sync log directory: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -894,6 +1194,7 @@ func (l *Log) removeSegmentsLocked(n int) error {
 // timestamp is older than RetentionAge before now, then those beyond
 // RetentionBytes, never the active one, and rolls the active segment if
 // it is non-empty and older than SegmentAge, so that it can expire in turn.
+// It does nothing on a log that is offline.
 func (l *Log) EnforceRetention(now time.Time) error {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
@@ -901,6 +1202,9 @@ func (l *Log) EnforceRetention(now time.Time) error {
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
+	}
+	if l.failed != nil {
+		return nil
 	}
 	n := 0
 	if age := l.cfg.RetentionAge; age >= 0 {
@@ -918,15 +1222,18 @@ func (l *Log) EnforceRetention(now time.Time) error {
 			n++
 		}
 	}
-	var errs []error
 	if n > 0 {
-		l.logger().Info("deleting segments past retention", "dir", l.dir, "segments", n, "new_start_offset", l.segs[n].base)
-		errs = append(errs, l.removeSegmentsLocked(n))
+		l.log.Info("deleting segments past retention", "dir", l.dir, "segments", n, "new_start_offset", l.segs[n].base)
+		if err := l.removeSegmentsLocked(n); err != nil {
+			return l.failLocked(err)
+		}
 	}
 	if active := l.segs[len(l.segs)-1]; active.size > 0 && now.Sub(active.rollTime) >= l.cfg.SegmentAge {
-		errs = append(errs, l.rollLocked())
+		if err := l.rollLocked(); err != nil {
+			return l.failLocked(fmt.Errorf("roll segment: %w", err))
+		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // segmentTime is the time retention measures a segment's age from: its
@@ -942,9 +1249,10 @@ func (l *Log) segmentTime(s *segment) time.Time {
 }
 
 // Close flushes and fsyncs the log, writes a producer state snapshot so
-// that the next Open need not replay batches, and closes the files.
-// Pending WaitDurable calls return when its fsync completes, with its
-// error if it failed. Close is idempotent.
+// that the next Open need not replay batches, moves the recovery point to
+// the end, and closes the files. Pending WaitDurable calls return when its
+// fsync completes, with its error if it failed. Closing a log that is
+// offline only closes its files. Close is idempotent.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -954,6 +1262,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	close(l.changed)
 	l.mu.Unlock()
+	l.flusherOnce.Do(func() { close(l.stopped) })
 	close(l.stop)
 	<-l.stopped
 
@@ -961,46 +1270,51 @@ func (l *Log) Close() error {
 	defer l.segMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.failed != nil {
+		// Nothing is trusted to reach the disk any more, and nothing
+		// may claim it did: the next Open recovers from the files.
+		for _, s := range l.segs {
+			s.close()
+		}
+		l.shut = true
+		return nil
+	}
 	var errs []error
 	active := l.segs[len(l.segs)-1]
 	if active.addTimeEntry() {
 		errs = append(errs, active.writeLastTimeEntry())
 	}
 	for _, s := range l.segs {
-		errs = append(errs, s.log.Sync())
-		if s.index != nil {
-			errs = append(errs, s.index.Sync(), s.timeIndex.Sync())
-		}
+		errs = append(errs, s.sync())
 	}
-	errs = append(errs, writeSnapshot(l.dir, l.end, l.producers, true))
+	errs = append(errs, writeSnapshot(l.fs, l.dir, l.end, l.producers, true))
 	if l.start > l.segs[0].base {
-		errs = append(errs, writeFileAtomic(filepath.Join(l.dir, startOffsetFile), []byte(strconv.FormatInt(l.start, 10)+"\n"), true))
+		errs = append(errs, l.writeOffset(startOffsetFile, l.start))
 	}
-	errs = append(errs, syncDir(l.dir))
+	if err := errors.Join(errs...); err == nil {
+		errs = append(errs, l.writeRecoveryPoint(l.end))
+	}
+	errs = append(errs, syncDir(l.fs, l.dir))
 	for _, s := range l.segs {
 		errs = append(errs, s.close())
 	}
 	err := errors.Join(errs...)
 	l.shut = true
-	if err == nil {
-		l.durable = l.end
-	} else if l.flushErr == nil {
-		l.flushErr = fmt.Errorf("close log %s: %w", l.dir, err)
+	if err != nil {
+		return l.failLocked(fmt.Errorf("close: %w", err))
 	}
+	l.durable = max(l.durable, l.end)
 	close(l.durableCh)
 	l.durableCh = make(chan struct{})
-	if err != nil {
-		return fmt.Errorf("close log %s: %w", l.dir, err)
-	}
 	return nil
 }
 
 // Delete closes the log and removes its directory.
 func (l *Log) Delete() error {
 	if err := l.Close(); err != nil {
-		l.logger().Warn("closing a log being deleted", "dir", l.dir, "err", err)
+		l.log.Warn("closing a log being deleted", "dir", l.dir, "err", err)
 	}
-	if err := os.RemoveAll(l.dir); err != nil {
+	if err := l.fs.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("delete log %s: %w", l.dir, err)
 	}
 	return nil

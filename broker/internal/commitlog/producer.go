@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // producerWindow is how many recent batches per producer are kept for
@@ -181,14 +180,14 @@ func decodeSnapshot(b []byte) (producerState, error) {
 }
 
 // snapshotOffsets lists the offsets of the snapshot files in dir, newest first.
-func snapshotOffsets(dir string) ([]int64, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*"+snapshotSuffix))
+func snapshotOffsets(fs vfs.FS, dir string) ([]int64, error) {
+	names, err := fs.List(dir)
 	if err != nil {
 		return nil, err
 	}
 	var offs []int64
 	for _, n := range names {
-		if off, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(n), snapshotSuffix), 10, 64); err == nil {
+		if off, ok := parseBase(n, snapshotSuffix); ok {
 			offs = append(offs, off)
 		}
 	}
@@ -199,16 +198,16 @@ func snapshotOffsets(dir string) ([]int64, error) {
 
 // writeSnapshot stores s as of offset, fsynced if durable, and removes
 // all but the newest snapshotKeep snapshots.
-func writeSnapshot(dir string, offset int64, s producerState, durable bool) error {
-	if err := writeFileAtomic(filepath.Join(dir, snapshotName(offset)), s.encode(), durable); err != nil {
+func writeSnapshot(fs vfs.FS, dir string, offset int64, s producerState, durable bool) error {
+	if err := writeFileAtomic(fs, fs.PathJoin(dir, snapshotName(offset)), s.encode(), durable); err != nil {
 		return fmt.Errorf("write producer snapshot: %w", err)
 	}
-	offs, err := snapshotOffsets(dir)
+	offs, err := snapshotOffsets(fs, dir)
 	if err != nil {
 		return fmt.Errorf("list producer snapshots: %w", err)
 	}
 	for _, off := range offs[min(len(offs), snapshotKeep):] {
-		if err := os.Remove(filepath.Join(dir, snapshotName(off))); err != nil {
+		if err := fs.Remove(fs.PathJoin(dir, snapshotName(off))); err != nil {
 			return fmt.Errorf("remove old producer snapshot: %w", err)
 		}
 	}
@@ -218,9 +217,9 @@ func writeSnapshot(dir string, offset int64, s producerState, durable bool) erro
 // writeFileAtomic replaces path with data through a temp file and a
 // rename; durable adds the fsyncs that make the new content survive a
 // power loss.
-func writeFileAtomic(path string, data []byte, durable bool) error {
+func writeFileAtomic(fs vfs.FS, path string, data []byte, durable bool) error {
 	tmp := path + tmpSuffix
-	f, err := os.Create(tmp)
+	f, err := fs.Create(tmp)
 	if err != nil {
 		return err
 	}
@@ -232,19 +231,31 @@ func writeFileAtomic(path string, data []byte, durable bool) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = fs.Rename(tmp, path)
 	}
 	if err == nil && durable {
-		err = syncDir(filepath.Dir(path))
+		err = syncDir(fs, fs.PathDir(path))
 	}
 	if err != nil {
-		os.Remove(tmp)
+		fs.Remove(tmp)
 	}
 	return err
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// readFile returns the content of the file at path.
+func readFile(fs vfs.FS, path string) ([]byte, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// syncDir fsyncs a directory, making the creations, renames and removals
+// of its entries durable.
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package commitlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,9 +9,10 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // File name suffixes of a segment's files.
@@ -44,11 +46,12 @@ type timeEntry struct {
 // flusher, which closes them; the Log's segMu keeps them from being
 // closed twice.
 type segment struct {
+	fs        vfs.FS
 	base      int64
 	dir       string
-	log       *os.File
-	index     *os.File // nil once the segment is rolled and synced
-	timeIndex *os.File // nil once the segment is rolled and synced
+	log       vfs.File
+	index     vfs.File // nil once the segment is rolled and synced
+	timeIndex vfs.File // nil once the segment is rolled and synced
 
 	size     int64 // bytes of whole batches
 	next     int64 // offset after the segment's last record
@@ -63,20 +66,20 @@ type segment struct {
 }
 
 func (s *segment) path(suffix string) string {
-	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", s.base, suffix))
+	return s.fs.PathJoin(s.dir, fmt.Sprintf("%020d%s", s.base, suffix))
 }
 
 func (s *segment) name() string { return fmt.Sprintf("%020d%s", s.base, logSuffix) }
 
 // openSegment opens (creating if needed) the files of the segment at base.
-func openSegment(dir string, base int64) (*segment, error) {
-	s := &segment{base: base, dir: dir, next: base, maxTs: -1, maxTsOffset: -1}
+func openSegment(fs vfs.FS, dir string, base int64) (*segment, error) {
+	s := &segment{fs: fs, base: base, dir: dir, next: base, maxTs: -1, maxTsOffset: -1}
 	var err error
-	if s.log, err = os.OpenFile(s.path(logSuffix), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+	if s.log, err = fs.OpenReadWrite(s.path(logSuffix)); err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	if s.index, err = os.OpenFile(s.path(indexSuffix), os.O_RDWR|os.O_CREATE, 0o644); err == nil {
-		s.timeIndex, err = os.OpenFile(s.path(timeIndexSuffix), os.O_RDWR|os.O_CREATE, 0o644)
+	if s.index, err = fs.OpenReadWrite(s.path(indexSuffix)); err == nil {
+		s.timeIndex, err = fs.OpenReadWrite(s.path(timeIndexSuffix))
 	}
 	if err != nil {
 		s.close()
@@ -88,7 +91,7 @@ func openSegment(dir string, base int64) (*segment, error) {
 // close closes the segment's open files.
 func (s *segment) close() error {
 	var errs []error
-	for _, f := range []*os.File{s.log, s.index, s.timeIndex} {
+	for _, f := range []vfs.File{s.log, s.index, s.timeIndex} {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
@@ -111,7 +114,7 @@ func (s *segment) remove() error {
 	var errs []error
 	errs = append(errs, s.close())
 	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		if err := os.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.fs.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -169,6 +172,18 @@ func (s *segment) addTimeEntry() bool {
 	return true
 }
 
+// writeEntries writes the index entries track reported it added.
+func (s *segment) writeEntries(indexed, timeIndexed bool) error {
+	var err error
+	if indexed {
+		err = s.writeLastEntry()
+	}
+	if timeIndexed {
+		err = errors.Join(err, s.writeLastTimeEntry())
+	}
+	return err
+}
+
 // writeLastEntry appends the newest offset index entry to its file.
 func (s *segment) writeLastEntry() error {
 	e := s.entries[len(s.entries)-1]
@@ -191,14 +206,16 @@ func (s *segment) writeLastTimeEntry() error {
 	return nil
 }
 
-// writeIndexes replaces the index files with the in-memory indexes.
+// writeIndexes replaces the index files with the in-memory indexes. The
+// files are created anew, as vfs.File cannot be truncated.
 func (s *segment) writeIndexes() error {
 	b := make([]byte, 0, max(len(s.entries)*indexEntrySize, len(s.tentries)*timeIndexEntrySize))
 	for _, e := range s.entries {
 		b = binary.BigEndian.AppendUint32(b, e.rel)
 		b = binary.BigEndian.AppendUint32(b, e.pos)
 	}
-	if err := rewrite(s.index, b); err != nil {
+	var err error
+	if s.index, err = s.rewrite(s.index, indexSuffix, b); err != nil {
 		return fmt.Errorf("rebuild index of %s: %w", s.name(), err)
 	}
 	b = b[:0]
@@ -206,30 +223,50 @@ func (s *segment) writeIndexes() error {
 		b = binary.BigEndian.AppendUint64(b, uint64(e.ts))
 		b = binary.BigEndian.AppendUint32(b, e.rel)
 	}
-	if err := rewrite(s.timeIndex, b); err != nil {
+	if s.timeIndex, err = s.rewrite(s.timeIndex, timeIndexSuffix, b); err != nil {
 		return fmt.Errorf("rebuild time index of %s: %w", s.name(), err)
 	}
 	return nil
 }
 
-func rewrite(f *os.File, b []byte) error {
-	if err := f.Truncate(0); err != nil {
-		return err
+// rewrite replaces the segment file with suffix, open as f, by a new one
+// holding b, and returns the new one open. A file that holds b already,
+// as after a clean Close, is kept.
+func (s *segment) rewrite(f vfs.File, suffix string, b []byte) (vfs.File, error) {
+	if fi, err := f.Stat(); err == nil && fi.Size() == int64(len(b)) {
+		old := make([]byte, len(b))
+		if _, err := f.ReadAt(old, 0); (err == nil || err == io.EOF) && bytes.Equal(old, b) {
+			return f, nil
+		}
 	}
-	_, err := f.WriteAt(b, 0)
-	return err
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	nf, err := s.fs.Create(s.path(suffix))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nf.Write(b); err != nil {
+		nf.Close()
+		return nil, err
+	}
+	return nf, nil
 }
 
 // walkHeaders calls fn for each batch header from pos to limit, reading
-// headers only. It checks framing, not CRCs, and returns an error for a
-// batch that does not fit or is malformed.
-func walkHeaders(f *os.File, pos, limit int64, fn func(h batchHeader, pos int64) bool) error {
-	var buf [batchHeaderSize]byte
+// headers only, into scratch if it can hold one. It checks framing, not
+// CRCs, and returns an error for a batch that does not fit or is
+// malformed.
+func walkHeaders(f vfs.File, pos, limit int64, scratch []byte, fn func(h batchHeader, pos int64) bool) error {
+	if len(scratch) < batchHeaderSize {
+		scratch = make([]byte, batchHeaderSize)
+	}
+	buf := scratch[:batchHeaderSize]
 	for pos < limit {
-		if _, err := f.ReadAt(buf[:], pos); err != nil {
+		if _, err := f.ReadAt(buf, pos); err != nil {
 			return fmt.Errorf("%w: read batch header at byte %d: %v", ErrCorruptMessage, pos, err)
 		}
-		h, err := checkFraming(buf[:], limit-pos)
+		h, err := checkFraming(buf, limit-pos)
 		if err != nil {
 			return fmt.Errorf("batch at byte %d: %w", pos, err)
 		}
@@ -241,13 +278,13 @@ func walkHeaders(f *os.File, pos, limit int64, fn func(h batchHeader, pos int64)
 	return nil
 }
 
-// recoverActive scans the whole segment verifying every batch's framing,
-// CRC and offset, truncates the file at the first bad batch, and rebuilds
-// the indexes from what it read.
-func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Time) error {
+// repair scans the whole segment verifying every batch's framing, CRC
+// and offset, truncates the file at the first bad batch, and rebuilds the
+// indexes from what it read. It reports whether it truncated.
+func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time) (bool, error) {
 	fi, err := s.log.Stat()
 	if err != nil {
-		return fmt.Errorf("stat segment %s: %w", s.name(), err)
+		return false, fmt.Errorf("stat segment %s: %w", s.name(), err)
 	}
 	fileSize := fi.Size()
 	buf := make([]byte, 1<<16)
@@ -259,7 +296,7 @@ func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Ti
 			break
 		}
 		if _, err := s.log.ReadAt(buf[:batchHeaderSize], pos); err != nil {
-			return fmt.Errorf("read segment %s: %w", s.name(), err)
+			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
 		h, err := checkFraming(buf[:batchHeaderSize], fileSize-pos)
 		if err == nil && h.baseOffset != s.next {
@@ -273,7 +310,7 @@ func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Ti
 			buf = make([]byte, h.size)
 		}
 		if _, err := s.log.ReadAt(buf[:h.size], pos); err != nil {
-			return fmt.Errorf("read segment %s: %w", s.name(), err)
+			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
 		if _, err := checkBatch(buf[:h.size]); err != nil {
 			bad = err
@@ -287,16 +324,28 @@ func (s *segment) recoverActive(logger *slog.Logger, interval int64, now time.Ti
 	}
 	if bad != nil {
 		logger.Warn("truncating torn or corrupt tail of segment",
-			"dir", s.dir, "segment", s.name(), "at_byte", pos, "dropped_bytes", fileSize-pos, "reason", bad)
-		if err := s.log.Truncate(pos); err != nil {
-			return fmt.Errorf("truncate segment %s: %w", s.name(), err)
+			"dir", s.dir, "segment", s.name(), "at_byte", pos, "at_offset", s.next, "dropped_bytes", fileSize-pos, "reason", bad)
+		if err := s.truncate(pos); err != nil {
+			return false, fmt.Errorf("truncate segment %s: %w", s.name(), err)
 		}
 	}
 	if pos == 0 {
 		s.rollTime = time.Time{}
 	}
 	s.addTimeEntry()
-	return s.writeIndexes()
+	return bad != nil, s.writeIndexes()
+}
+
+// sync fsyncs the segment's files that are open.
+func (s *segment) sync() error {
+	err := s.log.Sync()
+	if s.index != nil {
+		err = errors.Join(err, s.index.Sync(), s.timeIndex.Sync())
+	}
+	if err != nil {
+		return fmt.Errorf("sync segment %s: %w", s.name(), err)
+	}
+	return nil
 }
 
 // loadOlder sets up a rolled segment that ends at next: it loads its
@@ -312,7 +361,7 @@ func (s *segment) loadOlder(logger *slog.Logger, next, interval int64) error {
 		logger.Warn("rebuilding index of segment", "dir", s.dir, "segment", s.name(), "reason", err)
 		s.entries, s.tentries, s.sinceIndex, s.maxTs, s.maxTsOffset = nil, nil, 0, -1, -1
 		size := s.size
-		err := walkHeaders(s.log, 0, size, func(h batchHeader, pos int64) bool {
+		err := walkHeaders(s.log, 0, size, nil, func(h batchHeader, pos int64) bool {
 			s.track(&h, pos, interval)
 			return true
 		})
@@ -371,7 +420,7 @@ func (s *segment) loadIndexes(interval int64) error {
 	}
 	var walkErr error
 	first, since, tailMax := true, int64(0), int64(-1)
-	err = walkHeaders(s.log, from, s.size, func(h batchHeader, pos int64) bool {
+	err = walkHeaders(s.log, from, s.size, nil, func(h batchHeader, pos int64) bool {
 		switch {
 		case first && len(s.entries) > 0 && h.baseOffset != s.base+int64(s.entries[len(s.entries)-1].rel):
 			walkErr = fmt.Errorf("last index entry names offset %d, the batch there has %d", s.base+int64(s.entries[len(s.entries)-1].rel), h.baseOffset)
@@ -392,5 +441,34 @@ func (s *segment) loadIndexes(interval int64) error {
 	if tailMax > s.maxTs {
 		return fmt.Errorf("time index lacks the timestamp %d of its last batches", tailMax)
 	}
+	return nil
+}
+
+// truncate cuts the segment's log file to size bytes. vfs.File has no
+// Truncate: the OS's files have one, and on other file systems the
+// prefix is copied to a new file that replaces the log file.
+func (s *segment) truncate(size int64) error {
+	if t, ok := s.log.(interface{ Truncate(int64) error }); ok {
+		return t.Truncate(size)
+	}
+	tmp := s.path(logSuffix + tmpSuffix)
+	nf, err := s.fs.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(nf, io.NewSectionReader(s.log, 0, size))
+	if err == nil {
+		err = nf.Sync()
+	}
+	if err == nil {
+		err = s.fs.Rename(tmp, s.path(logSuffix))
+	}
+	if err != nil {
+		nf.Close()
+		s.fs.Remove(tmp)
+		return err
+	}
+	s.log.Close()
+	s.log = nf
 	return nil
 }

@@ -219,9 +219,10 @@ func (c *Coordinator) joinGroup(ctx context.Context, from Client, req *kmsg.Join
 	if req.Version == 0 {
 		rebalance = session
 	}
+	if err := checkGroupID(req.Group); err != nil {
+		return fail(err)
+	}
 	switch {
-	case req.Group == "":
-		return fail(kerr.InvalidGroupID)
 	case session <= 0 || session > maxClassicSessionTimeout:
 		return fail(kerr.InvalidSessionTimeout)
 	case c.reserved(req.Group):

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -169,6 +170,8 @@ func (c *Coordinator) consumerHeartbeat(from Client, req *kmsg.ConsumerGroupHear
 	switch {
 	case req.Group == "":
 		return fail(kerr.InvalidRequest, "GroupId can't be empty.")
+	case len(req.Group) > MaxGroupIDBytes:
+		return fail(kerr.InvalidGroupID, "GroupId is longer than "+strconv.Itoa(MaxGroupIDBytes)+" bytes.")
 	case req.MemberEpoch < epochStaticLeave:
 		return fail(kerr.InvalidRequest, "MemberEpoch is invalid.")
 	case req.MemberID == "" && (req.Version >= 1 || req.MemberEpoch != epochJoin):

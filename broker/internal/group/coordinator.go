@@ -36,6 +36,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -59,6 +61,9 @@ type Config struct {
 	// Dir is the Pebble directory holding committed offsets and group
 	// records. It is created if missing.
 	Dir string
+	// FS is the file system the store lives on. Nil means the operating
+	// system's; tests pass a vfs.NewStrictMem to simulate power loss.
+	FS vfs.FS
 	// Topics returns the current topics by name. The map is never
 	// modified.
 	Topics func() map[string]Topic
@@ -178,14 +183,15 @@ func Open(cfg Config) (*Coordinator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	st, err := openStore(cfg.Dir)
+	st, err := openStore(cfg.Dir, cfg.FS, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	records, offsets, err := st.load()
+	loaded, err := st.load()
 	if err != nil {
 		return nil, errors.Join(err, st.close())
 	}
+	records, offsets := loaded.groups, loaded.offsets
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, store: st, groups: make(map[string]*group), done: make(chan struct{})}
 	for name, r := range records {
 		g := &group{name: name, emptySince: r.EmptySince, offsets: offsets[name]}
@@ -211,7 +217,7 @@ func Open(cfg Config) (*Coordinator, error) {
 			g.offsets = make(map[tp]offset)
 		}
 	}
-	c.log.Info("group coordinator open", "dir", cfg.Dir, "groups", len(c.groups))
+	c.log.Info("group coordinator open", "dir", cfg.Dir, "groups", len(c.groups), "skipped_records", loaded.skipped)
 	c.wg.Add(1)
 	go c.expireLoop()
 	return c, nil
@@ -311,6 +317,15 @@ func (c *Coordinator) Handle(ctx context.Context, from Client, req kmsg.Request)
 	}
 	resp.SetVersion(req.GetVersion())
 	return resp
+}
+
+// checkGroupID rejects a group id that cannot be stored: an empty one,
+// as Kafka does, and one longer than MaxGroupIDBytes.
+func checkGroupID(name string) *kerr.Error {
+	if name == "" || len(name) > MaxGroupIDBytes {
+		return kerr.InvalidGroupID
+	}
+	return nil
 }
 
 // reserved reports whether another kind of group holds name.
@@ -414,7 +429,7 @@ func (c *Coordinator) expireOffsets(now time.Time) {
 }
 
 // removeGroupLocked forgets a group and queues the deletion of its state.
-func (c *Coordinator) removeGroupLocked(g *group, b batch) {
+func (c *Coordinator) removeGroupLocked(g *group, b *batch) {
 	g.stopTimers()
 	if g.classic != nil {
 		g.classic.state = stateDead

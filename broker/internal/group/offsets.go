@@ -10,7 +10,8 @@ import (
 )
 
 // offsetCommit serves OffsetCommit. Accepted offsets are synced to disk
-// before the response is built.
+// before the response is built, outside the coordinator's lock, so that
+// groups do not queue behind one another's fsyncs.
 func (c *Coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitResponse {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 	codes := make([][]int16, len(req.Topics))
@@ -38,29 +39,52 @@ func (c *Coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 		}
 		return build()
 	}
-	switch {
-	case req.Group == "":
-		return fail(kerr.InvalidGroupID)
-	case c.reserved(req.Group):
+	if err := checkGroupID(req.Group); err != nil {
+		return fail(err)
+	}
+	if c.reserved(req.Group) {
 		return fail(kerr.GroupIDNotFound)
 	}
+	wrote, kerrv := c.applyCommit(req, codes)
+	if kerrv != nil {
+		return fail(kerrv)
+	}
+	if wrote {
+		if err := c.store.sync(); err != nil {
+			c.log.Error("commit offsets", "group", req.Group, "err", err)
+			return fail(kerr.CoordinatorNotAvailable)
+		}
+	}
+	return build()
+}
+
+// applyCommit validates a commit and applies it, under the coordinator's
+// lock, to the group and to the store's write-ahead log without waiting
+// for the disk; the caller syncs outside the lock. Commits are applied to
+// the log in the order they change the group, so a later commit of a
+// partition is never replaced by an earlier one on replay. The group
+// shows the new offsets before they are synced, as the share coordinator
+// shows acknowledgements; if the sync fails the client is told so. It
+// fills codes for partitions it refuses, reports whether it wrote
+// anything, and returns an error for the whole request.
+func (c *Coordinator) applyCommit(req *kmsg.OffsetCommitRequest, codes [][]int16) (bool, *kerr.Error) {
 	topics := c.cfg.Topics()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing() {
-		return fail(kerr.CoordinatorNotAvailable)
+		return false, kerr.CoordinatorNotAvailable
 	}
 	g := c.groups[req.Group]
 	created := false
 	if g == nil {
 		if req.Generation >= 0 {
-			return fail(kerr.IllegalGeneration)
+			return false, kerr.IllegalGeneration
 		}
 		g = &group{name: req.Group, classic: newClassicGroup(), offsets: make(map[tp]offset), emptySince: time.Now()}
 		created = true
 	}
 	if err := c.validateCommitLocked(g, req.MemberID, req.InstanceID, req.Generation); err != nil {
-		return fail(err)
+		return false, err
 	}
 	now := time.Now()
 	b := c.store.batch()
@@ -84,15 +108,16 @@ func (c *Coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCo
 	if created {
 		b.putGroup(g.name, g.record())
 	}
-	if err := b.commit(); err != nil {
+	wrote, err := b.apply()
+	if err != nil {
 		c.log.Error("commit offsets", "group", g.name, "err", err)
-		return fail(kerr.CoordinatorNotAvailable)
+		return false, kerr.CoordinatorNotAvailable
 	}
 	if created {
 		c.groups[g.name] = g
 	}
 	maps.Copy(g.offsets, accepted)
-	return build()
+	return wrote, nil
 }
 
 // validateCommitLocked checks that a commit comes from a current member,

@@ -45,10 +45,20 @@
 // RemoveTopicRecord also drops the topic's configs. CreateTopic is one
 // entry of a TopicRecord, its PartitionRecords and its ConfigRecords.
 //
+// Every string is at most MaxStringLen bytes; the write methods refuse
+// longer ones with ErrTooLarge rather than commit a record no one could
+// decode.
+//
 // A frame version, record type or record version this build does not know
-// was written by a newer Riffle. Decoding fails with an error naming it,
-// and the state machine halts rather than skip the entry: every later entry
-// is refused, and Open reports the error.
+// was written by a newer Riffle; other bytes that do not decode are
+// corrupt. Either way decoding fails with an error naming the cause, and
+// the state machine logs it and skips the whole entry, as it does an entry
+// that does not fit the image: the decision depends only on the entry's
+// bytes, so every replica makes the same one, and a node never refuses to
+// start over one entry. The image then lacks that entry's change. A
+// snapshot that cannot be decoded is not skipped, as that would lose the
+// whole image (and raft cannot fall back to an older snapshot once the
+// entries after it are compacted): Open fails, naming the error.
 //
 // # Snapshots
 //
@@ -63,8 +73,11 @@
 // node, waits to be elected, and commits a ClusterIDRecord with a new id.
 // Open on a used directory restores the latest snapshot and applies the log
 // after it; it never bootstraps again. Either way it returns after this node
-// leads and has applied the whole log, and only then starts calling
-// Config.OnChange.
+// leads and has applied the whole log. Config.OnChange sees every image
+// from the first, replayed ones included, so a consumer learns of every
+// topic removal the log holds; with Config.ClusterID set, images of
+// another cluster are refused before OnChange sees them, and Open fails
+// with ErrClusterMismatch.
 //
 // With Config.RaftAddr set, raft speaks TCP on that address and the
 // election timings (150ms heartbeat and election timeouts) suit a quorum of

@@ -20,25 +20,29 @@ type fsm struct {
 	// mu serialises publishing with the OnChange calls, so that calls see
 	// images in apply order and each call's prev is the previous call's
 	// next.
-	mu       sync.Mutex
-	onChange func(prev, next *Image)
-	notify   bool  // whether OnChange is called yet: only after Open's replay
-	failed   error // set when a committed entry cannot be decoded
+	mu        sync.Mutex
+	onChange  func(prev, next *Image)
+	clusterID string // the cluster id images must have; "" accepts any
+	failed    error  // why the state machine stopped: foreign image, undecodable snapshot
 }
 
 var _ raft.FSM = (*fsm)(nil)
 
-func newFSM(log *slog.Logger, onChange func(prev, next *Image)) *fsm {
-	f := &fsm{log: log, onChange: onChange}
+func newFSM(log *slog.Logger, clusterID string, onChange func(prev, next *Image)) *fsm {
+	f := &fsm{log: log, clusterID: clusterID, onChange: onChange}
 	f.cur.Store(emptyImage())
 	return f
 }
 
 // Apply applies one committed raft entry. It returns the new *Image, or an
 // error if the batch was rejected (the image is unchanged) or cannot be
-// decoded. An entry this build cannot decode halts the state machine: every
-// later entry is refused too, since applying them without it would build a
-// wrong image.
+// decoded.
+//
+// An entry that cannot be decoded (corrupt, or written by a newer Riffle)
+// is logged and skipped as a whole, like an entry whose records do not
+// fit the image: every replica decides the same from the same bytes, so
+// the replicas stay equal, and the node keeps serving rather than refuse
+// to start over one record. The image then lacks that entry's change.
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
@@ -50,36 +54,33 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	recs, err := decodeFrame(l.Data)
 	if err != nil {
-		f.failed = fmt.Errorf("metadata log entry %d: %w", l.Index, err)
-		f.log.Error("metadata state machine halted: cannot decode a committed entry", "index", l.Index, "err", err)
-		return f.failed
+		f.log.Error("skipping a metadata log entry that cannot be decoded", "index", l.Index, "err", err)
+		return fmt.Errorf("metadata log entry %d: %w", l.Index, err)
 	}
 	next, err := applyRecords(f.cur.Load(), recs, l.Index)
 	if err != nil {
 		return err
 	}
-	f.publish(next)
+	if err := f.publish(next); err != nil {
+		return err
+	}
 	return next
 }
 
 // publish makes next the current image and reports the change; f.mu must
-// be held.
-func (f *fsm) publish(next *Image) {
+// be held. An image of another cluster than the expected one is refused,
+// and so is every later one: nothing of it reaches OnChange.
+func (f *fsm) publish(next *Image) error {
+	if f.clusterID != "" && next.ClusterID != "" && next.ClusterID != f.clusterID {
+		f.failed = fmt.Errorf("%w: the metadata is of cluster %s, the data directory of cluster %s", ErrClusterMismatch, next.ClusterID, f.clusterID)
+		f.log.Error("refusing the metadata of another cluster", "metadata_cluster_id", next.ClusterID, "cluster_id", f.clusterID)
+		return f.failed
+	}
 	prev := f.cur.Swap(next)
-	if f.notify && f.onChange != nil {
+	if f.onChange != nil {
 		f.onChange(prev, next)
 	}
-}
-
-// startNotify reports the current image to OnChange with prev nil and from
-// then on reports every change.
-func (f *fsm) startNotify() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.notify = true
-	if f.onChange != nil {
-		f.onChange(nil, f.cur.Load())
-	}
+	return nil
 }
 
 func (f *fsm) err() error {
@@ -94,6 +95,13 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 // Restore replaces the image with the one a snapshot holds.
+//
+// A snapshot that cannot be decoded stops the state machine, as an image
+// of another cluster does: skipping it would lose the whole image, and
+// failing the restore would make raft fall back to an older snapshot
+// whose following entries may be compacted away, which raft does not
+// survive. Restore then reports success to raft and Open fails, naming
+// the snapshot's error.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	data, err := io.ReadAll(rc)
@@ -101,13 +109,18 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("read metadata snapshot: %w", err)
 	}
 	img, err := decodeSnapshot(data)
-	if err != nil {
-		return err
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.failed = nil
-	f.publish(img)
+	if f.failed != nil {
+		return nil
+	}
+	if err != nil {
+		f.failed = err
+		f.log.Error("metadata state machine stopped: the snapshot cannot be decoded", "err", err)
+		return nil
+	}
+	// An image of another cluster sets f.failed as well.
+	_ = f.publish(img)
 	return nil
 }
 

@@ -46,6 +46,8 @@ type Image struct {
 	TopicsByID map[[16]byte]*Topic
 	// Configs holds, per resource, only the keys explicitly set on it.
 	Configs map[ConfigResource]map[string]string
+	// PartitionCount is the number of partitions of all topics.
+	PartitionCount int
 	// Index is the raft index of the last log entry that changed the image.
 	Index uint64
 }
@@ -177,6 +179,7 @@ func (c *change) apply(rec record) error {
 		}
 		t = c.ownTopic(t)
 		t.Partitions = append(t.Partitions, r.Partition)
+		c.next.PartitionCount++
 	case configRecord:
 		return c.applyConfig(r)
 	case removeTopicRecord:
@@ -185,6 +188,7 @@ func (c *change) apply(rec record) error {
 			return fmt.Errorf("remove topic id %x: %w", r.TopicID, ErrUnknownTopic)
 		}
 		c.ownTopicMaps()
+		c.next.PartitionCount -= len(t.Partitions)
 		delete(c.next.Topics, t.Name)
 		delete(c.next.TopicsByID, t.ID)
 		delete(c.ownTopics, t.ID)

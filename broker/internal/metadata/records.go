@@ -3,6 +3,7 @@ package metadata
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 )
@@ -32,6 +33,38 @@ var recordVersions = map[recordType]int16{
 	partitionRecordType:      0,
 	configRecordType:         0,
 	removeTopicRecordType:    0,
+}
+
+// MaxStringLen is the longest string a metadata record holds: strings are
+// encoded with an int16 length, as in the Kafka protocol's non-flexible
+// versions.
+const MaxStringLen = math.MaxInt16
+
+// checkRecords reports a string of recs longer than MaxStringLen, which
+// would encode to a record no one can decode.
+func checkRecords(recs []record) error {
+	for _, rec := range recs {
+		var fields [][2]string
+		switch r := rec.(type) {
+		case clusterIDRecord:
+			fields = [][2]string{{"cluster id", r.ClusterID}}
+		case registerBrokerRecord:
+			fields = [][2]string{{"broker host", r.Broker.Host}, {"broker rack", r.Broker.Rack}}
+		case topicRecord:
+			fields = [][2]string{{"topic name", r.Name}}
+		case configRecord:
+			fields = [][2]string{{"config resource name", r.Resource.Name}, {"config name", r.Key}}
+			if r.Value != nil {
+				fields = append(fields, [2]string{"value of config " + r.Key, *r.Value})
+			}
+		}
+		for _, f := range fields {
+			if len(f[1]) > MaxStringLen {
+				return fmt.Errorf("%w: %s is %d bytes, more than %d", ErrTooLarge, f[0], len(f[1]), MaxStringLen)
+			}
+		}
+	}
+	return nil
 }
 
 // errUnknownRecord marks a record this build cannot decode.

@@ -38,6 +38,14 @@ var (
 	// ErrNotLeader means this node is not the quorum leader, so it cannot
 	// write metadata.
 	ErrNotLeader = errors.New("not the metadata quorum leader")
+	// ErrPolicyViolation means a change exceeds the Limits.
+	ErrPolicyViolation = errors.New("policy violation")
+	// ErrClusterMismatch means the metadata in Config.Dir belongs to
+	// another cluster than Config.ClusterID, or to none.
+	ErrClusterMismatch = errors.New("metadata of another cluster")
+	// ErrTooLarge means a value does not fit its field in a metadata
+	// record: a string over MaxStringLen bytes.
+	ErrTooLarge = errors.New("too large for a metadata record")
 )
 
 // Raft tuning. The timeouts let a single voter elect itself within a few
@@ -67,14 +75,23 @@ type Config struct {
 	// RaftAddr is the TCP address raft listens on. "" means an in-process
 	// transport, which only a single-voter quorum can use.
 	RaftAddr string
-	// OnChange, if not nil, is called once at Open with prev nil and the
-	// image after replaying the log, then after each change with the
-	// image before and after it, in apply order. The first call runs on
-	// Open's goroutine and the rest on raft's apply goroutine; calls never
-	// overlap. It runs on the apply path, before the write that caused it
-	// returns: it must not call Store's write methods, and a slow OnChange
-	// delays every write.
+	// ClusterID, if not empty, is the cluster the node's data belongs
+	// to: Open fails with ErrClusterMismatch, before OnChange sees any
+	// image, if the metadata in Dir is of another cluster or of none.
+	ClusterID string
+	// OnChange, if not nil, is called with the image before and after
+	// each change, in apply order, from the first: the first call's prev
+	// is the empty image. The calls for the latest snapshot and the log
+	// after it happen before Open returns, so the hook sees every change
+	// the log records, topic removals included. Calls run on Open's
+	// goroutine (restoring a snapshot) or raft's apply goroutine and never
+	// overlap. A call runs on the apply path, before the write that caused
+	// it returns: it must not call Store's write methods, and a slow
+	// OnChange delays every write.
 	OnChange func(prev, next *Image)
+	// Limits bounds the partitions CreateTopic and CreatePartitions may
+	// create; zero fields take the defaults.
+	Limits Limits
 	// Logger receives the store's logs and raft's Warn and Error lines. Nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -90,6 +107,7 @@ type Config struct {
 // only way to change it.
 type Store struct {
 	nodeID int32
+	limits Limits
 	log    *slog.Logger
 	fsm    *fsm
 	raft   *raft.Raft
@@ -116,7 +134,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("metadata: create directory: %w", err)
 	}
-	s := &Store{nodeID: cfg.NodeID, log: log, fsm: newFSM(log, cfg.OnChange), writes: make(chan struct{}, 1)}
+	s := &Store{nodeID: cfg.NodeID, limits: cfg.Limits.withDefaults(), log: log, fsm: newFSM(log, cfg.ClusterID, cfg.OnChange), writes: make(chan struct{}, 1)}
 	if err := s.start(ctx, cfg); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
@@ -164,6 +182,9 @@ func (s *Store) start(ctx context.Context, cfg Config) error {
 	if s.raft, err = raft.NewRaft(conf, s.fsm, s.logs, s.logs, snaps, s.trans); err != nil {
 		return fmt.Errorf("metadata: start raft: %w", err)
 	}
+	if err := s.fsm.err(); err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
 
 	if err := s.awaitLeader(ctx); err != nil {
 		return err
@@ -177,13 +198,15 @@ func (s *Store) start(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("metadata: replay log: %w", err)
 	}
 	if s.Image().ClusterID == "" {
+		if cfg.ClusterID != "" {
+			return fmt.Errorf("metadata: %w: the metadata has no cluster id, the data directory is of cluster %s", ErrClusterMismatch, cfg.ClusterID)
+		}
 		id := newClusterID()
 		if _, err := s.propose(ctx, "commit cluster id", []record{clusterIDRecord{ClusterID: id}}); err != nil {
 			return err
 		}
 		s.log.Info("created cluster id", "cluster_id", id)
 	}
-	s.fsm.startNotify()
 	return nil
 }
 
@@ -244,6 +267,9 @@ func (s *Store) write(ctx context.Context, op string, fn func(img *Image) ([]rec
 	}
 	img := s.Image()
 	recs, err := fn(img)
+	if err == nil {
+		err = checkRecords(recs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %s: %w", op, err)
 	}
@@ -300,7 +326,8 @@ func await(ctx context.Context, f raft.Future) error {
 // partitions, each with spec.ReplicationFactor replicas assigned round robin
 // over the registered brokers in id order; the first replica leads, at
 // leader epoch 0, and all replicas are in sync. It fails with ErrTopicExists,
-// ErrInvalidPartitions or ErrInvalidReplicationFactor.
+// ErrInvalidPartitions, ErrInvalidReplicationFactor, ErrPolicyViolation
+// (over the Limits) or ErrTooLarge.
 func (s *Store) CreateTopic(ctx context.Context, spec TopicSpec) (*Topic, error) {
 	img, err := s.write(ctx, "create topic "+strconv.Quote(spec.Name), func(img *Image) ([]record, error) {
 		if _, ok := img.Topics[spec.Name]; ok {
@@ -309,11 +336,15 @@ func (s *Store) CreateTopic(ctx context.Context, spec TopicSpec) (*Topic, error)
 		if spec.Partitions < 1 {
 			return nil, fmt.Errorf("%d partitions: %w", spec.Partitions, ErrInvalidPartitions)
 		}
+		if err := s.limits.Check(img, spec.Name, spec.Partitions); err != nil {
+			return nil, err
+		}
 		if n := len(img.Brokers); spec.ReplicationFactor < 1 || int(spec.ReplicationFactor) > n {
 			return nil, fmt.Errorf("replication factor %d with %d brokers: %w", spec.ReplicationFactor, n, ErrInvalidReplicationFactor)
 		}
 		id := newTopicID(img)
-		recs := []record{topicRecord{Name: spec.Name, ID: id}}
+		recs := make([]record, 0, 1+int(spec.Partitions)+len(spec.Configs))
+		recs = append(recs, topicRecord{Name: spec.Name, ID: id})
 		brokers := slices.Sorted(maps.Keys(img.Brokers))
 		// Start each topic on the next broker so leaders spread out.
 		start := len(img.Topics)
@@ -357,8 +388,8 @@ func (s *Store) DeleteTopic(ctx context.Context, name string) error {
 
 // CreatePartitions grows a topic to total partitions, placing the new ones
 // like CreateTopic with the replication factor of its first partition. It
-// fails with ErrUnknownTopic, or ErrInvalidPartitions unless total exceeds
-// the current count.
+// fails with ErrUnknownTopic, ErrInvalidPartitions unless total exceeds
+// the current count, or ErrPolicyViolation over the Limits.
 func (s *Store) CreatePartitions(ctx context.Context, name string, total int32) error {
 	_, err := s.write(ctx, "create partitions of topic "+strconv.Quote(name), func(img *Image) ([]record, error) {
 		t, ok := img.Topics[name]
@@ -368,6 +399,9 @@ func (s *Store) CreatePartitions(ctx context.Context, name string, total int32) 
 		cur := int32(len(t.Partitions))
 		if total <= cur {
 			return nil, fmt.Errorf("topic has %d partitions, cannot grow to %d: %w", cur, total, ErrInvalidPartitions)
+		}
+		if err := s.limits.Check(img, name, total); err != nil {
+			return nil, err
 		}
 		brokers := slices.Sorted(maps.Keys(img.Brokers))
 		if len(brokers) == 0 {
@@ -466,6 +500,54 @@ func (s *Store) Quorum() Quorum {
 		q.Voters = append(q.Voters, v)
 	}
 	return q
+}
+
+// Default limits, which Limits' zero fields take.
+const (
+	// DefaultTopicPartitions is the default Limits.TopicPartitions. It
+	// equals the cap of Kafka's controller on the partitions one request
+	// may create (10,000), which also bounds the records of one entry.
+	DefaultTopicPartitions = 10_000
+	// DefaultPartitions is the default Limits.Partitions.
+	DefaultPartitions = 100_000
+)
+
+// Limits bounds the partitions of the cluster, as a policy checked before
+// anything is allocated or committed.
+type Limits struct {
+	// TopicPartitions is the most partitions one topic may have.
+	TopicPartitions int32
+	// Partitions is the most partitions all topics together may have.
+	Partitions int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.TopicPartitions <= 0 {
+		l.TopicPartitions = DefaultTopicPartitions
+	}
+	if l.Partitions <= 0 {
+		l.Partitions = DefaultPartitions
+	}
+	return l
+}
+
+// Check reports whether topic may have total partitions in img: it fails
+// with ErrPolicyViolation if total exceeds l.TopicPartitions, or if the
+// partitions it adds would take the cluster past l.Partitions. Zero
+// fields of l take the defaults.
+func (l Limits) Check(img *Image, topic string, total int32) error {
+	l = l.withDefaults()
+	if total > l.TopicPartitions {
+		return fmt.Errorf("%w: %d partitions for topic %q, more than the limit of %d per topic", ErrPolicyViolation, total, topic, l.TopicPartitions)
+	}
+	var cur int
+	if t, ok := img.Topics[topic]; ok {
+		cur = len(t.Partitions)
+	}
+	if after := img.PartitionCount - cur + int(total); after > l.Partitions {
+		return fmt.Errorf("%w: %d partitions for topic %q would make %d in all, more than the limit of %d", ErrPolicyViolation, total, topic, after, l.Partitions)
+	}
+	return nil
 }
 
 // TopicSpec describes a topic to create.

@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/twmb/franz-go/pkg/kbin"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -59,8 +64,8 @@ func TestOpenFresh(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "meta")
 	start := time.Now()
 	s := openStore(t, Config{Dir: dir, NodeID: 3, OnChange: func(prev, next *Image) {
-		if prev != nil {
-			t.Errorf("first OnChange has prev %+v, want nil", prev)
+		if len(calls) == 0 && (prev == nil || prev.ClusterID != "" || len(prev.Brokers) != 0) {
+			t.Errorf("first OnChange has prev %+v, want the empty image", prev)
 		}
 		calls = append(calls, next)
 	}})
@@ -72,7 +77,7 @@ func TestOpenFresh(t *testing.T) {
 		t.Fatalf("cluster id %q: want 22 base64url characters of 16 bytes (%v)", img.ClusterID, err)
 	}
 	if len(calls) != 1 || calls[0] != img {
-		t.Fatalf("OnChange calls at Open = %d, want 1 with the current image", len(calls))
+		t.Fatalf("OnChange calls at Open = %d, want 1 (the cluster id) with the current image", len(calls))
 	}
 	q := s.Quorum()
 	if q.LeaderID != 3 || q.Term < 1 || q.HighWatermark < 2 || len(q.Voters) != 1 || q.Voters[0].ID != 3 || q.Voters[0].LogEndOffset < q.HighWatermark {
@@ -251,10 +256,10 @@ func TestOnChangeOrder(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if want := 1 + 1 + writers*perWriter; len(calls) != want {
-		t.Fatalf("%d OnChange calls, want %d (open, broker, topics)", len(calls), want)
+		t.Fatalf("%d OnChange calls, want %d (cluster id, broker, topics)", len(calls), want)
 	}
-	if calls[0][0] != nil {
-		t.Fatal("first call has a prev image")
+	if calls[0][0].Index != 0 || calls[0][0].ClusterID != "" {
+		t.Fatal("first call's prev is not the empty image")
 	}
 	for i := 1; i < len(calls); i++ {
 		prev, next := calls[i][0], calls[i][1]
@@ -338,17 +343,18 @@ func TestRestartKeepsImage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var first *Image
+	var last *Image
 	s = openStore(t, Config{Dir: dir, OnChange: func(prev, next *Image) {
-		if first == nil {
-			first = next
+		if last != nil && prev != last {
+			t.Error("OnChange at reopen: prev is not the last next")
 		}
+		last = next
 	}})
 	if got := s.Image(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("image after restart\n%+v\nwant\n%+v", got, want)
 	}
-	if !reflect.DeepEqual(first, want) {
-		t.Fatal("OnChange at reopen did not get the replayed image")
+	if !reflect.DeepEqual(last, want) {
+		t.Fatal("OnChange at reopen did not end at the replayed image")
 	}
 	// Writes continue on the same log.
 	if _, err := s.CreateTopic(ctx(t), TopicSpec{Name: "after", Partitions: 1, ReplicationFactor: 1}); err != nil {
@@ -462,42 +468,155 @@ func TestThresholdSnapshot(t *testing.T) {
 	}
 }
 
-func TestUnknownRecordHaltsReplay(t *testing.T) {
+func TestUndecodableEntryIsSkipped(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, Config{Dir: dir})
 	registerBrokers(t, s, 1)
 	before := s.Image()
 
-	// An entry as a newer Riffle would write it: record type 99.
+	// An entry as a newer Riffle would write it (record type 99), and
+	// one cut short.
 	future := append([]byte{frameVersion}, 0, 0, 0, 1, 0, 99, 0, 0)
-	f := s.raft.Apply(future, 5*time.Second)
-	if err := f.Error(); err != nil {
-		t.Fatal(err)
-	}
-	if err, _ := f.Response().(error); !errors.Is(err, errUnknownRecord) {
-		t.Fatalf("apply of record type 99 answered %v, want errUnknownRecord", f.Response())
-	}
-	if err := s.RegisterBroker(ctx(t), Broker{ID: 2}); !errors.Is(err, errUnknownRecord) {
-		t.Fatalf("write after a halting entry: %v, want errUnknownRecord", err)
+	torn := appendFrame(nil, []record{topicRecord{Name: "torn", ID: newUUID()}})
+	torn = torn[:len(torn)-3]
+	for i, data := range [][]byte{future, torn} {
+		f := s.raft.Apply(data, 5*time.Second)
+		if err := f.Error(); err != nil {
+			t.Fatal(err)
+		}
+		err, _ := f.Response().(error)
+		if err == nil || (i == 0 && (!errors.Is(err, errUnknownRecord) || !strings.Contains(err.Error(), "type 99"))) {
+			t.Fatalf("apply of undecodable entry %d answered %v, want a decoding error (naming type 99)", i, f.Response())
+		}
 	}
 	if s.Image() != before {
-		t.Fatal("image changed after the state machine halted")
+		t.Fatal("an undecodable entry changed the image")
 	}
+	if err := s.RegisterBroker(ctx(t), Broker{ID: 2}); err != nil {
+		t.Fatalf("write after a skipped entry: %v", err)
+	}
+	want := s.Image()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	s2, err := Open(c, Config{Dir: dir, NodeID: 1, Logger: testLogger(t)})
-	if err == nil {
-		s2.Close()
-		t.Fatal("Open replayed a log holding an unknown record")
-	}
-	if !errors.Is(err, errUnknownRecord) || !strings.Contains(err.Error(), "type 99") {
-		t.Fatalf("Open: %v, want an unknown record error naming type 99", err)
+	s = openStore(t, Config{Dir: dir})
+	if !reflect.DeepEqual(s.Image(), want) {
+		t.Fatalf("image after replaying a log with undecodable entries\n%+v\nwant\n%+v", s.Image(), want)
 	}
 }
+
+func TestClusterIDMismatchRefusesOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Config{Dir: dir})
+	registerBrokers(t, s, 1)
+	if _, err := s.CreateTopic(ctx(t), TopicSpec{Name: "t", Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	id := s.Image().ClusterID
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, snapshot := range []bool{false, true} {
+		if snapshot {
+			s = openStore(t, Config{Dir: dir, ClusterID: id})
+			if err := s.raft.Snapshot().Error(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		calls := 0
+		c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		s2, err := Open(c, Config{Dir: dir, NodeID: 1, ClusterID: "AAAAAAAAAAAAAAAAAAAAAA", Logger: testLogger(t),
+			OnChange: func(prev, next *Image) { calls++ }})
+		cancel()
+		if err == nil {
+			s2.Close()
+			t.Fatalf("snapshot %v: Open accepted the metadata of another cluster", snapshot)
+		}
+		if !errors.Is(err, ErrClusterMismatch) || !strings.Contains(err.Error(), id) {
+			t.Fatalf("snapshot %v: Open: %v, want ErrClusterMismatch naming %s", snapshot, err, id)
+		}
+		if calls != 0 {
+			t.Fatalf("snapshot %v: OnChange saw %d images of another cluster", snapshot, calls)
+		}
+	}
+	// An empty directory with an expected cluster id has lost its metadata.
+	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if s2, err := Open(c, Config{Dir: t.TempDir(), NodeID: 1, ClusterID: id, Logger: testLogger(t)}); !errors.Is(err, ErrClusterMismatch) {
+		if err == nil {
+			s2.Close()
+		}
+		t.Fatalf("Open of empty metadata with a cluster id: %v, want ErrClusterMismatch", err)
+	}
+}
+
+func TestReplayReportsRemovals(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, Config{Dir: dir})
+	registerBrokers(t, s, 1)
+	topic, err := s.CreateTopic(ctx(t), TopicSpec{Name: "gone", Partitions: 2, ReplicationFactor: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteTopic(ctx(t), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	openStore(t, Config{Dir: dir, OnChange: func(prev, next *Image) {
+		if _, had := prev.TopicsByID[topic.ID]; had {
+			_, has := next.TopicsByID[topic.ID]
+			removed = removed || !has
+		}
+	}})
+	if !removed {
+		t.Fatal("replay at Open did not report the topic removal to OnChange")
+	}
+}
+
+func TestLimitsAndLongStrings(t *testing.T) {
+	s := openStore(t, Config{Dir: t.TempDir(), Limits: Limits{TopicPartitions: 10, Partitions: 15}})
+	registerBrokers(t, s, 1)
+	for _, n := range []int32{11, math.MaxInt32} {
+		if _, err := s.CreateTopic(ctx(t), TopicSpec{Name: "big", Partitions: n, ReplicationFactor: 1}); !errors.Is(err, ErrPolicyViolation) {
+			t.Fatalf("%d partitions: %v, want ErrPolicyViolation", n, err)
+		}
+	}
+	if _, err := s.CreateTopic(ctx(t), TopicSpec{Name: "a", Partitions: 10, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTopic(ctx(t), TopicSpec{Name: "b", Partitions: 6, ReplicationFactor: 1}); !errors.Is(err, ErrPolicyViolation) {
+		t.Fatalf("16 partitions in all: %v, want ErrPolicyViolation", err)
+	}
+	if err := s.CreatePartitions(ctx(t), "a", math.MaxInt32); !errors.Is(err, ErrPolicyViolation) {
+		t.Fatalf("grow to 2^31-1: %v, want ErrPolicyViolation", err)
+	}
+	if got := s.Image().PartitionCount; got != 10 {
+		t.Fatalf("PartitionCount = %d, want 10", got)
+	}
+	long := strings.Repeat("v", MaxStringLen+1)
+	err := s.AlterConfigs(ctx(t), ConfigResource{Type: ResourceTopic, Name: "a"}, map[string]*string{"retention.ms": &long}, false)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("config value of %d bytes: %v, want ErrTooLarge", len(long), err)
+	}
+	if err := s.AlterConfigs(ctx(t), ConfigResource{Type: ResourceGroup, Name: long}, map[string]*string{"k": strPtr("v")}, false); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("group name of %d bytes: %v, want ErrTooLarge", len(long), err)
+	}
+	if err := s.DeleteTopic(ctx(t), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Image().PartitionCount; got != 0 {
+		t.Fatalf("PartitionCount after delete = %d, want 0", got)
+	}
+}
+
+func strPtr(s string) *string { return &s }
 
 func TestTCPTransport(t *testing.T) {
 	dir := t.TempDir()
@@ -581,5 +700,39 @@ func BenchmarkCreateTopic(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+func TestUndecodableSnapshotRefusesOpen(t *testing.T) {
+	dir := t.TempDir()
+	snaps, err := raft.NewFileSnapshotStore(dir, retainSnapshots, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	voters := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: "1", Address: "inmem:1"}}}
+	_, trans := raft.NewInmemTransport("inmem:1")
+	sink, err := snaps.Create(raft.SnapshotVersionMax, 5, 1, voters, 1, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A snapshot as a newer Riffle would write it: record type 99.
+	data := kbin.AppendInt64(nil, 5)
+	data = append(data, frameVersion, 0, 0, 0, 1, 0, 99, 0, 0)
+	if _, err := sink.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	s, err := Open(c, Config{Dir: dir, NodeID: 1, Logger: testLogger(t), OnChange: func(prev, next *Image) { calls++ }})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open restored a snapshot it cannot decode")
+	}
+	if !errors.Is(err, errUnknownRecord) || !strings.Contains(err.Error(), "type 99") || calls != 0 {
+		t.Fatalf("Open: %v (%d OnChange calls), want an unknown record error naming type 99 and no image", err, calls)
 	}
 }

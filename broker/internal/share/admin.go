@@ -33,7 +33,7 @@ func (c *Coordinator) statusLocked(key topicPartition, sp *sharePartition) Parti
 	}
 	if l := c.cfg.Logs.Partition(key.topic, key.partition); l != nil {
 		done := sp.win.count(acknowledged) + st.Archived
-		st.Lag = max(0, l.EndOffset()-sp.win.start-done)
+		st.Lag = max(0, l.HighWatermark()-sp.win.start-done)
 	}
 	return st
 }
@@ -94,6 +94,10 @@ func (c *Coordinator) describeOffsets(req *kmsg.DescribeShareGroupOffsetsRequest
 // in-flight state.
 func (c *Coordinator) alterOffsets(req *kmsg.AlterShareGroupOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.AlterShareGroupOffsetsResponse)
+	if err := checkGroupID(req.GroupID); err != nil {
+		resp.ErrorCode = err.Code
+		return resp
+	}
 	if c.cfg.IsConsumerGroup != nil && c.cfg.IsConsumerGroup(req.GroupID) {
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return resp
@@ -132,7 +136,7 @@ func (c *Coordinator) alterOffsets(req *kmsg.AlterShareGroupOffsetsRequest) kmsg
 			}
 			key := topicPartition{rt.Topic, rp.Partition}
 			sp := &sharePartition{topicID: t.ID}
-			sp.win.reset(min(max(rp.StartOffset, l.StartOffset()), l.EndOffset()))
+			sp.win.reset(min(max(rp.StartOffset, l.StartOffset()), l.HighWatermark()))
 			g.parts[key] = sp
 			b.putPartition(g.id, key, sp)
 			ot.Partitions = append(ot.Partitions, op)

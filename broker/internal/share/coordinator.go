@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/vfs"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -57,9 +58,9 @@ type Log interface {
 	Read(offset int64, maxBytes int32, dst []byte) ([]byte, error)
 	// StartOffset is the first offset Read may ask for.
 	StartOffset() int64
-	// EndOffset is the next offset to be written.
-	EndOffset() int64
-	// Changed is closed at the next append.
+	// HighWatermark is the offset of the first record not yet readable.
+	HighWatermark() int64
+	// Changed is closed when the high watermark next advances.
 	Changed() <-chan struct{}
 	// OffsetForTimestamp returns the first offset with a timestamp at or
 	// after ts, with that timestamp, or false if there is none.
@@ -76,6 +77,9 @@ type Logs interface {
 type Config struct {
 	// Dir is the Pebble directory for durable share-partition state.
 	Dir string
+	// FS is the file system the store lives on. Nil means the operating
+	// system's; tests pass a vfs.NewStrictMem to simulate power loss.
+	FS vfs.FS
 	// Topics returns the current topics by name.
 	Topics func() map[string]Topic
 	// Logs gives access to partition logs.
@@ -97,6 +101,15 @@ const (
 	maxRecordLocks = 2000
 	// defaultMaxRecords is what a ShareFetch without MaxRecords gets.
 	defaultMaxRecords = 500
+	// maxGroupIDBytes is the longest group id accepted, as the consumer
+	// group coordinator's limit: the longest string Kafka's own group
+	// records can hold (an int16 length). A longer one is answered with
+	// INVALID_GROUP_ID before anything is stored.
+	maxGroupIDBytes = 1<<15 - 1
+	// maxWindowRecords caps the records one share partition tracks from
+	// its start offset, acknowledged ones behind a record still locked
+	// included; the store refuses to decode a longer window.
+	maxWindowRecords = 1 << 20
 	// sweepInterval is how often expired locks and members are swept.
 	sweepInterval = 100 * time.Millisecond
 )
@@ -137,7 +150,7 @@ func Open(cfg Config) (*Coordinator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	st, err := openStore(cfg.Dir, cfg.Logger)
+	st, err := openStore(cfg.Dir, cfg.FS, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +164,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	names, parts, err := st.load()
+	names, parts, skipped, err := st.load()
 	if err != nil {
 		st.close()
 		return nil, fmt.Errorf("load share groups: %w", err)
@@ -167,7 +180,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		}
 		g.parts[sp.tp] = &sharePartition{topicID: sp.topicID, win: sp.win}
 	}
-	c.log.Info("share groups loaded", "groups", len(c.groups), "partitions", len(parts))
+	c.log.Info("share groups loaded", "groups", len(c.groups), "partitions", len(parts), "skipped_records", skipped)
 	go c.sweepLoop()
 	return c, nil
 }
@@ -256,6 +269,15 @@ func (c *Coordinator) TopicsChanged() {
 		c.log.Error("drop share state of deleted topics", "err", err)
 	}
 	c.wakeLocked()
+}
+
+// checkGroupID rejects a group id that cannot be stored: empty, or
+// longer than maxGroupIDBytes.
+func checkGroupID(group string) *kerr.Error {
+	if group == "" || len(group) > maxGroupIDBytes {
+		return kerr.InvalidGroupID
+	}
+	return nil
 }
 
 // wakeLocked wakes every ShareFetch waiting for records.
@@ -405,13 +427,13 @@ func initialOffset(l Log, reset string, now time.Time) int64 {
 	case strings.HasPrefix(reset, "by_duration:"):
 		d, err := parseISODuration(strings.TrimPrefix(reset, "by_duration:"))
 		if err != nil {
-			return l.EndOffset()
+			return l.HighWatermark()
 		}
 		if off, _, ok := l.OffsetForTimestamp(now.Add(-d).UnixMilli()); ok {
 			return off
 		}
 	}
-	return l.EndOffset()
+	return l.HighWatermark()
 }
 
 // parseISODuration parses the ISO-8601 durations Kafka accepts for

@@ -140,8 +140,11 @@ func (c *Coordinator) groupLocked(name string) (*group, error) {
 
 // checkShareRequest validates what ShareFetch and ShareAcknowledge share.
 func (c *Coordinator) checkShareRequest(group, member *string) (string, string, *kerr.Error) {
-	if group == nil || *group == "" {
+	if group == nil {
 		return "", "", kerr.InvalidGroupID
+	}
+	if err := checkGroupID(*group); err != nil {
+		return "", "", err
 	}
 	if member == nil || *member == "" || len(*member) > 36 {
 		return "", "", kerr.InvalidRequest
@@ -422,7 +425,7 @@ func (c *Coordinator) partitionLocked(g *group, key topicPartition, id [16]byte,
 		sp.win.skipTo(ls)
 		changed = true
 	}
-	if le := l.EndOffset(); le < sp.win.start {
+	if le := l.HighWatermark(); le < sp.win.start {
 		sp.win.reset(le)
 		changed = true
 	}
@@ -497,17 +500,18 @@ func acquire(sp *sharePartition, l Log, member string, budget int, maxBytes int3
 	if maxBytes <= 0 {
 		maxBytes = 1 << 20
 	}
-	for tries := 0; budget > 0 && sp.win.end() < l.EndOffset() && tries < 8 && int32(len(out)) < maxBytes; tries++ {
+	for tries := 0; budget > 0 && len(sp.win.recs) < maxWindowRecords && sp.win.end() < l.HighWatermark() && tries < 8 && int32(len(out)) < maxBytes; tries++ {
 		data, err := l.Read(sp.win.end(), maxBytes-int32(len(out)), nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read offset %d: %w", sp.win.end(), err)
 		}
-		for len(data) > 0 && budget > 0 {
+		for len(data) > 0 && budget > 0 && len(sp.win.recs) < maxWindowRecords {
 			size, _, last, control, err := batchBounds(data)
 			if err != nil {
 				return nil, nil, fmt.Errorf("read offset %d: %w", sp.win.end(), err)
 			}
 			if first := sp.win.end(); last >= first {
+				last = min(last, first+int64(maxWindowRecords-len(sp.win.recs))-1)
 				if !control {
 					last = min(last, first+int64(budget)-1)
 				}

@@ -3,6 +3,7 @@ package share
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -96,8 +97,8 @@ func (c *Coordinator) heartbeat(from Client, req *kmsg.ShareGroupHeartbeatReques
 		return resp
 	}
 	switch {
-	case req.GroupID == "":
-		return fail(kerr.InvalidGroupID, "empty group id")
+	case checkGroupID(req.GroupID) != nil:
+		return fail(kerr.InvalidGroupID, "group id must be 1 to "+strconv.Itoa(maxGroupIDBytes)+" bytes")
 	case req.MemberID == "" || len(req.MemberID) > 36:
 		return fail(kerr.InvalidRequest, "member id must be 1 to 36 characters")
 	case req.MemberEpoch < -1:

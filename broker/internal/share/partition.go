@@ -133,7 +133,9 @@ var errInvalidRecordState = errors.New("record is not acquired by this member")
 var errInvalidRequest = errors.New("invalid acknowledgement batch")
 
 // checkAck validates acknowledging [first, last] by member without
-// changing anything. Offsets below the start are already done and pass.
+// changing anything. As in Kafka, a batch wholly below the start is
+// refused (those records are done, whoever finished them); in a batch
+// that straddles the start, the offsets below it pass.
 func (w *window) checkAck(member string, first, last int64, types []int8, maxType int8) error {
 	if first > last || len(types) == 0 || (len(types) > 1 && int64(len(types)) != last-first+1) {
 		return fmt.Errorf("%w: offsets %d-%d with %d types", errInvalidRequest, first, last, len(types))
@@ -145,6 +147,9 @@ func (w *window) checkAck(member string, first, last int64, types []int8, maxTyp
 	}
 	if last >= w.end() {
 		return fmt.Errorf("%w: offset %d beyond the acquired records (end %d)", errInvalidRequest, last, w.end())
+	}
+	if last < w.start {
+		return fmt.Errorf("%w: offsets %d-%d are below the start %d", errInvalidRecordState, first, last, w.start)
 	}
 	for off := max(first, w.start); off <= last; off++ {
 		r := w.at(off)
@@ -296,7 +301,7 @@ func unmarshalWindow(src []byte) (window, error) {
 	}
 	src = src[n:]
 	length, n := binary.Uvarint(src)
-	if n <= 0 || length > 1<<24 {
+	if n <= 0 || length > maxWindowRecords {
 		return w, bad
 	}
 	src = src[n:]

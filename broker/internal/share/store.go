@@ -2,10 +2,12 @@ package share
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // Keys of the share store. A group key marks that the group exists; a
@@ -38,8 +40,10 @@ func partitionKey(group string, tp topicPartition) []byte {
 }
 
 // parsePartitionKey splits a partition key into its group and partition.
+// Lengths must be minimal uvarints, as partitionKey writes them, so that
+// one partition has one key.
 func parsePartitionKey(k []byte) (string, topicPartition, error) {
-	bad := fmt.Errorf("malformed share partition key %q", k)
+	bad := fmt.Errorf("malformed share partition key %.32q", k)
 	if len(k) == 0 || k[0] != partitionPrefix {
 		return "", topicPartition{}, bad
 	}
@@ -47,7 +51,7 @@ func parsePartitionKey(k []byte) (string, topicPartition, error) {
 	var parts [2]string
 	for i := range parts {
 		n, w := binary.Uvarint(k)
-		if w <= 0 || uint64(len(k)-w) < n {
+		if w <= 0 || w != len(binary.AppendUvarint(nil, n)) || uint64(len(k)-w) < n {
 			return "", topicPartition{}, bad
 		}
 		parts[i], k = string(k[w:w+int(n)]), k[w+int(n):]
@@ -71,14 +75,40 @@ func prefixEnd(p []byte) []byte {
 }
 
 // store is the durable side of the coordinator.
-type store struct{ db *pebble.DB }
+type store struct {
+	db  *pebble.DB
+	log *slog.Logger
+}
 
-func openStore(dir string, log *slog.Logger) (*store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
+func openStore(dir string, fs vfs.FS, log *slog.Logger) (*store, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if err := createDir(fs, dir); err != nil {
+		return nil, fmt.Errorf("open share store: %w", err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: pebbleLogger{log}})
 	if err != nil {
 		return nil, fmt.Errorf("open share store %s: %w", dir, err)
 	}
-	return &store{db: db}, nil
+	return &store{db: db, log: log}, nil
+}
+
+// createDir creates dir if it is missing and syncs its parent, so that a
+// power cut after the first writes cannot take the directory, and every
+// file Pebble synced in it, away.
+func createDir(fs vfs.FS, dir string) error {
+	if _, err := fs.Stat(dir); err == nil {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	parent, err := fs.OpenDir(fs.PathDir(dir))
+	if err != nil {
+		return err
+	}
+	return errors.Join(parent.Sync(), parent.Close())
 }
 
 func (s *store) close() error {
@@ -96,42 +126,58 @@ type savedPartition struct {
 	win     window
 }
 
-// load returns every stored group and share partition.
-func (s *store) load() (groups []string, parts []savedPartition, err error) {
+// decodePartition decodes one stored share partition.
+func decodePartition(k, v []byte) (savedPartition, error) {
+	g, tp, err := parsePartitionKey(k)
+	if err != nil {
+		return savedPartition{}, err
+	}
+	if len(v) < 16 {
+		return savedPartition{}, fmt.Errorf("share partition %s/%s-%d: value of %d bytes", g, tp.topic, tp.partition, len(v))
+	}
+	w, err := unmarshalWindow(v[16:])
+	if err != nil {
+		return savedPartition{}, fmt.Errorf("share partition %s/%s-%d: %w", g, tp.topic, tp.partition, err)
+	}
+	sp := savedPartition{group: g, tp: tp, win: w}
+	copy(sp.topicID[:], v)
+	return sp, nil
+}
+
+// load returns every stored group and share partition. A record that
+// does not decode is logged and skipped, so that one bad record never
+// keeps the broker from starting; its share partition starts afresh at
+// the group's share.auto.offset.reset position. Only an error reading the
+// store itself fails the load.
+func (s *store) load() (groups []string, parts []savedPartition, skipped int, err error) {
 	it, err := s.db.NewIter(nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("iterate share store: %w", err)
+		return nil, nil, 0, fmt.Errorf("iterate share store: %w", err)
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
-		switch k[0] {
-		case groupPrefix:
+		var err error
+		switch {
+		case len(k) > 0 && k[0] == groupPrefix:
 			groups = append(groups, string(k[1:]))
-		case partitionPrefix:
-			g, tp, err := parsePartitionKey(k)
-			if err != nil {
-				return nil, nil, err
+		case len(k) > 0 && k[0] == partitionPrefix:
+			var sp savedPartition
+			if sp, err = decodePartition(k, it.Value()); err == nil {
+				parts = append(parts, sp)
 			}
-			v := it.Value()
-			if len(v) < 16 {
-				return nil, nil, fmt.Errorf("share partition %s/%s-%d: value of %d bytes", g, tp.topic, tp.partition, len(v))
-			}
-			w, err := unmarshalWindow(v[16:])
-			if err != nil {
-				return nil, nil, fmt.Errorf("share partition %s/%s-%d: %w", g, tp.topic, tp.partition, err)
-			}
-			sp := savedPartition{group: g, tp: tp, win: w}
-			copy(sp.topicID[:], v)
-			parts = append(parts, sp)
 		default:
-			return nil, nil, fmt.Errorf("unknown share store key %q", k)
+			err = fmt.Errorf("unknown share store key %.32q", k)
+		}
+		if err != nil {
+			skipped++
+			s.log.Error("skipping undecodable record in the share store", "key", fmt.Sprintf("%.32x", k), "err", err)
 		}
 	}
 	if err := it.Error(); err != nil {
-		return nil, nil, fmt.Errorf("iterate share store: %w", err)
+		return nil, nil, 0, fmt.Errorf("iterate share store: %w", err)
 	}
-	return groups, parts, nil
+	return groups, parts, skipped, nil
 }
 
 // batch collects writes that commit together with one fsync.
