@@ -26,6 +26,7 @@ type config struct {
 	embedded        BrokerStarter
 	stateDir        string
 	commitInterval  time.Duration
+	purgeInterval   time.Duration
 	threads         int
 	processing      processor.ErrorHandler
 	deserialization processor.ErrorHandler
@@ -40,6 +41,7 @@ func defaultConfig() config {
 	return config{
 		stateDir:       filepath.Join(os.TempDir(), "riffle-streams"),
 		commitInterval: 30 * time.Second,
+		purgeInterval:  30 * time.Second,
 		threads:        1,
 		logger:         slog.Default(),
 		replication:    -1,
@@ -70,6 +72,13 @@ func StateDir(dir string) Option { return func(c *config) { c.stateDir = dir } }
 // changelogs flushed, output produced, input offsets committed. Default: 30s
 // (Kafka Streams' commit.interval.ms under at-least-once).
 func CommitInterval(d time.Duration) Option { return func(c *config) { c.commitInterval = d } }
+
+// RepartitionPurgeInterval sets how often each thread deletes the records
+// of the application's repartition topics below its committed offsets
+// (DeleteRecords): after a commit, once at least this long has passed since
+// the previous purge, with at most one request in flight. Zero purges after
+// every commit. Default: 30s (Kafka Streams' repartition.purge.interval.ms).
+func RepartitionPurgeInterval(d time.Duration) Option { return func(c *config) { c.purgeInterval = d } }
 
 // Threads sets the number of stream threads, each a consumer group member
 // running its share of the tasks. Default: 1 (Kafka Streams'

@@ -19,6 +19,12 @@
 // the subtopology owning the store) and checks that the source topics of
 // each subtopology are co-partitioned. Pattern sources are resolved when Run
 // starts; topics created later are not picked up.
+//
+// Repartition topics are created as Kafka Streams creates them
+// (cleanup.policy=delete, retention.ms=-1, segment.bytes=52428800) and kept
+// small by the runtime itself: after a commit, at most once per
+// RepartitionPurgeInterval, each thread deletes the records below its
+// committed offsets with DeleteRecords. User topics are never purged.
 package streams
 
 import (
@@ -70,6 +76,8 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("streams: Threads(%d): need at least 1", cfg.threads)
 	case cfg.commitInterval <= 0:
 		return nil, fmt.Errorf("streams: CommitInterval(%v) must be positive", cfg.commitInterval)
+	case cfg.purgeInterval < 0:
+		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
 	return &App{cfg: cfg, top: top, subs: top.Subtopologies(cfg.appID)}, nil
 }
@@ -156,6 +164,7 @@ type plan struct {
 	subOf        map[string]int   // source topic -> subtopology
 	partitions   map[string]int32 // every source, sink and internal topic known
 	subParts     []int32          // partitions per subtopology
+	repartition  map[string]bool  // the application's repartition topics
 }
 
 // prepareTopics resolves source topics, checks co-partitioning, computes
@@ -177,6 +186,7 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 			internal[t] = true
 		}
 	}
+	p.repartition = internal
 	sources := make([][]string, len(a.subs))
 	for i, s := range a.subs {
 		sources[i] = slices.Clone(s.SourceTopics)
@@ -219,10 +229,7 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 		}
 	}
 	for t := range internal {
-		if err := createTopic(ctx, adm, t, p.partitions[t], a.cfg.replication, map[string]*string{
-			"cleanup.policy": kadm.StringPtr("delete"),
-			"retention.ms":   kadm.StringPtr("-1"),
-		}); err != nil {
+		if err := createTopic(ctx, adm, t, p.partitions[t], a.cfg.replication, repartitionConfigs()); err != nil {
 			return nil, err
 		}
 	}
@@ -246,6 +253,17 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 		}
 	}
 	return p, nil
+}
+
+// repartitionConfigs are the configs of a new repartition topic, those Kafka
+// Streams sets: records are kept until the runtime purges them after they
+// are committed, in 50 MiB segments so that purged records free space soon.
+func repartitionConfigs() map[string]*string {
+	return map[string]*string{
+		"cleanup.policy": kadm.StringPtr("delete"),
+		"retention.ms":   kadm.StringPtr("-1"),
+		"segment.bytes":  kadm.StringPtr("52428800"),
+	}
 }
 
 func topicExists(all kadm.TopicDetails, t string) bool {

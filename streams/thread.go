@@ -35,7 +35,9 @@ type thread struct {
 	assigned   map[string]map[int32]bool
 	tasks      map[processor.TaskID]*task
 	lastCommit time.Time
+	lastPurge  time.Time
 	failed     error
+	purged     chan struct{} // closed once the last purge request is done
 
 	prodMu  sync.Mutex
 	prodErr error
@@ -306,6 +308,7 @@ func (th *thread) commit(ctx context.Context) error {
 func (th *thread) run(ctx context.Context) error {
 	defer th.shutdown(ctx)
 	th.lastCommit = time.Now()
+	th.lastPurge = th.lastCommit
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, th.app.cfg.pollTimeout)
 		fetches := th.cl.PollRecords(pollCtx, 10000)
@@ -381,8 +384,62 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		if err := th.commit(ctx); err != nil {
 			return err
 		}
+		th.maybePurge(ctx)
 	}
 	return nil
+}
+
+// maybePurge deletes the records of repartition topics below the offsets
+// the tasks have committed, as Kafka Streams does after a commit: at most
+// once per purge interval, with one request in flight, in the background.
+// Call it only after a successful commit, so that every task's consumed
+// offsets are committed ones. A failed purge is logged and processing goes
+// on; the next purge deletes up to newer offsets anyway.
+func (th *thread) maybePurge(ctx context.Context) {
+	now := time.Now()
+	if now.Sub(th.lastPurge) < th.app.cfg.purgeInterval || th.purging() {
+		return
+	}
+	th.lastPurge = now
+	offsets := make(kadm.Offsets)
+	for _, tk := range th.tasks {
+		for topic, eo := range tk.consumed {
+			if th.plan.repartition[topic] {
+				offsets.AddOffset(topic, tk.id.Partition, eo.Offset, -1)
+			}
+		}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	th.purged = done
+	go func() {
+		defer close(done)
+		resps, err := th.adm.DeleteRecords(ctx, offsets)
+		if err == nil {
+			err = resps.Error()
+		}
+		switch {
+		case err != nil && ctx.Err() == nil:
+			th.log.Warn("purge repartition topics", "err", err)
+		case err == nil:
+			th.log.Debug("purged repartition topics", "offsets", offsets)
+		}
+	}()
+}
+
+// purging reports whether a purge request is in flight.
+func (th *thread) purging() bool {
+	if th.purged == nil {
+		return false
+	}
+	select {
+	case <-th.purged:
+		return false
+	default:
+		return true
+	}
 }
 
 func inputRecord(r *kgo.Record) topology.InputRecord {
@@ -406,7 +463,11 @@ func (th *thread) shutdown(ctx context.Context) {
 	for id := range th.tasks {
 		th.closeTask(id, !th.app.aborted())
 	}
+	purged := th.purged
 	th.mu.Unlock()
+	if purged != nil {
+		<-purged
+	}
 	th.cl.CloseAllowingRebalance()
 	th.log.Info("thread stopped")
 }

@@ -37,7 +37,6 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/hashicorp/raft"
-	"github.com/riffle-stream/riffle/broker/internal/pebbledb"
 )
 
 const (
@@ -72,9 +71,9 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := pebbledb.Open(dir, nil, logger)
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}})
 	if err != nil {
-		return nil, fmt.Errorf("open raft store: %w", err)
+		return nil, fmt.Errorf("open raft store %s: %w", dir, err)
 	}
 	return &Store{db: db}, nil
 }
@@ -294,4 +293,16 @@ func lenPrefixed(b []byte) (field, rest []byte, err error) {
 		return nil, b, nil
 	}
 	return bytes.Clone(b[:n]), b[n:], nil
+}
+
+// pebbleLogger routes Pebble's printf-style log lines into slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
 }
