@@ -50,6 +50,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
@@ -81,7 +82,8 @@ type CleanOptions struct {
 type CleanResult struct {
 	// Segments is how many segments were rewritten.
 	Segments int
-	// BytesRead and BytesWritten are the sizes of the old and new segments.
+	// BytesRead is the size of the segments the pass filtered,
+	// BytesWritten that of the new segments it swapped in.
 	BytesRead, BytesWritten int64
 	// RecordsRemoved counts the records dropped.
 	RecordsRemoved int64
@@ -211,6 +213,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 
 	var res CleanResult
 	var outs []*segment
+	var swapped []*cleanSource
 	abort := func(err error) (CleanResult, error) {
 		for _, o := range outs {
 			o.close()
@@ -226,18 +229,26 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		}
 		dropTombstones := src.next <= firstDirty && src.maxTs >= 0 && src.maxTs < deleteHorizon
 		out, removed, err := l.cleanSegment(src, &m, lastOfProducer, dropTombstones, interval)
-		if out != nil {
-			outs = append(outs, out)
-		}
 		if err != nil {
+			if out != nil {
+				outs = append(outs, out)
+			}
 			return abort(err)
 		}
-		res.Segments++
 		res.BytesRead += src.size
+		if removed == 0 {
+			// Nothing to remove: the segment stays as it is.
+			out.close()
+			removeCleanFiles(l.fs, out, cleanedSuffix)
+			continue
+		}
+		outs = append(outs, out)
+		swapped = append(swapped, src)
+		res.Segments++
 		res.BytesWritten += out.size
 		res.RecordsRemoved += removed
 	}
-	if err := l.swap(srcs[:len(outs)], outs, mappedEnd); err != nil {
+	if err := l.swap(swapped, outs, mappedEnd); err != nil {
 		if errors.Is(err, errCleanStale) {
 			abort(err)
 			return CleanResult{}, nil
@@ -408,11 +419,11 @@ func (l *Log) cleanSegment(src *cleanSource, m *offsetMap, lastOfProducer map[in
 	})
 	out.next = src.next
 	out.addTimeEntry()
-	if err == nil {
+	if err == nil && removed > 0 {
 		err = out.writeCleanedIndexes()
-	}
-	if err == nil {
-		err = out.log.Sync()
+		if err == nil {
+			err = out.log.Sync()
+		}
 	}
 	return out, removed, err
 }
@@ -433,7 +444,15 @@ func (s *segment) writeCleanedIndexes() error {
 		suffix string
 		b      []byte
 	}{{indexSuffix, ib}, {timeIndexSuffix, tb}} {
-		if err := writeFileAtomic(s.fs, s.path(f.suffix+cleanedSuffix), f.b, true); err != nil {
+		nf, err := s.fs.Create(s.path(f.suffix + cleanedSuffix))
+		if err != nil {
+			return fmt.Errorf("create cleaned index: %w", err)
+		}
+		_, err = nf.Write(f.b)
+		if err == nil {
+			err = nf.Sync()
+		}
+		if err = errors.Join(err, nf.Close()); err != nil {
 			return fmt.Errorf("write cleaned index: %w", err)
 		}
 	}
@@ -457,16 +476,34 @@ func rebuildBatch(dst, hdr []byte, n int32, records []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// Pooled compressors of the cleaner: creating one per batch would cost
+// more than the batch.
+var (
+	gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+	lz4Writers  = sync.Pool{New: func() any {
+		w := lz4.NewWriter(nil)
+		if err := w.Apply(lz4.BlockSizeOption(lz4.Block64Kb)); err != nil {
+			panic(err) // a valid constant option
+		}
+		return w
+	}}
+	zstdEncoder = sync.OnceValues(func() (*zstd.Encoder, error) {
+		return zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
+	})
+)
+
 // compress appends data compressed with codec to dst. Snappy is written
 // in the xerial framing the Java client writes, which every client reads.
 func compress(codec int16, dst, data []byte) ([]byte, error) {
-	buf := bytes.NewBuffer(dst)
-	var w io.WriteCloser
 	switch codec {
 	case 0:
 		return append(dst, data...), nil
 	case 1:
-		w = gzip.NewWriter(buf)
+		buf := bytes.NewBuffer(dst)
+		w := gzipWriters.Get().(*gzip.Writer)
+		defer gzipWriters.Put(w)
+		w.Reset(buf)
+		return finish(buf, w, data)
 	case 2:
 		const block = 32 << 10
 		dst = append(dst, xerialMagic...)
@@ -475,22 +512,31 @@ func compress(codec int16, dst, data []byte) ([]byte, error) {
 		for len(data) > 0 {
 			chunk := data[:min(block, len(data))]
 			data = data[len(chunk):]
-			enc := snappy.Encode(nil, chunk)
-			dst = binary.BigEndian.AppendUint32(dst, uint32(len(enc)))
+			n := len(dst)
+			dst = binary.BigEndian.AppendUint32(dst, 0)
+			enc := snappy.Encode(dst[len(dst):cap(dst)], chunk)
+			binary.BigEndian.PutUint32(dst[n:], uint32(len(enc)))
 			dst = append(dst, enc...)
 		}
 		return dst, nil
 	case 3:
-		w = lz4.NewWriter(buf)
+		buf := bytes.NewBuffer(dst)
+		w := lz4Writers.Get().(*lz4.Writer)
+		defer lz4Writers.Put(w)
+		w.Reset(buf)
+		return finish(buf, w, data)
 	case 4:
-		zw, err := zstd.NewWriter(buf, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
+		enc, err := zstdEncoder()
 		if err != nil {
 			return nil, err
 		}
-		w = zw
-	default:
-		return nil, fmt.Errorf("unknown compression codec %d", codec)
+		return enc.EncodeAll(data, dst), nil
 	}
+	return nil, fmt.Errorf("unknown compression codec %d", codec)
+}
+
+// finish writes data through w, closes it and returns what buf holds.
+func finish(buf *bytes.Buffer, w io.WriteCloser, data []byte) ([]byte, error) {
 	if _, err := w.Write(data); err != nil {
 		return nil, err
 	}
