@@ -57,6 +57,12 @@
 // per time index entry, a few MiB per GiB of log at the default interval);
 // the index files are read only when the log is opened. A rolled segment
 // keeps one open file, the active one three.
+//
+// # Compaction
+//
+// Clean compacts a log with Config.Compact set, keeping the latest
+// record of each key in its rolled segments without renumbering offsets;
+// cleaner.go describes how, and how a crash during a pass is recovered.
 package commitlog
 
 import (
