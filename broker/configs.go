@@ -78,13 +78,13 @@ const (
 // topicConfigs are the topic-level keys Riffle accepts, sorted by name.
 var topicConfigs = []configDef{
 	{"cleanup.policy", "log.cleanup.policy", kmsg.ConfigTypeList, "delete", cleanupPolicy,
-		"delete removes old segments by retention.ms and retention.bytes. A compact topic is never deleted by retention; Riffle does not compact it yet."},
+		"delete removes old segments by retention.ms and retention.bytes; compact keeps the latest record of each key, cleaning rolled segments in the background. A topic that is compact only is never deleted by retention."},
 	{"compression.gzip.level", "compression.gzip.level", kmsg.ConfigTypeInt, "-1", intRange(-1, 9), "Level Kafka recompresses gzip with; Riffle never recompresses." + noEffect},
 	{"compression.lz4.level", "compression.lz4.level", kmsg.ConfigTypeInt, "9", intRange(1, 17), "Level Kafka recompresses lz4 with; Riffle never recompresses." + noEffect},
 	{"compression.type", "compression.type", kmsg.ConfigTypeString, "producer", oneOf("producer"),
 		"Riffle stores batches exactly as producers compressed them, so only producer is accepted."},
 	{"compression.zstd.level", "compression.zstd.level", kmsg.ConfigTypeInt, "3", intRange(-131072, 22), "Level Kafka recompresses zstd with; Riffle never recompresses." + noEffect},
-	{"delete.retention.ms", "log.cleaner.delete.retention.ms", kmsg.ConfigTypeLong, "86400000", intRange(0, maxInt64), "Tombstone retention for compacted topics." + noEffect},
+	{"delete.retention.ms", "log.cleaner.delete.retention.ms", kmsg.ConfigTypeLong, "86400000", intRange(0, maxInt64), "How long a tombstone of a compacted topic is kept after the segment holding it was cleaned."},
 	{"errors.deadletterqueue.group.enable", "", kmsg.ConfigTypeBoolean, "false", isBool, "Share group dead-letter queue (KIP-1191)." + noEffect},
 	{"file.delete.delay.ms", "log.segment.delete.delay.ms", kmsg.ConfigTypeLong, "60000", intRange(0, maxInt64), "Delay before deleting a file." + noEffect},
 	{"flush.messages", "log.flush.interval.messages", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(1, maxInt64), "Riffle flushes by its --fsync policy." + noEffect},
@@ -101,8 +101,8 @@ var topicConfigs = []configDef{
 	{"message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(0, maxInt64), "Largest time in ms a CreateTime record's timestamp may lie behind the broker's clock; older records are refused with INVALID_TIMESTAMP."},
 	{"message.timestamp.type", "log.message.timestamp.type", kmsg.ConfigTypeString, "CreateTime", oneOf("CreateTime", "LogAppendTime"),
 		"CreateTime keeps producer timestamps; LogAppendTime stamps batches with the broker's clock on append."},
-	{"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", kmsg.ConfigTypeDouble, "0.5", isDouble, "Compaction trigger." + noEffect},
-	{"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", kmsg.ConfigTypeLong, "0", intRange(0, maxInt64), "Compaction lag." + noEffect},
+	{"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", kmsg.ConfigTypeDouble, "0.5", isDouble, "Part of a compacted partition's rolled segments that must be uncleaned before the cleaner cleans it."},
+	{"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", kmsg.ConfigTypeLong, "0", intRange(0, maxInt64), "Time a record stays uncompacted after it is written."},
 	{"min.insync.replicas", "min.insync.replicas", kmsg.ConfigTypeInt, "1", intRange(1, maxInt32), "Replicas that must acknowledge acks=all; one broker is always enough." + noEffect},
 	{"preallocate", "log.preallocate", kmsg.ConfigTypeBoolean, "false", isBool, "Segment preallocation." + noEffect},
 	{"remote.copy.lag.bytes", "log.remote.copy.lag.bytes", kmsg.ConfigTypeLong, "-1", intRange(-1, maxInt64), "Tiered storage, which Riffle does not have." + noEffect},
@@ -205,6 +205,12 @@ func logConfig(img *metadata.Image, nodeID int32, topic string, policy commitlog
 		cfg.RetentionAge, cfg.RetentionBytes = -1, -1
 	}
 	cfg.KeyRequired = slices.Contains(policies, "compact")
+	cfg.Compact = cfg.KeyRequired
+	// Kafka's 0 removes tombstones at the next pass; commitlog reads 0
+	// as its default, and 1ms removes what 0 does.
+	cfg.DeleteRetention = time.Duration(max(num("delete.retention.ms"), 1)) * time.Millisecond
+	cfg.MinCompactionLag = time.Duration(num("min.compaction.lag.ms")) * time.Millisecond
+	cfg.MinCleanableDirtyRatio, _ = strconv.ParseFloat(get("min.cleanable.dirty.ratio"), 64)
 	return cfg
 }
 

@@ -43,6 +43,7 @@ type config struct {
 	autoCreateTopics bool
 	numPartitions    int32
 	retentionCheck   time.Duration
+	cleanerBackoff   time.Duration
 	offsetsRetention time.Duration
 	logger           *slog.Logger
 
@@ -70,6 +71,7 @@ func defaultConfig() config {
 		autoCreateTopics: true,
 		numPartitions:    1,
 		retentionCheck:   5 * time.Minute,
+		cleanerBackoff:   15 * time.Second,
 		offsetsRetention: 7 * 24 * time.Hour,
 		logger:           slog.Default(),
 
@@ -100,6 +102,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("default partitions %d is below 1", c.numPartitions)
 	case c.numPartitions > c.maxTopicPartitions:
 		return fmt.Errorf("default partitions %d exceed max partitions per topic %d", c.numPartitions, c.maxTopicPartitions)
+	case c.cleanerBackoff < time.Millisecond:
+		return fmt.Errorf("cleaner backoff %v is below 1ms", c.cleanerBackoff)
 	case c.retentionCheck < time.Millisecond:
 		return fmt.Errorf("retention check interval %v is below 1ms", c.retentionCheck)
 	case c.offsetsRetention <= 0:
@@ -177,6 +181,14 @@ func DefaultPartitions(n int32) Opt { return optFunc(func(c *config) { c.numPart
 // Default: 5 minutes (Kafka's log.retention.check.interval.ms).
 func RetentionCheckInterval(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.retentionCheck = d })
+}
+
+// CleanerBackoff sets how long the log cleaner, a single goroutine
+// (log.cleaner.threads=1), sleeps when no compacted partition has a dirty
+// ratio at or above its min.cleanable.dirty.ratio.
+// Default: 15 seconds (Kafka's log.cleaner.backoff.ms).
+func CleanerBackoff(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.cleanerBackoff = d })
 }
 
 // OffsetsRetention sets how long the committed offsets of a consumer

@@ -86,13 +86,15 @@ func parseHeader(b []byte) batchHeader {
 
 // checkFraming checks what can be checked from a header alone: a batch
 // length that fits in avail bytes, magic 2 and a record count consistent
-// with the last offset delta.
+// with the last offset delta. A batch the cleaner filtered keeps its last
+// offset delta with fewer records, so a stored batch may count fewer
+// records than its offset span.
 func checkFraming(b []byte, avail int64) (batchHeader, error) {
 	h, err := checkLength(b, avail)
 	if err != nil {
 		return h, err
 	}
-	if err := checkCount(&h); err != nil {
+	if err := checkStoredCount(&h); err != nil {
 		return h, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
 	}
 	return h, nil
@@ -125,6 +127,18 @@ func checkCount(h *batchHeader) error {
 		return fmt.Errorf("record count %d", h.recordCount)
 	case h.lastOffsetDelta != h.recordCount-1:
 		return fmt.Errorf("last offset delta %d does not match record count %d", h.lastOffsetDelta, h.recordCount)
+	}
+	return nil
+}
+
+// checkStoredCount checks that a stored batch's record count is positive
+// and fits in its offset span.
+func checkStoredCount(h *batchHeader) error {
+	switch {
+	case h.recordCount <= 0:
+		return fmt.Errorf("record count %d", h.recordCount)
+	case h.lastOffsetDelta < h.recordCount-1:
+		return fmt.Errorf("last offset delta %d is too small for record count %d", h.lastOffsetDelta, h.recordCount)
 	}
 	return nil
 }

@@ -57,6 +57,12 @@
 // per time index entry, a few MiB per GiB of log at the default interval);
 // the index files are read only when the log is opened. A rolled segment
 // keeps one open file, the active one three.
+//
+// # Compaction
+//
+// Clean compacts a log with Config.Compact set, keeping the latest
+// record of each key in its rolled segments without renumbering offsets;
+// cleaner.go describes how, and how a crash during a pass is recovered.
 package commitlog
 
 import (
@@ -103,6 +109,8 @@ const (
 	// DefaultMaxBatchBytes is the default max.message.bytes: 1 MiB plus
 	// the 12-byte log overhead.
 	DefaultMaxBatchBytes = 1048588
+	// DefaultDeleteRetention is the default delete.retention.ms: 1 day.
+	DefaultDeleteRetention = 24 * time.Hour
 )
 
 // Config holds one log's settings; the broker fills it from topic configs.
@@ -144,6 +152,21 @@ type Config struct {
 	// KeyRequired refuses records without a key, as Kafka does for
 	// compacted topics (cleanup.policy=compact).
 	KeyRequired bool
+	// Compact makes Clean compact the log (cleanup.policy=compact); see
+	// cleaner.go. A compacted log may have gaps in its offsets, which
+	// recovery then accepts.
+	Compact bool
+	// DeleteRetention is how long Clean keeps a tombstone (a record with
+	// a null value) after the segment holding it was cleaned
+	// (delete.retention.ms); 0 means DefaultDeleteRetention.
+	DeleteRetention time.Duration
+	// MinCleanableDirtyRatio is the DirtyRatio above which the broker's
+	// cleaner picks the log (min.cleanable.dirty.ratio); see Cleanable.
+	MinCleanableDirtyRatio float64
+	// MinCompactionLag is how long a record stays uncompacted after it
+	// is written (min.compaction.lag.ms): Clean skips the segments whose
+	// newest timestamp is more recent. 0 means none.
+	MinCompactionLag time.Duration
 	// Sync is the durability policy. It is fixed when the log is opened.
 	Sync SyncPolicy
 	// Logger receives recovery, retention and storage error messages;
@@ -169,6 +192,9 @@ func (c Config) normalized() Config {
 	}
 	if c.MaxBatchBytes <= 0 {
 		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.DeleteRetention <= 0 {
+		c.DeleteRetention = DefaultDeleteRetention
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -276,6 +302,11 @@ type Log struct {
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
 
+	// cleanMu serializes Clean passes; cleanedTo, guarded by mu, is the
+	// offset the last pass cleaned up to: the dirty part starts there.
+	cleanMu   sync.Mutex
+	cleanedTo int64
+
 	// Durability state, guarded by mu.
 	durable   int64         // every record below it is fsynced
 	durableCh chan struct{} // closed when durable advances or the log fails
@@ -334,6 +365,9 @@ func Open(dir string, cfg Config) (*Log, error) {
 }
 
 func (l *Log) recover(now time.Time) error {
+	if err := l.finishSwap(); err != nil {
+		return err
+	}
 	names, err := l.fs.List(l.dir)
 	if err != nil {
 		return err
@@ -395,7 +429,7 @@ func (l *Log) recover(now time.Time) error {
 			l.size += s.size
 			continue
 		}
-		torn, err := s.repair(l.log, interval, now)
+		torn, err := s.repair(l.log, interval, now, l.cfg.Compact)
 		if err == nil {
 			err = s.sync()
 		}
@@ -406,7 +440,7 @@ func (l *Log) recover(now time.Time) error {
 		if last {
 			break
 		}
-		if torn || s.next != bases[i+1] {
+		if torn || s.next > bases[i+1] || s.next < bases[i+1] && !l.cfg.Compact {
 			// The segments after a tear do not follow on from the records
 			// kept, and were never durable: the log ends here, and this
 			// segment becomes the active one.
@@ -917,7 +951,8 @@ func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, e
 		l.mu.Unlock()
 		return dst, bounds, nil
 	}
-	s := l.segs[l.segmentFor(offset)]
+	i := l.segmentFor(offset)
+	s := l.segs[i]
 	pos, limit := s.lookup(offset), s.size
 	l.mu.Unlock()
 
@@ -925,18 +960,31 @@ func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, e
 	// the heap through the vfs.File interface.
 	dst = slices.Grow(dst, batchHeaderSize)
 	var first int64 = -1
-	err := walkHeaders(s.log, pos, limit, dst[len(dst):len(dst)+batchHeaderSize], func(h batchHeader, p int64) bool {
-		if h.lastOffset() >= offset {
-			pos, first = p, int64(h.size)
-			return false
+	for {
+		err := walkHeaders(s.log, pos, limit, dst[len(dst):len(dst)+batchHeaderSize], func(h batchHeader, p int64) bool {
+			if h.lastOffset() >= offset {
+				pos, first = p, int64(h.size)
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return dst, bounds, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
 		}
-		return true
-	})
-	if err != nil {
-		return dst, bounds, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
-	}
-	if first < 0 {
-		return dst, bounds, nil
+		if first >= 0 {
+			break
+		}
+		// The cleaner may have removed the segment's last records: read
+		// on in the next one. segMu keeps the segments in place.
+		l.mu.Lock()
+		i++
+		if i >= len(l.segs) || l.segs[i].base >= bounds.HighWatermark {
+			l.mu.Unlock()
+			return dst, bounds, nil
+		}
+		s = l.segs[i]
+		pos, limit = 0, s.size
+		l.mu.Unlock()
 	}
 	want := max(first, min(int64(maxBytes), limit-pos))
 	n := len(dst)

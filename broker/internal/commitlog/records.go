@@ -51,6 +51,9 @@ type recordMeta struct {
 	timestampDelta int64
 	offsetDelta    int32
 	nullKey        bool
+	nullValue      bool
+	keyLen         int32 // -1 for a null key
+	keyEnd         int64 // position in the records section after the key
 }
 
 // recordWalker reads the records section of a v2 batch one record at a
@@ -194,21 +197,21 @@ func (w *recordWalker) skip(n int64) error {
 }
 
 // bytesField skips a length-prefixed byte string ending by end; a length
-// of -1 (null) is allowed when nullable. It reports whether it was null.
-func (w *recordWalker) bytesField(what string, end int64, nullable bool) (null bool, err error) {
+// of -1 (null) is allowed when nullable. It returns the length, -1 for null.
+func (w *recordWalker) bytesField(what string, end int64, nullable bool) (int32, error) {
 	n, err := w.varint32(what)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	switch {
 	case n == -1 && nullable:
-		return true, nil
+		return -1, nil
 	case n < 0:
-		return false, fmt.Errorf("%s length %d", what, n)
+		return 0, fmt.Errorf("%s length %d", what, n)
 	case int64(n) > end-w.consumed:
-		return false, fmt.Errorf("%s of %d bytes overruns its record", what, n)
+		return 0, fmt.Errorf("%s of %d bytes overruns its record", what, n)
 	}
-	return false, w.skip(int64(n))
+	return n, w.skip(int64(n))
 }
 
 // next reads one record.
@@ -231,12 +234,15 @@ func (w *recordWalker) next() (recordMeta, error) {
 	if m.offsetDelta, err = w.varint32("offset delta"); err != nil {
 		return m, err
 	}
-	if m.nullKey, err = w.bytesField("key", end, true); err != nil {
+	if m.keyLen, err = w.bytesField("key", end, true); err != nil {
 		return m, err
 	}
-	if _, err := w.bytesField("value", end, true); err != nil {
+	m.nullKey, m.keyEnd = m.keyLen == -1, w.consumed
+	valueLen, err := w.bytesField("value", end, true)
+	if err != nil {
 		return m, err
 	}
+	m.nullValue = valueLen == -1
 	headers, err := w.varint32("header count")
 	if err != nil {
 		return m, err
