@@ -48,7 +48,6 @@ func partitionDir(topic string, index int32) string {
 type topicLogs struct {
 	id    [16]byte
 	parts []*partition
-	ready int // non-nil entries of parts
 	// cfg is the topic's log settings; gen counts its changes, so that a
 	// log opened under an older cfg is brought up to date when published.
 	cfg commitlog.Config
