@@ -105,14 +105,10 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 			rp.RecordBatches = noRecords
 			var part *partition
-			perr := topicErr
-			if perr == nil {
-				part, perr = b.parts.lookup(img, name, p.Partition)
-			}
-			if perr != nil {
-				rp.ErrorCode = perr.Code
+			if topicErr != nil {
+				rp.ErrorCode = topicErr.Code
 			} else {
-				rp.ErrorCode = checkLeaderEpoch(img, name, p.Partition, p.CurrentLeaderEpoch)
+				part, rp.ErrorCode = b.lookupPartition(img, name, p.Partition, p.CurrentLeaderEpoch)
 			}
 			if rp.ErrorCode != 0 {
 				failed = true
