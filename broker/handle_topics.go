@@ -59,8 +59,21 @@ func (b *Broker) limits() metadata.Limits {
 	return metadata.Limits{TopicPartitions: b.cfg.maxTopicPartitions, Partitions: b.cfg.maxPartitions}
 }
 
+// withDefaults gives a spec whose partition count or replication factor
+// is -1 the broker's default for it.
+func (b *Broker) withDefaults(spec metadata.TopicSpec) metadata.TopicSpec {
+	if spec.Partitions == -1 {
+		spec.Partitions = b.cfg.numPartitions
+	}
+	if spec.ReplicationFactor == -1 {
+		spec.ReplicationFactor = 1
+	}
+	return spec
+}
+
 // createTopic validates a topic spec and creates it, or only validates it.
 func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, validateOnly bool) error {
+	spec = b.withDefaults(spec)
 	img := b.meta.Image()
 	if err := validTopicName(spec.Name); err != nil {
 		return &configError{kerr.InvalidTopicException, err.Error()}
@@ -71,17 +84,11 @@ func (b *Broker) createTopic(ctx context.Context, spec metadata.TopicSpec, valid
 	if _, ok := img.Topics[spec.Name]; ok {
 		return &configError{kerr.TopicAlreadyExists, fmt.Sprintf("topic %q already exists", spec.Name)}
 	}
-	if spec.Partitions == -1 {
-		spec.Partitions = b.cfg.numPartitions
-	}
 	if spec.Partitions < 1 {
 		return &configError{kerr.InvalidPartitions, fmt.Sprintf("partition count %d is below 1", spec.Partitions)}
 	}
 	if err := b.limits().Check(img, spec.Name, spec.Partitions); err != nil {
 		return err
-	}
-	if spec.ReplicationFactor == -1 {
-		spec.ReplicationFactor = 1
 	}
 	if n := int16(len(img.Brokers)); spec.ReplicationFactor < 1 || spec.ReplicationFactor > n {
 		return &configError{kerr.InvalidReplicationFactor, fmt.Sprintf("replication factor %d is outside [1, %d]: the cluster has %d broker(s)", spec.ReplicationFactor, n, n)}
@@ -143,6 +150,7 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsR
 		if len(t.ReplicaAssignment) > 0 {
 			spec.Partitions, spec.ReplicationFactor = int32(len(t.ReplicaAssignment)), int16(len(t.ReplicaAssignment[0].Replicas))
 		}
+		spec = b.withDefaults(spec)
 		for _, c := range t.Configs {
 			if c.Value != nil {
 				spec.Configs[c.Name] = *c.Value
@@ -180,7 +188,8 @@ func (b *Broker) checkAssignment(t kmsg.CreateTopicsRequestTopic) error {
 	return nil
 }
 
-// describeCreated fills the v5+ fields describing a created topic.
+// describeCreated fills the v5+ fields describing a created topic, or
+// one validated only; spec has the broker's defaults applied.
 func (b *Broker) describeCreated(rt *kmsg.CreateTopicsResponseTopic, spec metadata.TopicSpec) {
 	img := b.meta.Image()
 	rt.NumPartitions, rt.ReplicationFactor = spec.Partitions, spec.ReplicationFactor
@@ -188,14 +197,6 @@ func (b *Broker) describeCreated(rt *kmsg.CreateTopicsResponseTopic, spec metada
 		rt.TopicID = t.ID
 		rt.NumPartitions = int32(len(t.Partitions))
 		rt.ReplicationFactor = int16(len(t.Partitions[0].Replicas))
-	} else {
-		// Validated only: the defaults createTopic would apply.
-		if rt.NumPartitions == -1 {
-			rt.NumPartitions = b.cfg.numPartitions
-		}
-		if rt.ReplicationFactor == -1 {
-			rt.ReplicationFactor = 1
-		}
 	}
 	for _, d := range topicConfigs {
 		c := kmsg.NewCreateTopicsResponseTopicConfig()
