@@ -251,8 +251,9 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsR
 func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePartitionsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	var added int64
+	before := b.meta.Image()
 	for _, t := range req.Topics {
-		if mt, ok := b.meta.Image().Topics[t.Topic]; ok && int(t.Count) > len(mt.Partitions) {
+		if mt, ok := before.Topics[t.Topic]; ok && int(t.Count) > len(mt.Partitions) {
 			added += int64(t.Count) - int64(len(mt.Partitions))
 		}
 	}
