@@ -219,14 +219,14 @@ func (c *conn) readFrame(r *bufio.Reader, deadline time.Time) (buf *[]byte, held
 	if size < 8 || size > c.b.cfg.maxRequestBytes {
 		return nil, 0, fmt.Errorf("request size %d outside [8, %d] (max request bytes)", size, c.b.cfg.maxRequestBytes)
 	}
-	buf = c.frames.get(0)
 	if size <= smallFrame {
-		*buf = grow(*buf, int(size))[:size]
+		buf = c.frames.get(int(size))
 		if _, err := io.ReadFull(r, *buf); err != nil {
 			return nil, 0, fmt.Errorf("read request of %d bytes: %w", size, err)
 		}
 		return buf, 0, nil
 	}
+	buf = c.frames.get(0)
 	ctx, cancel := context.WithDeadline(c.ctx, deadline)
 	defer cancel()
 	frame := *buf
