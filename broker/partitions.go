@@ -352,18 +352,9 @@ func (s *partitionSet) removeTopic(t *metadata.Topic) error {
 		open = tl.parts
 		s.mu.RUnlock()
 	}
-	errs := make([]error, len(t.Partitions))
-	var g errgroup.Group
-	g.SetLimit(openParallelism)
-	for i := range len(t.Partitions) {
-		g.Go(func() error {
-			errs[i] = s.removePartition(t, int32(i), open)
-			return nil
-		})
-	}
-	g.Wait()
+	err := inParallel(len(t.Partitions), func(i int) error { return s.removePartition(t, int32(i), open) })
 	s.log.Info("deleted topic logs", "topic", t.Name, "partitions", len(t.Partitions))
-	return errors.Join(errs...)
+	return err
 }
 
 // removePartition deletes one partition log of removed topic t; open are
@@ -504,12 +495,18 @@ func (s *partitionSet) close() error {
 	s.mu.Lock()
 	s.topics = nil
 	s.mu.Unlock()
-	errs := make([]error, len(parts))
+	return inParallel(len(parts), func(i int) error { return parts[i].log.Close() })
+}
+
+// inParallel calls fn(0) to fn(n-1), openParallelism at a time, and
+// joins their errors; every call runs whatever the others return.
+func inParallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
 	var g errgroup.Group
 	g.SetLimit(openParallelism)
-	for i, p := range parts {
+	for i := range n {
 		g.Go(func() error {
-			errs[i] = p.log.Close()
+			errs[i] = fn(i)
 			return nil
 		})
 	}
