@@ -114,12 +114,13 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 				failed = true
 				continue
 			}
-			ch := part.log.Changed()
 			if remaining <= 0 {
 				hw := part.log.HighWatermark()
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, part.log.StartOffset()
 				continue
 			}
+			// Taken before the read, so an append after it wakes the wait.
+			ch := part.log.Changed()
 			start := len(*buf)
 			out, bounds, err := part.log.Fetch(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), *buf)
 			if err != nil {
