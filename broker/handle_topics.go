@@ -288,13 +288,20 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, req *kmsg.CreatePar
 	return resp
 }
 
+// byTopicID reports whether a Metadata request names t by its id: a topic
+// id, when set, names the topic (Kafka's Java client sends an empty name
+// beside it), and so does a null name.
+func byTopicID(t kmsg.MetadataRequestTopic) bool {
+	return t.TopicID != [16]byte{} || t.Topic == nil
+}
+
 func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	img := b.meta.Image()
 	autoCreate := b.cfg.autoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
 	created := false
 	for _, t := range req.Topics {
-		if t.Topic == nil || t.TopicID != [16]byte{} {
+		if byTopicID(t) {
 			continue
 		}
 		if _, ok := img.Topics[*t.Topic]; !ok && autoCreate && validTopicName(*t.Topic) == nil {
@@ -341,9 +348,7 @@ func (b *Broker) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 		return resp
 	}
 	for _, t := range req.Topics {
-		// A topic id, when set, names the topic: Kafka's Java client sends
-		// an empty name beside it.
-		byID := t.TopicID != [16]byte{} || t.Topic == nil
+		byID := byTopicID(t)
 		var mt *metadata.Topic
 		if byID {
 			mt = img.TopicsByID[t.TopicID]
