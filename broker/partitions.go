@@ -97,6 +97,9 @@ type partitionSet struct {
 // partition.metadata does, so a recreated topic never reads an old log.
 const idFile = "partition.metadata"
 
+// idPrefix starts the line of idFile that holds the topic id, in hex.
+const idPrefix = "topic_id: "
+
 // openParallelism bounds how many logs are opened, closed or deleted at
 // once: all are mostly fsyncs, small reads and directory listings.
 const openParallelism = 8
@@ -390,7 +393,7 @@ func readTopicID(dir string) (id [16]byte, ok bool, err error) {
 	if err != nil {
 		return id, false, err
 	}
-	hexID, found := strings.CutPrefix(strings.TrimSpace(string(data)), "topic_id: ")
+	hexID, found := strings.CutPrefix(strings.TrimSpace(string(data)), idPrefix)
 	if n, err := hex.Decode(id[:], []byte(hexID)); !found || err != nil || n != len(id) {
 		return id, false, fmt.Errorf("%s: malformed %s %q", dir, idFile, data)
 	}
@@ -402,11 +405,11 @@ func readTopicID(dir string) (id [16]byte, ok bool, err error) {
 // partition's: it is moved aside, kept, and a new log is started.
 func (s *partitionSet) open(topic string, id [16]byte, index int32, cfg commitlog.Config) (*commitlog.Log, error) {
 	dir := filepath.Join(s.dir, partitionDir(topic, index))
-	want := []byte("topic_id: " + hex.EncodeToString(id[:]) + "\n")
+	want := []byte(idPrefix + hex.EncodeToString(id[:]) + "\n")
 	have, err := os.ReadFile(filepath.Join(dir, idFile))
 	switch {
 	case err == nil && !bytes.Equal(have, want):
-		aside := dir + "." + strings.TrimPrefix(strings.TrimSpace(string(have)), "topic_id: ") + "-stray"
+		aside := dir + "." + strings.TrimPrefix(strings.TrimSpace(string(have)), idPrefix) + "-stray"
 		s.log.Warn("moving aside the log of an unknown topic with the same name", "dir", dir, "to", aside)
 		if err := os.Rename(dir, aside); err != nil {
 			return nil, fmt.Errorf("move aside log %s: %w", dir, err)
