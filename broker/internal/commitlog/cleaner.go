@@ -431,19 +431,10 @@ func (l *Log) cleanSegment(src *cleanSource, m *offsetMap, lastOfProducer map[in
 // writeCleanedIndexes writes the in-memory indexes of a cleaned segment
 // to .cleaned index files and fsyncs them.
 func (s *segment) writeCleanedIndexes() error {
-	var ib, tb []byte
-	for _, e := range s.entries {
-		ib = binary.BigEndian.AppendUint32(ib, e.rel)
-		ib = binary.BigEndian.AppendUint32(ib, e.pos)
-	}
-	for _, e := range s.tentries {
-		tb = binary.BigEndian.AppendUint64(tb, uint64(e.ts))
-		tb = binary.BigEndian.AppendUint32(tb, e.rel)
-	}
 	for _, f := range []struct {
 		suffix string
 		b      []byte
-	}{{indexSuffix, ib}, {timeIndexSuffix, tb}} {
+	}{{indexSuffix, s.appendIndex(nil)}, {timeIndexSuffix, s.appendTimeIndex(nil)}} {
 		nf, err := s.fs.Create(s.path(f.suffix + cleanedSuffix))
 		if err != nil {
 			return fmt.Errorf("create cleaned index: %w", err)
