@@ -299,16 +299,10 @@ func (m *offsetMap) add(src *cleanSource, from int64, maxKeys int) (bool, error)
 
 // eachBatch calls fn with each batch of src until it returns false.
 func eachBatch(src *cleanSource, fn func(h *batchHeader, batch []byte) (bool, error)) error {
-	var buf []byte
 	var fnErr error
-	err := walkHeaders(src.f, 0, src.size, nil, func(h batchHeader, pos int64) bool {
-		buf = slices.Grow(buf[:0], h.size)[:h.size]
-		if _, err := src.f.ReadAt(buf, pos); err != nil {
-			fnErr = fmt.Errorf("read batch at byte %d: %w", pos, err)
-			return false
-		}
+	err := scanBatches(src.f, 0, src.size, func(h *batchHeader, batch []byte) bool {
 		var more bool
-		more, fnErr = fn(&h, buf)
+		more, fnErr = fn(h, batch)
 		return more && fnErr == nil
 	})
 	return errors.Join(err, fnErr)
