@@ -549,9 +549,8 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 		}
 		idx[i] = j
 	}
-	suffixes := []string{logSuffix, indexSuffix, timeIndexSuffix}
 	for _, o := range outs {
-		for _, suffix := range suffixes {
+		for _, suffix := range segmentSuffixes {
 			if err := l.fs.Rename(o.path(suffix+cleanedSuffix), o.path(suffix+swapSuffix)); err != nil {
 				return l.failLocked(fmt.Errorf("clean: rename to %s: %w", swapSuffix, err))
 			}
@@ -561,7 +560,7 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 		return l.failLocked(fmt.Errorf("clean: sync directory: %w", err))
 	}
 	for i, o := range outs {
-		for _, suffix := range suffixes {
+		for _, suffix := range segmentSuffixes {
 			if err := l.fs.Rename(o.path(suffix+swapSuffix), o.path(suffix)); err != nil {
 				return l.failLocked(fmt.Errorf("clean: swap in segment %s: %w", o.name(), err))
 			}
@@ -582,7 +581,7 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 
 // removeCleanFiles removes the files of segment s with the pass suffix.
 func removeCleanFiles(fs vfs.FS, s *segment, suffix string) {
-	for _, sfx := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+	for _, sfx := range segmentSuffixes {
 		fs.Remove(s.path(sfx + suffix))
 	}
 }

@@ -26,6 +26,9 @@ const (
 	timeIndexEntrySize = 12 // timestamp int64, relative offset uint32
 )
 
+// segmentSuffixes are the suffixes of the files of one segment.
+var segmentSuffixes = [...]string{logSuffix, indexSuffix, timeIndexSuffix}
+
 // indexEntry maps the base offset of a batch to its position in the file.
 type indexEntry struct {
 	rel uint32
@@ -113,7 +116,7 @@ func (s *segment) closeIndexes() error {
 func (s *segment) remove() error {
 	var errs []error
 	errs = append(errs, s.close())
-	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+	for _, suffix := range segmentSuffixes {
 		if err := s.fs.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
