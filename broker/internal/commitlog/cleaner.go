@@ -96,6 +96,11 @@ type CleanResult struct {
 func (l *Log) DirtyRatio() float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.dirtyRatioLocked()
+}
+
+// dirtyRatioLocked is DirtyRatio for a caller holding mu.
+func (l *Log) dirtyRatioLocked() float64 {
 	if !l.cfg.Compact || l.closed || l.failed != nil {
 		return 0
 	}
@@ -117,9 +122,9 @@ func (l *Log) DirtyRatio() float64 {
 // MinCleanableDirtyRatio, as Kafka's cleaner requires of the logs it
 // picks.
 func (l *Log) Cleanable() (float64, bool) {
-	r := l.DirtyRatio()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	r := l.dirtyRatioLocked()
 	return r, r > 0 && r >= l.cfg.MinCleanableDirtyRatio
 }
 
