@@ -128,13 +128,14 @@ func (l *Log) Cleanable() (float64, bool) {
 	return r, r > 0 && r >= l.cfg.MinCleanableDirtyRatio
 }
 
-// cleanSource is one old segment of a pass, read through its own handle.
+// cleanSource is one old segment of a pass, read through its own handle,
+// with the fields of seg that mu guards as they were when the pass began.
 type cleanSource struct {
-	seg        *segment
-	base, next int64
-	size       int64
-	maxTs      int64
-	f          vfs.File
+	seg   *segment
+	next  int64
+	size  int64
+	maxTs int64
+	f     vfs.File
 }
 
 // Clean runs one cleaning pass over a compacted log at time now, as the
@@ -167,7 +168,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		if (cfg.MinCompactionLag > 0 && s.maxTs > lagLimit) || slices.Contains(l.unsynced, s) {
 			break
 		}
-		srcs = append(srcs, &cleanSource{seg: s, base: s.base, next: s.next, size: s.size, maxTs: s.maxTs})
+		srcs = append(srcs, &cleanSource{seg: s, next: s.next, size: s.size, maxTs: s.maxTs})
 	}
 	lastOfProducer := make(map[int64]int64, len(l.producers))
 	for pid, e := range l.producers {
@@ -213,7 +214,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		mappedEnd = src.next
 	}
 	if mappedEnd == firstDirty {
-		return CleanResult{}, fmt.Errorf("clean %s: the offset map of %d keys cannot hold segment %d", l.dir, maxKeys, srcs[0].base)
+		return CleanResult{}, fmt.Errorf("clean %s: the offset map of %d keys cannot hold segment %d", l.dir, maxKeys, srcs[0].seg.base)
 	}
 
 	var res CleanResult
@@ -366,7 +367,7 @@ func inflate(codec int16, data []byte) ([]byte, error) {
 // and returns it as a segment with its log file open, and how many
 // records it dropped.
 func (l *Log) cleanSegment(src *cleanSource, m *offsetMap, lastOfProducer map[int64]int64, dropTombstones bool, interval int64) (*segment, int64, error) {
-	out := &segment{fs: l.fs, dir: l.dir, base: src.base, next: src.next, maxTs: -1, maxTsOffset: -1, rollTime: src.seg.rollTime}
+	out := &segment{fs: l.fs, dir: l.dir, base: src.seg.base, next: src.next, maxTs: -1, maxTsOffset: -1, rollTime: src.seg.rollTime}
 	f, err := l.fs.Create(out.path(logSuffix + cleanedSuffix))
 	if err != nil {
 		return nil, 0, fmt.Errorf("create cleaned segment: %w", err)
@@ -548,7 +549,7 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 	}
 	idx := make([]int, len(srcs))
 	for i, src := range srcs {
-		j := l.segmentFor(src.base)
+		j := l.segmentFor(src.seg.base)
 		if j < 0 || l.segs[j] != src.seg || src.seg.size != src.size || j == len(l.segs)-1 {
 			return errCleanStale
 		}
