@@ -619,7 +619,7 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
 	}
 	l.mu.Lock()
-	v := l.validator(now)
+	v := newValidator(&l.cfg, now)
 	l.mu.Unlock()
 	for pos := 0; pos < len(records); {
 		h, err := v.validate(records[pos:])
