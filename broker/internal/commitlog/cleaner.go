@@ -223,7 +223,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 	abort := func(err error) (CleanResult, error) {
 		for _, o := range outs {
 			o.close()
-			removeCleanFiles(l.fs, o, cleanedSuffix)
+			removeCleanedFiles(l.fs, o)
 		}
 		return CleanResult{}, fmt.Errorf("clean %s: %w", l.dir, err)
 	}
@@ -245,7 +245,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		if removed == 0 {
 			// Nothing to remove: the segment stays as it is.
 			out.close()
-			removeCleanFiles(l.fs, out, cleanedSuffix)
+			removeCleanedFiles(l.fs, out)
 			continue
 		}
 		outs = append(outs, out)
@@ -585,10 +585,10 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 	return nil
 }
 
-// removeCleanFiles removes the files of segment s with the pass suffix.
-func removeCleanFiles(fs vfs.FS, s *segment, suffix string) {
-	for _, sfx := range segmentSuffixes {
-		fs.Remove(s.path(sfx + suffix))
+// removeCleanedFiles removes the .cleaned files of segment s.
+func removeCleanedFiles(fs vfs.FS, s *segment) {
+	for _, suffix := range segmentSuffixes {
+		fs.Remove(s.path(suffix + cleanedSuffix))
 	}
 }
 
