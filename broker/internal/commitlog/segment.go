@@ -327,7 +327,7 @@ func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time, gap
 		if _, err := s.log.ReadAt(buf[:h.size], pos); err != nil {
 			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
-		if _, err := checkBatch(buf[:h.size]); err != nil {
+		if err := checkCRC(buf[:h.size], &h); err != nil {
 			bad = err
 			break
 		}
