@@ -152,16 +152,6 @@ func checkCRC(b []byte, h *batchHeader) error {
 	return nil
 }
 
-// checkBatch fully validates the batch at the start of b: framing and
-// CRC-32C. It returns the batch's header.
-func checkBatch(b []byte) (batchHeader, error) {
-	h, err := checkFraming(b, int64(len(b)))
-	if err != nil {
-		return h, err
-	}
-	return h, checkCRC(b, &h)
-}
-
 // stampBatch rewrites the header fields the log owns: the base offset, the
 // partition leader epoch and, for LogAppendTime logs, the timestamp type
 // and max timestamp, in which case it recomputes the CRC.

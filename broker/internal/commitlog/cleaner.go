@@ -96,6 +96,11 @@ type CleanResult struct {
 func (l *Log) DirtyRatio() float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.dirtyRatioLocked()
+}
+
+// dirtyRatioLocked is DirtyRatio for a caller holding mu.
+func (l *Log) dirtyRatioLocked() float64 {
 	if !l.cfg.Compact || l.closed || l.failed != nil {
 		return 0
 	}
@@ -117,19 +122,20 @@ func (l *Log) DirtyRatio() float64 {
 // MinCleanableDirtyRatio, as Kafka's cleaner requires of the logs it
 // picks.
 func (l *Log) Cleanable() (float64, bool) {
-	r := l.DirtyRatio()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	r := l.dirtyRatioLocked()
 	return r, r > 0 && r >= l.cfg.MinCleanableDirtyRatio
 }
 
-// cleanSource is one old segment of a pass, read through its own handle.
+// cleanSource is one old segment of a pass, read through its own handle,
+// with the fields of seg that mu guards as they were when the pass began.
 type cleanSource struct {
-	seg        *segment
-	base, next int64
-	size       int64
-	maxTs      int64
-	f          vfs.File
+	seg   *segment
+	next  int64
+	size  int64
+	maxTs int64
+	f     vfs.File
 }
 
 // Clean runs one cleaning pass over a compacted log at time now, as the
@@ -162,7 +168,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		if (cfg.MinCompactionLag > 0 && s.maxTs > lagLimit) || slices.Contains(l.unsynced, s) {
 			break
 		}
-		srcs = append(srcs, &cleanSource{seg: s, base: s.base, next: s.next, size: s.size, maxTs: s.maxTs})
+		srcs = append(srcs, &cleanSource{seg: s, next: s.next, size: s.size, maxTs: s.maxTs})
 	}
 	lastOfProducer := make(map[int64]int64, len(l.producers))
 	for pid, e := range l.producers {
@@ -208,7 +214,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		mappedEnd = src.next
 	}
 	if mappedEnd == firstDirty {
-		return CleanResult{}, fmt.Errorf("clean %s: the offset map of %d keys cannot hold segment %d", l.dir, maxKeys, srcs[0].base)
+		return CleanResult{}, fmt.Errorf("clean %s: the offset map of %d keys cannot hold segment %d", l.dir, maxKeys, srcs[0].seg.base)
 	}
 
 	var res CleanResult
@@ -217,7 +223,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 	abort := func(err error) (CleanResult, error) {
 		for _, o := range outs {
 			o.close()
-			removeCleanFiles(l.fs, o, cleanedSuffix)
+			removeCleanedFiles(l.fs, o)
 		}
 		return CleanResult{}, fmt.Errorf("clean %s: %w", l.dir, err)
 	}
@@ -239,7 +245,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		if removed == 0 {
 			// Nothing to remove: the segment stays as it is.
 			out.close()
-			removeCleanFiles(l.fs, out, cleanedSuffix)
+			removeCleanedFiles(l.fs, out)
 			continue
 		}
 		outs = append(outs, out)
@@ -299,16 +305,10 @@ func (m *offsetMap) add(src *cleanSource, from int64, maxKeys int) (bool, error)
 
 // eachBatch calls fn with each batch of src until it returns false.
 func eachBatch(src *cleanSource, fn func(h *batchHeader, batch []byte) (bool, error)) error {
-	var buf []byte
 	var fnErr error
-	err := walkHeaders(src.f, 0, src.size, nil, func(h batchHeader, pos int64) bool {
-		buf = slices.Grow(buf[:0], h.size)[:h.size]
-		if _, err := src.f.ReadAt(buf, pos); err != nil {
-			fnErr = fmt.Errorf("read batch at byte %d: %w", pos, err)
-			return false
-		}
+	err := scanBatches(src.f, 0, src.size, func(h *batchHeader, batch []byte) bool {
 		var more bool
-		more, fnErr = fn(&h, buf)
+		more, fnErr = fn(h, batch)
 		return more && fnErr == nil
 	})
 	return errors.Join(err, fnErr)
@@ -367,7 +367,7 @@ func inflate(codec int16, data []byte) ([]byte, error) {
 // and returns it as a segment with its log file open, and how many
 // records it dropped.
 func (l *Log) cleanSegment(src *cleanSource, m *offsetMap, lastOfProducer map[int64]int64, dropTombstones bool, interval int64) (*segment, int64, error) {
-	out := &segment{fs: l.fs, dir: l.dir, base: src.base, next: src.next, maxTs: -1, maxTsOffset: -1, rollTime: src.seg.rollTime}
+	out := &segment{fs: l.fs, dir: l.dir, base: src.seg.base, next: src.next, maxTs: -1, maxTsOffset: -1, rollTime: src.seg.rollTime}
 	f, err := l.fs.Create(out.path(logSuffix + cleanedSuffix))
 	if err != nil {
 		return nil, 0, fmt.Errorf("create cleaned segment: %w", err)
@@ -431,19 +431,10 @@ func (l *Log) cleanSegment(src *cleanSource, m *offsetMap, lastOfProducer map[in
 // writeCleanedIndexes writes the in-memory indexes of a cleaned segment
 // to .cleaned index files and fsyncs them.
 func (s *segment) writeCleanedIndexes() error {
-	var ib, tb []byte
-	for _, e := range s.entries {
-		ib = binary.BigEndian.AppendUint32(ib, e.rel)
-		ib = binary.BigEndian.AppendUint32(ib, e.pos)
-	}
-	for _, e := range s.tentries {
-		tb = binary.BigEndian.AppendUint64(tb, uint64(e.ts))
-		tb = binary.BigEndian.AppendUint32(tb, e.rel)
-	}
 	for _, f := range []struct {
 		suffix string
 		b      []byte
-	}{{indexSuffix, ib}, {timeIndexSuffix, tb}} {
+	}{{indexSuffix, s.appendIndex(nil)}, {timeIndexSuffix, s.appendTimeIndex(nil)}} {
 		nf, err := s.fs.Create(s.path(f.suffix + cleanedSuffix))
 		if err != nil {
 			return fmt.Errorf("create cleaned index: %w", err)
@@ -558,15 +549,14 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 	}
 	idx := make([]int, len(srcs))
 	for i, src := range srcs {
-		j := l.segmentFor(src.base)
+		j := l.segmentFor(src.seg.base)
 		if j < 0 || l.segs[j] != src.seg || src.seg.size != src.size || j == len(l.segs)-1 {
 			return errCleanStale
 		}
 		idx[i] = j
 	}
-	suffixes := []string{logSuffix, indexSuffix, timeIndexSuffix}
 	for _, o := range outs {
-		for _, suffix := range suffixes {
+		for _, suffix := range segmentSuffixes {
 			if err := l.fs.Rename(o.path(suffix+cleanedSuffix), o.path(suffix+swapSuffix)); err != nil {
 				return l.failLocked(fmt.Errorf("clean: rename to %s: %w", swapSuffix, err))
 			}
@@ -576,7 +566,7 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 		return l.failLocked(fmt.Errorf("clean: sync directory: %w", err))
 	}
 	for i, o := range outs {
-		for _, suffix := range suffixes {
+		for _, suffix := range segmentSuffixes {
 			if err := l.fs.Rename(o.path(suffix+swapSuffix), o.path(suffix)); err != nil {
 				return l.failLocked(fmt.Errorf("clean: swap in segment %s: %w", o.name(), err))
 			}
@@ -595,10 +585,10 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 	return nil
 }
 
-// removeCleanFiles removes the files of segment s with the pass suffix.
-func removeCleanFiles(fs vfs.FS, s *segment, suffix string) {
-	for _, sfx := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		fs.Remove(s.path(sfx + suffix))
+// removeCleanedFiles removes the .cleaned files of segment s.
+func removeCleanedFiles(fs vfs.FS, s *segment) {
+	for _, suffix := range segmentSuffixes {
+		fs.Remove(s.path(suffix + cleanedSuffix))
 	}
 }
 

@@ -112,3 +112,13 @@ func readAll(t testing.TB, l *Log, from int64) []batchHeader {
 	}
 	return hs
 }
+
+// checkBatch fully validates the batch at the start of b: framing and
+// CRC-32C. It returns the batch's header.
+func checkBatch(b []byte) (batchHeader, error) {
+	h, err := checkFraming(b, int64(len(b)))
+	if err != nil {
+		return h, err
+	}
+	return h, checkCRC(b, &h)
+}

@@ -619,7 +619,7 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
 	}
 	l.mu.Lock()
-	v := l.validator(now)
+	v := newValidator(&l.cfg, now)
 	l.mu.Unlock()
 	for pos := 0; pos < len(records); {
 		h, err := v.validate(records[pos:])
@@ -1094,7 +1094,7 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, ok bool) {
 
 	for _, sp := range spans {
 		var found bool
-		err := l.scanBatches(sp.s, sp.pos, sp.limit, func(h *batchHeader, batch []byte) bool {
+		err := scanBatches(sp.s.log, sp.pos, sp.limit, func(h *batchHeader, batch []byte) bool {
 			if h.baseOffset >= hwm {
 				return false
 			}
@@ -1150,7 +1150,7 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 	l.mu.Unlock()
 
 	offset, timestamp = batchOff, maxTs
-	err := l.scanBatches(best, pos, limit, func(h *batchHeader, batch []byte) bool {
+	err := scanBatches(best.log, pos, limit, func(h *batchHeader, batch []byte) bool {
 		if h.lastOffset() < batchOff {
 			return true
 		}
@@ -1165,14 +1165,15 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64) {
 	return offset, timestamp
 }
 
-// scanBatches calls fn with each whole batch of s from pos to limit until
-// fn returns false. The caller holds segMu shared.
-func (l *Log) scanBatches(s *segment, pos, limit int64, fn func(h *batchHeader, batch []byte) bool) error {
+// scanBatches calls fn with each whole batch of f from pos to limit until
+// fn returns false. For a segment's log file the caller holds segMu shared.
+func scanBatches(f vfs.File, pos, limit int64, fn func(h *batchHeader, batch []byte) bool) error {
 	var buf []byte
 	var readErr error
-	err := walkHeaders(s.log, pos, limit, nil, func(h batchHeader, p int64) bool {
+	err := walkHeaders(f, pos, limit, nil, func(h batchHeader, p int64) bool {
 		buf = slices.Grow(buf[:0], h.size)[:h.size]
-		if _, readErr = s.log.ReadAt(buf, p); readErr != nil {
+		if _, err := f.ReadAt(buf, p); err != nil {
+			readErr = fmt.Errorf("read batch at byte %d: %w", p, err)
 			return false
 		}
 		return fn(&h, buf)

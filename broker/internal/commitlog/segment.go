@@ -26,6 +26,9 @@ const (
 	timeIndexEntrySize = 12 // timestamp int64, relative offset uint32
 )
 
+// segmentSuffixes are the suffixes of the files of one segment.
+var segmentSuffixes = [...]string{logSuffix, indexSuffix, timeIndexSuffix}
+
 // indexEntry maps the base offset of a batch to its position in the file.
 type indexEntry struct {
 	rel uint32
@@ -113,7 +116,7 @@ func (s *segment) closeIndexes() error {
 func (s *segment) remove() error {
 	var errs []error
 	errs = append(errs, s.close())
-	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+	for _, suffix := range segmentSuffixes {
 		if err := s.fs.Remove(s.path(suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -209,24 +212,34 @@ func (s *segment) writeLastTimeEntry() error {
 // writeIndexes replaces the index files with the in-memory indexes. The
 // files are created anew, as vfs.File cannot be truncated.
 func (s *segment) writeIndexes() error {
-	b := make([]byte, 0, max(len(s.entries)*indexEntrySize, len(s.tentries)*timeIndexEntrySize))
-	for _, e := range s.entries {
-		b = binary.BigEndian.AppendUint32(b, e.rel)
-		b = binary.BigEndian.AppendUint32(b, e.pos)
-	}
+	b := s.appendIndex(make([]byte, 0, max(len(s.entries)*indexEntrySize, len(s.tentries)*timeIndexEntrySize)))
 	var err error
 	if s.index, err = s.rewrite(s.index, indexSuffix, b); err != nil {
 		return fmt.Errorf("rebuild index of %s: %w", s.name(), err)
 	}
-	b = b[:0]
-	for _, e := range s.tentries {
-		b = binary.BigEndian.AppendUint64(b, uint64(e.ts))
-		b = binary.BigEndian.AppendUint32(b, e.rel)
-	}
+	b = s.appendTimeIndex(b[:0])
 	if s.timeIndex, err = s.rewrite(s.timeIndex, timeIndexSuffix, b); err != nil {
 		return fmt.Errorf("rebuild time index of %s: %w", s.name(), err)
 	}
 	return nil
+}
+
+// appendIndex appends the in-memory offset index to b in its file format.
+func (s *segment) appendIndex(b []byte) []byte {
+	for _, e := range s.entries {
+		b = binary.BigEndian.AppendUint32(b, e.rel)
+		b = binary.BigEndian.AppendUint32(b, e.pos)
+	}
+	return b
+}
+
+// appendTimeIndex appends the in-memory time index to b in its file format.
+func (s *segment) appendTimeIndex(b []byte) []byte {
+	for _, e := range s.tentries {
+		b = binary.BigEndian.AppendUint64(b, uint64(e.ts))
+		b = binary.BigEndian.AppendUint32(b, e.rel)
+	}
+	return b
 }
 
 // rewrite replaces the segment file with suffix, open as f, by a new one
@@ -314,7 +327,7 @@ func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time, gap
 		if _, err := s.log.ReadAt(buf[:h.size], pos); err != nil {
 			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
-		if _, err := checkBatch(buf[:h.size]); err != nil {
+		if err := checkCRC(buf[:h.size], &h); err != nil {
 			bad = err
 			break
 		}

@@ -216,10 +216,6 @@ func (v *validator) checkRecords(h *batchHeader, data []byte) error {
 	return nil
 }
 
-// validator returns the validator of the log's current settings. The
-// caller holds mu.
-func (l *Log) validator(now time.Time) validator { return newValidator(&l.cfg, now) }
-
 // CheckSingleBatch checks that records, the records of one partition in a
 // Produce request, hold one v2 batch and nothing after it, as Kafka
 // requires of Produce v3 and later (ProduceRequest.validateRecords),
