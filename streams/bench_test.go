@@ -7,13 +7,15 @@ import (
 )
 
 // BenchmarkWordCount counts 200,000 words (20,000 lines) per iteration with
-// one single-threaded instance and a Pebble store, on kfake and on Riffle's
-// broker, and reports input words and processed records (lines plus
-// repartitioned words) per second, from the first line produced to the
-// last count read.
+// one single-threaded instance and a Pebble store, on kfake, on Riffle's
+// broker and on Apache Kafka (the package's shared broker, when java and
+// the Kafka jars are there), and reports input words and processed records
+// (lines plus repartitioned words) per second, from the first line
+// produced to the last count read.
 func BenchmarkWordCount(b *testing.B) {
 	b.Run("kfake", func(b *testing.B) { benchmarkWordCount(b, kfakeCluster) })
 	b.Run("riffle", func(b *testing.B) { benchmarkWordCount(b, riffleCluster) })
+	b.Run("kafka", func(b *testing.B) { benchmarkWordCount(b, kafkaBenchCluster) })
 }
 
 func benchmarkWordCount(b *testing.B, cluster func(testing.TB) []string) {

@@ -35,23 +35,38 @@ var kafkaTurn sync.Mutex
 func kafkaCluster(t testing.TB) []string {
 	addr := kafkatest.Shared(t).Addr()
 	kafkaTurn.Lock()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		kafkaTurn.Unlock()
-		t.Fatal(err)
-	}
-	adm := kadm.NewClient(cl)
 	t.Cleanup(func() {
 		defer kafkaTurn.Unlock()
-		defer cl.Close()
-		if err := resetKafka(adm); err != nil {
+		if err := resetKafka(addr); err != nil {
 			t.Errorf("reset the Kafka broker: %v", err)
 		}
 	})
+	createKafkaTopics(t, addr)
+	return []string{addr}
+}
+
+// kafkaBenchCluster is kafkaCluster for benchmarks, which run one at a
+// time and call it once per iteration: it resets the broker first.
+func kafkaBenchCluster(b testing.TB) []string {
+	addr := kafkatest.Shared(b).Addr()
+	if err := resetKafka(addr); err != nil {
+		b.Fatalf("reset the Kafka broker: %v", err)
+	}
+	createKafkaTopics(b, addr)
+	return []string{addr}
+}
+
+func createKafkaTopics(t testing.TB, addr string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, topic := range []string{inputTopic, outputTopic} {
-		resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
+		resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic)
 		if err == nil {
 			err = resp.Err
 		}
@@ -59,13 +74,18 @@ func kafkaCluster(t testing.TB) []string {
 			t.Fatalf("create %s on the Kafka broker: %v", topic, err)
 		}
 	}
-	return []string{addr}
 }
 
 // resetKafka deletes every group and every topic but Kafka's own, and waits
 // until they are gone. A group still holding a crashed member cannot be
 // deleted before its session times out, so it retries until then.
-func resetKafka(adm *kadm.Client) error {
+func resetKafka(addr string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	for {

@@ -17,7 +17,8 @@
 //
 // The broker's storage is formatted with Kafka's own storage tool
 // (kafka.tools.StorageTool format) before kafka.Kafka starts. The JVM gets
-// a fixed heap of [DefaultHeap] unless [Heap] says otherwise.
+// a fixed heap of [DefaultHeap] and [TestJVMOptions] unless [Heap] and
+// [JVMOptions] say otherwise.
 package kafkatest
 
 import (
@@ -48,7 +49,7 @@ import (
 const DefaultHeap = "512m"
 
 // startTimeout bounds how long formatting plus starting the JVM may take.
-const startTimeout = 90 * time.Second
+const startTimeout = 3 * time.Minute
 
 // Broker is a running Kafka broker.
 type Broker struct {
@@ -85,10 +86,16 @@ type Option func(*config)
 // "1g"). Default: [DefaultHeap].
 func Heap(size string) Option { return func(c *config) { c.heap = size } }
 
-// JVMOptions adds options to the broker's java command line (for example
-// Kafka's own KAFKA_JVM_PERFORMANCE_OPTS, [PerformanceJVMOptions]).
-// Default: none beyond the heap, so the JVM's own defaults apply.
-func JVMOptions(opts ...string) Option { return func(c *config) { c.jvm = append(c.jvm, opts...) } }
+// JVMOptions replaces the options of the broker's java command line
+// besides the heap and the classpath (for example with Kafka's own
+// KAFKA_JVM_PERFORMANCE_OPTS, [PerformanceJVMOptions], for a benchmark).
+// Default: [TestJVMOptions].
+func JVMOptions(opts ...string) Option { return func(c *config) { c.jvm = slices.Clone(opts) } }
+
+// TestJVMOptions are the default JVM options of a test broker: only the
+// quick C1 compiler, which halves the CPU a broker's start takes on a
+// small machine, at the price of slower steady-state code.
+var TestJVMOptions = []string{"-XX:TieredStopAtLevel=1"}
 
 // PerformanceJVMOptions are the JVM options Kafka's kafka-run-class.sh
 // starts a broker with (KAFKA_JVM_PERFORMANCE_OPTS in Kafka 4).
@@ -224,7 +231,7 @@ func Launch(cp string, opts ...Option) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := config{heap: DefaultHeap, props: defaultProps(ports[0], ports[1])}
+	cfg := config{heap: DefaultHeap, jvm: TestJVMOptions, props: defaultProps(ports[0], ports[1])}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -252,7 +259,9 @@ func Launch(cp string, opts ...Option) (*Broker, error) {
 // defaultProps is a single-node test broker: both roles in one JVM, every
 // internal topic with one replica and one partition (Kafka defaults to 50
 // partitions for __consumer_offsets, which only slows a test broker's
-// first group down), and no delay before the first classic rebalance.
+// first group down), no delay before the first classic rebalance, and a
+// 10 s session timeout for consumer-protocol members instead of 45 s, so
+// that a test killing a member does not wait most of a minute.
 func defaultProps(brokerPort, controllerPort int) map[string]string {
 	host := "127.0.0.1"
 	return map[string]string{
@@ -273,6 +282,8 @@ func defaultProps(brokerPort, controllerPort int) map[string]string {
 		"share.coordinator.state.topic.min.isr":            "1",
 		"share.coordinator.state.topic.num.partitions":     "1",
 		"group.initial.rebalance.delay.ms":                 "0",
+		"group.consumer.min.session.timeout.ms":            "6000",
+		"group.consumer.session.timeout.ms":                "10000",
 	}
 }
 
@@ -314,10 +325,8 @@ func launch(cp, dir string, cfg config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	format := exec.Command("java", append(slices.Clone(jvm), "kafka.tools.StorageTool", "format",
-		"--cluster-id", clusterID, "--config", propsFile)...)
-	if out, err := format.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("kafka storage format: %w\n%s", err, out)
+	if err := format(cp, log4jFile, dir, clusterID, propsFile); err != nil {
+		return nil, err
 	}
 	stderr, err := os.Create(filepath.Join(dir, "stderr.log"))
 	if err != nil {
@@ -336,6 +345,29 @@ func launch(cp, dir string, cfg config) (*Broker, error) {
 		close(b.exited)
 	}()
 	return b, nil
+}
+
+// format formats the broker's storage with Kafka's storage tool. The tool
+// has twice exited 1 on a heavily loaded machine and succeeded when run
+// again, so a failure is reported on stderr and tried once more; a second
+// failure is returned with both outputs.
+func format(cp, log4jFile, dir, clusterID, propsFile string) error {
+	var outputs []string
+	for range 2 {
+		// A short-lived tool: the C1 compiler and the serial collector
+		// start it in half the time.
+		cmd := exec.Command("java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+			"-Dlog4j2.configurationFile="+log4jFile, "-Dkafka.logs.dir="+dir,
+			"-cp", cp, "kafka.tools.StorageTool", "format", "--cluster-id", clusterID, "--config", propsFile)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		outputs = append(outputs, fmt.Sprintf("%v:\n%s", err, out))
+		fmt.Fprintf(os.Stderr, "kafkatest: kafka storage format failed, trying again: %s\n", outputs[len(outputs)-1])
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("kafka storage format: %s", strings.Join(outputs, "\n"))
 }
 
 // newClusterID returns a random cluster id as Kafka spells a Uuid: 16

@@ -73,6 +73,12 @@ import (
 //	RIFFLE_PERF_E2E_RATE     e2e records per second (10000)
 //	RIFFLE_PERF_E2E_SECONDS  e2e duration per round (5)
 //	RIFFLE_PERF_SYSTEMS      systems to compare, comma-separated (riffle,kfake,kafka)
+//	RIFFLE_PERF_WARMUP       records produced to another topic before measuring (0)
+//
+// RIFFLE_PERF_WARMUP lets the JVM compile Kafka's hot paths before the
+// measured phases (every system gets the same warm-up); without it each
+// round measures a cold broker, which costs Kafka's JIT more the fewer
+// records a round has.
 const (
 	childEnv    = "RIFFLE_PERF_CHILD"
 	childDirEnv = "RIFFLE_PERF_CHILD_DIR"
@@ -374,6 +380,7 @@ func peakRSS(pid int) (int64, error) {
 type compareConfig struct {
 	rounds, partitions  int
 	records, recordSize int
+	warmup              int
 	e2eRate             float64
 	e2eDuration         time.Duration
 }
@@ -390,7 +397,12 @@ func loadCompareConfig(t *testing.T) compareConfig {
 		}
 		return n
 	}
+	warmup := 0
+	if os.Getenv("RIFFLE_PERF_WARMUP") != "" {
+		warmup = get("RIFFLE_PERF_WARMUP", 0)
+	}
 	return compareConfig{
+		warmup:      warmup,
 		rounds:      get("RIFFLE_PERF_ROUNDS", 5),
 		records:     get("RIFFLE_PERF_RECORDS", 500_000),
 		recordSize:  get("RIFFLE_PERF_RECORD_SIZE", 1024),
@@ -429,6 +441,13 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 	load := []Opt{Brokers(c.address()), Topic("perf-compare"), Partitions(int32(cc.partitions)),
 		RecordSize(cc.recordSize), WithAcks(AcksAll)}
 
+	if cc.warmup > 0 {
+		warm := []Opt{Brokers(c.address()), Topic("perf-warmup"), Partitions(int32(cc.partitions)),
+			RecordSize(cc.recordSize), WithAcks(AcksAll), Records(int64(cc.warmup))}
+		if _, err := Produce(ctx, warm...); err != nil {
+			t.Fatalf("%s/%s: warm-up: %v", sys, mode, err)
+		}
+	}
 	cpu0, err := cpuSeconds(c.pid())
 	if err != nil {
 		t.Fatal(err)
@@ -488,8 +507,8 @@ func TestCompare(t *testing.T) {
 	}
 	cc := loadCompareConfig(t)
 	systems := compareSystems(t)
-	fmt.Printf("%s: %d rounds per mode, %d records of %d B acks=all over %d partitions, e2e %v at %.0f records/s\n",
-		joinSystems(systems, " vs "), cc.rounds, cc.records, cc.recordSize, cc.partitions, cc.e2eDuration, cc.e2eRate)
+	fmt.Printf("%s: %d rounds per mode, %d records of %d B acks=all over %d partitions (after %d warm-up records), e2e %v at %.0f records/s\n",
+		joinSystems(systems, " vs "), cc.rounds, cc.records, cc.recordSize, cc.partitions, cc.warmup, cc.e2eDuration, cc.e2eRate)
 	for _, mode := range []struct{ name, label string }{
 		{"fsync", "fsync before acknowledging: kfake DataDir+SyncWrites, Riffle default group commit, Kafka flush.messages=1"},
 		{"nofsync", "page cache only: kfake DataDir, Riffle --fsync none, Kafka defaults"},

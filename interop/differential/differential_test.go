@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -485,4 +486,91 @@ func TestDeleteTopicsErrors(t *testing.T) {
 			compare(t, "DeleteTopics", r, k, nil)
 		})
 	}
+}
+
+// topicIDs returns each broker's id for topic (Fetch v13+ names topics by
+// id).
+func (p *pair) topicIDs(t *testing.T, topic string) [2][16]byte {
+	t.Helper()
+	var ids [2][16]byte
+	for s := range []side{onRiffle, onKafka} {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		resp := p.send(t, side(s), req).(*kmsg.MetadataResponse)
+		ids[s] = resp.Topics[0].TopicID
+	}
+	return ids
+}
+
+func TestFetchEdges(t *testing.T) {
+	p := newPair(t)
+	empty, filled := topicName(t, "empty"), topicName(t, "filled")
+	p.createTopic(t, empty, 1, nil)
+	p.createTopic(t, filled, 1, nil)
+	p.produce(t, filled, 1000, 2000, 3000)
+	emptyIDs, filledIDs := p.topicIDs(t, empty), p.topicIDs(t, filled)
+	for _, c := range []struct {
+		name      string
+		ids       *[2][16]byte
+		partition int32
+		offset    int64
+	}{
+		{"empty at 0", &emptyIDs, 0, 0},
+		{"empty past the end", &emptyIDs, 0, 5},
+		{"unknown partition", &emptyIDs, 3, 0},
+		{"unknown topic id", &[2][16]byte{{1, 2, 3}, {1, 2, 3}}, 0, 0},
+		{"filled from 0", &filledIDs, 0, 0},
+		{"filled at the end", &filledIDs, 0, 3},
+		{"filled past the end", &filledIDs, 0, 4},
+		{"negative offset", &filledIDs, 0, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, k := p.bothFor(t, func(s side) kmsg.Request {
+				req := kmsg.NewPtrFetchRequest()
+				req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = -1, 10, 1, 1<<20
+				req.SessionEpoch = -1
+				rt := kmsg.NewFetchRequestTopic()
+				rt.TopicID = c.ids[s]
+				rp := kmsg.NewFetchRequestTopicPartition()
+				rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = c.partition, c.offset, 1<<20
+				rp.CurrentLeaderEpoch, rp.LastFetchedEpoch, rp.LogStartOffset = -1, -1, -1
+				rt.Partitions = append(rt.Partitions, rp)
+				req.Topics = append(req.Topics, rt)
+				return req
+			})
+			rt, kt := trees(t, r, k)
+			documented := fetchDocumented
+			if r.(*kmsg.FetchResponse).Topics[0].Partitions[0].ErrorCode == kerr.OffsetOutOfRange.Code {
+				documented = fetchOutOfRangeDocumented
+			}
+			compare(t, "Fetch", rt, kt, documented)
+			rb := r.(*kmsg.FetchResponse).Topics[0].Partitions[0].RecordBatches
+			kb := k.(*kmsg.FetchResponse).Topics[0].Partitions[0].RecordBatches
+			if len(rb) != len(kb) {
+				t.Errorf("Fetch returned %d bytes of batches from riffle, %d from kafka", len(rb), len(kb))
+			}
+		})
+	}
+}
+
+// outOfRangeBounds: with OFFSET_OUT_OF_RANGE Kafka answers -1 for the high
+// watermark, last stable offset and log start offset; Riffle reports the
+// partition's real bounds. Clients reset by ListOffsets either way.
+const outOfRangeBounds = "Riffle reports the partition's bounds with OFFSET_OUT_OF_RANGE where Kafka answers -1"
+
+// fetchDocumented are the deliberate differences in Fetch answers: none
+// but the batches, which carry each broker's producer id (their sizes are
+// compared separately).
+var fetchDocumented = map[string]string{
+	"Topics[0].Partitions[0].RecordBatches": "",
+}
+
+// fetchOutOfRangeDocumented are those of an OFFSET_OUT_OF_RANGE answer.
+var fetchOutOfRangeDocumented = map[string]string{
+	"Topics[0].Partitions[0].RecordBatches":    "",
+	"Topics[0].Partitions[0].HighWatermark":    outOfRangeBounds,
+	"Topics[0].Partitions[0].LastStableOffset": outOfRangeBounds,
+	"Topics[0].Partitions[0].LogStartOffset":   outOfRangeBounds,
 }

@@ -66,6 +66,11 @@ type consumerMember struct {
 	assigned partitions
 	owned    partitions
 	revoking partitions
+	// assignedAt is the assignment epoch of KIP-1251 of every partition
+	// in assigned or revoking: the member epoch at which the member was
+	// given it. A commit at an older member epoch is accepted for the
+	// partitions the member has held since that epoch.
+	assignedAt map[tp]int32
 	// sent is the assignment last sent, to send it again only on change.
 	sent partitions
 	// deadline is when the session expires without a heartbeat; revokeBy
@@ -318,7 +323,7 @@ func (c *Coordinator) consumerJoinLocked(g *group, from Client, req *kmsg.Consum
 			delete(cg.members, old.id)
 			m.epoch, m.previousEpoch = old.previousEpoch, old.previousEpoch
 			m.topicNames, m.regex, m.re, m.assignor = old.topicNames, old.regex, old.re, old.assignor
-			m.assigned, m.revoking, m.owned = old.assigned, old.revoking, old.owned
+			m.assigned, m.revoking, m.owned, m.assignedAt = old.assigned, old.revoking, old.owned, old.assignedAt
 			for p, owner := range cg.owner {
 				if owner == old.id {
 					cg.owner[p] = id
@@ -406,6 +411,7 @@ func (c *Coordinator) reconcileLocked(g *group, m *consumerMember) {
 			if cg.owner[p] == m.id {
 				delete(cg.owner, p)
 			}
+			delete(m.assignedAt, p)
 		}
 		m.revoking = make(partitions)
 		if m.revoke != nil {
@@ -433,9 +439,19 @@ func (c *Coordinator) reconcileLocked(g *group, m *consumerMember) {
 		}
 		if owner, taken := cg.owner[p]; !taken || owner == m.id {
 			cg.owner[p] = m.id
-			m.assigned[p] = struct{}{}
+			m.assign(p)
 		}
 	}
+}
+
+// assign gives p to m at the member's current epoch, its assignment
+// epoch.
+func (m *consumerMember) assign(p tp) {
+	m.assigned[p] = struct{}{}
+	if m.assignedAt == nil {
+		m.assignedAt = make(map[tp]int32)
+	}
+	m.assignedAt[p] = m.epoch
 }
 
 // updateTargetLocked recomputes the target assignment if the group epoch

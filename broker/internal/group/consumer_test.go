@@ -144,13 +144,10 @@ func TestConsumerRevokeBeforeAssign(t *testing.T) {
 	stale.Version, stale.Group, stale.MemberID, stale.MemberEpoch = 1, "g", "a", 7
 	wantCode(t, "heartbeat at a future epoch", handle[*kmsg.ConsumerGroupHeartbeatResponse](h, stale).ErrorCode, kerr.FencedMemberEpoch)
 	commit := func(id string, epoch int32) int16 {
-		c := kmsg.NewPtrOffsetCommitRequest()
-		c.Version, c.Group, c.MemberID, c.Generation = 9, "g", id, epoch
-		c.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 3}}}}
-		return handle[*kmsg.OffsetCommitResponse](h, c).Topics[0].Partitions[0].ErrorCode
+		return commitAt(h, "g", id, epoch, tp{"t", 0})[0]
 	}
 	wantCode(t, "commit at the member epoch", commit("a", 2), nil)
-	wantCode(t, "commit at an old epoch", commit("a", 1), kerr.StaleMemberEpoch)
+	wantCode(t, "commit at an epoch before any assignment", commit("a", 0), kerr.StaleMemberEpoch)
 	wantCode(t, "commit at a future epoch", commit("a", 3), kerr.FencedMemberEpoch)
 	wantCode(t, "commit by a stranger", commit("x", 2), kerr.UnknownMemberID)
 	wantCode(t, "admin commit to an active group", commit("", -1), kerr.UnknownMemberID)
@@ -167,6 +164,101 @@ func TestConsumerRevokeBeforeAssign(t *testing.T) {
 	}
 	if a.beat(); len(a.owned) != 6 {
 		t.Fatalf("remaining member owns %d after leave, want 6", len(a.owned))
+	}
+}
+
+// commitAt commits offset 1 for ps as member id at epoch and returns the
+// error code of each partition.
+func commitAt(h *harness, group, id string, epoch int32, ps ...tp) []int16 {
+	h.t.Helper()
+	c := kmsg.NewPtrOffsetCommitRequest()
+	c.Version, c.Group, c.MemberID, c.Generation = 9, group, id, epoch
+	for _, p := range ps {
+		if n := len(c.Topics); n == 0 || c.Topics[n-1].Topic != p.topic {
+			c.Topics = append(c.Topics, kmsg.OffsetCommitRequestTopic{Topic: p.topic})
+		}
+		last := &c.Topics[len(c.Topics)-1]
+		last.Partitions = append(last.Partitions, kmsg.OffsetCommitRequestTopicPartition{Partition: p.partition, Offset: 1, LeaderEpoch: -1})
+	}
+	var codes []int16
+	for _, t := range handle[*kmsg.OffsetCommitResponse](h, c).Topics {
+		for _, p := range t.Partitions {
+			codes = append(codes, p.ErrorCode)
+		}
+	}
+	if len(codes) != len(ps) {
+		h.t.Fatalf("commit of %d partitions answered %d", len(ps), len(codes))
+	}
+	return codes
+}
+
+// TestConsumerCommitAssignmentEpochs checks the commit rule of KIP-1251:
+// a member commits at an older epoch the partitions it has held since
+// that epoch, assigned or pending revocation, and nothing else.
+func TestConsumerCommitAssignmentEpochs(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 6})
+	a := consumerJoin(h, "g", "a", []string{"t"})
+	if len(a.owned) != 6 || a.epoch != 1 {
+		t.Fatalf("first member owns %d at epoch %d, want 6 at 1", len(a.owned), a.epoch)
+	}
+	b := consumerJoin(h, "g", "b", []string{"t"})
+	settle(t, a, b)
+	if a.epoch != 2 || b.epoch != 2 || len(a.owned) != 3 || len(b.owned) != 3 {
+		t.Fatalf("after the scale-out a owns %d at %d, b %d at %d; want 3 each at 2", len(a.owned), a.epoch, len(b.owned), b.epoch)
+	}
+	kept, moved := a.owned.sorted()[0], b.owned.sorted()[0]
+
+	// a moved to epoch 2 keeping kept, held since epoch 1: a commit at
+	// epoch 1, sent before a heard of epoch 2, is accepted.
+	wantCode(t, "commit at the previous epoch of a partition held since", commitAt(h, "g", "a", 1, kept)[0], nil)
+	if got := committed(h.c, "g")[kept.partition]; got != 1 {
+		t.Fatalf("offset of the kept partition %d, want 1", got)
+	}
+	// b was given moved at epoch 2: its commits at epoch 1 are refused,
+	// and so are a's, which gave it up.
+	wantCode(t, "commit at an epoch older than the assignment", commitAt(h, "g", "b", 1, moved)[0], kerr.StaleMemberEpoch)
+	wantCode(t, "commit of a partition given up", commitAt(h, "g", "a", 1, moved)[0], kerr.StaleMemberEpoch)
+	// One partition refused refuses the whole commit.
+	for i, code := range commitAt(h, "g", "a", 1, a.owned.sorted()[1], moved) {
+		wantCode(t, fmt.Sprintf("partition %d of a commit with one partition refused", i), code, kerr.StaleMemberEpoch)
+	}
+	if got, ok := committed(h.c, "g")[a.owned.sorted()[1].partition]; ok {
+		t.Fatalf("a refused commit wrote offset %d", got)
+	}
+	wantCode(t, "commit at the member epoch", commitAt(h, "g", "b", 2, moved)[0], nil)
+	wantCode(t, "commit at a future epoch", commitAt(h, "g", "a", 3, kept)[0], kerr.FencedMemberEpoch)
+
+	// OffsetFetch still wants the member epoch itself, as in Kafka.
+	f := kmsg.NewPtrOffsetFetchRequest()
+	f.Version = 9
+	f.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g", MemberID: kmsg.StringPtr("a"), MemberEpoch: 1}}
+	wantCode(t, "fetch at the previous epoch", handle[*kmsg.OffsetFetchResponse](h, f).Groups[0].ErrorCode, kerr.StaleMemberEpoch)
+
+	// c joins: a and b each give up one partition and stay at epoch 2
+	// until they report it released. A partition pending revocation still
+	// commits at an epoch no older than its assignment.
+	c := consumerJoin(h, "g", "c", []string{"t"})
+	before := maps.Clone(a.owned)
+	if a.beat(); a.epoch != 2 {
+		t.Fatalf("revoking member at epoch %d, want 2", a.epoch)
+	}
+	var revoking []tp
+	for p := range before {
+		if _, ok := a.owned[p]; !ok {
+			revoking = append(revoking, p)
+		}
+	}
+	if len(revoking) != 1 {
+		t.Fatalf("a revokes %v, want one partition", revoking)
+	}
+	wantCode(t, "commit at an old epoch of a partition pending revocation", commitAt(h, "g", "a", 1, revoking[0])[0], nil)
+	settle(t, a, b, c)
+	if a.epoch != 3 {
+		t.Fatalf("a at epoch %d after revoking, want 3", a.epoch)
+	}
+	wantCode(t, "commit of a revoked partition", commitAt(h, "g", "a", 2, revoking[0])[0], kerr.StaleMemberEpoch)
+	for p := range a.owned {
+		wantCode(t, "commit at the epoch before the revocation", commitAt(h, "g", "a", 2, p)[0], nil)
 	}
 }
 

@@ -208,7 +208,7 @@ func (c *Coordinator) upgradeClassicLocked(g *group, topics map[string]Topic) er
 		}
 		for _, t := range ma.Topics {
 			for _, p := range t.Partitions {
-				cm.assigned[tp{t.Topic, p}] = struct{}{}
+				cm.assign(tp{t.Topic, p})
 				cm.owned[tp{t.Topic, p}] = struct{}{}
 				cg.owner[tp{t.Topic, p}] = id
 			}

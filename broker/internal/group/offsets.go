@@ -1,6 +1,7 @@
 package group
 
 import (
+	"iter"
 	"maps"
 	"slices"
 	"time"
@@ -83,11 +84,9 @@ func (c *Coordinator) applyCommit(req *kmsg.OffsetCommitRequest, codes [][]int16
 		g = &group{name: req.Group, classic: newClassicGroup(), offsets: make(map[tp]offset), emptySince: time.Now()}
 		created = true
 	}
-	if err := c.validateCommitLocked(g, req.MemberID, req.InstanceID, req.Generation); err != nil {
-		return false, err
-	}
+	// The member's epoch is checked against the partitions the commit
+	// would write; the others are refused one by one.
 	now := time.Now()
-	b := c.store.batch()
 	accepted := make(map[tp]offset)
 	for i, t := range req.Topics {
 		topic, ok := topics[t.Topic]
@@ -98,12 +97,16 @@ func (c *Coordinator) applyCommit(req *kmsg.OffsetCommitRequest, codes [][]int16
 			case p.Metadata != nil && len(*p.Metadata) > maxMetadataBytes:
 				codes[i][j] = kerr.OffsetMetadataTooLarge.Code
 			default:
-				key := tp{t.Topic, p.Partition}
-				o := offset{Offset: p.Offset, LeaderEpoch: p.LeaderEpoch, Metadata: p.Metadata, Committed: now, TopicID: topic.ID}
-				accepted[key] = o
-				b.putOffset(g.name, key, o)
+				accepted[tp{t.Topic, p.Partition}] = offset{Offset: p.Offset, LeaderEpoch: p.LeaderEpoch, Metadata: p.Metadata, Committed: now, TopicID: topic.ID}
 			}
 		}
+	}
+	if err := c.validateCommitLocked(g, req.MemberID, req.InstanceID, req.Generation, maps.Keys(accepted)); err != nil {
+		return false, err
+	}
+	b := c.store.batch()
+	for key, o := range accepted {
+		b.putOffset(g.name, key, o)
 	}
 	if created {
 		b.putGroup(g.name, g.record())
@@ -120,27 +123,44 @@ func (c *Coordinator) applyCommit(req *kmsg.OffsetCommitRequest, codes [][]int16
 	return wrote, nil
 }
 
-// validateCommitLocked checks that a commit comes from a current member,
-// as Kafka does for each protocol. A commit with a negative generation and
-// no member id is an administrative commit, allowed only into an empty
-// group.
-func (c *Coordinator) validateCommitLocked(g *group, memberID string, instanceID *string, generation int32) *kerr.Error {
+// validateCommitLocked checks that a commit of the partitions parts comes
+// from a current member, as Kafka does for each protocol. A commit with a
+// negative generation and no member id is an administrative commit,
+// allowed only into an empty group.
+//
+// A member of a consumer group commits at its member epoch, or, as in
+// Kafka since KIP-1251, at an older epoch no older than the assignment
+// epoch of every partition in parts: the epoch at which the member was
+// given the partition, which it still holds or has yet to revoke. A
+// member that commits before it has heard of its new epoch is so not
+// refused, while a commit naming a partition the member was given later,
+// gave up or never had is refused whole, with STALE_MEMBER_EPOCH
+// (ILLEGAL_GENERATION for a classic member).
+func (c *Coordinator) validateCommitLocked(g *group, memberID string, instanceID *string, generation int32, parts iter.Seq[tp]) *kerr.Error {
 	if cg := g.consumer; cg != nil {
 		if generation < 0 && len(cg.members) == 0 {
 			return nil
 		}
 		m := cg.members[memberID]
-		switch {
-		case m == nil:
+		if m == nil {
 			return kerr.UnknownMemberID
-		case m.classic != nil && generation != m.epoch:
-			return kerr.IllegalGeneration
+		}
+		refused := kerr.StaleMemberEpoch
+		if m.classic != nil {
+			refused = kerr.IllegalGeneration
 		}
 		switch {
-		case generation > m.epoch:
+		case generation == m.epoch:
+			return nil
+		case generation > m.epoch && m.classic == nil:
 			return kerr.FencedMemberEpoch
-		case generation < m.epoch:
-			return kerr.StaleMemberEpoch
+		case generation > m.epoch:
+			return refused
+		}
+		for p := range parts {
+			if at, ok := m.assignedAt[p]; !ok || generation < at {
+				return refused
+			}
 		}
 		return nil
 	}

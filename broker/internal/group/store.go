@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
+	"github.com/riffle-stream/riffle/broker/internal/pebbledb"
 )
 
 // Keys in the store. Every variable-length part is length-prefixed, so
@@ -42,34 +43,11 @@ type store struct {
 }
 
 func openStore(dir string, fs vfs.FS, log *slog.Logger) (*store, error) {
-	if fs == nil {
-		fs = vfs.Default
-	}
-	if err := createDir(fs, dir); err != nil {
+	db, err := pebbledb.Open(dir, fs, log)
+	if err != nil {
 		return nil, fmt.Errorf("open group store: %w", err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: pebbleLogger{log}})
-	if err != nil {
-		return nil, fmt.Errorf("open group store %s: %w", dir, err)
-	}
 	return &store{db: db, log: log}, nil
-}
-
-// createDir creates dir if it is missing and syncs its parent, so that a
-// power cut after the first writes cannot take the directory, and every
-// file Pebble synced in it, away.
-func createDir(fs vfs.FS, dir string) error {
-	if _, err := fs.Stat(dir); err == nil {
-		return nil
-	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	parent, err := fs.OpenDir(fs.PathDir(dir))
-	if err != nil {
-		return err
-	}
-	return errors.Join(parent.Sync(), parent.Close())
 }
 
 func (s *store) close() error {
@@ -354,17 +332,4 @@ func (b *batch) commit() error {
 		return fmt.Errorf("commit group store batch: %w", err)
 	}
 	return nil
-}
-
-// pebbleLogger routes Pebble's log lines into slog: its informational
-// chatter at debug level.
-type pebbleLogger struct{ log *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-	panic(fmt.Sprintf(format, args...))
 }

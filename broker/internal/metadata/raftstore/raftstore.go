@@ -37,6 +37,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/hashicorp/raft"
+	"github.com/riffle-stream/riffle/broker/internal/pebbledb"
 )
 
 const (
@@ -71,9 +72,9 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{logger}})
+	db, err := pebbledb.Open(dir, nil, logger)
 	if err != nil {
-		return nil, fmt.Errorf("open raft store %s: %w", dir, err)
+		return nil, fmt.Errorf("open raft store: %w", err)
 	}
 	return &Store{db: db}, nil
 }
@@ -293,16 +294,4 @@ func lenPrefixed(b []byte) (field, rest []byte, err error) {
 		return nil, b, nil
 	}
 	return bytes.Clone(b[:n]), b[n:], nil
-}
-
-// pebbleLogger routes Pebble's printf-style log lines into slog.
-type pebbleLogger struct{ log *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-	panic(fmt.Sprintf(format, args...))
 }

@@ -121,9 +121,9 @@ class ConsumerGroupTest {
 
     /**
      * Closes the consumer. Its last commit, from the revocation callback,
-     * may be refused with STALE_MEMBER_EPOCH if a new assignment reached
-     * the member as it closed (Riffle lacks KIP-1251's assignment epochs);
-     * the tests check the commits made before closing.
+     * may be refused, as Kafka refuses it too, once the revocation has
+     * completed or the member was fenced; the tests check the commits made
+     * before closing.
      */
     @Override
     public void close() {
@@ -285,12 +285,11 @@ class ConsumerGroupTest {
    * the commit covering its first read was refused, and the group ends
    * with its committed offsets at the log end.
    *
-   * <p>Known difference: Kafka 4.4 accepts a commit whose member epoch is
-   * older than the member's current one if the partitions were assigned
-   * at or before it (KIP-1251, assignment epochs); Riffle requires the
-   * current epoch and answers STALE_MEMBER_EPOCH, which the Java consumer
-   * reports as CommitFailedException, so records read just before a
-   * rebalance may be read again by the new owner.
+   * <p>A commit at an older member epoch is accepted for partitions held
+   * since that epoch (KIP-1251, assignment epochs), as Kafka 4.4 does; one
+   * for a partition already revoked is refused with STALE_MEMBER_EPOCH,
+   * which the Java consumer reports as CommitFailedException, so records
+   * read just before such a revocation may be read again by the new owner.
    */
   @Test
   void consumerProtocolScaleOutUnderLoad() throws Exception {
