@@ -222,42 +222,10 @@ func TestConsumerGroupStates(t *testing.T) {
 		})
 		compare(t, what, r, k, consumerGroupDocumented)
 	}
-	p.findCoordinator(t, group)
-	describe("ConsumerGroupDescribe before the group exists")
-	r, k := p.bothFor(t, heartbeat(false))
-	rt, kt := trees(t, r, k)
-	compare(t, "ConsumerGroupHeartbeat join", rt, kt, joinDocumented)
-	for s, resp := range []kmsg.Response{r, k} {
-		epoch[s] = resp.(*kmsg.ConsumerGroupHeartbeatResponse).MemberEpoch
-	}
-	// Both brokers assign at once in the join answer or by the next
-	// heartbeat; wait until both have.
-	got := func(resp kmsg.Response) bool {
-		a := resp.(*kmsg.ConsumerGroupHeartbeatResponse).Assignment
-		return a != nil && len(a.Topics) > 0
-	}
-	assigned := [2]bool{got(r), got(k)}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r, k = p.bothFor(t, heartbeat(false))
-		rh, kh := r.(*kmsg.ConsumerGroupHeartbeatResponse), k.(*kmsg.ConsumerGroupHeartbeatResponse)
-		epoch[onRiffle], epoch[onKafka] = rh.MemberEpoch, kh.MemberEpoch
-		settled := rh.ErrorCode == 0 && kh.ErrorCode == 0 && rh.Assignment == nil && kh.Assignment == nil
-		if settled && assigned[onRiffle] && assigned[onKafka] {
-			break
-		}
-		assigned[onRiffle] = assigned[onRiffle] || got(r)
-		assigned[onKafka] = assigned[onKafka] || got(k)
-		if time.Now().After(deadline) {
-			t.Fatalf("heartbeats still changing: riffle %+v, kafka %+v", rh, kh)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	describe("ConsumerGroupDescribe once assigned")
-	r, k = p.bothFor(t, heartbeat(true))
-	rt, kt = trees(t, r, k)
-	compare(t, "ConsumerGroupHeartbeat leave", rt, kt, consumerGroupDocumented)
-	describe("ConsumerGroupDescribe after the member left")
+	heartbeatUntilAssigned(t, p, "ConsumerGroup", group, &epoch, heartbeat, describe, func(resp kmsg.Response) heartbeatView {
+		r := resp.(*kmsg.ConsumerGroupHeartbeatResponse)
+		return heartbeatView{r.ErrorCode, r.MemberEpoch, r.Assignment != nil, r.Assignment != nil && len(r.Assignment.Topics) > 0}
+	}, consumerGroupDocumented)
 }
 
 // epochsDiffer: both brokers' epochs start low and only grow, as the
@@ -310,40 +278,62 @@ func TestShareGroupStates(t *testing.T) {
 		})
 		compare(t, what, r, k, shareGroupDocumented)
 	}
+	heartbeatUntilAssigned(t, p, "ShareGroup", group, &epoch, heartbeat, describe, func(resp kmsg.Response) heartbeatView {
+		r := resp.(*kmsg.ShareGroupHeartbeatResponse)
+		return heartbeatView{r.ErrorCode, r.MemberEpoch, r.Assignment != nil, r.Assignment != nil && len(r.Assignment.TopicPartitions) > 0}
+	}, shareGroupDocumented)
+}
+
+// heartbeatView is what heartbeatUntilAssigned reads from a KIP-848 style
+// heartbeat answer (ConsumerGroupHeartbeat, ShareGroupHeartbeat).
+type heartbeatView struct {
+	errorCode int16
+	epoch     int32
+	// hasAssignment: the answer carries an assignment; assigned: one
+	// with partitions in it.
+	hasAssignment, assigned bool
+}
+
+// heartbeatUntilAssigned joins one member of group on both brokers with
+// heartbeat, compares the answers, heartbeats until both brokers have
+// assigned it partitions and stopped changing the assignment, then
+// leaves; describe compares the group's description before, in between
+// and after. Epochs are kept per broker in epoch.
+func heartbeatUntilAssigned(t *testing.T, p *pair, api, group string, epoch *[2]int32,
+	heartbeat func(leave bool) func(side) kmsg.Request, describe func(what string),
+	view func(kmsg.Response) heartbeatView, documented map[string]string) {
+	t.Helper()
 	p.findCoordinator(t, group)
-	describe("ShareGroupDescribe before the group exists")
+	describe(api + "Describe before the group exists")
 	r, k := p.bothFor(t, heartbeat(false))
 	rt, kt := trees(t, r, k)
-	compare(t, "ShareGroupHeartbeat join", rt, kt, joinDocumented)
-	for s, resp := range []kmsg.Response{r, k} {
-		epoch[s] = resp.(*kmsg.ShareGroupHeartbeatResponse).MemberEpoch
-	}
-	got := func(resp kmsg.Response) bool {
-		a := resp.(*kmsg.ShareGroupHeartbeatResponse).Assignment
-		return a != nil && len(a.TopicPartitions) > 0
-	}
-	assigned := [2]bool{got(r), got(k)}
+	compare(t, api+"Heartbeat join", rt, kt, joinDocumented)
+	rv, kv := view(r), view(k)
+	epoch[onRiffle], epoch[onKafka] = rv.epoch, kv.epoch
+	// Both brokers assign at once in the join answer or by the next
+	// heartbeat; wait until both have.
+	assigned := [2]bool{rv.assigned, kv.assigned}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		r, k = p.bothFor(t, heartbeat(false))
-		rh, kh := r.(*kmsg.ShareGroupHeartbeatResponse), k.(*kmsg.ShareGroupHeartbeatResponse)
-		epoch[onRiffle], epoch[onKafka] = rh.MemberEpoch, kh.MemberEpoch
-		settled := rh.ErrorCode == 0 && kh.ErrorCode == 0 && rh.Assignment == nil && kh.Assignment == nil
+		rv, kv = view(r), view(k)
+		epoch[onRiffle], epoch[onKafka] = rv.epoch, kv.epoch
+		settled := rv.errorCode == 0 && kv.errorCode == 0 && !rv.hasAssignment && !kv.hasAssignment
 		if settled && assigned[onRiffle] && assigned[onKafka] {
 			break
 		}
-		assigned[onRiffle] = assigned[onRiffle] || got(r)
-		assigned[onKafka] = assigned[onKafka] || got(k)
+		assigned[onRiffle] = assigned[onRiffle] || rv.assigned
+		assigned[onKafka] = assigned[onKafka] || kv.assigned
 		if time.Now().After(deadline) {
-			t.Fatalf("heartbeats still changing: riffle %+v, kafka %+v", rh, kh)
+			t.Fatalf("heartbeats still changing: riffle %+v, kafka %+v", r, k)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	describe("ShareGroupDescribe once assigned")
+	describe(api + "Describe once assigned")
 	r, k = p.bothFor(t, heartbeat(true))
 	rt, kt = trees(t, r, k)
-	compare(t, "ShareGroupHeartbeat leave", rt, kt, shareGroupDocumented)
-	describe("ShareGroupDescribe after the member left")
+	compare(t, api+"Heartbeat leave", rt, kt, documented)
+	describe(api + "Describe after the member left")
 }
 
 // shareGroupDocumented are the deliberate differences in share group
