@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
+	"github.com/riffle-stream/riffle/broker/internal/crashtest"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -90,39 +90,13 @@ func TestStoreRefusesStringsItCannotPrefix(t *testing.T) {
 	}
 }
 
-// crashSeed seeds a crash-point test's cut points: RIFFLE_CRASH_SEED to
-// replay a failure, or the clock.
-func crashSeed(t *testing.T) uint64 {
-	if v := os.Getenv("RIFFLE_CRASH_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("RIFFLE_CRASH_SEED=%q", v)
-		}
-		return n
-	}
-	return uint64(time.Now().UnixNano())
-}
-
-// crashRounds is how many simulated power cuts a crash-point test runs:
-// RIFFLE_CRASH_ROUNDS, or def.
-func crashRounds(t *testing.T, def int) int {
-	if v := os.Getenv("RIFFLE_CRASH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("RIFFLE_CRASH_ROUNDS=%q", v)
-		}
-		return n
-	}
-	return def
-}
-
 // TestOffsetCommitsSurvivePowerCut commits offsets from several
 // committers at once and cuts the power at a random moment: only what was
 // synced survives. After each cut the store opens, and every partition
 // holds its last acknowledged commit or a later one that was in flight.
 func TestOffsetCommitsSurvivePowerCut(t *testing.T) {
-	rounds := crashRounds(t, 100)
-	seed := crashSeed(t)
+	rounds := crashtest.Rounds(t, 100)
+	seed := crashtest.Seed(t)
 	t.Logf("seed %d (RIFFLE_CRASH_SEED), %d rounds", seed, rounds)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	const committers = 6

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -15,34 +14,9 @@ import (
 
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/riffle-stream/riffle/broker/internal/commitlog"
+	"github.com/riffle-stream/riffle/broker/internal/crashtest"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-// crashSeed seeds a crash-point test's cut points: RIFFLE_CRASH_SEED to
-// replay a failure, or the clock.
-func crashSeed(t *testing.T) uint64 {
-	if v := os.Getenv("RIFFLE_CRASH_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("RIFFLE_CRASH_SEED=%q", v)
-		}
-		return n
-	}
-	return uint64(time.Now().UnixNano())
-}
-
-// crashRounds is how many simulated power cuts a crash-point test runs:
-// RIFFLE_CRASH_ROUNDS, or def.
-func crashRounds(t *testing.T, def int) int {
-	if v := os.Getenv("RIFFLE_CRASH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("RIFFLE_CRASH_ROUNDS=%q", v)
-		}
-		return n
-	}
-	return def
-}
 
 // shareClient is one share consumer of group g on topic jobs, speaking to the
 // coordinator directly.
@@ -103,8 +77,8 @@ func (m *shareClient) fetch(accept []int64) (bool, []int64, error) {
 // what the share store synced survives. After each cut the store opens,
 // and no record whose acceptance was acknowledged is delivered again.
 func TestAcknowledgementsSurvivePowerCut(t *testing.T) {
-	rounds := crashRounds(t, 100)
-	seed := crashSeed(t)
+	rounds := crashtest.Rounds(t, 100)
+	seed := crashtest.Seed(t)
 	t.Logf("seed %d (RIFFLE_CRASH_SEED), %d rounds", seed, rounds)
 	rng := rand.New(rand.NewPCG(seed, 0))
 
