@@ -213,14 +213,10 @@ func TestConsumerGroupStates(t *testing.T) {
 			return req
 		}
 	}
-	describe := func(what string) {
-		t.Helper()
-		r, k := p.both(t, func() kmsg.Request {
-			req := kmsg.NewPtrConsumerGroupDescribeRequest()
-			req.Groups = []string{group}
-			return req
-		})
-		compare(t, what, r, k, consumerGroupDocumented)
+	describe := func() kmsg.Request {
+		req := kmsg.NewPtrConsumerGroupDescribeRequest()
+		req.Groups = []string{group}
+		return req
 	}
 	heartbeatUntilAssigned(t, p, "ConsumerGroup", group, &epoch, heartbeat, describe, func(resp kmsg.Response) heartbeatView {
 		r := resp.(*kmsg.ConsumerGroupHeartbeatResponse)
@@ -269,14 +265,10 @@ func TestShareGroupStates(t *testing.T) {
 			return req
 		}
 	}
-	describe := func(what string) {
-		t.Helper()
-		r, k := p.both(t, func() kmsg.Request {
-			req := kmsg.NewPtrShareGroupDescribeRequest()
-			req.GroupIDs = []string{group}
-			return req
-		})
-		compare(t, what, r, k, shareGroupDocumented)
+	describe := func() kmsg.Request {
+		req := kmsg.NewPtrShareGroupDescribeRequest()
+		req.GroupIDs = []string{group}
+		return req
 	}
 	heartbeatUntilAssigned(t, p, "ShareGroup", group, &epoch, heartbeat, describe, func(resp kmsg.Response) heartbeatView {
 		r := resp.(*kmsg.ShareGroupHeartbeatResponse)
@@ -297,12 +289,18 @@ type heartbeatView struct {
 // heartbeatUntilAssigned joins one member of group on both brokers with
 // heartbeat, compares the answers, heartbeats until both brokers have
 // assigned it partitions and stopped changing the assignment, then
-// leaves; describe compares the group's description before, in between
-// and after. Epochs are kept per broker in epoch.
+// leaves. The group's description (describeReq) is compared before, in
+// between and after; documented lists the deliberate differences of
+// every answer but the join. Epochs are kept per broker in epoch.
 func heartbeatUntilAssigned(t *testing.T, p *pair, api, group string, epoch *[2]int32,
-	heartbeat func(leave bool) func(side) kmsg.Request, describe func(what string),
+	heartbeat func(leave bool) func(side) kmsg.Request, describeReq func() kmsg.Request,
 	view func(kmsg.Response) heartbeatView, documented map[string]string) {
 	t.Helper()
+	describe := func(what string) {
+		t.Helper()
+		r, k := p.both(t, describeReq)
+		compare(t, what, r, k, documented)
+	}
 	p.findCoordinator(t, group)
 	describe(api + "Describe before the group exists")
 	r, k := p.bothFor(t, heartbeat(false))
