@@ -227,20 +227,28 @@ func checkOffline(t *testing.T, l *Log, logs *lockedBuffer, cause error) {
 	}
 }
 
+// openFaulty opens a log on an in-memory file system whose faults the
+// test switches on, logging into a buffer the test can read.
+func openFaulty(t *testing.T) (*faultFS, *lockedBuffer, *Log) {
+	t.Helper()
+	fs := &faultFS{FS: vfs.NewMem()}
+	logs := &lockedBuffer{}
+	cfg := memConfig(fs)
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	l, err := Open(memDir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs, logs, l
+}
+
 // TestFsyncErrorTakesLogOffline fails an fsync: the waiting append gets
 // ErrStorage, the log serves and acknowledges nothing more, and after a
 // restart every record acknowledged before the failure is there.
 func TestFsyncErrorTakesLogOffline(t *testing.T) {
 	for _, during := range []string{"group commit", "roll"} {
 		t.Run(during, func(t *testing.T) {
-			fs := &faultFS{FS: vfs.NewMem()}
-			logs := &lockedBuffer{}
-			cfg := memConfig(fs)
-			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-			l, err := Open(memDir, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			fs, logs, l := openFaulty(t)
 			batch := makeBatch(t, plain(2, 0))
 			for range 20 {
 				mustAppend(t, l, batch)
@@ -287,14 +295,7 @@ func TestFsyncErrorTakesLogOffline(t *testing.T) {
 // served, and once space returns a restart cuts it off and the log takes
 // appends again.
 func TestDiskFullTakesLogOffline(t *testing.T) {
-	fs := &faultFS{FS: vfs.NewMem()}
-	logs := &lockedBuffer{}
-	cfg := memConfig(fs)
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	l, err := Open(memDir, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs, logs, l := openFaulty(t)
 	batch := makeBatch(t, plain(2, 0))
 	for range 10 {
 		mustAppend(t, l, batch)
