@@ -41,10 +41,9 @@
 // Kafka does: it checks their index files against them and rebuilds the
 // ones that do not match. From the segment holding the recovery point on,
 // it reads every batch, checking framing, CRC and offsets; it truncates a
-// segment at its first bad batch, drops the segments after a tear or an
-// overlap in offsets (they were never durable), keeps gaps in offsets (a
-// cleaned log has them, and a log whose policy changed back to delete
-// keeps them), as Kafka does, and rebuilds the indexes of what it keeps, which it fsyncs before moving the recovery point to the end.
+// segment at its first bad batch, drops the segments after a tear or a gap
+// in offsets (they were never durable), and rebuilds the indexes of what
+// it keeps, which it fsyncs before moving the recovery point to the end.
 // It removes temp files, index files without a segment, empty trailing
 // segments and segments wholly below the start offset, and no file it does
 // not know. A torn write never keeps a log from opening; damage to a
@@ -154,7 +153,8 @@ type Config struct {
 	// compacted topics (cleanup.policy=compact).
 	KeyRequired bool
 	// Compact makes Clean compact the log (cleanup.policy=compact); see
-	// cleaner.go. Cleaning leaves gaps in the log's offsets.
+	// cleaner.go. A compacted log may have gaps in its offsets, which
+	// recovery then accepts.
 	Compact bool
 	// DeleteRetention is how long Clean keeps a tombstone (a record with
 	// a null value) after the segment holding it was cleaned
@@ -429,7 +429,7 @@ func (l *Log) recover(now time.Time) error {
 			l.size += s.size
 			continue
 		}
-		torn, err := s.repair(l.log, interval, now)
+		torn, err := s.repair(l.log, interval, now, l.cfg.Compact)
 		if err == nil {
 			err = s.sync()
 		}
@@ -440,7 +440,7 @@ func (l *Log) recover(now time.Time) error {
 		if last {
 			break
 		}
-		if torn || s.next > bases[i+1] {
+		if torn || s.next > bases[i+1] || s.next < bases[i+1] && !l.cfg.Compact {
 			// The segments after a tear do not follow on from the records
 			// kept, and were never durable: the log ends here, and this
 			// segment becomes the active one.
