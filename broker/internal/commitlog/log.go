@@ -429,7 +429,7 @@ func (l *Log) recover(now time.Time) error {
 			l.size += s.size
 			continue
 		}
-		torn, err := s.repair(l.log, interval, now, l.cfg.Compact)
+		torn, err := s.repair(l.log, interval, now)
 		if err == nil {
 			err = s.sync()
 		}

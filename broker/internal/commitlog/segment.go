@@ -293,10 +293,12 @@ func walkHeaders(f vfs.File, pos, limit int64, scratch []byte, fn func(h batchHe
 
 // repair scans the whole segment verifying every batch's framing, CRC
 // and offset, truncates the file at the first bad batch, and rebuilds the
-// indexes from what it read. It reports whether it truncated. With gaps,
-// as in a compacted log, a batch may start past the end of the one
-// before it.
-func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time, gaps bool) (bool, error) {
+// indexes from what it read. It reports whether it truncated. A batch
+// may start past the end of the one before it: cleaning leaves such gaps
+// inside a segment, and a torn write, which only loses a file's tail,
+// cannot make one, so they are kept even once the log is no longer
+// compacted.
+func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time) (bool, error) {
 	fi, err := s.log.Stat()
 	if err != nil {
 		return false, fmt.Errorf("stat segment %s: %w", s.name(), err)
@@ -314,7 +316,7 @@ func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time, gap
 			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
 		h, err := checkFraming(buf[:batchHeaderSize], fileSize-pos)
-		if err == nil && (h.baseOffset < s.next || h.baseOffset > s.next && !gaps) {
+		if err == nil && h.baseOffset < s.next {
 			err = fmt.Errorf("base offset %d, expected %d", h.baseOffset, s.next)
 		}
 		if err != nil {
