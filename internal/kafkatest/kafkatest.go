@@ -347,37 +347,33 @@ func launch(cp, dir string, cfg config) (*Broker, error) {
 	return b, nil
 }
 
-// format formats the broker's storage with Kafka's storage tool. The tool
-// has twice exited 1 on a heavily loaded machine and succeeded when run
-// again, so a failure is reported on stderr and tried once more; a second
-// failure is returned with both outputs.
+// format formats the broker's storage with Kafka's storage tool.
 func format(cp, log4jFile, dir, clusterID, propsFile string) error {
-	var outputs []string
-	for range 2 {
-		// A short-lived tool: the C1 compiler and the serial collector
-		// start it in half the time.
-		cmd := exec.Command("java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
-			"-Dlog4j2.configurationFile="+log4jFile, "-Dkafka.logs.dir="+dir,
-			"-cp", cp, "kafka.tools.StorageTool", "format", "--cluster-id", clusterID, "--config", propsFile)
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			return nil
-		}
-		outputs = append(outputs, fmt.Sprintf("%v:\n%s", err, out))
-		fmt.Fprintf(os.Stderr, "kafkatest: kafka storage format failed, trying again: %s\n", outputs[len(outputs)-1])
-		time.Sleep(time.Second)
+	// A short-lived tool: the C1 compiler and the serial collector start it
+	// in half the time.
+	cmd := exec.Command("java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+		"-Dlog4j2.configurationFile="+log4jFile, "-Dkafka.logs.dir="+dir,
+		"-cp", cp, "kafka.tools.StorageTool", "format", "--cluster-id", clusterID, "--config", propsFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("kafka storage format: %w:\n%s", err, out)
 	}
-	return fmt.Errorf("kafka storage format: %s", strings.Join(outputs, "\n"))
+	return nil
 }
 
 // newClusterID returns a random cluster id as Kafka spells a Uuid: 16
-// bytes in unpadded URL-safe base64.
+// bytes in unpadded URL-safe base64. Like Kafka's Uuid.randomUuid it never
+// starts with '-', which the storage tool's argument parser would take for
+// a flag.
 func newClusterID() (string, error) {
 	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return "", fmt.Errorf("cluster id: %w", err)
+	for {
+		if _, err := rand.Read(id[:]); err != nil {
+			return "", fmt.Errorf("cluster id: %w", err)
+		}
+		if s := base64.RawURLEncoding.EncodeToString(id[:]); s[0] != '-' {
+			return s, nil
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(id[:]), nil
 }
 
 // freePorts reserves n loopback ports by listening on port 0, then frees

@@ -59,3 +59,17 @@ func TestStopRemovesRunDirectory(t *testing.T) {
 		t.Fatalf("second Stop: %v", err)
 	}
 }
+
+// TestClusterIDIsNeverAFlag checks that no generated cluster id starts with
+// '-': the storage tool would take it for a flag and refuse to format.
+func TestClusterIDIsNeverAFlag(t *testing.T) {
+	for range 10_000 {
+		id, err := newClusterID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(id) != 22 || id[0] == '-' {
+			t.Fatalf("cluster id %q: want 22 characters not starting with '-'", id)
+		}
+	}
+}
