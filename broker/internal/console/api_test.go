@@ -1,0 +1,366 @@
+package console_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riffle-stream/riffle/broker/internal/console"
+	"github.com/riffle-stream/riffle/topology"
+)
+
+type apiTopic struct {
+	Name       string `json:"name"`
+	Partitions int    `json:"partitions"`
+	Records    int64  `json:"records"`
+	EndOffsets int64  `json:"endOffsets"`
+	Size       *int64 `json:"size"`
+}
+
+type apiRecord struct {
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Timestamp int64  `json:"timestamp"`
+	Key       []byte `json:"key"`
+	Value     []byte `json:"value"`
+	Headers   []struct {
+		Key   string `json:"key"`
+		Value []byte `json:"value"`
+	} `json:"headers"`
+}
+
+type apiRecords struct {
+	Records  []apiRecord `json:"records"`
+	Complete bool        `json:"complete"`
+}
+
+type apiMember struct {
+	MemberID   string `json:"memberId"`
+	ClientID   string `json:"clientId"`
+	Assignment []struct {
+		Topic      string  `json:"topic"`
+		Partitions []int32 `json:"partitions"`
+	} `json:"assignment"`
+}
+
+type apiGroup struct {
+	Type     string      `json:"type"`
+	State    string      `json:"state"`
+	Protocol string      `json:"protocol"`
+	Assignor string      `json:"assignor"`
+	Members  []apiMember `json:"members"`
+	Lag      []struct {
+		Topic     string `json:"topic"`
+		Partition int32  `json:"partition"`
+		Committed *int64 `json:"committed"`
+		End       int64  `json:"end"`
+		Lag       *int64 `json:"lag"`
+	} `json:"lag"`
+	TotalLag int64 `json:"totalLag"`
+}
+
+func assigned(ms []apiMember, topic string) []int32 {
+	var ps []int32
+	for _, m := range ms {
+		for _, a := range m.Assignment {
+			if a.Topic == topic {
+				ps = append(ps, a.Partitions...)
+			}
+		}
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+func TestAPI(t *testing.T) {
+	f := newFixture(t)
+
+	t.Run("overview", func(t *testing.T) {
+		var o struct {
+			ClusterID  string `json:"clusterId"`
+			Controller int32  `json:"controller"`
+			Brokers    []struct {
+				NodeID int32 `json:"nodeId"`
+				Port   int32 `json:"port"`
+			} `json:"brokers"`
+			Quorum *struct {
+				LeaderID int32 `json:"leaderId"`
+				Voters   []struct {
+					ReplicaID int32 `json:"replicaId"`
+				} `json:"voters"`
+			} `json:"quorum"`
+			Topics []apiTopic `json:"topics"`
+		}
+		f.get(t, "/api/overview", http.StatusOK, &o)
+		if o.ClusterID == "" || o.Controller != 1 || len(o.Brokers) != 1 || o.Brokers[0].NodeID != 1 {
+			t.Fatalf("cluster: %+v", o)
+		}
+		if !strings.HasSuffix(f.addr, fmt.Sprintf(":%d", o.Brokers[0].Port)) {
+			t.Fatalf("broker port %d, broker listens on %s", o.Brokers[0].Port, f.addr)
+		}
+		if o.Quorum == nil || o.Quorum.LeaderID != 1 || len(o.Quorum.Voters) != 1 {
+			t.Fatalf("quorum: %+v", o.Quorum)
+		}
+		i := slices.IndexFunc(o.Topics, func(t apiTopic) bool { return t.Name == ordersTopic })
+		if i < 0 || o.Topics[i].Partitions != 3 || o.Topics[i].Records != fixtureOrders || o.Topics[i].EndOffsets != fixtureOrders {
+			t.Fatalf("topics: %+v", o.Topics)
+		}
+		// Riffle's broker does not serve DescribeLogDirs: no sizes.
+		if o.Topics[i].Size != nil {
+			t.Fatalf("size %d from a broker without DescribeLogDirs", *o.Topics[i].Size)
+		}
+	})
+
+	t.Run("topic", func(t *testing.T) {
+		var tp struct {
+			Partitions []struct {
+				Partition   int32 `json:"partition"`
+				Leader      int32 `json:"leader"`
+				StartOffset int64 `json:"startOffset"`
+				EndOffset   int64 `json:"endOffset"`
+			} `json:"partitions"`
+			Configs []struct {
+				Name   string  `json:"name"`
+				Value  *string `json:"value"`
+				Source string  `json:"source"`
+			} `json:"configs"`
+		}
+		f.get(t, "/api/topics/"+ordersTopic, http.StatusOK, &tp)
+		if len(tp.Partitions) != 3 {
+			t.Fatalf("partitions: %+v", tp.Partitions)
+		}
+		for _, p := range tp.Partitions {
+			if p.Leader != 1 || p.StartOffset != 0 || p.EndOffset != fixtureOrders/3 {
+				t.Fatalf("partition %+v", p)
+			}
+		}
+		i := slices.IndexFunc(tp.Configs, func(c struct {
+			Name   string  `json:"name"`
+			Value  *string `json:"value"`
+			Source string  `json:"source"`
+		}) bool {
+			return c.Name == "retention.ms"
+		})
+		if i < 0 || tp.Configs[i].Value == nil || *tp.Configs[i].Value != "86400000" || tp.Configs[i].Source != "DYNAMIC_TOPIC_CONFIG" {
+			t.Fatalf("retention.ms: %+v", tp.Configs)
+		}
+		f.get(t, "/api/topics/nope", http.StatusNotFound, nil)
+	})
+
+	t.Run("records", func(t *testing.T) {
+		var rs apiRecords
+		f.get(t, "/api/topics/orders/records?partition=1&from=offset&offset=2&limit=3", http.StatusOK, &rs)
+		if !rs.Complete || len(rs.Records) != 3 {
+			t.Fatalf("records: %+v", rs)
+		}
+		for j, r := range rs.Records {
+			i := 3*(2+j) + 1 // partition 1 holds records 1, 4, 7, ...
+			want := order(i, f.firstAt.Add(time.Duration(i)*time.Second))
+			if r.Partition != 1 || r.Offset != int64(2+j) || r.Timestamp != want.Timestamp.UnixMilli() ||
+				!bytes.Equal(r.Key, want.Key) || !bytes.Equal(r.Value, want.Value) ||
+				len(r.Headers) != 2 || r.Headers[1].Key != "bin" || !bytes.Equal(r.Headers[1].Value, want.Headers[1].Value) {
+				t.Fatalf("record %d: %+v, want %+v", j, r, want)
+			}
+		}
+
+		// The latest records over all partitions are the newest by time.
+		f.get(t, "/api/topics/orders/records?limit=4", http.StatusOK, &rs)
+		var keys []string
+		for _, r := range rs.Records {
+			keys = append(keys, string(r.Key))
+		}
+		if want := []string{"order-26", "order-27", "order-28", "order-29"}; !slices.Equal(keys, want) {
+			t.Fatalf("latest: %v, want %v", keys, want)
+		}
+
+		// From a time: records at or after it, per partition.
+		at := f.firstAt.Add(27 * time.Second).Format(time.RFC3339Nano)
+		f.get(t, "/api/topics/orders/records?from=time&time="+at, http.StatusOK, &rs)
+		keys = keys[:0]
+		for _, r := range rs.Records {
+			keys = append(keys, string(r.Key))
+		}
+		if want := []string{"order-27", "order-28", "order-29"}; !slices.Equal(keys, want) {
+			t.Fatalf("from time: %v, want %v", keys, want)
+		}
+
+		// Past the end: nothing, at once.
+		f.get(t, "/api/topics/orders/records?from=offset&offset=1000", http.StatusOK, &rs)
+		if len(rs.Records) != 0 || !rs.Complete {
+			t.Fatalf("past the end: %+v", rs)
+		}
+
+		for _, q := range []string{"limit=0", "limit=501", "from=nowhere", "from=offset&offset=-1", "from=time&time=yesterday", "partition=x"} {
+			f.get(t, "/api/topics/orders/records?"+q, http.StatusBadRequest, nil)
+		}
+		f.get(t, "/api/topics/orders/records?partition=7", http.StatusNotFound, nil)
+		f.get(t, "/api/topics/nope/records", http.StatusNotFound, nil)
+	})
+
+	t.Run("groups", func(t *testing.T) {
+		var gs []struct {
+			Name string `json:"name"`
+			Type string `json:"type"`
+		}
+		f.get(t, "/api/groups", http.StatusOK, &gs)
+		types := map[string]string{}
+		for _, g := range gs {
+			types[g.Name] = g.Type
+		}
+		if types[classicGroup] != "classic" || types[kip848Group] != "consumer" || types[shareGroup] != "share" {
+			t.Fatalf("groups: %+v", gs)
+		}
+		for _, name := range []string{classicGroup, kip848Group} {
+			var g apiGroup
+			f.get(t, "/api/groups/"+name, http.StatusOK, &g)
+			if len(g.Members) != 1 || g.Members[0].ClientID != name+"-client" || !slices.Equal(assigned(g.Members, ordersTopic), []int32{0, 1, 2}) {
+				t.Fatalf("%s: members %+v", name, g.Members)
+			}
+			if len(g.Lag) != 3 || g.TotalLag != 0 {
+				t.Fatalf("%s: lag %+v", name, g.Lag)
+			}
+			if name == classicGroup && (g.Type != "classic" || g.Protocol == "") || name == kip848Group && (g.Type != "consumer" || g.Assignor == "") {
+				t.Fatalf("%s: %+v", name, g)
+			}
+		}
+		// Lag follows records produced after the commits.
+		f.produce(t, order(100, time.Now()), order(101, time.Now()))
+		var g apiGroup
+		f.get(t, "/api/groups/"+classicGroup, http.StatusOK, &g)
+		if g.TotalLag != 2 {
+			t.Fatalf("lag after 2 more records: %+v", g.Lag)
+		}
+		f.get(t, "/api/groups/nope", http.StatusNotFound, nil)
+	})
+
+	t.Run("share group", func(t *testing.T) {
+		var g struct {
+			State      string      `json:"state"`
+			Members    []apiMember `json:"members"`
+			Partitions []struct {
+				Topic       string `json:"topic"`
+				StartOffset int64  `json:"startOffset"`
+				End         int64  `json:"end"`
+			} `json:"partitions"`
+		}
+		f.get(t, "/api/share-groups/"+shareGroup, http.StatusOK, &g)
+		if len(g.Members) != 1 || g.Members[0].ClientID != "worker-client" || !slices.Equal(assigned(g.Members, jobsTopic), []int32{0}) {
+			t.Fatalf("members: %+v", g.Members)
+		}
+		if len(g.Partitions) != 1 || g.Partitions[0].StartOffset != fixtureJobs || g.Partitions[0].End != fixtureJobs {
+			t.Fatalf("partitions: %+v", g.Partitions)
+		}
+	})
+
+	t.Run("unknown API", func(t *testing.T) {
+		f.get(t, "/api/nope", http.StatusNotFound, nil)
+	})
+}
+
+// wordCount is the README's word count topology.
+func wordCount(t testing.TB) string {
+	t.Helper()
+	b := topology.NewBuilder()
+	lines := topology.FromTopics[string, string](b, []string{"lines"})
+	words := topology.FlatMapValues(lines, func(_, line string) []string { return strings.Fields(line) })
+	counts := topology.GroupBy(words, func(_, word string) string { return word }).Count(topology.Materialized("counts"))
+	counts.ToStream().To("word-counts")
+	top, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return top.Describe()
+}
+
+// registration is the body a streams application PUTs.
+func registration(t testing.TB, processed map[string]int64) string {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"topology": wordCount(t), "processed": processed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+func TestApps(t *testing.T) {
+	srv := newConsoleOnly(t, console.AppTTL(300*time.Millisecond))
+	var ap struct {
+		Graph struct {
+			Subtopologies []struct {
+				Nodes []struct {
+					Name     string   `json:"name"`
+					Kind     string   `json:"kind"`
+					Topics   []string `json:"topics"`
+					Stores   []string `json:"stores"`
+					Children []string `json:"children"`
+				} `json:"nodes"`
+			} `json:"subtopologies"`
+		} `json:"graph"`
+		Processed map[string]int64 `json:"processed"`
+	}
+	srv.do(t, http.MethodPut, "/api/apps/wordcount", registration(t, map[string]int64{"lines-source": 42}), http.StatusOK, nil)
+	srv.get(t, "/api/apps/wordcount", http.StatusOK, &ap)
+	subs := ap.Graph.Subtopologies
+	if len(subs) != 2 || subs[0].Nodes[0].Kind != "source" || !slices.Equal(subs[0].Nodes[0].Topics, []string{"lines"}) ||
+		ap.Processed["lines-source"] != 42 {
+		t.Fatalf("app: %+v", ap)
+	}
+	var stores []string
+	for _, n := range subs[1].Nodes {
+		stores = append(stores, n.Stores...)
+	}
+	if !slices.Equal(stores, []string{"counts"}) {
+		t.Fatalf("stores of sub-topology 1: %v", stores)
+	}
+	var list []struct {
+		ID    string `json:"id"`
+		Nodes int    `json:"nodes"`
+	}
+	srv.get(t, "/api/apps", http.StatusOK, &list)
+	if len(list) != 1 || list[0].ID != "wordcount" || list[0].Nodes != 8 {
+		t.Fatalf("apps: %+v", list)
+	}
+
+	for _, body := range []string{`{`, `{"topology": "nonsense"}`, `{"topology": ""}`,
+		`{"topology": "Sub-topology: 0\n Source: s (topics: [a])\n --> missing\n"}`} {
+		srv.do(t, http.MethodPut, "/api/apps/bad", body, http.StatusBadRequest, nil)
+	}
+	srv.do(t, http.MethodPut, "/api/apps/big", `{"topology":"`+strings.Repeat("x", 1<<20)+`"}`, http.StatusRequestEntityTooLarge, nil)
+
+	// Without a new registration within the TTL the application goes.
+	time.Sleep(400 * time.Millisecond)
+	srv.get(t, "/api/apps/wordcount", http.StatusNotFound, nil)
+	srv.do(t, http.MethodPut, "/api/apps/wordcount", registration(t, nil), http.StatusOK, nil)
+	srv.do(t, http.MethodDelete, "/api/apps/wordcount", "", http.StatusOK, nil)
+	srv.do(t, http.MethodDelete, "/api/apps/wordcount", "", http.StatusNotFound, nil)
+}
+
+// newConsoleOnly serves the console for a client of a broker that was
+// never started: the apps API needs no cluster.
+func newConsoleOnly(t *testing.T, opts ...console.Opt) *fixture {
+	t.Helper()
+	f := &fixture{cl: newClient(t, "127.0.0.1:1")}
+	f.srv = httptest.NewServer(console.New(f.cl, opts...))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func TestAssets(t *testing.T) {
+	f := newConsoleOnly(t)
+	for _, path := range []string{"/", "/style.css", "/js/app.js", "/js/graph.js", "/js/views/topic.js"} {
+		resp, err := http.Get(f.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", path, resp.Status)
+		}
+	}
+}
