@@ -263,6 +263,9 @@ func TestAPI(t *testing.T) {
 	})
 }
 
+// sourceNode is the name of wordCount's source node.
+const sourceNode = "KSTREAM-SOURCE-0000000000"
+
 // wordCount is the README's word count topology.
 func wordCount(t testing.TB) string {
 	t.Helper()
@@ -304,11 +307,11 @@ func TestApps(t *testing.T) {
 		} `json:"graph"`
 		Processed map[string]int64 `json:"processed"`
 	}
-	srv.do(t, http.MethodPut, "/api/apps/wordcount", registration(t, map[string]int64{"lines-source": 42}), http.StatusOK, nil)
+	srv.do(t, http.MethodPut, "/api/apps/wordcount", registration(t, map[string]int64{sourceNode: 42}), http.StatusOK, nil)
 	srv.get(t, "/api/apps/wordcount", http.StatusOK, &ap)
 	subs := ap.Graph.Subtopologies
 	if len(subs) != 2 || subs[0].Nodes[0].Kind != "source" || !slices.Equal(subs[0].Nodes[0].Topics, []string{"lines"}) ||
-		ap.Processed["lines-source"] != 42 {
+		ap.Processed[sourceNode] != 42 {
 		t.Fatalf("app: %+v", ap)
 	}
 	var stores []string

@@ -39,9 +39,9 @@ function hex(b) {
   return Array.from(b, x => x.toString(16).padStart(2, '0')).join(' ');
 }
 
-// decode shows bytes as text, JSON (indented) or hex; auto picks JSON when
-// the bytes parse as a JSON object or array, text when they are UTF-8
-// without control characters, and hex otherwise.
+// decode shows bytes as text, JSON (indented) or hex; auto shows JSON
+// objects and arrays on one line, UTF-8 without control characters as
+// text, and anything else as hex.
 export function decode(b, mode) {
   if (b === null) return 'null';
   if (mode === 'hex') return hex(b);
@@ -52,7 +52,7 @@ export function decode(b, mode) {
     try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return '(not JSON) ' + (text ?? hex(b)); }
   }
   if (text !== null && /^\s*[{[]/.test(text)) {
-    try { return JSON.stringify(JSON.parse(text), null, 2); } catch { /* not JSON: fall through */ }
+    try { return JSON.stringify(JSON.parse(text)); } catch { /* not JSON: fall through */ }
   }
   // eslint-disable-next-line no-control-regex
   if (text !== null && !/[\u0000-\u0008\u000e-\u001f]/.test(text)) return text;

@@ -35,7 +35,7 @@ export function mount(el, name) {
     h('option', {value: 'end'}, 'latest'), h('option', {value: 'offset'}, 'from offset'), h('option', {value: 'time'}, 'from time'));
   const offsetIn = h('input', {id: 'rec-offset', type: 'number', min: '0', value: '0', size: '8'});
   const timeIn = h('input', {id: 'rec-time', type: 'datetime-local', step: '1'});
-  const limitIn = h('input', {id: 'rec-limit', type: 'number', min: '1', max: '500', value: '50', size: '5'});
+  const limitIn = h('input', {id: 'rec-limit', type: 'number', min: '1', max: '500', value: '20', size: '5'});
   const formatSel = h('select', {id: 'rec-format'},
     ...['auto', 'text', 'json', 'hex'].map(f => h('option', {value: f}, f)));
   const liveIn = h('input', {id: 'rec-live', type: 'checkbox', checked: true});
@@ -45,7 +45,7 @@ export function mount(el, name) {
   const records = table('records', [
     {title: 'Partition', num: true, cell: r => String(r.partition)},
     {title: 'Offset', num: true, cell: r => String(r.offset)},
-    {title: 'Timestamp', cell: r => h('span', {title: r.timestampType}, time(r.timestamp))},
+    {title: 'Timestamp (UTC)', cell: r => h('span', {title: r.timestampType}, time(r.timestamp))},
     {title: 'Key', cell: r => fmt(r.key)},
     {title: 'Value', cell: r => fmt(r.value)},
     {title: 'Headers', cell: r => r.headers.length === 0 ? '' :
@@ -53,7 +53,7 @@ export function mount(el, name) {
   ], 'no records', r => r.partition + '/' + r.offset);
 
   async function loadRecords() {
-    const q = new URLSearchParams({partition: partSel.value, from: fromSel.value, limit: limitIn.value || '50'});
+    const q = new URLSearchParams({partition: partSel.value, from: fromSel.value, limit: limitIn.value || '20'});
     if (fromSel.value === 'offset') q.set('offset', offsetIn.value || '0');
     if (fromSel.value === 'time') q.set('time', String(timeIn.value ? new Date(timeIn.value).getTime() : 0));
     const res = await get(`topics/${enc(name)}/records?${q}`);
