@@ -18,16 +18,17 @@ type subtopology struct {
 	Nodes  []nodeInfo `json:"nodes"`
 }
 
-// nodeInfo is a source, processor or sink. Sources have Topics or a
-// Pattern, processors Stores, sinks one Topics entry (or the text Kafka
-// Streams prints for a topic chosen per record).
+// nodeInfo is a source, processor or sink. Sources have Topics (a
+// pattern source's regular expression as its one entry), processors
+// Stores, sinks one Topics entry, or DynamicTopic when the sink chooses
+// the topic per record.
 type nodeInfo struct {
-	Name     string   `json:"name"`
-	Kind     string   `json:"kind"`
-	Topics   []string `json:"topics,omitempty"`
-	Pattern  string   `json:"pattern,omitempty"`
-	Stores   []string `json:"stores,omitempty"`
-	Children []string `json:"children"`
+	Name         string   `json:"name"`
+	Kind         string   `json:"kind"`
+	Topics       []string `json:"topics,omitempty"`
+	DynamicTopic bool     `json:"dynamicTopic,omitempty"`
+	Stores       []string `json:"stores,omitempty"`
+	Children     []string `json:"children"`
 }
 
 // maxTopologyBytes bounds a registered description.
@@ -37,7 +38,8 @@ const maxTopologyBytes = 1 << 20
 // topology.Describe and Kafka Streams print: "Sub-topology: N" headers
 // (with " for global store (will not generate tasks)" on global ones),
 // "Source:", "Processor:" and "Sink:" lines, each followed by "-->"
-// (children, or none) and "<--" (parents, which the children imply).
+// (children, or none) and "<--" (parents, which the children imply), and
+// the "Sub-topologies:" and "Global Stores:" headings of Kafka 1.x.
 func parseTopology(text string) (graph, error) {
 	var g graph
 	var cur *subtopology
@@ -49,7 +51,7 @@ func parseTopology(text string) (graph, error) {
 			return fmt.Errorf("line %d: %s", i+1, fmt.Sprintf(format, args...))
 		}
 		switch {
-		case line == "" || line == "Topologies:" || line == "Sub-topologies:" || line == "Global Stores:" || line == "Global Stores: none":
+		case line == "" || line == "Topologies:" || line == "Sub-topologies:" || line == "Global Stores:" || line == "none":
 			continue
 		case strings.HasPrefix(line, "Sub-topology:"):
 			id, rest, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "Sub-topology:")), " ")
@@ -101,8 +103,8 @@ func parseTopology(text string) (graph, error) {
 	return g, nil
 }
 
-// parseNode parses "NAME (topics: [a, b])", "NAME (topic pattern: re)",
-// "NAME (stores: [s])" or "NAME (topic: t)".
+// parseNode parses "NAME (topics: [a, b])", "NAME (stores: [s])",
+// "NAME (topic: t)" or "NAME (extractor class: c)".
 func parseNode(kind, s string) (nodeInfo, error) {
 	n := nodeInfo{Kind: kind, Children: []string{}}
 	name, attrs, ok := strings.Cut(s, " (")
@@ -121,16 +123,32 @@ func parseNode(kind, s string) (nodeInfo, error) {
 	switch key = strings.TrimSpace(key); {
 	case kind == "source" && key == "topics":
 		n.Topics = bracketList(val)
-	case kind == "source" && key == "topic pattern":
-		n.Pattern = val
 	case kind == "processor" && key == "stores":
 		n.Stores = bracketList(val)
-	case kind == "sink" && (key == "topic" || key == "extractor class"):
+	case kind == "sink" && key == "topic" && legalTopic(val):
 		n.Topics = []string{val}
+	case kind == "sink" && (key == "topic" || key == "extractor class"):
+		// Kafka Streams names the extractor class, Riffle prints
+		// "<chosen per record>": no topic of the topology.
+		n.DynamicTopic = true
 	default:
 		return n, fmt.Errorf("%s %q: unexpected %q", kind, n.Name, key)
 	}
 	return n, nil
+}
+
+// legalTopic reports whether s can be a Kafka topic name: 1 to 249 of
+// the characters [a-zA-Z0-9._-].
+func legalTopic(s string) bool {
+	if len(s) == 0 || len(s) > 249 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // bracketList parses "[a, b]" (Riffle prints a pattern source's regular

@@ -37,10 +37,10 @@ function build(g) {
       const id = 'n:' + n.name;
       if (n.kind === 'source') {
         for (const t of n.topics || []) edge(add('t:' + t, t, 'topic', null), id);
-        if (n.pattern) edge(add('t:/' + n.pattern + '/', '/' + n.pattern + '/', 'topic', null), id);
       }
       for (const c of n.children) edge(id, 'n:' + c);
       if (n.kind === 'sink') for (const t of n.topics || []) edge(id, add('t:' + t, t, 'topic', null));
+      if (n.dynamicTopic) edge(id, add('d:' + n.name, '(topic per record)', 'topic', null));
       for (const s of n.stores || []) edge(id, add('s:' + s, s, 'store', st.id), true);
     }
   }
