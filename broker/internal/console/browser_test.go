@@ -214,6 +214,7 @@ func TestBrowser(t *testing.T) {
 		p.wait("record count after producing", `document.getElementById('record-count').innerText === '52'`)
 		p.wait("topic row after producing", rowWith("#topics", ordersTopic, "42"))
 		p.wait("produce rate", `document.getElementById('throughput').innerText !== '–'`)
+		p.wait("throughput over time", `document.querySelector('#throughput + div polyline') !== null`)
 		if shot := os.Getenv("RIFFLE_CONSOLE_SCREENSHOT"); shot != "" {
 			png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 			if err != nil {
