@@ -2,17 +2,21 @@ package console_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/riffle-stream/riffle/broker/internal/console"
 	"github.com/riffle-stream/riffle/topology"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 type apiTopic struct {
@@ -247,14 +251,22 @@ func TestAPI(t *testing.T) {
 				Topic       string `json:"topic"`
 				StartOffset int64  `json:"startOffset"`
 				End         int64  `json:"end"`
+				Lag         *int64 `json:"lag"`
 			} `json:"partitions"`
 		}
 		f.get(t, "/api/share-groups/"+shareGroup, http.StatusOK, &g)
 		if len(g.Members) != 1 || g.Members[0].ClientID != "worker-client" || !slices.Equal(assigned(g.Members, jobsTopic), []int32{0}) {
 			t.Fatalf("members: %+v", g.Members)
 		}
-		if len(g.Partitions) != 1 || g.Partitions[0].StartOffset != fixtureJobs || g.Partitions[0].End != fixtureJobs {
-			t.Fatalf("partitions: %+v", g.Partitions)
+		p := g.Partitions
+		if len(p) != 1 || p[0].StartOffset != fixtureJobs || p[0].End != fixtureJobs || p[0].Lag == nil || *p[0].Lag != 0 {
+			t.Fatalf("partitions: %+v", p)
+		}
+		// Jobs nobody has acknowledged yet are the share partition's lag.
+		f.produce(t, &kgo.Record{Topic: jobsTopic, Value: []byte("a")}, &kgo.Record{Topic: jobsTopic, Value: []byte("b")})
+		f.get(t, "/api/share-groups/"+shareGroup, http.StatusOK, &g)
+		if p := g.Partitions; len(p) != 1 || p[0].End != fixtureJobs+2 || p[0].Lag == nil || *p[0].Lag != 2 {
+			t.Fatalf("partitions after 2 more jobs: %+v", p)
 		}
 	})
 
@@ -336,12 +348,63 @@ func TestApps(t *testing.T) {
 	}
 	srv.do(t, http.MethodPut, "/api/apps/big", `{"topology":"`+strings.Repeat("x", 1<<20)+`"}`, http.StatusRequestEntityTooLarge, nil)
 
+	srv.do(t, http.MethodPut, "/api/apps/"+strings.Repeat("a", 250), registration(t, nil), http.StatusBadRequest, nil)
+
 	// Without a new registration within the TTL the application goes.
 	time.Sleep(400 * time.Millisecond)
 	srv.get(t, "/api/apps/wordcount", http.StatusNotFound, nil)
 	srv.do(t, http.MethodPut, "/api/apps/wordcount", registration(t, nil), http.StatusOK, nil)
 	srv.do(t, http.MethodDelete, "/api/apps/wordcount", "", http.StatusOK, nil)
 	srv.do(t, http.MethodDelete, "/api/apps/wordcount", "", http.StatusNotFound, nil)
+}
+
+func TestAppsLimit(t *testing.T) {
+	srv := newConsoleOnly(t)
+	body := registration(t, nil)
+	for i := range 100 {
+		srv.do(t, http.MethodPut, fmt.Sprintf("/api/apps/app-%d", i), body, http.StatusOK, nil)
+	}
+	srv.do(t, http.MethodPut, "/api/apps/one-too-many", body, http.StatusTooManyRequests, nil)
+	// A registered application still refreshes.
+	srv.do(t, http.MethodPut, "/api/apps/app-7", body, http.StatusOK, nil)
+}
+
+// TestClusterDown: with the cluster unreachable the API answers 502 with
+// the client's error within the request timeout, and the pages still load.
+func TestClusterDown(t *testing.T) {
+	srv := newConsoleOnly(t, console.RequestTimeout(500*time.Millisecond))
+	start := time.Now()
+	var e struct {
+		Error string `json:"error"`
+	}
+	srv.get(t, "/api/overview", http.StatusBadGateway, &e)
+	if took := time.Since(start); took > 5*time.Second || e.Error == "" {
+		t.Fatalf("took %v, error %q", took, e.Error)
+	}
+	srv.get(t, "/api/topics/orders/records", http.StatusBadGateway, nil)
+	srv.do(t, http.MethodGet, "/", "", http.StatusOK, nil)
+}
+
+// TestBrowseReachesLikeTheClient: the consumer that browses records dials
+// with the console client's dialer.
+func TestBrowseReachesLikeTheClient(t *testing.T) {
+	f := newFixture(t)
+	var dials atomic.Int32
+	var d net.Dialer
+	cl := newClient(t, f.addr, kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
+		dials.Add(1)
+		return d.DialContext(ctx, network, host)
+	}))
+	srv := httptest.NewServer(console.New(cl))
+	t.Cleanup(srv.Close)
+	g := &fixture{srv: srv}
+	g.get(t, "/api/topics/orders", http.StatusOK, nil)
+	before := dials.Load()
+	var rs apiRecords
+	g.get(t, "/api/topics/orders/records?limit=3", http.StatusOK, &rs)
+	if len(rs.Records) != 3 || dials.Load() == before {
+		t.Fatalf("%d records, dials %d then %d", len(rs.Records), before, dials.Load())
+	}
 }
 
 // newConsoleOnly serves the console for a client of a broker that was

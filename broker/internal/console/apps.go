@@ -33,6 +33,13 @@ type appSummary struct {
 	Updated       int64  `json:"updated"`
 }
 
+// Bounds of the registry.
+const (
+	maxApps              = 100
+	maxAppIDLen          = 249
+	maxRegistrationBytes = 1 << 20
+)
+
 // apps holds the registered applications; each expires ttl after its
 // last registration.
 type apps struct {
@@ -83,12 +90,15 @@ func (c *console) getApp(r *http.Request) (any, error) {
 
 func (c *console) putApp(r *http.Request) (any, error) {
 	id := r.PathValue("app")
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxTopologyBytes+1))
+	if len(id) > maxAppIDLen {
+		return nil, badRequest(fmt.Errorf("application id over %d bytes", maxAppIDLen))
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRegistrationBytes+1))
 	if err != nil {
 		return nil, badRequest(fmt.Errorf("read registration: %w", err))
 	}
-	if len(body) > maxTopologyBytes {
-		return nil, &statusError{http.StatusRequestEntityTooLarge, fmt.Errorf("registration over %d bytes", maxTopologyBytes)}
+	if len(body) > maxRegistrationBytes {
+		return nil, &statusError{http.StatusRequestEntityTooLarge, fmt.Errorf("registration over %d bytes", maxRegistrationBytes)}
 	}
 	var reg registration
 	if err := json.Unmarshal(body, &reg); err != nil {
@@ -103,8 +113,12 @@ func (c *console) putApp(r *http.Request) (any, error) {
 	}
 	ap := app{ID: id, Graph: g, Processed: reg.Processed, Updated: nowMillis()}
 	c.apps.mu.Lock()
+	defer c.apps.mu.Unlock()
+	c.apps.live()
+	if _, ok := c.apps.m[id]; !ok && len(c.apps.m) >= maxApps {
+		return nil, &statusError{http.StatusTooManyRequests, fmt.Errorf("%d applications are registered, the most the console keeps", maxApps)}
+	}
 	c.apps.m[id] = ap
-	c.apps.mu.Unlock()
 	return ap, nil
 }
 

@@ -296,7 +296,9 @@ func TestBrowser(t *testing.T) {
 		p.t = t
 		p.route("#/share-groups/" + shareGroup)
 		p.wait("members", rowWith("#members", "worker-client", "jobs [0]"))
-		p.wait("share partitions", rowWith("#share-partitions", jobsTopic, "10"))
+		p.wait("share partitions", rowWith("#share-partitions", jobsTopic, "10", "0"))
+		f.produce(t, &kgo.Record{Topic: jobsTopic, Value: []byte("late job")})
+		p.wait("share lag after a new job", rowWith("#share-partitions", jobsTopic, "10", "11", "1"))
 		p.shot("share-group")
 		p.noErrors()
 	})

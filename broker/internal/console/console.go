@@ -21,6 +21,7 @@
 package console
 
 import (
+	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -45,8 +46,9 @@ type optFunc func(*config)
 func (f optFunc) apply(c *config) { f(c) }
 
 type config struct {
-	logger *slog.Logger
-	appTTL time.Duration
+	logger         *slog.Logger
+	appTTL         time.Duration
+	requestTimeout time.Duration
 }
 
 // Logger sets the logger for failed requests to the cluster. The default
@@ -57,6 +59,11 @@ func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l 
 // registration (PUT /api/apps/{app}); applications refresh it by
 // registering again. The default is one minute.
 func AppTTL(d time.Duration) Opt { return optFunc(func(c *config) { c.appTTL = d }) }
+
+// RequestTimeout bounds how long one API request may take, its requests
+// to the cluster included; past it the request fails with 502. The
+// default is 10 seconds.
+func RequestTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.requestTimeout = d }) }
 
 // console is the handler New returns.
 type console struct {
@@ -72,7 +79,7 @@ type console struct {
 // and closes it after the handler is done. Browsing records opens a short
 // lived consumer with cl's seed brokers and dialer.
 func New(cl *kgo.Client, opts ...Opt) http.Handler {
-	cfg := config{logger: slog.Default(), appTTL: time.Minute}
+	cfg := config{logger: slog.Default(), appTTL: time.Minute, requestTimeout: 10 * time.Second}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -125,7 +132,9 @@ type apiError struct {
 // one of Kafka's "unknown" errors (404).
 func (c *console) api(fn func(*http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		v, err := fn(r)
+		ctx, cancel := context.WithTimeout(r.Context(), c.cfg.requestTimeout)
+		defer cancel()
+		v, err := fn(r.WithContext(ctx))
 		if err == nil {
 			writeJSON(w, http.StatusOK, v)
 			return

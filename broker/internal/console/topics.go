@@ -3,6 +3,7 @@ package console
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 )
 
 // Bounds of a records query.
@@ -277,17 +279,11 @@ func (c *console) records(r *http.Request) (any, error) {
 // read consumes the partitions of topic from their offsets until each
 // reaches its stop offset, or browseWait passes (complete is then false).
 func (c *console) read(ctx context.Context, topic string, from map[int32]kgo.Offset, stop map[int32]int64) (recs []record, complete bool, err error) {
-	opts := []kgo.Opt{
+	opts := append(c.reach(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
 		kgo.ClientID("riffle-console"),
 		kgo.FetchMaxWait(browseWait),
-	}
-	if seeds, ok := c.cl.OptValue(kgo.SeedBrokers).([]string); ok {
-		opts = append(opts, kgo.SeedBrokers(seeds...))
-	}
-	if dial, ok := c.cl.OptValue(kgo.Dialer).(func(context.Context, string, string) (net.Conn, error)); ok && dial != nil {
-		opts = append(opts, kgo.Dialer(dial))
-	}
+	)
 	cons, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, false, fmt.Errorf("consumer: %w", err)
@@ -323,6 +319,27 @@ func (c *console) read(ctx context.Context, topic string, from map[int32]kgo.Off
 		})
 	}
 	return recs, left == 0, nil
+}
+
+// reach returns the options of the console's client that a consumer
+// needs to reach the same cluster the same way: seed brokers, dialer, TLS
+// and SASL.
+func (c *console) reach() []kgo.Opt {
+	var opts []kgo.Opt
+	if seeds, ok := c.cl.OptValue(kgo.SeedBrokers).([]string); ok {
+		opts = append(opts, kgo.SeedBrokers(seeds...))
+	}
+	// kgo refuses both a dialer and a TLS config; with a TLS config, the
+	// dialer it reports is its own.
+	if tc, ok := c.cl.OptValue(kgo.DialTLSConfig).(*tls.Config); ok && tc != nil {
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	} else if dial, ok := c.cl.OptValue(kgo.Dialer).(func(context.Context, string, string) (net.Conn, error)); ok && dial != nil {
+		opts = append(opts, kgo.Dialer(dial))
+	}
+	if ms, ok := c.cl.OptValue(kgo.SASL).([]sasl.Mechanism); ok && len(ms) > 0 {
+		opts = append(opts, kgo.SASL(ms...))
+	}
+	return opts
 }
 
 func toRecord(r *kgo.Record) record {

@@ -31,9 +31,6 @@ type nodeInfo struct {
 	Children     []string `json:"children"`
 }
 
-// maxTopologyBytes bounds a registered description.
-const maxTopologyBytes = 1 << 20
-
 // parseTopology parses a topology description. It accepts what Riffle's
 // topology.Describe and Kafka Streams print: "Sub-topology: N" headers
 // (with " for global store (will not generate tasks)" on global ones),

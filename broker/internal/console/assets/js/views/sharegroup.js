@@ -5,8 +5,10 @@ import {get, enc} from '../api.js';
 import {h, table, card} from '../dom.js';
 import {num} from '../format.js';
 import {assignmentText} from './group.js';
+import * as hist from '../history.js';
 
 export function mount(el, name) {
+  const key = p => `share-lag:${name}:${p.topic}:${p.partition}`;
   const state = card('State', 'group-state');
   const memberCount = card('Members', 'member-count');
   const assignor = card('Assignor', 'group-assignor');
@@ -25,6 +27,7 @@ export function mount(el, name) {
     {title: 'End offset', num: true, cell: p => num(p.end)},
     {title: 'From start to end', num: true, cell: p => p.end >= 0 && p.startOffset >= 0 ? num(p.end - p.startOffset) : '–'},
     {title: 'Lag', num: true, cell: p => p.lag === null ? 'not reported' : num(p.lag)},
+    {title: 'Lag over time', cell: p => hist.sparkCell(hist.values(key(p)))},
     {title: 'Error', cell: p => p.error ? h('span', {class: 'tag bad'}, p.error) : ''},
   ], 'no share partitions yet');
   el.append(
@@ -40,6 +43,7 @@ export function mount(el, name) {
       state.set(g.state);
       memberCount.set(String(g.members.length));
       assignor.set(g.assignor || '–');
+      for (const p of g.partitions) if (p.lag !== null) hist.sample(key(p), g.time, p.lag);
       members.fill(g.members);
       parts.fill(g.partitions);
     },

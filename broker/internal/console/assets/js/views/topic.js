@@ -55,7 +55,8 @@ export function mount(el, name) {
   async function loadRecords() {
     const q = new URLSearchParams({partition: partSel.value, from: fromSel.value, limit: limitIn.value || '20'});
     if (fromSel.value === 'offset') q.set('offset', offsetIn.value || '0');
-    if (fromSel.value === 'time') q.set('time', String(timeIn.value ? new Date(timeIn.value).getTime() : 0));
+    // The time field is UTC, like the timestamps shown.
+    if (fromSel.value === 'time') q.set('time', String(timeIn.value ? new Date(timeIn.value + 'Z').getTime() : 0));
     const res = await get(`topics/${enc(name)}/records?${q}`);
     recs = fromSel.value === 'end' ? res.records.slice().reverse() : res.records;
     records.fill(recs);
@@ -72,7 +73,7 @@ export function mount(el, name) {
     h('h2', {}, 'Records'),
     h('div', {class: 'controls'},
       h('label', {}, 'partition', partSel), h('label', {}, 'start', fromSel),
-      h('label', {}, 'offset', offsetIn), h('label', {}, 'time', timeIn),
+      h('label', {}, 'offset', offsetIn), h('label', {}, 'time (UTC)', timeIn),
       h('label', {}, 'limit', limitIn), h('label', {}, 'show as', formatSel),
       h('label', {}, liveIn, 'live'), h('button', {onclick: load}, 'Load'), recInfo),
     records,
