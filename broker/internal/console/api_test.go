@@ -204,6 +204,18 @@ func TestAPI(t *testing.T) {
 			f.get(t, "/api/topics/orders/records?"+q, http.StatusBadRequest, nil)
 		}
 		f.get(t, "/api/topics/orders/records?partition=7", http.StatusNotFound, nil)
+
+		// An answer stops at 4 MiB of keys, values and headers.
+		if _, err := f.adm.CreateTopic(testContext(t), 1, 1, nil, "big"); err != nil {
+			t.Fatal(err)
+		}
+		for range 6 {
+			f.produce(t, &kgo.Record{Topic: "big", Value: bytes.Repeat([]byte("x"), 900<<10)})
+		}
+		f.get(t, "/api/topics/big/records?from=offset&offset=0", http.StatusOK, &rs)
+		if len(rs.Records) != 5 || rs.Complete {
+			t.Fatalf("6 records of 900 KiB: got %d, complete %v", len(rs.Records), rs.Complete)
+		}
 		f.get(t, "/api/topics/nope/records", http.StatusNotFound, nil)
 	})
 
@@ -241,6 +253,14 @@ func TestAPI(t *testing.T) {
 			t.Fatalf("lag after 2 more records: %+v", g.Lag)
 		}
 		f.get(t, "/api/groups/nope", http.StatusNotFound, nil)
+		// A group id may hold a slash; the page escapes it in the path.
+		var e struct {
+			Error string `json:"error"`
+		}
+		f.get(t, "/api/groups/team%2Fa%20b", http.StatusNotFound, &e)
+		if !strings.Contains(e.Error, `"team/a b"`) {
+			t.Fatalf("error for an escaped group id: %q", e.Error)
+		}
 	})
 
 	t.Run("share group", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -95,6 +96,14 @@ func newBrowser(t *testing.T, base string) *browserPage {
 	if err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
+	// The page records what its Content-Security-Policy blocks.
+	_, err = chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `window.cspViolations = [];
+			document.addEventListener('securitypolicyviolation', e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Poll every 300 ms so live updates show quickly.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?poll=300#/")); err != nil {
 		t.Fatalf("open the console: %v", err)
@@ -176,6 +185,9 @@ func (p *browserPage) noErrors() {
 	}
 	if banner := eval[string](p, `document.getElementById('error').hidden ? '' : document.getElementById('error').textContent`); banner != "" {
 		p.t.Fatalf("error banner: %s", banner)
+	}
+	if csp := eval[[]string](p, `window.cspViolations`); len(csp) > 0 {
+		p.t.Fatalf("Content-Security-Policy violations: %v", csp)
 	}
 }
 

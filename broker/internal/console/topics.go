@@ -25,6 +25,8 @@ const (
 	// browseWait bounds how long a records query waits for the records it
 	// knows exist (below the end offsets it listed first).
 	browseWait = 3 * time.Second
+	// maxBrowseBytes bounds the keys, values and headers of one answer.
+	maxBrowseBytes = 4 << 20
 )
 
 type partitionInfo struct {
@@ -138,8 +140,9 @@ type header struct {
 
 type recordsInfo struct {
 	Records []record `json:"records"`
-	// Complete is false when some records below the listed end offsets
-	// did not arrive within the query's wait.
+	// Complete is false when the answer stopped short of the records
+	// asked for: they did not arrive within the query's wait, or the
+	// answer reached its size bound.
 	Complete bool  `json:"complete"`
 	Time     int64 `json:"time"`
 }
@@ -277,12 +280,14 @@ func (c *console) records(r *http.Request) (any, error) {
 }
 
 // read consumes the partitions of topic from their offsets until each
-// reaches its stop offset, or browseWait passes (complete is then false).
+// reaches its stop offset; if browseWait passes or the records reach
+// maxBrowseBytes first, complete is false.
 func (c *console) read(ctx context.Context, topic string, from map[int32]kgo.Offset, stop map[int32]int64) (recs []record, complete bool, err error) {
 	opts := append(c.reach(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
 		kgo.ClientID("riffle-console"),
 		kgo.FetchMaxWait(browseWait),
+		kgo.FetchMaxBytes(maxBrowseBytes),
 	)
 	cons, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -291,12 +296,9 @@ func (c *console) read(ctx context.Context, topic string, from map[int32]kgo.Off
 	defer cons.Close()
 	ctx, cancel := context.WithTimeout(ctx, browseWait)
 	defer cancel()
-	left := len(stop)
-	for left > 0 {
+	left, size := len(stop), 0
+	for left > 0 && size < maxBrowseBytes {
 		fs := cons.PollFetches(ctx)
-		if ctx.Err() != nil {
-			break
-		}
 		var fetchErr error
 		fs.EachError(func(_ string, _ int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -308,15 +310,20 @@ func (c *console) read(ctx context.Context, topic string, from map[int32]kgo.Off
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			end, ok := stop[r.Partition]
-			if !ok || r.Offset >= end {
+			if !ok || r.Offset >= end || size >= maxBrowseBytes {
 				return
 			}
-			recs = append(recs, toRecord(r))
+			rec := toRecord(r)
+			recs = append(recs, rec)
+			size += rec.size()
 			if r.Offset+1 >= end {
 				delete(stop, r.Partition)
 				left--
 			}
 		})
+		if ctx.Err() != nil {
+			break
+		}
 	}
 	return recs, left == 0, nil
 }
@@ -340,6 +347,15 @@ func (c *console) reach() []kgo.Opt {
 		opts = append(opts, kgo.SASL(ms...))
 	}
 	return opts
+}
+
+// size counts the bytes of a record's key, value and headers.
+func (r record) size() int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 func toRecord(r *kgo.Record) record {

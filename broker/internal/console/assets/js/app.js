@@ -63,7 +63,13 @@ function route() {
   let match = null;
   for (const [re, mod, nav] of routes) {
     const m = path.match(re);
-    if (m) { match = {mod, nav, args: m.slice(1).map(decodeURIComponent)}; break; }
+    if (!m) continue;
+    try {
+      match = {mod, nav, args: m.slice(1).map(decodeURIComponent)};
+    } catch {
+      match = null; // a malformed escape: no such page
+    }
+    break;
   }
   for (const a of document.querySelectorAll('header nav a')) {
     a.classList.toggle('active', match !== null && a.dataset.nav === match.nav);

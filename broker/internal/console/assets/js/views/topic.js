@@ -60,7 +60,7 @@ export function mount(el, name) {
     const res = await get(`topics/${enc(name)}/records?${q}`);
     recs = fromSel.value === 'end' ? res.records.slice().reverse() : res.records;
     records.fill(recs);
-    recInfo.textContent = `${recs.length} records` + (res.complete ? '' : ' (some did not arrive in time)');
+    recInfo.textContent = `${recs.length} records` + (res.complete ? '' : ' (fewer than asked for: the read stopped at its time or size bound)');
   }
   const load = () => loadRecords().catch(err => { recInfo.textContent = err.message; });
   for (const c of [partSel, fromSel, offsetIn, timeIn, limitIn]) c.addEventListener('change', load);
