@@ -18,6 +18,16 @@
 //	GET    /api/apps/{app}               an application's topology as a graph
 //	PUT    /api/apps/{app}               register or refresh an application
 //	DELETE /api/apps/{app}               unregister it
+//
+// The broker's HTTP server mounts the handler at "/" with a client of its
+// own listener:
+//
+//	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+//	...
+//	mux.Handle("/", console.New(cl, console.Logger(log)))
+//
+// Like the broker's listener, the console has no authentication: anyone
+// who reaches it reads every topic and may register applications.
 package console
 
 import (
@@ -76,8 +86,8 @@ type console struct {
 
 // New returns the console's handler. cl is a client of the cluster the
 // console shows (the broker's own listener); the caller keeps owning it
-// and closes it after the handler is done. Browsing records opens a short
-// lived consumer with cl's seed brokers and dialer.
+// and closes it after the handler is done. Browsing records opens a
+// short-lived consumer with cl's seed brokers, dialer, TLS and SASL.
 func New(cl *kgo.Client, opts ...Opt) http.Handler {
 	cfg := config{logger: slog.Default(), appTTL: time.Minute, requestTimeout: 10 * time.Second}
 	for _, o := range opts {
@@ -152,7 +162,7 @@ func (c *console) api(fn func(*http.Request) (any, error)) http.HandlerFunc {
 		case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.GroupIDNotFound):
 			status = http.StatusNotFound
 		}
-		if status >= 500 {
+		if status >= 500 && r.Context().Err() == nil {
 			c.cfg.logger.Warn("console request failed", "path", r.URL.Path, "err", err)
 		}
 		writeJSON(w, status, apiError{err.Error()})

@@ -27,7 +27,7 @@ const viewEl = document.getElementById('view');
 const statusEl = document.getElementById('status');
 const errorEl = document.getElementById('error');
 
-let current = null; // {page, generation}
+let current = null; // {page}: the mounted page
 let generation = 0;
 let timer = null;
 
