@@ -70,7 +70,7 @@ func (c *console) overview(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
-	out := overviewInfo{ClusterID: md.Cluster, Controller: md.Controller, Time: nowMillis()}
+	out := overviewInfo{ClusterID: md.Cluster, Controller: md.Controller, Brokers: []brokerInfo{}, Time: nowMillis()}
 	for _, b := range md.Brokers {
 		out.Brokers = append(out.Brokers, brokerInfo{b.NodeID, b.Host, b.Port, b.Rack})
 	}

@@ -14,8 +14,8 @@ export function mount(el, name) {
   const partitions = table('partitions', [
     {title: 'Partition', num: true, cell: p => String(p.partition)},
     {title: 'Leader', num: true, cell: p => String(p.leader)},
-    {title: 'Replicas', cell: p => p.replicas.join(', ')},
-    {title: 'In sync', cell: p => p.isr.join(', ')},
+    {title: 'Replicas', cell: p => (p.replicas || []).join(', ')},
+    {title: 'In sync', cell: p => (p.isr || []).join(', ')},
     {title: 'Start offset', num: true, cell: p => num(p.startOffset)},
     {title: 'End offset', num: true, cell: p => num(p.endOffset)},
     {title: 'Records', num: true, cell: p => num(p.endOffset - p.startOffset)},
