@@ -22,27 +22,34 @@ function append(el, children) {
 }
 
 // table returns a table with the given id whose rows fill(rows) replaces.
-// columns: [{title, num, cell: row => node|string}]; key(row) names a row
-// so that rows new since the previous fill are highlighted.
+// columns: [{title, num, cell: row => node|string, show: () => bool}]; a
+// column whose show returns false is left out. key(row) names a row so
+// that rows new since the previous fill are highlighted.
 export function table(id, columns, empty = 'none', key = null) {
+  const thead = h('thead');
   const tbody = h('tbody');
-  const el = h('table', {id},
-    h('thead', {}, h('tr', {}, columns.map(c => h('th', {class: c.num ? 'num' : null}, c.title)))),
-    tbody);
+  const el = h('table', {id}, thead, tbody);
   let seen = null;
+  const head = () => {
+    const cols = columns.filter(c => !c.show || c.show());
+    thead.replaceChildren(h('tr', {}, cols.map(c => h('th', {class: c.num ? 'num' : null}, c.title))));
+    return cols;
+  };
   el.fill = rows => {
+    const cols = head();
     const keys = new Set();
     tbody.replaceChildren(...rows.map(r => {
       const k = key ? key(r) : null;
       if (k !== null) keys.add(k);
       const fresh = seen !== null && k !== null && !seen.has(k);
-      return h('tr', {class: fresh ? 'fresh' : null}, columns.map(c => h('td', {class: c.num ? 'num' : null}, c.cell(r))));
+      return h('tr', {class: fresh ? 'fresh' : null}, cols.map(c => h('td', {class: c.num ? 'num' : null}, c.cell(r))));
     }));
     if (rows.length === 0) {
-      tbody.append(h('tr', {}, h('td', {class: 'empty', colspan: columns.length}, empty)));
+      tbody.append(h('tr', {}, h('td', {class: 'empty', colspan: cols.length}, empty)));
     }
     if (key) seen = keys;
   };
+  head();
   return el;
 }
 

@@ -19,7 +19,7 @@ export function mount(el, name) {
     {title: 'Start offset', num: true, cell: p => num(p.startOffset)},
     {title: 'End offset', num: true, cell: p => num(p.endOffset)},
     {title: 'Records', num: true, cell: p => num(p.endOffset - p.startOffset)},
-    {title: 'Size', num: true, cell: p => withSizes ? bytes(p.size) : 'not served'},
+    {title: 'Size', num: true, cell: p => bytes(p.size), show: () => withSizes},
     {title: 'Error', cell: p => p.error ? h('span', {class: 'tag bad'}, p.error) : ''},
   ]);
   const configs = table('configs', [

@@ -13,7 +13,7 @@ export function mount(el) {
     {title: 'Partitions', num: true, cell: t => String(t.partitions)},
     {title: 'Replicas', num: true, cell: t => String(t.replicas)},
     {title: 'Records', num: true, cell: t => num(t.records)},
-    {title: 'Size', num: true, cell: t => withSizes ? bytes(t.size) : 'not served'},
+    {title: 'Size', num: true, cell: t => bytes(t.size), show: () => withSizes},
     {title: 'Produce rate', num: true, cell: t => rate(hist.rate('topic:' + t.name))},
   ], 'no topics', t => t.name);
   el.append(h('h1', {}, 'Topics'), topics);
