@@ -16,6 +16,7 @@ import (
 
 	"github.com/riffle-stream/riffle/broker/internal/console"
 	"github.com/riffle-stream/riffle/topology"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -448,5 +449,48 @@ func TestAssets(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: %s", path, resp.Status)
 		}
+	}
+}
+
+// newSizedCluster serves the console for franz-go's kfake cluster, which
+// serves DescribeLogDirs, with topic "sized": 2 partitions of one
+// uncompressed 1000-byte record each.
+func newSizedCluster(t *testing.T) *fixture {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "sized"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl := newClient(t, c.ListenAddrs()[0], kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	for p := range int32(2) {
+		if err := cl.ProduceSync(testContext(t), &kgo.Record{Topic: "sized", Partition: p, Value: bytes.Repeat([]byte("v"), 1000)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(console.New(cl))
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv}
+}
+
+// TestSizes: against a cluster that serves DescribeLogDirs the topics
+// carry sizes.
+func TestSizes(t *testing.T) {
+	f := newSizedCluster(t)
+	var ts struct {
+		Topics []apiTopic `json:"topics"`
+	}
+	f.get(t, "/api/topics", http.StatusOK, &ts)
+	if len(ts.Topics) != 1 || ts.Topics[0].Size == nil || *ts.Topics[0].Size < 2000 {
+		t.Fatalf("topics: %+v", ts.Topics)
+	}
+	var tp struct {
+		Partitions []struct {
+			Size *int64 `json:"size"`
+		} `json:"partitions"`
+	}
+	f.get(t, "/api/topics/sized", http.StatusOK, &tp)
+	if len(tp.Partitions) != 2 || tp.Partitions[0].Size == nil || *tp.Partitions[0].Size < 1000 || tp.Partitions[1].Size == nil {
+		t.Fatalf("partitions: %+v", tp.Partitions)
 	}
 }

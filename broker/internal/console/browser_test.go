@@ -345,3 +345,16 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the page reloaded")
 	}
 }
+
+// TestBrowserSizes: with a cluster that serves DescribeLogDirs the topic
+// pages show the size columns.
+func TestBrowserSizes(t *testing.T) {
+	chromium(t)
+	f := newSizedCluster(t)
+	p := newBrowser(t, f.srv.URL)
+	p.route("#/topics")
+	p.wait("topic size", `[...document.querySelectorAll('#topics th')].some(th => th.innerText === 'Size')`+` && `+rowWith("#topics", "sized", "KiB"))
+	p.route("#/topics/sized")
+	p.wait("partition sizes", rows("#partitions", 2)+` && `+rowWith("#partitions", "0", "1", "KiB"))
+	p.noErrors()
+}

@@ -139,7 +139,7 @@ func voters(rs []kmsg.DescribeQuorumResponseTopicPartitionReplicaState) []voterI
 }
 
 // partitionOffsets are the start and end offsets of a set of topics, and
-// their sizes when the cluster serves DescribeLogDirs.
+// their sizes when the caller looked them up with sizes.
 type partitionOffsets struct {
 	start, end kadm.ListedOffsets
 	sizes      map[string]map[int32]int64 // nil: sizes unknown
@@ -157,17 +157,16 @@ func (c *console) offsets(ctx context.Context, topics []string) (partitionOffset
 	if po.end, err = c.adm.ListEndOffsets(ctx, topics...); err != nil {
 		return po, fmt.Errorf("list end offsets: %w", err)
 	}
-	po.sizes = c.sizes(ctx, topics)
 	return po, nil
 }
 
-// sizes asks DescribeLogDirs for partition sizes, or returns nil when the
-// cluster does not serve it (Riffle's broker does not) or it fails: the
-// pages then leave sizes out.
-func (c *console) sizes(ctx context.Context, topics []string) map[string]map[int32]int64 {
-	set := make(kadm.TopicsSet)
-	for _, t := range topics {
-		set.Add(t)
+// sizes asks DescribeLogDirs for the sizes of the topics' partitions, or
+// returns nil when the cluster does not serve it (Riffle's broker does
+// not) or it fails: the pages then leave sizes out.
+func (c *console) sizes(ctx context.Context, topics kadm.TopicDetails) map[string]map[int32]int64 {
+	set := topics.TopicsSet()
+	if len(set) == 0 {
+		return nil
 	}
 	all, err := c.adm.DescribeAllLogDirs(ctx, set)
 	if err != nil {
@@ -214,6 +213,7 @@ func (c *console) summarize(ctx context.Context, details kadm.TopicDetails) ([]t
 	if err != nil {
 		return nil, err
 	}
+	po.sizes = c.sizes(ctx, details)
 	out := make([]topicSummary, 0, len(names))
 	for _, name := range names {
 		d := details[name]

@@ -69,6 +69,7 @@ func (c *console) topic(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	po.sizes = c.sizes(ctx, kadm.TopicDetails{name: d})
 	out := topicInfo{Name: name, ID: d.ID.String(), Internal: d.IsInternal, Time: nowMillis()}
 	for _, pd := range d.Partitions.Sorted() {
 		pi := partitionInfo{Partition: pd.Partition, Leader: pd.Leader, LeaderEpoch: pd.LeaderEpoch,
