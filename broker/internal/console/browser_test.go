@@ -61,6 +61,9 @@ func newBrowser(t *testing.T, base string) *browserPage {
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
+		// A zone away from UTC, so that a page mixing local time and
+		// UTC shows wrong times.
+		chromedp.Env("TZ=Asia/Kolkata"),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc)
@@ -275,6 +278,12 @@ func TestBrowser(t *testing.T) {
 			document.getElementById('rec-partition').value = '1';
 			(s => { s.value = 'offset'; s.dispatchEvent(new Event('change')); })(document.getElementById('rec-from'))`)
 		p.wait("records from offset 3 of partition 1", rowWith("#records", "1", "3", "order-10")+` && !`+rowWith("#records", "order-7"))
+		// From a time, in UTC as the timestamps are shown: record 27 on.
+		at := f.firstAt.Add(27 * time.Second).UTC()
+		eval[chromedp.Void](p, fmt.Sprintf(`document.getElementById('rec-partition').value = 'all';
+			document.getElementById('rec-time').value = %q;
+			(s => { s.value = 'time'; s.dispatchEvent(new Event('change')); })(document.getElementById('rec-from'))`, at.Format("2006-01-02T15:04:05")))
+		p.wait("records from a time", rowWith("#records", "order-27", at.Format("2006-01-02 15:04:05"))+` && `+rowWith("#records", "order-29")+` && !`+rowWith("#records", "order-26"))
 		p.noErrors()
 	})
 
