@@ -18,7 +18,8 @@ func TestPerfCommands(t *testing.T) {
 	run := func(terminal bool, args ...string) (map[string]any, string) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
-		if err := perfCmd(ctx, append(args, common...), &stdout, &stderr, terminal); err != nil {
+		o := &output{stdout: &stdout, stderr: &stderr, tty: terminal, width: 100}
+		if err := execute(ctx, o, append(append([]string{"perf"}, args...), common...)); err != nil {
 			t.Fatalf("perf %q: %v (stderr %q)", args, err, stderr.String())
 		}
 		if terminal {
@@ -31,15 +32,15 @@ func TestPerfCommands(t *testing.T) {
 		return summary, stdout.String()
 	}
 
-	prod, _ := run(false, "produce", "--json", "--records", "3000", "--partitions", "2", "--compression", "snappy")
+	prod, _ := run(false, "produce", "--output", "json", "--records", "3000", "--partitions", "2", "--compression", "snappy")
 	if prod["records"] != 3000.0 || prod["bytes"] != 3000*256.0 || prod["mode"] != "produce" {
 		t.Fatalf("produce summary %v", prod)
 	}
-	cons, _ := run(false, "consume", "--json")
+	cons, _ := run(false, "consume", "--output", "json")
 	if cons["records"] != 3000.0 {
 		t.Fatalf("consume summary %v", cons)
 	}
-	e2e, _ := run(false, "e2e", "--json", "--records", "1000", "--rate", "2000", "--linger", "0")
+	e2e, _ := run(false, "e2e", "--output", "json", "--records", "1000", "--rate", "2000", "--linger", "0")
 	lat, _ := e2e["latency"].(map[string]any)
 	if e2e["records"] != 1000.0 || lat == nil || lat["count"] != 1000.0 || lat["p99_ms"].(float64) <= 0 {
 		t.Fatalf("e2e summary %v", e2e)
@@ -58,8 +59,7 @@ func TestPerfCommands(t *testing.T) {
 func TestPerfUsageErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, args := range [][]string{nil, {"fly"}, {"produce", "--acks", "2"}, {"produce", "extra"}, {"consume", "--compression", "brotli", "--brokers", "127.0.0.1:1"}} {
-		var stdout, stderr bytes.Buffer
-		if err := perfCmd(ctx, args, &stdout, &stderr, false); err == nil {
+		if _, _, err := runCLI(ctx, append([]string{"perf"}, args...)...); err == nil {
 			t.Errorf("perf %q succeeded", args)
 		}
 	}
