@@ -36,5 +36,5 @@ func run(ctx context.Context, args []string) error {
 	if len(args) == 0 || isHelp(args[0]) && len(args) == 1 {
 		return root().writeHelp(os.Stdout, "riffle")
 	}
-	return execute(ctx, newOutput(os.Stdout, os.Stderr), args)
+	return execute(ctx, newOutput(os.Stdin, os.Stdout, os.Stderr), args)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 // output is where a command writes and how: tables sized to the
 // terminal, colour only on a terminal, or JSON for scripts.
 type output struct {
+	// stdin is where produce reads records by default.
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	// tty is set when stdout is a terminal: perf draws progress, watch
 	// redraws the screen.
@@ -32,13 +35,11 @@ const defaultWidth = 80
 // newOutput writes to stdout and stderr, detecting whether stdout is a
 // terminal. COLUMNS, when set, overrides the terminal's width; NO_COLOR,
 // when set to anything, turns colour off (https://no-color.org).
-func newOutput(stdout, stderr io.Writer) *output {
-	o := &output{stdout: stdout, stderr: stderr}
+func newOutput(stdin io.Reader, stdout, stderr io.Writer) *output {
+	o := &output{stdin: stdin, stdout: stdout, stderr: stderr}
 	if f, ok := stdout.(*os.File); ok {
 		if w, isTTY := terminal(f); isTTY {
-			o.tty, o.width = true, cmpOr(w, defaultWidth)
-			_, noColor := os.LookupEnv("NO_COLOR")
-			o.color = !noColor
+			o.tty, o.width, o.color = true, cmp.Or(w, defaultWidth), colorWanted()
 		}
 	}
 	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 && o.tty {
@@ -47,11 +48,11 @@ func newOutput(stdout, stderr io.Writer) *output {
 	return o
 }
 
-func cmpOr(a, b int) int {
-	if a > 0 {
-		return a
-	}
-	return b
+// colorWanted reports whether a terminal gets colour: unless NO_COLOR is
+// set, to anything.
+func colorWanted() bool {
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return !noColor
 }
 
 // emit writes v as indented JSON.

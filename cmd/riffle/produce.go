@@ -93,7 +93,7 @@ func produceFlags(fs *flag.FlagSet) runFunc {
 			}
 			p.headers = append(p.headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 		}
-		in := io.Reader(os.Stdin)
+		in := o.stdin
 		if *file != "-" {
 			f, err := os.Open(*file)
 			if err != nil {
