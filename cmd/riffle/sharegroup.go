@@ -18,7 +18,8 @@ func shareGroupCmds() *cmdSpec {
 		synopsis: "<subcommand> [flags] [group...]",
 		subs: []*cmdSpec{
 			{name: "list", summary: "list share groups and their states", synopsis: "[flags]",
-				setup: shareGroupList},
+				examples: []string{"riffle share-group list --output json"},
+				setup:    shareGroupList},
 			{name: "describe", summary: "show members, assignments, start offsets and lag", synopsis: "[flags] [group...]",
 				examples: []string{"riffle share-group describe workers"},
 				setup:    shareGroupDescribe},
