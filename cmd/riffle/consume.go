@@ -66,7 +66,7 @@ func consumeFlags(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&c.format, "f", "", "record format (default %v\\n; %k<delim>%v\\n with -K)")
 	fs.StringVar(&c.keyDelim, "K", "", "print the key and this delimiter before the value")
 	fs.StringVar(&c.isolation, "isolation", "read_uncommitted", "isolation level: read_uncommitted or read_committed (Kafka's isolation.level)")
-	fs.Var(&c.parts, "p", "only these partitions (repeatable, or comma-separated; not with -G)")
+	fs.Var(&c.parts, "p", "only these `partitions` (repeatable, or comma-separated; not with -G)")
 	return func(ctx context.Context, o *output, args []string) error {
 		if len(args) == 0 {
 			return errors.New("consume: name at least one topic")

@@ -77,8 +77,8 @@ func listGroups(ctx context.Context, cl *kgo.Client, types, states []string) ([]
 func groupList(fs *flag.FlagSet) runFunc {
 	brokers := brokersFlag(fs)
 	var states, types listFlag
-	fs.Var(&states, "state", "only groups in this state (Empty, Stable, PreparingRebalance, Reconciling, ...); repeatable")
-	fs.Var(&types, "type", "only groups of this type (classic or consumer); repeatable")
+	fs.Var(&states, "state", "only groups in this `state` (Empty, Stable, PreparingRebalance, Reconciling, ...); repeatable")
+	fs.Var(&types, "type", "only groups of this `type` (classic or consumer); repeatable")
 	return func(ctx context.Context, o *output, rest []string) error {
 		if len(rest) > 0 {
 			return fmt.Errorf("group list: unexpected argument %q", rest[0])
@@ -404,7 +404,7 @@ func groupDelete(fs *flag.FlagSet) runFunc {
 func groupResetOffsets(fs *flag.FlagSet) runFunc {
 	brokers := brokersFlag(fs)
 	var topics listFlag
-	fs.Var(&topics, "topic", "topic whose offsets to reset (repeatable; default: every topic the group has committed offsets for)")
+	fs.Var(&topics, "topic", "`topic` whose offsets to reset (repeatable; default: every topic the group has committed offsets for)")
 	earliest := fs.Bool("to-earliest", false, "reset to the log start offset")
 	latest := fs.Bool("to-latest", false, "reset to the log end offset")
 	toTime := fs.String("to-timestamp", "", "reset to the first offset at or after this time (RFC 3339 or Unix milliseconds)")

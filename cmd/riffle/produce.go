@@ -56,7 +56,7 @@ func produceFlags(fs *flag.FlagSet) runFunc {
 	keyDelim := fs.String("K", "", "key delimiter: each record is key<delim>value (escapes such as \\t allowed)")
 	delim := fs.String("D", `\n`, "record delimiter of the input")
 	var headers listFlag
-	fs.Var(&headers, "H", "header key=value added to every record (repeatable)")
+	fs.Var(&headers, "H", "header `key=value` added to every record (repeatable)")
 	partition := fs.Int("p", -1, "partition to produce to (-1: by key, else round-robin)")
 	file := fs.String("file", "-", "file to read records from (-: stdin)")
 	input := fs.String("input", "text", "input format: text (delimited records) or json (one JSON record per line)")

@@ -48,7 +48,7 @@ func topicCreate(fs *flag.FlagSet) runFunc {
 	partitions := fs.Int("partitions", -1, "partitions per topic (-1: the broker's num.partitions)")
 	replication := fs.Int("replication-factor", -1, "replicas per partition (-1: the broker's default.replication.factor)")
 	var configs listFlag
-	fs.Var(&configs, "config", "topic config override key=value (repeatable)")
+	fs.Var(&configs, "config", "topic config override `key=value` (repeatable)")
 	return func(ctx context.Context, o *output, names []string) error {
 		if len(names) == 0 {
 			return errors.New("topic create: name at least one topic")
@@ -419,8 +419,8 @@ func topicDelete(fs *flag.FlagSet) runFunc {
 func topicAlterConfig(fs *flag.FlagSet) runFunc {
 	brokers := brokersFlag(fs)
 	var sets, deletes listFlag
-	fs.Var(&sets, "set", "set a topic config key=value (repeatable)")
-	fs.Var(&deletes, "delete", "remove a topic config override, restoring the default (repeatable)")
+	fs.Var(&sets, "set", "set a topic config `key=value` (repeatable)")
+	fs.Var(&deletes, "delete", "remove the topic config override `key`, restoring the default (repeatable)")
 	return func(ctx context.Context, o *output, names []string) error {
 		if len(names) == 0 {
 			return errors.New("topic alter-config: name at least one topic")
