@@ -27,6 +27,9 @@ type cmdSpec struct {
 	subs []*cmdSpec
 	// values completes a positional argument, e.g. the shells of completion.
 	values []string
+	// textOnly leaves out --output: the command prints text for people
+	// (help) or for a shell (completion), never JSON.
+	textOnly bool
 }
 
 // runFunc runs a leaf command with its positional arguments, once its
@@ -134,7 +137,11 @@ func leafFlags(c *cmdSpec, name string, stderr io.Writer) (*flag.FlagSet, runFun
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	run := c.setup(fs)
-	format := fs.String("output", "text", "output format: text (tables) or json (for scripts)")
+	format := new(string)
+	*format = "text"
+	if !c.textOnly {
+		fs.StringVar(format, "output", "text", "output format: text (tables) or json (for scripts)")
+	}
 	fs.Usage = func() { c.writeHelp(stderr, name, fs) }
 	return fs, run, format
 }
@@ -181,8 +188,10 @@ func (c *cmdSpec) writeHelp(w io.Writer, name string, fs ...*flag.FlagSet) error
 			f, _, _ := leafFlags(c, name, io.Discard)
 			fs = append(fs, f)
 		}
-		b.WriteString("\nFLAGS\n")
+		heading := "\nFLAGS\n"
 		fs[0].VisitAll(func(f *flag.Flag) {
+			b.WriteString(heading)
+			heading = ""
 			typ, usage := flag.UnquoteUsage(f)
 			fmt.Fprintf(&b, "    %s", flagName(f.Name))
 			if typ != "" {
@@ -254,11 +263,17 @@ func indent(s, prefix string) string {
 }
 
 func helpCmd(r *cmdSpec) *cmdSpec {
+	var names []string
+	for _, s := range r.subs {
+		names = append(names, s.name)
+	}
 	return &cmdSpec{
 		name:     "help",
 		summary:  "show the manual of a command",
 		synopsis: "[command...]",
 		examples: []string{"riffle help consume", "riffle help group describe"},
+		values:   append(names, "completion", "help"),
+		textOnly: true,
 		setup: func(*flag.FlagSet) runFunc {
 			return func(_ context.Context, o *output, args []string) error {
 				c, path, rest := r.resolve(args)

@@ -62,10 +62,13 @@ func TestHelpForEveryCommand(t *testing.T) {
 		if c.raw != nil {
 			continue
 		}
-		if !strings.Contains(out, "FLAGS\n") || !strings.Contains(out, "    --output string (default text)\n") {
-			t.Errorf("help %s lacks its flags:\n%s", path, out)
+		if hasOutput := strings.Contains(out, "    --output string (default text)\n"); hasOutput == c.textOnly {
+			t.Errorf("help %s: --output listed %v, want %v:\n%s", path, hasOutput, !c.textOnly, out)
 		}
 		// -h prints the same page to stderr.
+		if hasFlags := strings.Contains(out, "FLAGS\n"); hasFlags != !c.textOnly {
+			t.Errorf("help %s lacks its flags:\n%s", path, out)
+		}
 		_, errOut, err := runCLI(ctx, append(strings.Fields(path), "-h")...)
 		if !errors.Is(err, flag.ErrHelp) || errOut != out {
 			t.Errorf("%s -h: %v, printed\n%s", path, err, errOut)
@@ -101,6 +104,7 @@ func TestCompletionCandidates(t *testing.T) {
 		{[]string{"consume", "orders", "--isolation", ""}, []string{"read_committed", "read_uncommitted"}},
 		{[]string{"topic", "list", "--output", "j"}, []string{"json"}},
 		{[]string{"completion", ""}, []string{"bash", "fish", "zsh"}},
+		{[]string{"help", "c"}, []string{"cluster", "completion", "consume"}},
 		{[]string{"perf", "produce", "--acks", ""}, []string{"0", "1", "all"}},
 		{[]string{"group", "describe", "--w"}, []string{"--watch"}},
 		{[]string{"produce", "-"}, nil},

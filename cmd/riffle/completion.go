@@ -50,7 +50,8 @@ func completionCmd(r *cmdSpec) *cmdSpec {
 			"riffle completion zsh > \"${fpath[1]}/_riffle\"",
 			"riffle completion fish > ~/.config/fish/completions/riffle.fish",
 		},
-		values: []string{"bash", "zsh", "fish"},
+		values:   []string{"bash", "zsh", "fish"},
+		textOnly: true,
 		setup: func(*flag.FlagSet) runFunc {
 			return func(_ context.Context, o *output, args []string) error {
 				if len(args) != 1 {

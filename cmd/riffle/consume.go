@@ -64,7 +64,7 @@ func consumeFlags(fs *flag.FlagSet) runFunc {
 	fs.Int64Var(&c.count, "c", 0, "exit after printing this many records (0: no limit)")
 	fs.BoolVar(&c.exitAtEnd, "e", false, "exit once every partition is read to its end")
 	fs.StringVar(&c.format, "f", "", "record format (default %v\\n; %k<delim>%v\\n with -K)")
-	fs.StringVar(&c.keyDelim, "K", "", "print the key and this delimiter before the value")
+	fs.StringVar(&c.keyDelim, "K", "", "print the key and this delimiter before the value (without -f)")
 	fs.StringVar(&c.isolation, "isolation", "read_uncommitted", "isolation level: read_uncommitted or read_committed (Kafka's isolation.level)")
 	fs.Var(&c.parts, "p", "only these `partitions` (repeatable, or comma-separated; not with -G)")
 	return func(ctx context.Context, o *output, args []string) error {
