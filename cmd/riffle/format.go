@@ -156,9 +156,11 @@ type jsonRecord struct {
 	Headers   []jsonHeader `json:"headers,omitempty"`
 }
 
-// jsonHeader is one record header of a jsonRecord.
+// jsonHeader is one record header of a jsonRecord. A key that is not
+// UTF-8 travels in KeyB64.
 type jsonHeader struct {
 	Key      string  `json:"key"`
+	KeyB64   *string `json:"key_b64,omitempty"`
 	Value    *string `json:"value,omitempty"`
 	ValueB64 *string `json:"value_b64,omitempty"`
 }
@@ -200,7 +202,12 @@ func appendJSON(b []byte, r *kgo.Record) ([]byte, error) {
 	encodeBytes(r.Key, &j.Key, &j.KeyB64)
 	encodeBytes(r.Value, &j.Value, &j.ValueB64)
 	for _, h := range r.Headers {
-		jh := jsonHeader{Key: h.Key}
+		var jh jsonHeader
+		var key *string
+		encodeBytes([]byte(h.Key), &key, &jh.KeyB64)
+		if key != nil {
+			jh.Key = *key
+		}
 		encodeBytes(h.Value, &jh.Value, &jh.ValueB64)
 		if jh.Value == nil && jh.ValueB64 == nil {
 			empty := ""
@@ -239,7 +246,16 @@ func parseJSONRecord(line []byte, r *kgo.Record) error {
 		if err != nil {
 			return err
 		}
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: v})
+		key := []byte(h.Key)
+		if h.KeyB64 != nil {
+			if h.Key != "" {
+				return errors.New("header key and key_b64 are both set")
+			}
+			if key, err = decodeBytes("header key", nil, h.KeyB64); err != nil {
+				return err
+			}
+		}
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: string(key), Value: v})
 	}
 	if j.Partition != nil {
 		r.Partition = *j.Partition

@@ -37,7 +37,7 @@ func produceCmd() *cmdSpec {
 				"round-robin.",
 			"With --input json every line is one JSON object, as riffle consume --output json prints them: key, value, " +
 				"headers ([{\"key\",\"value\"}]), partition and timestamp (Unix ms), all optional; bytes that are not UTF-8 " +
-				"go in key_b64, value_b64 and a header's value_b64. topic and offset are ignored.",
+				"go in key_b64 and value_b64, and in a header's key_b64 and value_b64. topic and offset are ignored.",
 			"produce waits for every record's acknowledgement and exits non-zero if any failed. With --output json it " +
 				"prints the partition and offset of each record, one JSON object per line, in input order. " +
 				"The topic is created if the broker auto-creates topics.",
