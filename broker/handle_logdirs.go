@@ -15,7 +15,8 @@ import (
 // does: a null topic list asks for every partition, and partitions the
 // broker does not hold are left out rather than answered with an error.
 // Riffle has no future replicas (no AlterReplicaLogDirs), so OffsetLag is
-// always 0 and IsFuture false. A partition whose log is offline is left
+// always 0 and IsFuture false, and never cordons its directory (v5's
+// IsCordoned). A partition whose log is offline is left
 // out too: Kafka reports the whole directory as KAFKA_STORAGE_ERROR, but
 // Riffle takes single partitions offline and keeps serving the rest.
 func (b *Broker) handleDescribeLogDirs(_ context.Context, req *kmsg.DescribeLogDirsRequest) kmsg.Response {
