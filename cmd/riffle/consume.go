@@ -212,20 +212,18 @@ func (c *consumeOpts) run(ctx context.Context, o *output, topics []string) error
 	if err != nil {
 		return fmt.Errorf("consume: -o: %w", err)
 	}
-	format := c.format
 	delim, err := unescape(c.keyDelim)
 	if err != nil {
 		return fmt.Errorf("consume: -K: %w", err)
 	}
-	if format == "" {
-		format = `%v\n`
-		if c.keyDelim != "" {
-			format = "%k" + strings.ReplaceAll(delim, "%", "%%") + `%v\n`
-		}
+	tmpl := template{{verb: 'v'}, {text: "\n"}}
+	if delim != "" {
+		tmpl = append(template{{verb: 'k'}, {text: delim}}, tmpl...)
 	}
-	tmpl, err := parseTemplate(format)
-	if err != nil {
-		return fmt.Errorf("consume: -f: %w", err)
+	if c.format != "" {
+		if tmpl, err = parseTemplate(c.format); err != nil {
+			return fmt.Errorf("consume: -f: %w", err)
+		}
 	}
 	var isolation kgo.IsolationLevel
 	switch c.isolation {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -176,7 +175,7 @@ type producer struct {
 	nullEmpty  bool
 	json       bool
 	// next is the partition of the next unkeyed record.
-	next atomic.Int32
+	next int32
 	// hash places keyed records as the Java client does.
 	hash kgo.TopicPartitioner
 }
@@ -216,7 +215,8 @@ func (p *producer) record(data []byte) (*kgo.Record, error) {
 		}
 		r.Partition = int32(p.hash.Partition(r, int(p.partitions)))
 	default:
-		r.Partition = (p.next.Add(1) - 1) % p.partitions
+		r.Partition = p.next
+		p.next = (p.next + 1) % p.partitions
 	}
 	return r, nil
 }

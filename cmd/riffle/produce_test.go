@@ -86,6 +86,9 @@ func TestProduceAndConsumeFormats(t *testing.T) {
 	if out := mustCLI(ctx, t, "", "consume", "events", "-e", "-K", `\t`, b); !strings.HasPrefix(out, "user1\thello\nuser2\ta:b\n") {
 		t.Fatalf("consume -K printed %q", out)
 	}
+	if out := mustCLI(ctx, t, "", "consume", "events", "-e", "-c", "1", "-K", `%\\`, b); out != `user1%\hello`+"\n" {
+		t.Fatalf(`consume -K %%\\ printed %q`, out)
+	}
 	out = mustCLI(ctx, t, "", "consume", "events", "-e", "-f", `%T %% %s\n`, "-c", "1", b)
 	if ts := recs[0].Timestamp.UnixMilli(); out != strings.Join([]string{itoa(ts), "%", "hello"}, " ")+"\n" {
 		t.Fatalf("consume %%T %%%% %%s printed %q, want timestamp %d", out, ts)
