@@ -42,7 +42,6 @@ var flagValues = map[string][]string{
 	"isolation":   {"read_uncommitted", "read_committed"},
 	"acks":        {"all", "1", "0"},
 	"compression": {"none", "gzip", "snappy", "lz4", "zstd"},
-	"format":      {"json"},
 	"input":       {"text", "json"},
 }
 
