@@ -197,13 +197,16 @@ type consumer struct {
 	o       *output
 	tmpl    template
 	printed int64
-	// bounds and pos are read and written by the polling goroutine only.
+	// bounds is where each partition ends, as of the start.
 	bounds map[string]map[int32]bounds
-	pos    map[string]map[int32]int64
-	// mu guards assigned, which the group's callbacks change.
-	mu       sync.Mutex
+	// mu guards pos, assigned and known, which the group's callbacks
+	// change while records are printed.
+	mu sync.Mutex
+	// pos is the next offset to print of each partition.
+	pos map[string]map[int32]int64
+	// assigned is what the group assigned to this member.
 	assigned map[string]map[int32]bool
-	// known marks the assigned partitions whose committed offset pos holds.
+	// known marks the assigned partitions whose position pos holds.
 	known map[string]map[int32]bool
 }
 
@@ -303,7 +306,9 @@ func (c *consumeOpts) run(ctx context.Context, o *output, topics []string) error
 					parts[t] = make(map[int32]kgo.Offset)
 				}
 				parts[t][p] = kgo.NewOffset().At(pb.from)
+				cs.mu.Lock()
 				cs.setPos(t, p, pb.from)
+				cs.mu.Unlock()
 			}
 		}
 		opts = append(opts, kgo.ConsumePartitions(parts))
@@ -328,6 +333,8 @@ func (c *consumeOpts) run(ctx context.Context, o *output, topics []string) error
 }
 
 // assign records partitions assigned to or taken from the group member.
+// A partition taken away forgets its position: another member may move it
+// on before it comes back.
 func (cs *consumer) assign(m map[string][]int32, add bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -338,13 +345,16 @@ func (cs *consumer) assign(m map[string][]int32, add bool) {
 		for _, p := range ps {
 			if add {
 				cs.assigned[t][p] = true
-			} else {
-				delete(cs.assigned[t], p)
+				continue
 			}
+			delete(cs.assigned[t], p)
+			delete(cs.known[t], p)
+			delete(cs.pos[t], p)
 		}
 	}
 }
 
+// setPos records the position of a partition. Hold mu.
 func (cs *consumer) setPos(t string, p int32, at int64) {
 	if cs.pos[t] == nil {
 		cs.pos[t] = make(map[int32]int64)
@@ -355,6 +365,8 @@ func (cs *consumer) setPos(t string, p int32, at int64) {
 // atEnd reports whether every partition consumed is read up to the end
 // it had at the start. A group member with nothing assigned is not.
 func (cs *consumer) atEnd() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	if cs.group == "" {
 		for t, ps := range cs.bounds {
 			for p, b := range ps {
@@ -365,8 +377,6 @@ func (cs *consumer) atEnd() bool {
 		}
 		return true
 	}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
 	n := 0
 	for t, ps := range cs.assigned {
 		for p := range ps {
@@ -470,6 +480,7 @@ func (cs *consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) 
 		buf = buf[:0]
 		done := false
 		var marked []*kgo.Record
+		cs.mu.Lock()
 		fetches.EachRecord(func(r *kgo.Record) {
 			if done {
 				return
@@ -487,6 +498,7 @@ func (cs *consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) 
 			cs.printed++
 			done = cs.count > 0 && cs.printed >= cs.count
 		})
+		cs.mu.Unlock()
 		if fatal != nil {
 			return fmt.Errorf("consume: %w", fatal)
 		}

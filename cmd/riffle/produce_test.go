@@ -351,6 +351,33 @@ func TestConsumeGroup(t *testing.T) {
 	if again := mustCLI(ctx, t, "", "consume", "jobs", "-G", "workers", "-e", b); again != "" {
 		t.Fatalf("third group run printed %q", again)
 	}
+	// Two members of a new group share the partitions; with -e both stop,
+	// and together they print every record (at least once: a rebalance
+	// may hand over a partition before its offsets are committed).
+	type result struct {
+		out string
+		err error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			out, _, err := runCLI(ctx, "consume", "jobs", "-G", "pair", "-e", b)
+			results <- result{out, err}
+		}()
+	}
+	var both []string
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("a member of two: %v", r.err)
+		}
+		both = append(both, strings.Fields(r.out)...)
+	}
+	slices.Sort(both)
+	if len(slices.Compact(both)) != 30 {
+		t.Fatalf("two members printed %d distinct records, want 30", len(slices.Compact(both)))
+	}
+
 	// A new group with -o end starts at the end and has nothing to print.
 	if fresh := mustCLI(ctx, t, "", "consume", "jobs", "-G", "latecomers", "-o", "end", "-e", b); fresh != "" {
 		t.Fatalf("-G -o end printed %q", fresh)
