@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,7 +77,7 @@ func topicCreate(fs *flag.FlagSet) runFunc {
 				t.fail(name, r.Err, r.ErrMessage)
 			default:
 				t.done(fmt.Sprintf("created topic %s (partitions %d, replication factor %d)", name, r.NumPartitions, r.ReplicationFactor),
-					map[string]any{"topic": name, "id": r.ID.String(), "partitions": r.NumPartitions, "replication_factor": r.ReplicationFactor})
+					map[string]any{"topic": name, "id": topicID(r.ID), "partitions": r.NumPartitions, "replication_factor": r.ReplicationFactor})
 			}
 		}
 		return t.result("create", len(names))
@@ -122,6 +123,10 @@ func topicList(fs *flag.FlagSet) runFunc {
 		return nil
 	}
 }
+
+// topicID spells a topic id as Kafka's tools do: URL-safe base64
+// without padding.
+func topicID(id kadm.TopicID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
 
 // replicationFactor is the replica count of the topic's first partition.
 func replicationFactor(d kadm.TopicDetail) int {
@@ -208,7 +213,7 @@ func topicDescribe(fs *flag.FlagSet) runFunc {
 		var described []describedTopic
 		for _, name := range found {
 			d := topics[name]
-			dt := describedTopic{Topic: name, ID: d.ID.String(), ReplicationFactor: replicationFactor(d)}
+			dt := describedTopic{Topic: name, ID: topicID(d.ID), ReplicationFactor: replicationFactor(d)}
 			if rc, err := configs.On(name, nil); err != nil {
 				t.fail(name, fmt.Errorf("configs: %w", err), "")
 			} else if rc.Err != nil {

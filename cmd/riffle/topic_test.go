@@ -60,7 +60,7 @@ func TestTopicLifecycle(t *testing.T) {
 		t.Fatalf("describe of a missing topic: err %v, stderr %q", err, errOut)
 	}
 	// Sizes come from DescribeLogDirs: partition 1 holds the five records.
-	for _, want := range []string{`TOPIC orders  ID \S+  PARTITIONS 3  REPLICATION-FACTOR 1`, `(?m)^CONFIGS retention.ms=60000$`,
+	for _, want := range []string{`TOPIC orders  ID [A-Za-z0-9_-]{22}  PARTITIONS 3  REPLICATION-FACTOR 1`, `(?m)^CONFIGS retention.ms=60000$`,
 		`(?m)^PARTITION\s+LEADER\s+REPLICAS\s+ISR\s+START\s+END\s+SIZE$`, `(?m)^0\s+1\s+1\s+1\s+0\s+0\s+0 B$`, `(?m)^1\s+1\s+1\s+1\s+0\s+5\s+[1-9]\d* B$`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Fatalf("describe output lacks %s:\n%s", want, out)
