@@ -214,9 +214,13 @@ func TestTableFitsWidth(t *testing.T) {
 }
 
 func TestNoColor(t *testing.T) {
-	t.Setenv("NO_COLOR", "")
+	t.Setenv("NO_COLOR", "0")
 	if colorWanted() {
-		t.Error("colour with NO_COLOR set to the empty string")
+		t.Error("colour with NO_COLOR=0")
+	}
+	t.Setenv("NO_COLOR", "")
+	if !colorWanted() {
+		t.Error("no colour with NO_COLOR empty, which no-color.org says to ignore")
 	}
 	os.Unsetenv("NO_COLOR")
 	if !colorWanted() {

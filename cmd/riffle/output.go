@@ -34,7 +34,7 @@ const defaultWidth = 80
 
 // newOutput writes to stdout and stderr, detecting whether stdout is a
 // terminal. COLUMNS, when set, overrides the terminal's width; NO_COLOR,
-// when set to anything, turns colour off (https://no-color.org).
+// when set and not empty, turns colour off (https://no-color.org).
 func newOutput(stdin io.Reader, stdout, stderr io.Writer) *output {
 	o := &output{stdin: stdin, stdout: stdout, stderr: stderr}
 	if f, ok := stdout.(*os.File); ok {
@@ -49,11 +49,8 @@ func newOutput(stdin io.Reader, stdout, stderr io.Writer) *output {
 }
 
 // colorWanted reports whether a terminal gets colour: unless NO_COLOR is
-// set, to anything.
-func colorWanted() bool {
-	_, noColor := os.LookupEnv("NO_COLOR")
-	return !noColor
-}
+// set to anything but the empty string.
+func colorWanted() bool { return os.Getenv("NO_COLOR") == "" }
 
 // emit writes v as indented JSON.
 func (o *output) emit(v any) error {
