@@ -125,10 +125,14 @@ func execute(ctx context.Context, o *output, args []string) error {
 		return c.writeHelp(o.stdout, name)
 	}
 	c.writeHelp(o.stderr, name)
-	if len(rest) == 0 {
-		return fmt.Errorf("%s: missing subcommand", name)
+	what, sub := strings.Join(path[1:], " ")+": ", "sub"
+	if len(path) == 1 {
+		what, sub = "", ""
 	}
-	return fmt.Errorf("%s: unknown subcommand %q", name, rest[0])
+	if len(rest) == 0 {
+		return fmt.Errorf("%smissing %scommand", what, sub)
+	}
+	return fmt.Errorf("%sunknown %scommand %q", what, sub, rest[0])
 }
 
 // leafFlags builds the flag set of a leaf with its common --output flag.

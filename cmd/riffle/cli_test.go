@@ -84,9 +84,19 @@ func TestHelpForEveryCommand(t *testing.T) {
 	if !strings.Contains(out, "COMMANDS\n    create ") || !strings.Contains(out, `Run "riffle help topic <command>"`) {
 		t.Errorf("help topic:\n%s", out)
 	}
-	for _, args := range [][]string{{"help", "nosuch"}, {"topic"}, {"topic", "nosuch"}, {"cluster", "info", "--output", "yaml"}} {
-		if _, _, err := runCLI(ctx, args...); err == nil {
-			t.Errorf("riffle %q succeeded", args)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "missing command"},
+		{[]string{"frob"}, `unknown command "frob"`},
+		{[]string{"help", "nosuch"}, `help: no command "nosuch"`},
+		{[]string{"topic"}, "topic: missing subcommand"},
+		{[]string{"topic", "nosuch"}, `topic: unknown subcommand "nosuch"`},
+		{[]string{"cluster", "info", "--output", "yaml"}, "--output must be text or json"},
+	} {
+		if _, _, err := runCLI(ctx, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("riffle %q: %v, want %q", tc.args, err, tc.want)
 		}
 	}
 }
