@@ -212,6 +212,20 @@ func TestTableFitsWidth(t *testing.T) {
 	if !strings.HasPrefix(buf.String(), "\x1b[1mNAME") {
 		t.Errorf("coloured header: %q", buf.String())
 	}
+	lag := newTable("LAG", "END")
+	lag.row(notableIf(int64(3), true), 9)
+	lag.row(notableIf(int64(0), false), 9)
+	buf.Reset()
+	if err := lag.write(o); err != nil {
+		t.Fatal(err)
+	}
+	if want := "\x1b[1mLAG  END\x1b[0m\n\x1b[33m3\x1b[0m    9\n0    9\n"; buf.String() != want {
+		t.Errorf("notable cells: %q, want %q", buf.String(), want)
+	}
+	buf.Reset()
+	if err := (&output{stdout: &buf, json: true}).print(lag); err != nil || !strings.Contains(buf.String(), `"lag": 3`) {
+		t.Errorf("notable cell as JSON: %v %s", err, buf.String())
+	}
 
 	buf.Reset()
 	o = &output{stdout: &buf, json: true}

@@ -361,7 +361,7 @@ func writeGroup(o *output, dg describedGroup) error {
 			if off.Member != "" {
 				member = off.Member
 			}
-			tab.row(off.Topic, off.Partition, member, deref(off.Committed), deref(off.End), deref(off.Lag))
+			tab.row(off.Topic, off.Partition, member, deref(off.Committed), deref(off.End), notableIf(deref(off.Lag), off.Lag != nil && *off.Lag > 0))
 		}
 		return tab.write(o)
 	}

@@ -101,9 +101,26 @@ func (t *table) records() []map[string]any {
 	return out
 }
 
+// notable is a cell worth the reader's attention, such as a lag above
+// zero: yellow on a terminal with colour, its value in JSON.
+type notable struct{ v any }
+
+// MarshalJSON encodes the value itself.
+func (n notable) MarshalJSON() ([]byte, error) { return json.Marshal(n.v) }
+
+// notableIf marks v notable when cond holds.
+func notableIf(v any, cond bool) any {
+	if cond {
+		return notable{v}
+	}
+	return v
+}
+
 // cellText formats a cell for a text table.
 func cellText(c any) string {
 	switch v := c.(type) {
+	case notable:
+		return cellText(v.v)
 	case nil:
 		return "-"
 	case string:
@@ -147,10 +164,16 @@ func (t *table) write(o *output) error {
 		var l strings.Builder
 		for i, c := range line {
 			c = cut(c, widths[i])
+			pad := ""
 			if i < len(line)-1 {
-				c += strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2)
+				pad = strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2)
 			}
-			l.WriteString(c)
+			if n > 0 && o.color && i < len(t.rows[n-1]) {
+				if _, ok := t.rows[n-1][i].(notable); ok {
+					c = "\x1b[33m" + c + "\x1b[0m"
+				}
+			}
+			l.WriteString(c + pad)
 		}
 		text := strings.TrimRight(l.String(), " ")
 		if n == 0 {

@@ -168,10 +168,10 @@ func writeShareGroup(o *output, sg describedShareGroup) error {
 	tab := newTable("TOPIC", "PARTITION", "START-OFFSET", "LAG")
 	for _, so := range sg.Offsets {
 		if so.Error != "" {
-			tab.row(so.Topic, so.Partition, nil, so.Error)
+			tab.row(so.Topic, so.Partition, nil, notable{so.Error})
 			continue
 		}
-		tab.row(so.Topic, so.Partition, *so.Start, *so.Lag)
+		tab.row(so.Topic, so.Partition, *so.Start, notableIf(*so.Lag, *so.Lag > 0))
 	}
 	return tab.write(o)
 }
