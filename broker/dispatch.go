@@ -51,6 +51,7 @@ func init() {
 		kmsg.IncrementalAlterConfigs.Int16(): {0, 1, inline((*Broker).handleIncrementalAlterConfigs)},
 		kmsg.DescribeCluster.Int16():         {0, 2, inline((*Broker).handleDescribeCluster)},
 		kmsg.DescribeQuorum.Int16():          {0, 2, inline((*Broker).handleDescribeQuorum)},
+		kmsg.DescribeLogDirs.Int16():         {1, 5, inline((*Broker).handleDescribeLogDirs)},
 	}
 }
 

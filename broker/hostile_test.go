@@ -266,14 +266,14 @@ func (panickyResponse) AppendTo([]byte) []byte { panic("encoding exploded") }
 // the response is encoded: each panic is logged with its stack, counted,
 // and closes its own connection only.
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
-	inlineKey, asyncKey, encodeKey := kmsg.DescribeACLs.Int16(), kmsg.DescribeLogDirs.Int16(), kmsg.DescribeProducers.Int16()
+	inlineKey, asyncKey, encodeKey := kmsg.DescribeACLs.Int16(), kmsg.ElectLeaders.Int16(), kmsg.DescribeProducers.Int16()
 	for _, k := range []int16{inlineKey, asyncKey, encodeKey} {
 		if _, ok := apis[k]; ok {
 			t.Fatalf("api %s is served; pick another for this test", kmsg.NameForKey(k))
 		}
 	}
 	apis[inlineKey] = api{0, 3, func(*Broker, *conn, requestHeader, kmsg.Request) *reply { panic("inline handler exploded") }}
-	apis[asyncKey] = api{0, 4, func(_ *Broker, c *conn, hdr requestHeader, _ kmsg.Request) *reply {
+	apis[asyncKey] = api{0, 2, func(_ *Broker, c *conn, hdr requestHeader, _ kmsg.Request) *reply {
 		return c.async(hdr, func(context.Context) kmsg.Response { panic("async handler exploded") })
 	}}
 	apis[encodeKey] = api{0, 0, func(_ *Broker, _ *conn, hdr requestHeader, _ kmsg.Request) *reply {
@@ -289,7 +289,7 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	bystander := dialWire(t, b.Addr())
 	bystander.roundTrip(apiVersions())
 
-	reqs := []kmsg.Request{kmsg.NewPtrDescribeACLsRequest(), kmsg.NewPtrDescribeLogDirsRequest(), kmsg.NewPtrDescribeProducersRequest()}
+	reqs := []kmsg.Request{kmsg.NewPtrDescribeACLsRequest(), kmsg.NewPtrElectLeadersRequest(), kmsg.NewPtrDescribeProducersRequest()}
 	for i, req := range reqs {
 		w := dialWire(t, b.Addr())
 		w.roundTrip(apiVersions())
@@ -304,7 +304,7 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 		serves(t, b)
 	}
 	out := logs.String()
-	for _, want := range []string{"inline handler exploded", "async handler exploded", "encoding exploded", "runtime/debug.Stack", "api=DescribeLogDirs"} {
+	for _, want := range []string{"inline handler exploded", "async handler exploded", "encoding exploded", "runtime/debug.Stack", "api=ElectLeaders"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"io"
@@ -34,6 +35,14 @@ func startCLIBroker(t *testing.T) string {
 		}
 	})
 	return b.Addr()
+}
+
+// runCLI runs "riffle args..." with stdout and stderr in buffers, as
+// when they are not a terminal.
+func runCLI(ctx context.Context, args ...string) (string, string, error) {
+	var stdout, stderr bytes.Buffer
+	err := execute(ctx, &output{stdout: &stdout, stderr: &stderr}, args)
+	return stdout.String(), stderr.String(), err
 }
 
 func TestParseInterleaved(t *testing.T) {

@@ -3,14 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -19,54 +17,34 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-const groupUsage = `Usage: riffle group <subcommand> [flags] [group...]
-
-Subcommands:
-  list           list consumer groups with their type and state (--state, --type)
-  describe       show members, assignments, committed offsets, end offsets and lag
-  delete         delete empty groups and their committed offsets
-  reset-offsets  move an empty group's committed offsets (--to-earliest, --to-latest,
-                 --to-timestamp, --to-offset) for --topic or every committed topic
-
-Run "riffle group <subcommand> -h" for its flags.`
-
-func runGroup(ctx context.Context, args []string) error {
-	return groupCmd(ctx, args, os.Stdout, os.Stderr)
-}
-
-// groupCmd runs a group subcommand, writing tables to stdout and one line
-// per failed group to stderr.
-func groupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, groupUsage)
-		if len(args) == 0 {
-			return errors.New("group: missing subcommand")
-		}
-		return nil
+func groupCmds() *cmdSpec {
+	return &cmdSpec{
+		name:     "group",
+		summary:  "list, describe, delete consumer groups and reset their offsets",
+		synopsis: "<subcommand> [flags] [group...]",
+		subs: []*cmdSpec{
+			{name: "list", summary: "list consumer groups with their type and state", synopsis: "[flags]",
+				examples: []string{"riffle group list --state Stable --type consumer"},
+				setup:    groupList},
+			{name: "describe", summary: "show members, assignments, committed offsets, end offsets and lag", synopsis: "[flags] [group...]",
+				about: []string{"Shows each group (every group if none is named) of either protocol, classic or KIP-848: " +
+					"its state, its members with their assignments and, per partition, the owner, the committed offset, " +
+					"the end offset and the lag.",
+					"--watch redraws the description every --interval until interrupted; with --output json it prints " +
+						"one JSON document per line each time."},
+				examples: []string{"riffle group describe billing", "riffle group describe billing --watch --interval 1s"},
+				setup:    groupDescribe},
+			{name: "delete", summary: "delete empty groups and their committed offsets", synopsis: "[flags] group...",
+				examples: []string{"riffle group delete billing"},
+				setup:    groupDelete},
+			{name: "reset-offsets", summary: "move an empty group's committed offsets", synopsis: "[flags] group",
+				about: []string{"Moves the committed offsets of an empty group to the log start (--to-earliest), the " +
+					"log end (--to-latest), the first offset at or after a time (--to-timestamp) or an offset (--to-offset), " +
+					"for --topic or every topic the group has committed offsets for. --dry-run prints the plan only."},
+				examples: []string{"riffle group reset-offsets billing --topic orders --to-earliest --dry-run"},
+				setup:    groupResetOffsets},
+		},
 	}
-	g := groupRun{stdout: stdout, stderr: stderr}
-	sub := map[string]func(context.Context, []string) error{
-		"list":          g.list,
-		"describe":      g.describe,
-		"delete":        g.delete,
-		"reset-offsets": g.resetOffsets,
-	}[args[0]]
-	if sub == nil {
-		fmt.Fprintln(stderr, groupUsage)
-		return fmt.Errorf("group: unknown subcommand %q", args[0])
-	}
-	return sub(ctx, args[1:])
-}
-
-// groupRun carries a group subcommand's output streams.
-type groupRun struct {
-	stdout, stderr io.Writer
-}
-
-func groupFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("riffle group "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
 }
 
 // listedGroup is one row of ListGroups, with the group type kadm omits.
@@ -96,50 +74,68 @@ func listGroups(ctx context.Context, cl *kgo.Client, types, states []string) ([]
 	return out, nil
 }
 
-func (g *groupRun) list(ctx context.Context, args []string) error {
-	fs := groupFlags("list", g.stderr)
+func groupList(fs *flag.FlagSet) runFunc {
 	brokers := brokersFlag(fs)
 	var states, types listFlag
-	fs.Var(&states, "state", "only groups in this state (Empty, Stable, PreparingRebalance, Reconciling, ...); repeatable")
-	fs.Var(&types, "type", "only groups of this type (classic or consumer); repeatable")
-	rest, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+	fs.Var(&states, "state", "only groups in this `state` (Empty, Stable, PreparingRebalance, Reconciling, ...); repeatable")
+	fs.Var(&types, "type", "only groups of this `type` (classic or consumer); repeatable")
+	return func(ctx context.Context, o *output, rest []string) error {
+		if len(rest) > 0 {
+			return fmt.Errorf("group list: unexpected argument %q", rest[0])
+		}
+		_, cl, err := newAdmin(*brokers)
+		if err != nil {
+			return fmt.Errorf("group list: %w", err)
+		}
+		defer cl.Close()
+		groups, err := listGroups(ctx, cl, types, states)
+		if err != nil {
+			return fmt.Errorf("group list: %w", err)
+		}
+		tab := newTable("GROUP", "TYPE", "STATE", "PROTOCOL-TYPE")
+		for _, lg := range groups {
+			tab.row(lg.name, lg.groupType, lg.state, lg.protocolType)
+		}
+		if err := o.print(tab); err != nil {
+			return fmt.Errorf("group list: %w", err)
+		}
+		return nil
 	}
-	if len(rest) > 0 {
-		return fmt.Errorf("group list: unexpected argument %q", rest[0])
-	}
-	_, cl, err := newAdmin(*brokers)
-	if err != nil {
-		return fmt.Errorf("group list: %w", err)
-	}
-	defer cl.Close()
-	groups, err := listGroups(ctx, cl, types, states)
-	if err != nil {
-		return fmt.Errorf("group list: %w", err)
-	}
-	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "GROUP\tTYPE\tSTATE\tPROTOCOL-TYPE")
-	for _, lg := range groups {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", lg.name, lg.groupType, lg.state, lg.protocolType)
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("group list: %w", err)
-	}
-	return nil
 }
 
 // groupMember is a member of either protocol as describe shows it.
 type groupMember struct {
-	id, clientID, host string
-	epoch              string
-	assigned           kadm.TopicsSet
+	ID       string `json:"member_id"`
+	ClientID string `json:"client_id"`
+	Host     string `json:"host"`
+	// Epoch is the KIP-848 member epoch; classic members have none.
+	Epoch    *int32         `json:"member_epoch,omitempty"`
+	Assigned kadm.TopicsSet `json:"-"`
+	// Assignment is Assigned for JSON: partitions by topic.
+	Assignment map[string][]int32 `json:"assignment"`
+}
+
+// newGroupMember builds a member, its assignment in both forms.
+func newGroupMember(id, clientID, host string, epoch *int32, assigned kadm.TopicsSet) groupMember {
+	m := groupMember{ID: id, ClientID: clientID, Host: host, Epoch: epoch, Assigned: assigned, Assignment: map[string][]int32{}}
+	for _, t := range assigned.Sorted() {
+		m.Assignment[t.Topic] = t.Partitions
+	}
+	return m
 }
 
 // groupSummary is what describe shows of a group besides its offsets.
 type groupSummary struct {
-	groupType, state, detail string
-	members                  []groupMember
+	Group string `json:"group"`
+	Type  string `json:"type"`
+	State string `json:"state"`
+	// Epoch and Assignor are a KIP-848 group's.
+	Epoch    *int32 `json:"group_epoch,omitempty"`
+	Assignor string `json:"assignor,omitempty"`
+	// ProtocolType and Protocol are a classic group's.
+	ProtocolType string        `json:"protocol_type,omitempty"`
+	Protocol     string        `json:"protocol,omitempty"`
+	Members      []groupMember `json:"members"`
 }
 
 // describeGroup describes a group of either protocol: ConsumerGroup-
@@ -153,9 +149,9 @@ func describeGroup(ctx context.Context, adm *kadm.Client, name string) (groupSum
 		}
 	}
 	if d, ok := cgs[name]; ok && d.Err == nil {
-		s := groupSummary{groupType: "consumer", state: d.State, detail: fmt.Sprintf("EPOCH %d  ASSIGNOR %s", d.Epoch, d.AssignorName)}
+		s := groupSummary{Group: name, Type: "consumer", State: d.State, Epoch: &d.Epoch, Assignor: d.AssignorName, Members: []groupMember{}}
 		for _, m := range d.Members {
-			s.members = append(s.members, groupMember{m.MemberID, m.ClientID, m.ClientHost, strconv.Itoa(int(m.MemberEpoch)), m.Assignment})
+			s.Members = append(s.Members, newGroupMember(m.MemberID, m.ClientID, m.ClientHost, &m.MemberEpoch, m.Assignment))
 		}
 		return s, nil
 	}
@@ -172,31 +168,79 @@ func describeGroup(ctx context.Context, adm *kadm.Client, name string) (groupSum
 	case d.State == "Dead":
 		return groupSummary{}, kerr.GroupIDNotFound
 	}
-	s := groupSummary{groupType: "classic", state: d.State, detail: "PROTOCOL " + d.ProtocolType + "/" + d.Protocol}
+	s := groupSummary{Group: name, Type: "classic", State: d.State, ProtocolType: d.ProtocolType, Protocol: d.Protocol, Members: []groupMember{}}
 	for _, m := range d.Members {
-		gm := groupMember{m.MemberID, m.ClientID, m.ClientHost, "-", kadm.TopicsSet{}}
+		assigned := kadm.TopicsSet{}
 		if a, ok := m.Assigned.AsConsumer(); ok {
 			for _, t := range a.Topics {
-				gm.assigned.Add(t.Topic, t.Partitions...)
+				assigned.Add(t.Topic, t.Partitions...)
 			}
 		}
-		s.members = append(s.members, gm)
+		s.Members = append(s.Members, newGroupMember(m.MemberID, m.ClientID, m.ClientHost, nil, assigned))
 	}
 	return s, nil
 }
 
-func (g *groupRun) describe(ctx context.Context, args []string) error {
-	fs := groupFlags("describe", g.stderr)
+// describedGroup is a group with its offsets, as describe shows it.
+type describedGroup struct {
+	groupSummary
+	Offsets []groupOffset `json:"offsets"`
+}
+
+// groupOffset is one partition of a describedGroup; nil fields are not known.
+type groupOffset struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Member    string `json:"member_id,omitempty"`
+	Committed *int64 `json:"committed_offset"`
+	End       *int64 `json:"end_offset"`
+	Lag       *int64 `json:"lag"`
+}
+
+func groupDescribe(fs *flag.FlagSet) runFunc {
 	brokers := brokersFlag(fs)
-	groups, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+	watch := fs.Bool("watch", false, "redraw the description every --interval until interrupted")
+	interval := fs.Duration("interval", 2*time.Second, "how often --watch redraws")
+	return func(ctx context.Context, o *output, groups []string) error {
+		if *interval <= 0 {
+			return fmt.Errorf("group describe: --interval must be positive, not %v", *interval)
+		}
+		adm, cl, err := newAdmin(*brokers)
+		if err != nil {
+			return fmt.Errorf("group describe: %w", err)
+		}
+		defer cl.Close()
+		if !*watch {
+			return describeGroups(ctx, o, cl, adm, groups)
+		}
+		tick := time.NewTicker(*interval)
+		defer tick.Stop()
+		for {
+			if o.tty && !o.json {
+				fmt.Fprint(o.stdout, "\x1b[H\x1b[2J")
+				fmt.Fprintf(o.stdout, "every %v, at %s; interrupt to stop\n\n", *interval, time.Now().Format(time.TimeOnly))
+			}
+			err := describeGroups(ctx, o, cl, adm, groups)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				fmt.Fprintln(o.stderr, err)
+			}
+			if !o.tty && !o.json {
+				fmt.Fprintln(o.stdout)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
 	}
-	adm, cl, err := newAdmin(*brokers)
-	if err != nil {
-		return fmt.Errorf("group describe: %w", err)
-	}
-	defer cl.Close()
+}
+
+// describeGroups prints the named groups, or every group if none is named.
+func describeGroups(ctx context.Context, o *output, cl *kgo.Client, adm *kadm.Client, groups []string) error {
 	if len(groups) == 0 {
 		listed, err := listGroups(ctx, cl, nil, nil)
 		if err != nil {
@@ -207,14 +251,34 @@ func (g *groupRun) describe(ctx context.Context, args []string) error {
 		}
 	}
 	failed := 0
-	for i, name := range groups {
-		if i > 0 {
-			fmt.Fprintln(g.stdout)
-		}
-		if err := g.describeOne(ctx, adm, name); err != nil {
-			fmt.Fprintf(g.stderr, "group %s: %v\n", name, err)
+	described := []describedGroup{}
+	for _, name := range groups {
+		dg, err := collectGroup(ctx, adm, name)
+		if err != nil {
+			fmt.Fprintf(o.stderr, "group %s: %v\n", name, err)
 			failed++
+			continue
 		}
+		described = append(described, dg)
+	}
+	var err error
+	if o.json {
+		var b []byte
+		if b, err = json.Marshal(described); err == nil {
+			_, err = fmt.Fprintf(o.stdout, "%s\n", b)
+		}
+	} else {
+		for i, dg := range described {
+			if i > 0 {
+				fmt.Fprintln(o.stdout)
+			}
+			if err = writeGroup(o, dg); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("group describe: %w", err)
 	}
 	if failed > 0 {
 		return fmt.Errorf("group describe: %d of %d groups failed", failed, len(groups))
@@ -222,26 +286,26 @@ func (g *groupRun) describe(ctx context.Context, args []string) error {
 	return nil
 }
 
-// describeOne prints one group: a header, its members, and per partition
-// the owner, committed offset, end offset and lag.
-func (g *groupRun) describeOne(ctx context.Context, adm *kadm.Client, name string) error {
+// collectGroup describes one group with, per partition it has committed
+// or is assigned, the owner, committed offset, end offset and lag.
+func collectGroup(ctx context.Context, adm *kadm.Client, name string) (describedGroup, error) {
 	s, err := describeGroup(ctx, adm, name)
 	if err != nil {
-		return err
+		return describedGroup{}, err
 	}
 	committed, err := adm.FetchOffsets(ctx, name)
 	if err != nil {
-		return fmt.Errorf("fetch committed offsets: %w", err)
+		return describedGroup{}, fmt.Errorf("fetch committed offsets: %w", err)
 	}
 	owners := make(map[string]map[int32]string)
 	topics := committed.Partitions()
-	for _, m := range s.members {
-		for t, ps := range m.assigned {
+	for _, m := range s.Members {
+		for t, ps := range m.Assigned {
 			for p := range ps {
 				if owners[t] == nil {
 					owners[t] = make(map[int32]string)
 				}
-				owners[t][p] = m.id
+				owners[t][p] = m.ID
 				topics.Add(t, p)
 			}
 		}
@@ -249,213 +313,222 @@ func (g *groupRun) describeOne(ctx context.Context, adm *kadm.Client, name strin
 	var ends kadm.ListedOffsets
 	if names := topics.Topics(); len(names) > 0 {
 		if ends, err = adm.ListEndOffsets(ctx, names...); err != nil {
-			return fmt.Errorf("list end offsets: %w", err)
+			return describedGroup{}, fmt.Errorf("list end offsets: %w", err)
 		}
 	}
-	fmt.Fprintf(g.stdout, "GROUP %s  TYPE %s  STATE %s  %s  MEMBERS %d\n", name, s.groupType, s.state, s.detail, len(s.members))
-	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	if len(s.members) > 0 {
-		fmt.Fprintln(w, "MEMBER\tCLIENT-ID\tHOST\tEPOCH\tASSIGNMENT")
-		for _, m := range s.members {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.id, m.clientID, m.host, m.epoch, formatTopicsSet(m.assigned))
-		}
-	}
-	if len(topics) > 0 {
-		fmt.Fprintln(w, "TOPIC\tPARTITION\tMEMBER\tCOMMITTED\tEND\tLAG")
-		for _, tp := range topics.Sorted() {
-			for _, p := range tp.Partitions {
-				owner := owners[tp.Topic][p]
-				if owner == "" {
-					owner = "-"
-				}
-				committedAt, end, lag := "-", "-", "-"
-				c, hasCommit := committed.Lookup(tp.Topic, p)
-				if hasCommit && c.Err == nil && c.At >= 0 {
-					committedAt = strconv.FormatInt(c.At, 10)
-				}
-				if e, ok := ends.Lookup(tp.Topic, p); ok && e.Err == nil {
-					end = strconv.FormatInt(e.Offset, 10)
-					if hasCommit && c.Err == nil && c.At >= 0 {
-						lag = strconv.FormatInt(max(0, e.Offset-c.At), 10)
-					} else {
-						lag = end
-					}
-				}
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", tp.Topic, p, owner, committedAt, end, lag)
+	dg := describedGroup{groupSummary: s, Offsets: []groupOffset{}}
+	for _, tp := range topics.Sorted() {
+		for _, p := range tp.Partitions {
+			off := groupOffset{Topic: tp.Topic, Partition: p, Member: owners[tp.Topic][p]}
+			if c, ok := committed.Lookup(tp.Topic, p); ok && c.Err == nil && c.At >= 0 {
+				off.Committed = &c.At
 			}
+			if e, ok := ends.Lookup(tp.Topic, p); ok && e.Err == nil {
+				end := e.Offset
+				lag := end
+				if off.Committed != nil {
+					lag = max(0, end-*off.Committed)
+				}
+				off.End, off.Lag = &end, &lag
+			}
+			dg.Offsets = append(dg.Offsets, off)
 		}
 	}
-	return w.Flush()
+	return dg, nil
 }
 
-func (g *groupRun) delete(ctx context.Context, args []string) error {
-	fs := groupFlags("delete", g.stderr)
-	brokers := brokersFlag(fs)
-	groups, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
+// writeGroup prints a described group as text: a header, its members,
+// and its partitions.
+func writeGroup(o *output, dg describedGroup) error {
+	detail := "PROTOCOL " + dg.ProtocolType + "/" + dg.Protocol
+	if dg.Epoch != nil {
+		detail = fmt.Sprintf("EPOCH %d  ASSIGNOR %s", *dg.Epoch, dg.Assignor)
 	}
-	if len(groups) == 0 {
-		return errors.New("group delete: name at least one group")
-	}
-	adm, cl, err := newAdmin(*brokers)
-	if err != nil {
-		return fmt.Errorf("group delete: %w", err)
-	}
-	defer cl.Close()
-	resps, err := adm.DeleteGroups(ctx, groups...)
-	if err != nil {
-		return fmt.Errorf("group delete: %w", err)
-	}
-	failed := 0
-	for _, name := range groups {
-		r, ok := resps[name]
-		switch {
-		case !ok:
-			fmt.Fprintf(g.stderr, "group %s: missing from the broker's response\n", name)
-			failed++
-		case errors.Is(r.Err, kerr.NonEmptyGroup):
-			fmt.Fprintf(g.stderr, "group %s: %v (the group still has members; stop them first)\n", name, r.Err)
-			failed++
-		case r.Err != nil:
-			fmt.Fprintf(g.stderr, "group %s: %v\n", name, r.Err)
-			failed++
-		default:
-			fmt.Fprintf(g.stdout, "deleted group %s\n", name)
+	fmt.Fprintf(o.stdout, "%s %s  TYPE %s  STATE %s  %s  MEMBERS %d\n", o.bold("GROUP"), dg.Group, dg.Type, dg.State, detail, len(dg.Members))
+	if len(dg.Members) > 0 {
+		tab := newTable("MEMBER", "CLIENT-ID", "HOST", "EPOCH", "ASSIGNMENT")
+		for _, m := range dg.Members {
+			tab.row(m.ID, m.ClientID, m.Host, deref(m.Epoch), formatTopicsSet(m.Assigned))
+		}
+		if err := tab.write(o); err != nil {
+			return err
 		}
 	}
-	if failed > 0 {
-		return fmt.Errorf("group delete: %d of %d groups failed", failed, len(groups))
+	if len(dg.Offsets) > 0 {
+		tab := newTable("TOPIC", "PARTITION", "MEMBER", "COMMITTED", "END", "LAG")
+		for _, off := range dg.Offsets {
+			var member any
+			if off.Member != "" {
+				member = off.Member
+			}
+			tab.row(off.Topic, off.Partition, member, deref(off.Committed), deref(off.End), notableIf(deref(off.Lag), off.Lag != nil && *off.Lag > 0))
+		}
+		return tab.write(o)
 	}
 	return nil
 }
 
-func (g *groupRun) resetOffsets(ctx context.Context, args []string) error {
-	fs := groupFlags("reset-offsets", g.stderr)
+func groupDelete(fs *flag.FlagSet) runFunc {
+	brokers := brokersFlag(fs)
+	return func(ctx context.Context, o *output, groups []string) error {
+		if len(groups) == 0 {
+			return errors.New("group delete: name at least one group")
+		}
+		adm, cl, err := newAdmin(*brokers)
+		if err != nil {
+			return fmt.Errorf("group delete: %w", err)
+		}
+		defer cl.Close()
+		resps, err := adm.DeleteGroups(ctx, groups...)
+		if err != nil {
+			return fmt.Errorf("group delete: %w", err)
+		}
+		res := outcomes{o: o, kind: "group"}
+		for _, name := range groups {
+			r, ok := resps[name]
+			switch {
+			case !ok:
+				res.fail(name, errors.New("missing from the broker's response"), "")
+			case errors.Is(r.Err, kerr.NonEmptyGroup):
+				res.fail(name, r.Err, "the group still has members; stop them first")
+			case r.Err != nil:
+				res.fail(name, r.Err, "")
+			default:
+				res.done("deleted group "+name, map[string]any{"group": name, "deleted": true})
+			}
+		}
+		return res.result("delete", len(groups))
+	}
+}
+
+func groupResetOffsets(fs *flag.FlagSet) runFunc {
 	brokers := brokersFlag(fs)
 	var topics listFlag
-	fs.Var(&topics, "topic", "topic whose offsets to reset (repeatable; default: every topic the group has committed offsets for)")
+	fs.Var(&topics, "topic", "`topic` whose offsets to reset (repeatable; default: every topic the group has committed offsets for)")
 	earliest := fs.Bool("to-earliest", false, "reset to the log start offset")
 	latest := fs.Bool("to-latest", false, "reset to the log end offset")
 	toTime := fs.String("to-timestamp", "", "reset to the first offset at or after this time (RFC 3339 or Unix milliseconds)")
 	toOffset := fs.Int64("to-offset", -1, "reset every partition to this offset, clamped to the log")
 	dryRun := fs.Bool("dry-run", false, "print the new offsets without committing them")
-	groups, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	modes := 0
-	for _, set := range []bool{*earliest, *latest, *toTime != "", *toOffset >= 0} {
-		if set {
-			modes++
+	return func(ctx context.Context, o *output, groups []string) error {
+		modes := 0
+		for _, set := range []bool{*earliest, *latest, *toTime != "", *toOffset >= 0} {
+			if set {
+				modes++
+			}
 		}
-	}
-	switch {
-	case len(groups) != 1:
-		return errors.New("group reset-offsets: name exactly one group")
-	case modes != 1:
-		return errors.New("group reset-offsets: give exactly one of --to-earliest, --to-latest, --to-timestamp, --to-offset")
-	}
-	name := groups[0]
-	var millis int64
-	if *toTime != "" {
-		if millis, err = parseTimestamp(*toTime); err != nil {
-			return fmt.Errorf("group reset-offsets: --to-timestamp: %w", err)
-		}
-	}
-	adm, cl, err := newAdmin(*brokers)
-	if err != nil {
-		return fmt.Errorf("group reset-offsets: %w", err)
-	}
-	defer cl.Close()
-
-	s, err := describeGroup(ctx, adm, name)
-	switch {
-	case errors.Is(err, kerr.GroupIDNotFound):
-	case err != nil:
-		return fmt.Errorf("group reset-offsets: describe %s: %w", name, err)
-	case len(s.members) > 0 || s.state != "Empty":
-		return fmt.Errorf("group reset-offsets: group %s is %s with %d members; offsets can only be reset while the group is empty", name, s.state, len(s.members))
-	}
-	committed, err := adm.FetchOffsets(ctx, name)
-	if err != nil {
-		return fmt.Errorf("group reset-offsets: fetch committed offsets: %w", err)
-	}
-	if len(topics) == 0 {
-		topics = committed.Partitions().Topics()
-		if len(topics) == 0 {
-			return fmt.Errorf("group reset-offsets: group %s has no committed offsets; name topics with --topic", name)
-		}
-	}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err != nil {
-		return fmt.Errorf("group reset-offsets: list start offsets: %w", err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return fmt.Errorf("group reset-offsets: list end offsets: %w", err)
-	}
-	var atTime kadm.ListedOffsets
-	if *toTime != "" {
-		if atTime, err = adm.ListOffsetsAfterMilli(ctx, millis, topics...); err != nil {
-			return fmt.Errorf("group reset-offsets: list offsets at %s: %w", *toTime, err)
-		}
-	}
-	if err := errors.Join(starts.Error(), ends.Error()); err != nil {
-		return fmt.Errorf("group reset-offsets: %w", err)
-	}
-	next := make(kadm.Offsets)
-	var failed error
-	ends.Each(func(e kadm.ListedOffset) {
-		start, _ := starts.Lookup(e.Topic, e.Partition)
-		at := e.Offset
 		switch {
-		case *earliest:
-			at = start.Offset
-		case *toOffset >= 0:
-			at = min(max(*toOffset, start.Offset), e.Offset)
-		case *toTime != "":
-			o, ok := atTime.Lookup(e.Topic, e.Partition)
-			if !ok || o.Err != nil {
-				failed = errors.Join(failed, fmt.Errorf("%s[%d]: no offset for %s", e.Topic, e.Partition, *toTime))
-				return
-			}
-			if o.Offset >= 0 {
-				at = o.Offset
+		case len(groups) != 1:
+			return errors.New("group reset-offsets: name exactly one group")
+		case modes != 1:
+			return errors.New("group reset-offsets: give exactly one of --to-earliest, --to-latest, --to-timestamp, --to-offset")
+		}
+		name := groups[0]
+		var millis int64
+		if *toTime != "" {
+			var err error
+			if millis, err = parseTimestamp(*toTime); err != nil {
+				return fmt.Errorf("group reset-offsets: --to-timestamp: %w", err)
 			}
 		}
-		next.Add(kadm.Offset{Topic: e.Topic, Partition: e.Partition, At: at, LeaderEpoch: -1})
-	})
-	if failed != nil {
-		return fmt.Errorf("group reset-offsets: %w", failed)
-	}
-	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "TOPIC\tPARTITION\tOLD\tNEW")
-	for _, o := range next.Sorted() {
-		old := "-"
-		if c, ok := committed.Lookup(o.Topic, o.Partition); ok && c.Err == nil && c.At >= 0 {
-			old = strconv.FormatInt(c.At, 10)
+		adm, cl, err := newAdmin(*brokers)
+		if err != nil {
+			return fmt.Errorf("group reset-offsets: %w", err)
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", o.Topic, o.Partition, old, o.At)
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("group reset-offsets: %w", err)
-	}
-	if *dryRun {
+		defer cl.Close()
+
+		s, err := describeGroup(ctx, adm, name)
+		switch {
+		case errors.Is(err, kerr.GroupIDNotFound):
+		case err != nil:
+			return fmt.Errorf("group reset-offsets: describe %s: %w", name, err)
+		case len(s.Members) > 0 || s.State != "Empty":
+			return fmt.Errorf("group reset-offsets: group %s is %s with %d members; offsets can only be reset while the group is empty", name, s.State, len(s.Members))
+		}
+		committed, err := adm.FetchOffsets(ctx, name)
+		if err != nil {
+			return fmt.Errorf("group reset-offsets: fetch committed offsets: %w", err)
+		}
+		if len(topics) == 0 {
+			topics = committed.Partitions().Topics()
+			if len(topics) == 0 {
+				return fmt.Errorf("group reset-offsets: group %s has no committed offsets; name topics with --topic", name)
+			}
+		}
+		starts, err := adm.ListStartOffsets(ctx, topics...)
+		if err != nil {
+			return fmt.Errorf("group reset-offsets: list start offsets: %w", err)
+		}
+		ends, err := adm.ListEndOffsets(ctx, topics...)
+		if err != nil {
+			return fmt.Errorf("group reset-offsets: list end offsets: %w", err)
+		}
+		var atTime kadm.ListedOffsets
+		if *toTime != "" {
+			if atTime, err = adm.ListOffsetsAfterMilli(ctx, millis, topics...); err != nil {
+				return fmt.Errorf("group reset-offsets: list offsets at %s: %w", *toTime, err)
+			}
+		}
+		if err := errors.Join(starts.Error(), ends.Error()); err != nil {
+			return fmt.Errorf("group reset-offsets: %w", err)
+		}
+		next := make(kadm.Offsets)
+		var failed error
+		ends.Each(func(e kadm.ListedOffset) {
+			start, _ := starts.Lookup(e.Topic, e.Partition)
+			at := e.Offset
+			switch {
+			case *earliest:
+				at = start.Offset
+			case *toOffset >= 0:
+				at = min(max(*toOffset, start.Offset), e.Offset)
+			case *toTime != "":
+				o, ok := atTime.Lookup(e.Topic, e.Partition)
+				if !ok || o.Err != nil {
+					failed = errors.Join(failed, fmt.Errorf("%s[%d]: no offset for %s", e.Topic, e.Partition, *toTime))
+					return
+				}
+				if o.Offset >= 0 {
+					at = o.Offset
+				}
+			}
+			next.Add(kadm.Offset{Topic: e.Topic, Partition: e.Partition, At: at, LeaderEpoch: -1})
+		})
+		if failed != nil {
+			return fmt.Errorf("group reset-offsets: %w", failed)
+		}
+		plan := newTable("TOPIC", "PARTITION", "OLD", "NEW")
+		for _, n := range next.Sorted() {
+			var old any
+			if c, ok := committed.Lookup(n.Topic, n.Partition); ok && c.Err == nil && c.At >= 0 {
+				old = c.At
+			}
+			plan.row(n.Topic, n.Partition, old, n.At)
+		}
+		if *dryRun || !o.json {
+			if err := o.print(plan); err != nil {
+				return fmt.Errorf("group reset-offsets: %w", err)
+			}
+		}
+		if *dryRun {
+			return nil
+		}
+		resps, err := adm.CommitOffsets(ctx, name, next)
+		if err != nil {
+			return fmt.Errorf("group reset-offsets: commit: %w", err)
+		}
+		if err := resps.Error(); err != nil {
+			if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.RebalanceInProgress) {
+				return fmt.Errorf("group reset-offsets: group %s became active: %w", name, err)
+			}
+			return fmt.Errorf("group reset-offsets: commit: %w", err)
+		}
+		if o.json {
+			return o.emit(map[string]any{"group": name, "committed": plan.records()})
+		}
+		fmt.Fprintf(o.stdout, "reset %d partitions of group %s\n", len(next.Sorted()), name)
 		return nil
 	}
-	resps, err := adm.CommitOffsets(ctx, name, next)
-	if err != nil {
-		return fmt.Errorf("group reset-offsets: commit: %w", err)
-	}
-	if err := resps.Error(); err != nil {
-		if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.RebalanceInProgress) {
-			return fmt.Errorf("group reset-offsets: group %s became active: %w", name, err)
-		}
-		return fmt.Errorf("group reset-offsets: commit: %w", err)
-	}
-	fmt.Fprintf(g.stdout, "reset %d partitions of group %s\n", len(next.Sorted()), name)
-	return nil
 }
 
 // parseTimestamp reads an RFC 3339 time or Unix milliseconds.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strings"
@@ -15,9 +14,7 @@ import (
 // group runs "riffle group args..." and returns its stdout, stderr and error.
 func group(ctx context.Context, t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	err := groupCmd(ctx, args, &stdout, &stderr)
-	return stdout.String(), stderr.String(), err
+	return runCLI(ctx, append([]string{"group"}, args...)...)
 }
 
 func mustMatch(t *testing.T, what, out string, patterns ...string) {

@@ -4,7 +4,8 @@
 //
 //	riffle <command> [flags]
 //
-// Run "riffle help" for the list of commands.
+// Run "riffle help" for the list of commands and "riffle help <command>"
+// for the manual of one.
 package main
 
 import (
@@ -16,23 +17,6 @@ import (
 	"os/signal"
 	"syscall"
 )
-
-// command is one riffle subcommand.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, args []string) error
-}
-
-func commands() []command {
-	return []command{
-		{"broker", "run a Riffle broker", runBroker},
-		{"topic", "create, list, describe, delete topics and alter their configs", runTopic},
-		{"group", "list, describe, delete consumer groups and reset their offsets", runGroup},
-		{"share-group", "list, describe and reset share groups", runShareGroup},
-		{"perf", "measure produce, consume and end-to-end throughput and latency", runPerf},
-	}
-}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -46,23 +30,11 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage()
-		return nil
+	if len(args) > 0 && args[0] == completeCmd {
+		return complete(os.Stdout, args[1:])
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:])
-		}
+	if len(args) == 0 || isHelp(args[0]) && len(args) == 1 {
+		return root().writeHelp(os.Stdout, "riffle")
 	}
-	usage()
-	return fmt.Errorf("unknown command %q", args[0])
-}
-
-func usage() {
-	fmt.Fprintln(os.Stderr, "Usage: riffle <command> [flags]\n\nCommands:")
-	for _, c := range commands() {
-		fmt.Fprintf(os.Stderr, "  %-12s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(os.Stderr, "\nRun \"riffle <command> -h\" for a command's flags.")
+	return execute(ctx, newOutput(os.Stdin, os.Stdout, os.Stderr), args)
 }

@@ -5,160 +5,175 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-const shareGroupUsage = `Usage: riffle share-group <subcommand> [flags] [group...]
-
-Subcommands:
-  list           list share groups and their states
-  describe       show members, assignments, start offsets and lag
-  reset-offsets  move a group's start offsets on a topic (--to-earliest,
-                 --to-latest or --to-offset N); prints the plan unless --execute
-
-Run "riffle share-group <subcommand> -h" for its flags.`
-
-func runShareGroup(ctx context.Context, args []string) error {
-	return shareGroupCmd(ctx, args, os.Stdout, os.Stderr)
+func shareGroupCmds() *cmdSpec {
+	return &cmdSpec{
+		name:     "share-group",
+		summary:  "list, describe and reset share groups",
+		synopsis: "<subcommand> [flags] [group...]",
+		subs: []*cmdSpec{
+			{name: "list", summary: "list share groups and their states", synopsis: "[flags]",
+				examples: []string{"riffle share-group list --output json"},
+				setup:    shareGroupList},
+			{name: "describe", summary: "show members, assignments, start offsets and lag", synopsis: "[flags] [group...]",
+				examples: []string{"riffle share-group describe workers"},
+				setup:    shareGroupDescribe},
+			{name: "reset-offsets", summary: "move a share group's start offsets on a topic", synopsis: "[flags] group",
+				about: []string{"Moves the group's start offsets on --topic to the log start (--to-earliest), the log end " +
+					"(--to-latest) or an offset (--to-offset, clamped to the log). It prints the plan and applies it only " +
+					"with --execute."},
+				examples: []string{"riffle share-group reset-offsets workers --topic jobs --to-earliest --execute"},
+				setup:    shareGroupResetOffsets},
+		},
+	}
 }
 
-// shareGroupCmd runs a share-group subcommand, writing tables to stdout
-// and errors to stderr.
-func shareGroupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, shareGroupUsage)
-		if len(args) == 0 {
-			return errors.New("share-group: missing subcommand")
+func shareGroupList(fs *flag.FlagSet) runFunc {
+	brokers := brokersFlag(fs)
+	return func(ctx context.Context, o *output, rest []string) error {
+		if len(rest) > 0 {
+			return fmt.Errorf("share-group list: unexpected argument %q", rest[0])
+		}
+		adm, cl, err := newAdmin(*brokers)
+		if err != nil {
+			return fmt.Errorf("share-group list: %w", err)
+		}
+		defer cl.Close()
+		groups, err := adm.ListGroupsByType(ctx, []string{"share"})
+		if err != nil {
+			return fmt.Errorf("share-group list: %w", err)
+		}
+		tab := newTable("GROUP", "STATE")
+		for _, g := range groups.Sorted() {
+			tab.row(g.Group, g.State)
+		}
+		if err := o.print(tab); err != nil {
+			return fmt.Errorf("share-group list: %w", err)
 		}
 		return nil
 	}
-	s := shareGroupRun{stdout: stdout, stderr: stderr}
-	sub := map[string]func(context.Context, []string) error{
-		"list":          s.list,
-		"describe":      s.describe,
-		"reset-offsets": s.resetOffsets,
-	}[args[0]]
-	if sub == nil {
-		fmt.Fprintln(stderr, shareGroupUsage)
-		return fmt.Errorf("share-group: unknown subcommand %q", args[0])
-	}
-	return sub(ctx, args[1:])
 }
 
-// shareGroupRun carries a share-group subcommand's output streams.
-type shareGroupRun struct {
-	stdout, stderr io.Writer
-}
-
-func shareGroupFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("riffle share-group "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-func (s *shareGroupRun) list(ctx context.Context, args []string) error {
-	fs := shareGroupFlags("list", s.stderr)
+func shareGroupDescribe(fs *flag.FlagSet) runFunc {
 	brokers := brokersFlag(fs)
-	rest, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return fmt.Errorf("share-group list: unexpected argument %q", rest[0])
-	}
-	adm, cl, err := newAdmin(*brokers)
-	if err != nil {
-		return fmt.Errorf("share-group list: %w", err)
-	}
-	defer cl.Close()
-	groups, err := adm.ListGroupsByType(ctx, []string{"share"})
-	if err != nil {
-		return fmt.Errorf("share-group list: %w", err)
-	}
-	w := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "GROUP\tSTATE")
-	for _, g := range groups.Sorted() {
-		fmt.Fprintf(w, "%s\t%s\n", g.Group, g.State)
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("share-group list: %w", err)
-	}
-	return nil
-}
-
-func (s *shareGroupRun) describe(ctx context.Context, args []string) error {
-	fs := shareGroupFlags("describe", s.stderr)
-	brokers := brokersFlag(fs)
-	groups, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	adm, cl, err := newAdmin(*brokers)
-	if err != nil {
-		return fmt.Errorf("share-group describe: %w", err)
-	}
-	defer cl.Close()
-	described, err := adm.DescribeShareGroups(ctx, groups...)
-	if err != nil {
-		return fmt.Errorf("share-group describe: %w", err)
-	}
-	if len(groups) == 0 {
-		for g := range described {
-			groups = append(groups, g)
-		}
-		slices.Sort(groups)
-	}
-	offsets, err := adm.DescribeShareGroupOffsets(ctx, groups...)
-	if err != nil {
-		return fmt.Errorf("share-group describe: offsets: %w", err)
-	}
-	failed := 0
-	for i, name := range groups {
-		if i > 0 {
-			fmt.Fprintln(s.stdout)
-		}
-		d, ok := described[name]
-		if !ok || d.Err != nil {
-			err := d.Err
-			if !ok {
-				err = errors.New("missing from the broker's response")
-			}
-			fmt.Fprintf(s.stderr, "share group %s: %v\n", name, err)
-			failed++
-			continue
-		}
-		fmt.Fprintf(s.stdout, "GROUP %s  STATE %s  EPOCH %d  MEMBERS %d\n", name, d.GroupState, d.GroupEpoch, len(d.Members))
-		w := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-		if len(d.Members) > 0 {
-			fmt.Fprintln(w, "MEMBER\tCLIENT-ID\tHOST\tASSIGNMENT")
-			for _, m := range d.Members {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", m.MemberID, m.ClientID, m.ClientHost, formatTopicsSet(m.Assignment))
-			}
-		}
-		if o := offsets[name]; o.Err == nil && len(o.Offsets) > 0 {
-			fmt.Fprintln(w, "TOPIC\tPARTITION\tSTART-OFFSET\tLAG")
-			for _, so := range o.Offsets.Sorted() {
-				if so.Err != nil {
-					fmt.Fprintf(w, "%s\t%d\t-\t%v\n", so.Topic, so.Partition, so.Err)
-					continue
-				}
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", so.Topic, so.Partition, so.StartOffset, so.Lag)
-			}
-		}
-		if err := w.Flush(); err != nil {
+	return func(ctx context.Context, o *output, groups []string) error {
+		adm, cl, err := newAdmin(*brokers)
+		if err != nil {
 			return fmt.Errorf("share-group describe: %w", err)
 		}
+		defer cl.Close()
+		described, err := adm.DescribeShareGroups(ctx, groups...)
+		if err != nil {
+			return fmt.Errorf("share-group describe: %w", err)
+		}
+		if len(groups) == 0 {
+			for g := range described {
+				groups = append(groups, g)
+			}
+			slices.Sort(groups)
+		}
+		offsets, err := adm.DescribeShareGroupOffsets(ctx, groups...)
+		if err != nil {
+			return fmt.Errorf("share-group describe: offsets: %w", err)
+		}
+		failed := 0
+		shown := []describedShareGroup{}
+		for _, name := range groups {
+			d, ok := described[name]
+			if !ok || d.Err != nil {
+				err := d.Err
+				if !ok {
+					err = errors.New("missing from the broker's response")
+				}
+				fmt.Fprintf(o.stderr, "share group %s: %v\n", name, err)
+				failed++
+				continue
+			}
+			sg := describedShareGroup{Group: name, State: d.GroupState, Epoch: d.GroupEpoch, Members: []groupMember{}, Offsets: []shareOffset{}}
+			for _, m := range d.Members {
+				sg.Members = append(sg.Members, newGroupMember(m.MemberID, m.ClientID, m.ClientHost, nil, m.Assignment))
+			}
+			if g := offsets[name]; g.Err == nil {
+				for _, so := range g.Offsets.Sorted() {
+					off := shareOffset{Topic: so.Topic, Partition: so.Partition}
+					if so.Err != nil {
+						off.Error = so.Err.Error()
+					} else {
+						off.Start, off.Lag = &so.StartOffset, &so.Lag
+					}
+					sg.Offsets = append(sg.Offsets, off)
+				}
+			}
+			shown = append(shown, sg)
+		}
+		if o.json {
+			if err := o.emit(shown); err != nil {
+				return err
+			}
+		} else {
+			for i, sg := range shown {
+				if i > 0 {
+					fmt.Fprintln(o.stdout)
+				}
+				if err := writeShareGroup(o, sg); err != nil {
+					return fmt.Errorf("share-group describe: %w", err)
+				}
+			}
+		}
+		if failed > 0 {
+			return fmt.Errorf("share-group describe: %d of %d groups failed", failed, len(groups))
+		}
+		return nil
 	}
-	if failed > 0 {
-		return fmt.Errorf("share-group describe: %d of %d groups failed", failed, len(groups))
+}
+
+// describedShareGroup is a share group as describe shows it.
+type describedShareGroup struct {
+	Group   string        `json:"group"`
+	State   string        `json:"state"`
+	Epoch   int32         `json:"group_epoch"`
+	Members []groupMember `json:"members"`
+	Offsets []shareOffset `json:"offsets"`
+}
+
+// shareOffset is one partition of a describedShareGroup.
+type shareOffset struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Start     *int64 `json:"start_offset"`
+	Lag       *int64 `json:"lag"`
+	Error     string `json:"error,omitempty"`
+}
+
+// writeShareGroup prints a share group as text.
+func writeShareGroup(o *output, sg describedShareGroup) error {
+	fmt.Fprintf(o.stdout, "%s %s  STATE %s  EPOCH %d  MEMBERS %d\n", o.bold("GROUP"), sg.Group, sg.State, sg.Epoch, len(sg.Members))
+	if len(sg.Members) > 0 {
+		tab := newTable("MEMBER", "CLIENT-ID", "HOST", "ASSIGNMENT")
+		for _, m := range sg.Members {
+			tab.row(m.ID, m.ClientID, m.Host, formatTopicsSet(m.Assigned))
+		}
+		if err := tab.write(o); err != nil {
+			return err
+		}
 	}
-	return nil
+	if len(sg.Offsets) == 0 {
+		return nil
+	}
+	tab := newTable("TOPIC", "PARTITION", "START-OFFSET", "LAG")
+	for _, so := range sg.Offsets {
+		if so.Error != "" {
+			tab.row(so.Topic, so.Partition, nil, notable{so.Error})
+			continue
+		}
+		tab.row(so.Topic, so.Partition, *so.Start, notableIf(*so.Lag, *so.Lag > 0))
+	}
+	return tab.write(o)
 }
 
 // formatTopicsSet renders an assignment as topic:p,p topic:p.
@@ -174,90 +189,93 @@ func formatTopicsSet(ts kadm.TopicsSet) string {
 	return strings.Join(parts, " ")
 }
 
-func (s *shareGroupRun) resetOffsets(ctx context.Context, args []string) error {
-	fs := shareGroupFlags("reset-offsets", s.stderr)
+func shareGroupResetOffsets(fs *flag.FlagSet) runFunc {
 	brokers := brokersFlag(fs)
 	topic := fs.String("topic", "", "topic whose start offsets to move (required)")
 	earliest := fs.Bool("to-earliest", false, "move to the log start offset")
 	latest := fs.Bool("to-latest", false, "move to the log end offset")
 	toOffset := fs.Int64("to-offset", -1, "move every partition to this offset (clamped to the log)")
 	execute := fs.Bool("execute", false, "apply the plan; without it, only print it")
-	groups, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	modes := 0
-	for _, set := range []bool{*earliest, *latest, *toOffset >= 0} {
-		if set {
-			modes++
+	return func(ctx context.Context, o *output, groups []string) error {
+		modes := 0
+		for _, set := range []bool{*earliest, *latest, *toOffset >= 0} {
+			if set {
+				modes++
+			}
 		}
-	}
-	switch {
-	case len(groups) != 1:
-		return errors.New("share-group reset-offsets: name exactly one group")
-	case *topic == "":
-		return errors.New("share-group reset-offsets: --topic is required")
-	case modes != 1:
-		return errors.New("share-group reset-offsets: give one of --to-earliest, --to-latest, --to-offset")
-	}
-	adm, cl, err := newAdmin(*brokers)
-	if err != nil {
-		return fmt.Errorf("share-group reset-offsets: %w", err)
-	}
-	defer cl.Close()
-	list := adm.ListEndOffsets
-	if *earliest || *toOffset >= 0 {
-		list = adm.ListStartOffsets
-	}
-	listed, err := list(ctx, *topic)
-	if err != nil {
-		return fmt.Errorf("share-group reset-offsets: list offsets: %w", err)
-	}
-	if err := listed.Error(); err != nil {
-		return fmt.Errorf("share-group reset-offsets: list offsets of %s: %w", *topic, err)
-	}
-	var ends kadm.ListedOffsets
-	if *toOffset >= 0 {
-		if ends, err = adm.ListEndOffsets(ctx, *topic); err == nil {
-			err = ends.Error()
+		switch {
+		case len(groups) != 1:
+			return errors.New("share-group reset-offsets: name exactly one group")
+		case *topic == "":
+			return errors.New("share-group reset-offsets: --topic is required")
+		case modes != 1:
+			return errors.New("share-group reset-offsets: give one of --to-earliest, --to-latest, --to-offset")
 		}
+		adm, cl, err := newAdmin(*brokers)
 		if err != nil {
-			return fmt.Errorf("share-group reset-offsets: list end offsets: %w", err)
+			return fmt.Errorf("share-group reset-offsets: %w", err)
 		}
-	}
-	plan := make(kadm.Offsets)
-	listed.Each(func(o kadm.ListedOffset) {
-		at := o.Offset
+		defer cl.Close()
+		list := adm.ListEndOffsets
+		if *earliest || *toOffset >= 0 {
+			list = adm.ListStartOffsets
+		}
+		listed, err := list(ctx, *topic)
+		if err != nil {
+			return fmt.Errorf("share-group reset-offsets: list offsets: %w", err)
+		}
+		if err := listed.Error(); err != nil {
+			return fmt.Errorf("share-group reset-offsets: list offsets of %s: %w", *topic, err)
+		}
+		var ends kadm.ListedOffsets
 		if *toOffset >= 0 {
-			end, _ := ends.Lookup(o.Topic, o.Partition)
-			at = min(max(*toOffset, o.Offset), end.Offset)
+			if ends, err = adm.ListEndOffsets(ctx, *topic); err == nil {
+				err = ends.Error()
+			}
+			if err != nil {
+				return fmt.Errorf("share-group reset-offsets: list end offsets: %w", err)
+			}
 		}
-		plan.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: at, LeaderEpoch: -1})
-	})
-	w := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "TOPIC\tPARTITION\tNEW-START-OFFSET")
-	for _, o := range plan.Sorted() {
-		fmt.Fprintf(w, "%s\t%d\t%d\n", o.Topic, o.Partition, o.At)
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("share-group reset-offsets: %w", err)
-	}
-	if !*execute {
-		fmt.Fprintln(s.stdout, "dry run: add --execute to apply")
+		plan := make(kadm.Offsets)
+		listed.Each(func(l kadm.ListedOffset) {
+			at := l.Offset
+			if *toOffset >= 0 {
+				end, _ := ends.Lookup(l.Topic, l.Partition)
+				at = min(max(*toOffset, l.Offset), end.Offset)
+			}
+			plan.Add(kadm.Offset{Topic: l.Topic, Partition: l.Partition, At: at, LeaderEpoch: -1})
+		})
+		tab := newTable("TOPIC", "PARTITION", "NEW-START-OFFSET")
+		for _, n := range plan.Sorted() {
+			tab.row(n.Topic, n.Partition, n.At)
+		}
+		if !*execute || !o.json {
+			if err := o.print(tab); err != nil {
+				return fmt.Errorf("share-group reset-offsets: %w", err)
+			}
+		}
+		if !*execute {
+			if !o.json {
+				fmt.Fprintln(o.stdout, "dry run: add --execute to apply")
+			}
+			return nil
+		}
+		resp, err := adm.AlterShareGroupOffsets(ctx, groups[0], plan)
+		if err != nil {
+			return fmt.Errorf("share-group reset-offsets: %w", err)
+		}
+		failed := 0
+		resp.EachError(func(t string, p int32, err error) {
+			fmt.Fprintf(o.stderr, "%s-%d: %v\n", t, p, err)
+			failed++
+		})
+		if failed > 0 {
+			return fmt.Errorf("share-group reset-offsets: %d partitions failed", failed)
+		}
+		if o.json {
+			return o.emit(map[string]any{"group": groups[0], "applied": tab.records()})
+		}
+		fmt.Fprintf(o.stdout, "reset share group %s on %s\n", groups[0], *topic)
 		return nil
 	}
-	resp, err := adm.AlterShareGroupOffsets(ctx, groups[0], plan)
-	if err != nil {
-		return fmt.Errorf("share-group reset-offsets: %w", err)
-	}
-	failed := 0
-	resp.EachError(func(t string, p int32, err error) {
-		fmt.Fprintf(s.stderr, "%s-%d: %v\n", t, p, err)
-		failed++
-	})
-	if failed > 0 {
-		return fmt.Errorf("share-group reset-offsets: %d partitions failed", failed)
-	}
-	fmt.Fprintf(s.stdout, "reset share group %s on %s\n", groups[0], *topic)
-	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strconv"
@@ -16,12 +15,11 @@ import (
 // stdout and error.
 func shareGroupRunCLI(ctx context.Context, t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	err := shareGroupCmd(ctx, args, &stdout, &stderr)
+	stdout, stderr, err := runCLI(ctx, append([]string{"share-group"}, args...)...)
 	if err != nil {
-		t.Logf("stderr: %s", stderr.String())
+		t.Logf("stderr: %s", stderr)
 	}
-	return stdout.String(), err
+	return stdout, err
 }
 
 func TestShareGroupDescribeAndReset(t *testing.T) {

@@ -50,6 +50,18 @@ func ParseAcks(s string) (Acks, error) {
 	return 0, fmt.Errorf("acks must be all, 1 or 0, not %q", s)
 }
 
+// ProducerOpts returns the franz-go options of the acks setting: acks=1
+// and acks=0 turn off idempotent writes, which require acks=all.
+func (a Acks) ProducerOpts() []kgo.Opt {
+	switch a {
+	case AcksAll:
+		return []kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}
+	case AcksLeader:
+		return []kgo.Opt{kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite()}
+	}
+	return []kgo.Opt{kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite()}
+}
+
 // String returns the acks setting as Kafka's producer config spells it.
 func (a Acks) String() string {
 	if a == AcksAll {
@@ -187,14 +199,15 @@ func newConfig(mode Mode, opts []Opt) (config, error) {
 	case mode != ModeConsume && c.records == 0 && c.duration == 0:
 		return c, fmt.Errorf("neither a record count nor a duration bounds the run")
 	}
-	if _, err := codec(c.compression); err != nil {
+	if _, err := Codec(c.compression); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
-// codec maps a compression.type name to franz-go's codec.
-func codec(name string) (kgo.CompressionCodec, error) {
+// Codec maps a compression.type name (none, gzip, snappy, lz4, zstd) to
+// franz-go's codec.
+func Codec(name string) (kgo.CompressionCodec, error) {
 	switch strings.ToLower(name) {
 	case "none", "":
 		return kgo.NoCompression(), nil

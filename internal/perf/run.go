@@ -335,21 +335,14 @@ func (c config) baseOpts() []kgo.Opt {
 }
 
 func (c config) producerOpts() []kgo.Opt {
-	cc, _ := codec(c.compression) // validated by newConfig
+	cc, _ := Codec(c.compression) // validated by newConfig
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.DefaultProduceTopic(c.topic),
 		kgo.ProducerBatchCompression(cc),
 		kgo.ProducerLinger(c.linger),
 	}
-	switch c.acks {
-	case AcksAll:
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
-	case AcksLeader:
-		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-	default:
-		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
-	}
+	opts = append(opts, c.acks.ProducerOpts()...)
 	return append(opts, c.clientOpts...)
 }
 

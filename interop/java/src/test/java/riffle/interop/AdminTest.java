@@ -159,6 +159,44 @@ class AdminTest {
     }
   }
 
+  /**
+   * describeLogDirs reports the broker's log directory with the size of
+   * every partition it holds, and describeReplicaLogDirs finds a replica in
+   * it; a partition that does not exist is left out.
+   */
+  @Test
+  void logDirs() throws Exception {
+    String topic = unique("admin-logdirs");
+    try (Admin admin = admin()) {
+      createTopics(admin, 2, topic);
+      try (KafkaProducer<String, String> p = producer()) {
+        for (int i = 0; i < 10; i++) {
+          p.send(new ProducerRecord<>(topic, 0, "k" + i, "value " + i)).get();
+        }
+      }
+      int node = admin.describeCluster().nodes().get().iterator().next().id();
+      Map<String, org.apache.kafka.clients.admin.LogDirDescription> dirs =
+          admin.describeLogDirs(List.of(node)).allDescriptions().get().get(node);
+      assertEquals(1, dirs.size(), "log dirs " + dirs.keySet());
+      Map.Entry<String, org.apache.kafka.clients.admin.LogDirDescription> dir = dirs.entrySet().iterator().next();
+      assertTrue(dir.getKey().startsWith("/"), "log dir " + dir.getKey() + " is absolute");
+      assertEquals(null, dir.getValue().error());
+      assertTrue(dir.getValue().totalBytes().orElse(0L) > 0, "total bytes");
+      assertTrue(dir.getValue().usableBytes().orElse(-1L) >= 0, "usable bytes");
+      Map<TopicPartition, org.apache.kafka.clients.admin.ReplicaInfo> replicas = dir.getValue().replicaInfos();
+      assertTrue(replicas.get(new TopicPartition(topic, 0)).size() > 0, "partition 0 holds records: " + replicas);
+      assertEquals(0, replicas.get(new TopicPartition(topic, 1)).size(), "partition 1 is empty");
+      assertEquals(0, replicas.get(new TopicPartition(topic, 0)).offsetLag());
+      assertFalse(replicas.get(new TopicPartition(topic, 0)).isFuture());
+
+      org.apache.kafka.common.TopicPartitionReplica held = new org.apache.kafka.common.TopicPartitionReplica(topic, 0, node);
+      org.apache.kafka.common.TopicPartitionReplica missing = new org.apache.kafka.common.TopicPartitionReplica(topic, 7, node);
+      var replicaDirs = admin.describeReplicaLogDirs(List.of(held, missing)).all().get();
+      assertEquals(dir.getKey(), replicaDirs.get(held).getCurrentReplicaLogDir());
+      assertEquals(null, replicaDirs.get(missing).getCurrentReplicaLogDir(), "a partition that does not exist has no dir");
+    }
+  }
+
   /** Commits offsets as a classic group's only member, then leaves the group empty. */
   static void commitAsMember(String group, String topic, Map<TopicPartition, OffsetAndMetadata> offsets) throws Exception {
     Properties props = consumerProps(group);
@@ -355,9 +393,6 @@ class AdminTest {
       createTopics(admin, 1, topic);
       TopicPartition tp = new TopicPartition(topic, 0);
       Map<String, org.apache.kafka.common.KafkaFuture<?>> calls = new java.util.TreeMap<>();
-      calls.put("describeLogDirs", admin.describeLogDirs(List.of(1)).allDescriptions());
-      calls.put("describeReplicaLogDirs", admin.describeReplicaLogDirs(
-          List.of(new org.apache.kafka.common.TopicPartitionReplica(topic, 0, 1))).all());
       calls.put("describeProducers", admin.describeProducers(List.of(tp)).all());
       calls.put("listTransactions", admin.listTransactions().all());
       calls.put("describeClientQuotas", admin.describeClientQuotas(org.apache.kafka.common.quota.ClientQuotaFilter.all()).entities());
