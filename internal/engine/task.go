@@ -129,6 +129,15 @@ func Stack(cfg state.Config, engine state.RawStore, log state.ChangeLogger) stat
 	return raw
 }
 
+// ChangelogTopic returns the topic a store is restored from: its source
+// topic, or else its changelog "<applicationID>-<store>-changelog".
+func ChangelogTopic(applicationID string, cfg state.Config) string {
+	if cfg.SourceTopic != "" {
+		return cfg.SourceTopic
+	}
+	return state.ChangelogTopic(applicationID, cfg.Name)
+}
+
 // NewTask creates the stores and processors of subtopology
 // cfg.ID.Subtopology of g and initializes the processors, children before
 // parents.
@@ -162,7 +171,7 @@ func NewTask(g *Graph, cfg TaskConfig) (*Task, error) {
 			log = cfg.ChangeLogger(name)
 		}
 		t.raw[name] = Stack(b.Config(), engine, log)
-		t.stores[name] = b.Build(t.raw[name])
+		t.stores[name] = b.Build(t.raw[name], ChangelogTopic(cfg.ApplicationID, b.Config()))
 	}
 	for _, name := range st.nodes {
 		n := g.Nodes[name]
