@@ -126,7 +126,7 @@ func AddFixedKeyProcessor[K, VIn, VOut any](b *Builder, name string, newProcesso
 	b.add(&engine.Node{
 		Name: name, Kind: engine.ProcessorNode, Parents: parents,
 		InKey: typeOf[K](), InValue: typeOf[VIn](), OutKey: typeOf[K](), OutValue: typeOf[VOut](),
-		NewProcessor: func() engine.Runnable { return engine.FixedKeyProcessor(newProcessor()) },
+		NewProcessor: func() engine.Runnable { return engine.Processor(processor.ProcessorOf(newProcessor())) },
 	})
 }
 
