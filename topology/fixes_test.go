@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/streams/streamstest"
@@ -185,4 +186,41 @@ func TestPunctuatorInterval(t *testing.T) {
 	if len(fired) != 2 || !fired[1].Equal(start.Add(2*time.Minute)) {
 		t.Fatalf("wall-clock punctuator fired at %v", fired)
 	}
+}
+
+func TestSelectKeyRepartitionAndForeach(t *testing.T) {
+	b := topology.NewBuilder()
+	s := topology.FromTopics[string, string](b, []string{"clicks"})
+	byPage := topology.SelectKey(s, func(_, page string) string { return page })
+	byPage.GroupByKey(topology.Named("by-page")).Count(topology.Materialized("page-counts")).ToStream().To("page-counts")
+	var seen []string
+	s.Repartition(topology.Named("spread"), topology.NumPartitions(6)).
+		Foreach(func(k, v string) { seen = append(seen, k+"="+v) })
+	top, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := engine.Of(top).Subtopologies("app")
+	if len(subs) != 3 {
+		t.Fatalf("%d subtopologies, want 3:\n%s", len(subs), top.Describe())
+	}
+	if got := subs[0].RepartitionPartitions; len(got) != 1 || got["app-spread-repartition"] != 6 {
+		t.Fatalf("repartition partition counts = %v, want app-spread-repartition: 6", got)
+	}
+	var sources []string
+	for _, st := range subs[1:] {
+		sources = append(sources, st.RepartitionSources...)
+	}
+	slices.Sort(sources)
+	if !slices.Equal(sources, []string{"app-by-page-repartition", "app-spread-repartition"}) {
+		t.Fatalf("repartition sources = %v", sources)
+	}
+	d, err := streamstest.New(top, streamstest.ApplicationID("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	pipe(t, streamstest.NewInputTopic(d, "clicks", serde.String(), serde.String()), kv("u1", "home"), kv("u2", "home"), kv("u1", "cart"))
+	expect(t, readKV(t, streamstest.NewOutputTopic(d, "page-counts", serde.String(), serde.Int64())), "home=1", "home=2", "cart=1")
+	expect(t, seen, "u1=home", "u2=home", "u1=cart")
 }
