@@ -17,6 +17,7 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -37,16 +38,18 @@ type Partitioner func(topic string, key, value []byte, numPartitions int32) int3
 // and report it from Build, so a topology can be written without checking
 // every step.
 type Builder struct {
-	nodes  map[string]*engine.Node
-	order  []string
-	stores map[string]*engine.StoreEntry
-	seq    int
-	errs   []error
+	nodes   map[string]*engine.Node
+	order   []string
+	stores  map[string]*engine.StoreEntry
+	globals map[string]*engine.GlobalStore
+	seq     int
+	errs    []error
 }
 
 // NewBuilder returns an empty Builder.
 func NewBuilder() *Builder {
-	return &Builder{nodes: make(map[string]*engine.Node), stores: make(map[string]*engine.StoreEntry)}
+	return &Builder{nodes: make(map[string]*engine.Node), stores: make(map[string]*engine.StoreEntry),
+		globals: make(map[string]*engine.GlobalStore)}
 }
 
 func (b *Builder) fail(err error) { b.errs = append(b.errs, err) }
@@ -214,7 +217,10 @@ func (b *Builder) ConnectStore(store string, processors ...string) {
 func (b *Builder) Build() (*Topology, error) {
 	errs := slices.Clone(b.errs)
 	children := make(map[string][]string)
-	readers := make(map[string]string) // topic -> source node reading it
+	readers := make(map[string]string) // topic -> source node or global store reading it
+	for _, name := range slices.Sorted(maps.Keys(b.globals)) {
+		readers[b.globals[name].Topic] = "global store " + name
+	}
 	for _, name := range b.order {
 		n := b.nodes[name]
 		for _, topic := range n.Topics {
@@ -254,7 +260,7 @@ func (b *Builder) Build() (*Topology, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid topology: %w", err)
 	}
-	return &Topology{g: engine.NewGraph(b.nodes, b.order, children, b.stores)}, nil
+	return &Topology{g: engine.NewGraph(b.nodes, b.order, children, b.stores, b.globals)}, nil
 }
 
 // findCycle returns the nodes of a cycle along parent edges, or nil.

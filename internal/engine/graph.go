@@ -37,6 +37,8 @@ type Node struct {
 	Kind    Kind
 	Parents []string
 	Stores  []string
+	// Globals names the global stores the node reads.
+	Globals []string
 
 	// InKey, InValue, OutKey and OutValue are the types flowing in and
 	// out, for validation.
@@ -68,12 +70,21 @@ type StoreEntry struct {
 	Processors []string
 }
 
+// GlobalStore is a store holding every partition of Topic, read by any
+// task (Kafka Streams' global store). Its contents are the topic's records
+// as they are: keys to values, a tombstone deleting its key.
+type GlobalStore struct {
+	Topic   string
+	Builder state.Builder
+}
+
 // Graph is a validated processing graph cut into subtopologies.
 type Graph struct {
 	Nodes    map[string]*Node
 	Order    []string
 	Children map[string][]string
 	Stores   map[string]*StoreEntry
+	Globals  map[string]*GlobalStore
 	subs     []*subtopology
 }
 
@@ -85,8 +96,8 @@ type subtopology struct {
 
 // NewGraph cuts a validated graph into subtopologies: nodes connected by
 // edges or by a shared store form one.
-func NewGraph(nodes map[string]*Node, order []string, children map[string][]string, stores map[string]*StoreEntry) *Graph {
-	g := &Graph{Nodes: nodes, Order: order, Children: children, Stores: stores}
+func NewGraph(nodes map[string]*Node, order []string, children map[string][]string, stores map[string]*StoreEntry, globals map[string]*GlobalStore) *Graph {
+	g := &Graph{Nodes: nodes, Order: order, Children: children, Stores: stores, Globals: globals}
 	parent := make(map[string]string)
 	var find func(string) string
 	find = func(x string) string {

@@ -45,6 +45,9 @@ type TaskConfig struct {
 	// Pebble or memory engine, already restored. The Task wraps each in
 	// the changelogging and caching layers its state.Config asks for.
 	Engines map[string]state.RawStore
+	// Globals holds the global stores, shared by every task and kept
+	// current by the runtime.
+	Globals map[string]state.Store
 	// ChangeLogger returns where the writes to a logged store go: the
 	// store's changelog partition.
 	ChangeLogger func(store string) state.ChangeLogger
@@ -443,6 +446,12 @@ func (c nodeContext) Forward(r processor.Record[any, any], child string) error {
 }
 
 func (c nodeContext) StateStore(name string) (any, error) {
+	if slices.Contains(c.in.n.Globals, name) {
+		if s, ok := c.in.t.cfg.Globals[name]; ok {
+			return s, nil
+		}
+		return nil, fmt.Errorf("processor %s: runtime supplied no global store %q", c.in.n.Name, name)
+	}
 	if !slices.Contains(c.in.n.Stores, name) {
 		return nil, fmt.Errorf("processor %s, store %q: %w", c.in.n.Name, name, processor.ErrStoreNotFound)
 	}
