@@ -213,7 +213,8 @@ func (b *Builder) ConnectStore(store string, processors ...string) {
 // Build validates the graph and returns the Topology. It reports every
 // problem found: errors recorded while building, unknown or ill-typed
 // parents, cycles, sources with parents, sinks with children, a topic read
-// by two sources, and stores not connected to any processor.
+// by two sources, stores not connected to any processor, and joins of
+// repartition topics with different partition counts.
 func (b *Builder) Build() (*Topology, error) {
 	errs := slices.Clone(b.errs)
 	children := make(map[string][]string)
@@ -260,7 +261,11 @@ func (b *Builder) Build() (*Topology, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid topology: %w", err)
 	}
-	return &Topology{g: engine.NewGraph(b.nodes, b.order, children, b.stores, b.globals)}, nil
+	g := engine.NewGraph(b.nodes, b.order, children, b.stores, b.globals)
+	if err := g.CheckCoPartitioning(); err != nil {
+		return nil, fmt.Errorf("invalid topology: %w", err)
+	}
+	return &Topology{g: g}, nil
 }
 
 // findCycle returns the nodes of a cycle along parent edges, or nil.

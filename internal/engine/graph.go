@@ -9,6 +9,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -136,6 +137,42 @@ func NewGraph(nodes map[string]*Node, order []string, children map[string][]stri
 		}
 	}
 	return g
+}
+
+// CheckCoPartitioning reports the subtopologies that read repartition
+// topics created with different partition counts (NumPartitions): their
+// tasks could not meet each key's records of both. Other topics' counts
+// are known only at run time, where the runtime checks them.
+func (g *Graph) CheckCoPartitioning() error {
+	fixed := make(map[string]int32)
+	for _, n := range g.Nodes {
+		if n.Kind == SinkNode && n.Internal && n.Partitions > 0 {
+			fixed[n.Topic] = n.Partitions
+		}
+	}
+	var errs []error
+	for _, st := range g.subs {
+		counts := make(map[string]int32)
+		var topics []string
+		for _, name := range st.nodes {
+			n := g.Nodes[name]
+			for _, t := range n.Topics {
+				if c, ok := fixed[t]; ok && n.Internal {
+					counts[t] = c
+					topics = append(topics, t)
+				}
+			}
+		}
+		slices.Sort(topics)
+		for _, t := range topics[min(1, len(topics)):] {
+			if counts[t] != counts[topics[0]] {
+				errs = append(errs, fmt.Errorf("subtopology %d: topics are not co-partitioned: %s has %d partitions, %s has %d",
+					st.id, topics[0], counts[topics[0]], t, counts[t]))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // InternalTopic returns the full name of an internal topic of the
