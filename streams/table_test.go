@@ -1,0 +1,160 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/riffle-stream/riffle/topology"
+)
+
+// enrichment joins page views (user -> page) with a users table (user ->
+// region code) read from a compacted topic, then with a regions global
+// table (code -> name).
+func enrichment(t *testing.T) *topology.Topology {
+	t.Helper()
+	b := topology.NewBuilder()
+	users := topology.TableFrom[string, string](b, "users", topology.Materialized("users"))
+	regions := topology.GlobalTableFrom[string, string](b, "regions", topology.Materialized("regions"))
+	views := topology.FromTopics[string, string](b, []string{"views"})
+	type view struct{ Page, Region string }
+	withUser := topology.LeftJoin(views, users, func(page, region string, found bool) view {
+		if !found {
+			region = "?"
+		}
+		return view{page, region}
+	})
+	topology.LeftJoinGlobal(withUser, regions, func(_ string, v view) string { return v.Region },
+		func(v view, name string, found bool) string {
+			if !found {
+				name = "unknown"
+			}
+			return v.Page + "@" + name
+		}).To("enriched")
+	top, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return top
+}
+
+func TestTablesAndJoinsAtRuntime(t *testing.T) {
+	forEachCluster(t, func(t *testing.T, brokers []string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
+		for topic, n := range map[string]int32{"users": partitions, "views": partitions, "regions": 1, "enriched": 1} {
+			configs := compact
+			if topic == "views" || topic == "enriched" {
+				configs = nil
+			}
+			if _, err := adm.CreateTopic(ctx, n, 1, configs, topic); err != nil {
+				t.Fatal(err)
+			}
+		}
+		produce := func(topic string, kvs ...string) {
+			t.Helper()
+			var recs []*kgo.Record
+			for i := 0; i < len(kvs); i += 2 {
+				r := &kgo.Record{Topic: topic, Key: []byte(kvs[i])}
+				if kvs[i+1] != "<null>" {
+					r.Value = []byte(kvs[i+1])
+				}
+				recs = append(recs, r)
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		produce("regions", "eu", "Europe", "us", "Americas", "old", "Gone", "old", "<null>")
+		var users []string
+		for i := range 20 {
+			region := "eu"
+			if i%2 == 1 {
+				region = "us"
+			}
+			users = append(users, fmt.Sprintf("u%d", i), region)
+		}
+		produce("users", users...)
+		produce("users", "u0", "old")
+
+		want := make(map[string]string)
+		var views []string
+		for i := range 20 {
+			u := fmt.Sprintf("u%d", i)
+			views = append(views, u, "p"+u)
+			want["p"+u] = map[bool]string{true: "Europe", false: "Americas"}[i%2 == 0]
+		}
+		want["pu0"] = "unknown"
+		views = append(views, "stranger", "px")
+		want["px"] = "unknown"
+
+		run := func(dir string) *App {
+			app, err := New(enrichment(t), ApplicationID("enrich"), Brokers(brokers...), StateDir(dir),
+				CommitInterval(100*time.Millisecond), Logger(testLogger(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- app.Run(context.Background()) }()
+			t.Cleanup(func() {
+				app.Close()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			})
+			return app
+		}
+		app := run(t.TempDir())
+		produce("views", views...)
+		consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("enriched"),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer consumer.Close()
+		got := make(map[string]string)
+		readUntil := func(n int) {
+			t.Helper()
+			for len(got) < n {
+				fetches := consumer.PollFetches(ctx)
+				if ctx.Err() != nil {
+					t.Fatalf("timed out with %d of %d results: %v", len(got), n, got)
+				}
+				fetches.EachRecord(func(r *kgo.Record) {
+					page, region, _ := strings.Cut(string(r.Value), "@")
+					got[page] = region
+				})
+			}
+		}
+		readUntil(len(want))
+		for page, region := range want {
+			if got[page] != region {
+				t.Fatalf("view %s enriched with %q, want %q (all: %v)", page, got[page], region, got)
+			}
+		}
+
+		// Another instance with no local state takes over: it restores the
+		// users table from the users topic itself and reloads the global
+		// table before new views are joined.
+		app.Close()
+		run(t.TempDir())
+		produce("views", "u3", "again", "u4", "more")
+		want["again"], want["more"] = "Americas", "Europe"
+		readUntil(len(want))
+		if got["again"] != "Americas" || got["more"] != "Europe" {
+			t.Fatalf("after the takeover: again@%s more@%s, want Americas and Europe", got["again"], got["more"])
+		}
+	})
+}
