@@ -223,13 +223,17 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 			p.sourceTopics = append(p.sourceTopics, t)
 		}
 	}
-	// Repartition topics take the partition count set for them, or else
-	// that of the subtopology writing them, which may itself read
-	// repartition topics.
-	fixed := make(map[string]bool)
+	// Repartition topics take the partition count set for them, that of
+	// the subtopology reading them for those co-partitioned with the
+	// reader's other sources (a foreign-key join's), or else that of the
+	// subtopology writing them, which may itself read repartition topics.
+	fixed, byReader := make(map[string]bool), make(map[string]bool)
 	for _, s := range a.subs {
 		for t, n := range s.RepartitionPartitions {
 			p.partitions[t], fixed[t] = n, true
+		}
+		for _, t := range s.ReaderPartitioned {
+			byReader[t] = true
 		}
 	}
 	for range len(a.subs) + 1 {
@@ -245,13 +249,18 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 				n = p.partitions[t]
 			}
 			for _, t := range sources[i] {
-				if internal[t] && p.partitions[t] > n {
+				if internal[t] && !byReader[t] && p.partitions[t] > n {
 					n = p.partitions[t]
 				}
 			}
 			p.subParts[i] = n
+			for _, t := range s.ReaderPartitioned {
+				if n > 0 && !topicExists(all, t) {
+					p.partitions[t] = n
+				}
+			}
 			for _, t := range s.SinkTopics {
-				if internal[t] && !fixed[t] && n > p.partitions[t] && !topicExists(all, t) {
+				if internal[t] && !fixed[t] && !byReader[t] && n > p.partitions[t] && !topicExists(all, t) {
 					p.partitions[t] = n
 				}
 			}

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +158,82 @@ func TestTablesAndJoinsAtRuntime(t *testing.T) {
 			t.Fatalf("after the takeover: again@%s more@%s, want Americas and Europe", got["again"], got["more"])
 		}
 	})
+}
+
+// TestForeignKeyJoinAcrossPartitionCounts joins orders (4 partitions) with
+// products (2 partitions) by the product id in each order.
+func TestForeignKeyJoinAcrossPartitionCounts(t *testing.T) {
+	brokers := riffleCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for topic, n := range map[string]int32{"orders": 4, "products": 2, "order-lines": 1} {
+		if _, err := adm.CreateTopic(ctx, n, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := topology.NewBuilder()
+	orders := topology.TableFrom[string, string](b, "orders")
+	products := topology.TableFrom[string, string](b, "products")
+	topology.JoinForeignKey(orders, products, func(o string) string { p, _, _ := strings.Cut(o, ":"); return p },
+		func(o, p string) string { return o + "/" + p }, topology.Named("lines")).ToStream().To("order-lines")
+	top, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := New(top, ApplicationID("fk"), Brokers(brokers...), StateDir(t.TempDir()),
+		CommitInterval(100*time.Millisecond), Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(context.Background()) }()
+	defer func() {
+		app.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	var recs []*kgo.Record
+	want := make(map[string]string)
+	for i := range 10 {
+		recs = append(recs, &kgo.Record{Topic: "products", Key: fmt.Appendf(nil, "p%d", i), Value: fmt.Appendf(nil, "product-%d", i)})
+	}
+	for i := range 40 {
+		o := fmt.Sprintf("o%d", i)
+		recs = append(recs, &kgo.Record{Topic: "orders", Key: []byte(o), Value: fmt.Appendf(nil, "p%d:%d", i%10, i)})
+		want[o] = fmt.Sprintf("p%d:%d/product-%d", i%10, i, i%10)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("order-lines"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	got := make(map[string]string)
+	for len(got) < len(want) || !maps.Equal(got, want) {
+		fetches := consumer.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("timed out: got %d of %d lines: %v", len(got), len(want), got)
+		}
+		fetches.EachRecord(func(r *kgo.Record) { got[string(r.Key)] = string(r.Value) })
+	}
+	parts, err := adm.ListTopics(ctx, "fk-lines-subscription-registration-topic", "fk-lines-subscription-response-topic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(parts["fk-lines-subscription-registration-topic"].Partitions); n != 2 {
+		t.Fatalf("subscription topic has %d partitions, want 2 (those of products)", n)
+	}
+	if n := len(parts["fk-lines-subscription-response-topic"].Partitions); n != 4 {
+		t.Fatalf("response topic has %d partitions, want 4 (those of orders)", n)
+	}
 }
