@@ -164,69 +164,13 @@ func TestTablesAndJoinsAtRuntime(t *testing.T) {
 // products (2 partitions) by the product id in each order.
 func TestForeignKeyJoinAcrossPartitionCounts(t *testing.T) {
 	brokers := riffleCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	runForeignKeyJoin(t, brokers, 40, 10)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	for topic, n := range map[string]int32{"orders": 4, "products": 2, "order-lines": 1} {
-		if _, err := adm.CreateTopic(ctx, n, 1, nil, topic); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b := topology.NewBuilder()
-	orders := topology.TableFrom[string, string](b, "orders")
-	products := topology.TableFrom[string, string](b, "products")
-	topology.JoinForeignKey(orders, products, func(o string) string { p, _, _ := strings.Cut(o, ":"); return p },
-		func(o, p string) string { return o + "/" + p }, topology.Named("lines")).ToStream().To("order-lines")
-	top, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := New(top, ApplicationID("fk"), Brokers(brokers...), StateDir(t.TempDir()),
-		CommitInterval(100*time.Millisecond), Logger(testLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(context.Background()) }()
-	defer func() {
-		app.Close()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	var recs []*kgo.Record
-	want := make(map[string]string)
-	for i := range 10 {
-		recs = append(recs, &kgo.Record{Topic: "products", Key: fmt.Appendf(nil, "p%d", i), Value: fmt.Appendf(nil, "product-%d", i)})
-	}
-	for i := range 40 {
-		o := fmt.Sprintf("o%d", i)
-		recs = append(recs, &kgo.Record{Topic: "orders", Key: []byte(o), Value: fmt.Appendf(nil, "p%d:%d", i%10, i)})
-		want[o] = fmt.Sprintf("p%d:%d/product-%d", i%10, i, i%10)
-	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("order-lines"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
-	got := make(map[string]string)
-	for len(got) < len(want) || !maps.Equal(got, want) {
-		fetches := consumer.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("timed out: got %d of %d lines: %v", len(got), len(want), got)
-		}
-		fetches.EachRecord(func(r *kgo.Record) { got[string(r.Key)] = string(r.Value) })
-	}
-	parts, err := adm.ListTopics(ctx, "fk-lines-subscription-registration-topic", "fk-lines-subscription-response-topic")
+	parts, err := kadm.NewClient(cl).ListTopics(context.Background(), "fk-lines-subscription-registration-topic", "fk-lines-subscription-response-topic")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,4 +180,88 @@ func TestForeignKeyJoinAcrossPartitionCounts(t *testing.T) {
 	if n := len(parts["fk-lines-subscription-response-topic"].Partitions); n != 4 {
 		t.Fatalf("response topic has %d partitions, want 4 (those of orders)", n)
 	}
+}
+
+// BenchmarkForeignKeyJoin joins 100,000 orders with 1,000 products on
+// Riffle's broker, one single-threaded instance with Pebble stores, and
+// reports orders joined per second, from the first record produced to the
+// last result read.
+func BenchmarkForeignKeyJoin(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		brokers := riffleCluster(b)
+		b.StartTimer()
+		elapsed := runForeignKeyJoin(b, brokers, 100000, 1000)
+		b.ReportMetric(100000/elapsed.Seconds(), "orders/s")
+	}
+}
+
+// runForeignKeyJoin produces products and then orders naming them, runs a
+// foreign-key join of the two tables until every order's line is read, and
+// returns how long that took.
+func runForeignKeyJoin(tb testing.TB, brokers []string, orders, products int) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchMaxBytes(1<<20))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for topic, n := range map[string]int32{"orders": 4, "products": 2, "order-lines": 1} {
+		if _, err := adm.CreateTopic(ctx, n, 1, nil, topic); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	b := topology.NewBuilder()
+	orderTable := topology.TableFrom[string, string](b, "orders")
+	productTable := topology.TableFrom[string, string](b, "products")
+	topology.JoinForeignKey(orderTable, productTable, func(o string) string { p, _, _ := strings.Cut(o, ":"); return p },
+		func(o, p string) string { return o + "/" + p }, topology.Named("lines")).ToStream().To("order-lines")
+	top, err := b.Build()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	began := time.Now()
+	app, err := New(top, ApplicationID("fk"), Brokers(brokers...), StateDir(tb.TempDir()),
+		CommitInterval(100*time.Millisecond), Logger(testLogger(tb)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(context.Background()) }()
+	defer func() {
+		app.Close()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+	}()
+	var recs []*kgo.Record
+	want := make(map[string]string, orders)
+	for i := range products {
+		recs = append(recs, &kgo.Record{Topic: "products", Key: fmt.Appendf(nil, "p%d", i), Value: fmt.Appendf(nil, "product-%d", i)})
+	}
+	for i := range orders {
+		o := fmt.Sprintf("o%d", i)
+		recs = append(recs, &kgo.Record{Topic: "orders", Key: []byte(o), Value: fmt.Appendf(nil, "p%d:%d", i%products, i)})
+		want[o] = fmt.Sprintf("p%d:%d/product-%d", i%products, i, i%products)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		tb.Fatal(err)
+	}
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("order-lines"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer consumer.Close()
+	got := make(map[string]string, orders)
+	for len(got) < len(want) || !maps.Equal(got, want) {
+		fetches := consumer.PollFetches(ctx)
+		if ctx.Err() != nil {
+			tb.Fatalf("timed out: got %d of %d lines", len(got), len(want))
+		}
+		fetches.EachRecord(func(r *kgo.Record) { got[string(r.Key)] = string(r.Value) })
+	}
+	return time.Since(began)
 }
