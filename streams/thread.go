@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
-	"github.com/riffle-stream/riffle/topology"
 )
 
 // thread is one consumer group member and the tasks it runs. Its loop and
@@ -39,6 +39,8 @@ type thread struct {
 	failed     error
 	purged     chan struct{} // closed once the last purge request is done
 
+	partitions map[string]knownCount // sink topic -> partition count, for partitioners
+
 	prodMu  sync.Mutex
 	prodErr error
 }
@@ -46,9 +48,13 @@ type thread struct {
 func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kadm.Client) (*thread, error) {
 	th := &thread{
 		app: a, id: id, brokers: brokers, plan: p, adm: adm,
-		log:      a.cfg.logger.With("application.id", a.cfg.appID, "thread", id),
-		assigned: make(map[string]map[int32]bool),
-		tasks:    make(map[processor.TaskID]*task),
+		log:        a.cfg.logger.With("application.id", a.cfg.appID, "thread", id),
+		assigned:   make(map[string]map[int32]bool),
+		tasks:      make(map[processor.TaskID]*task),
+		partitions: make(map[string]knownCount),
+	}
+	for topic, n := range p.partitions {
+		th.partitions[topic] = knownCount{n: n, read: time.Now()}
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
@@ -84,7 +90,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 
 // coPartitioned reports whether some subtopology reads several topics that
 // must be assigned together.
-func coPartitioned(subs []topology.Subtopology) bool {
+func coPartitioned(subs []engine.Subtopology) bool {
 	for _, s := range subs {
 		if len(s.SourceTopics)+len(s.SourcePatterns) > 1 {
 			return true
@@ -112,11 +118,36 @@ func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
 	return p.keyed.Partition(r, n)
 }
 
+// partitionCountMaxAge is how long a sink partitioner trusts a partition
+// count before it is read again, Kafka's metadata.max.age.ms default.
+const partitionCountMaxAge = 5 * time.Minute
+
+type knownCount struct {
+	n    int32
+	read time.Time
+}
+
+// partitionCount returns a sink topic's partition count for its
+// partitioner: the thread's copy, read from the cluster when the topic is
+// new to it (a topic created after startup) or the copy is older than
+// partitionCountMaxAge (partitions added since). It returns -1 when the
+// topic does not exist or cannot be described.
 func (th *thread) partitionCount(topic string) int32 {
-	if n, ok := th.plan.partitions[topic]; ok {
-		return n
+	now := time.Now()
+	if c, ok := th.partitions[topic]; ok && now.Sub(c.read) < partitionCountMaxAge {
+		return c.n
 	}
-	return -1
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tds, err := th.adm.ListTopics(ctx, topic)
+	td, ok := tds[topic]
+	if err != nil || !ok || td.Err != nil || len(td.Partitions) == 0 {
+		th.log.Warn("partition count unknown", "topic", topic, "err", errors.Join(err, td.Err))
+		return -1
+	}
+	n := int32(len(td.Partitions))
+	th.partitions[topic] = knownCount{n: n, read: now}
+	return n
 }
 
 func (th *thread) produceFailed(err error) {
@@ -134,7 +165,7 @@ func (th *thread) produceErr() error {
 }
 
 // send produces a task's output record.
-func (th *thread) send(o topology.OutputRecord) {
+func (th *thread) send(o engine.OutputRecord) {
 	headers := make([]kgo.RecordHeader, len(o.Headers))
 	for i, h := range o.Headers {
 		headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
@@ -255,7 +286,7 @@ func (th *thread) commit(ctx context.Context) error {
 	th.lastCommit = time.Now()
 	var errs []error
 	for _, tk := range th.tasks {
-		errs = append(errs, tk.flush())
+		errs = append(errs, tk.t.Flush())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -442,12 +473,12 @@ func (th *thread) purging() bool {
 	}
 }
 
-func inputRecord(r *kgo.Record) topology.InputRecord {
+func inputRecord(r *kgo.Record) engine.InputRecord {
 	var headers []processor.Header
 	for _, h := range r.Headers {
 		headers = append(headers, processor.Header{Key: h.Key, Value: h.Value})
 	}
-	return topology.InputRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+	return engine.InputRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 		Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Headers: headers}
 }
 

@@ -6,7 +6,9 @@
 //
 // Every topic has one partition. Records written to a topic that the
 // topology itself reads, such as a repartition topic, are processed at once,
-// before the call that produced them returns. After each piped record (and
+// before the call that produced them returns. Records piped into the topic
+// of a global table update it at once, as the runtime keeps global tables
+// current. After each piped record (and
 // each wall-clock advance) the driver flushes the stores' caches, as a
 // commit would, so changelog topics can be read as output topics too.
 package streamstest
@@ -17,6 +19,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
@@ -60,10 +63,11 @@ func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 // Driver runs a topology in memory. It is not safe for concurrent use.
 type Driver struct {
 	cfg     config
-	tasks   []*topology.Task
-	stores  map[string]state.RawStore
-	outputs map[string][]topology.OutputRecord
-	queue   []topology.InputRecord
+	tasks   []*engine.Task
+	globals map[string]state.RawStore // global topic -> its store's engine
+	gstores map[string]state.Store    // global store name -> typed store
+	outputs map[string][]engine.OutputRecord
+	queue   []engine.InputRecord
 	offsets map[string]int64
 	now     time.Time
 }
@@ -79,28 +83,32 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	d := &Driver{cfg: cfg, stores: make(map[string]state.RawStore),
-		outputs: make(map[string][]topology.OutputRecord), offsets: make(map[string]int64), now: cfg.start}
-	for _, st := range top.Subtopologies(cfg.appID) {
-		raws := make(map[string]state.RawStore)
+	d := &Driver{cfg: cfg, outputs: make(map[string][]engine.OutputRecord), offsets: make(map[string]int64), now: cfg.start}
+	g := engine.Of(top)
+	d.globals = make(map[string]state.RawStore)
+	globals := make(map[string]state.Store)
+	for name, gs := range g.Globals {
+		raw := state.NewMemoryStore(name)
+		d.globals[gs.Topic] = raw
+		globals[name] = gs.Builder.Build(raw, gs.Topic)
+	}
+	d.gstores = globals
+	for _, st := range g.Subtopologies(cfg.appID) {
+		engines := make(map[string]state.RawStore)
 		for _, sc := range st.Stores {
-			var raw state.RawStore = state.NewMemoryStore(sc.Name)
-			if sc.Logging {
-				topic := state.ChangelogTopic(cfg.appID, sc.Name)
-				raw = state.NewLoggedStore(raw, state.ChangeLoggerFunc(func(k, v []byte) {
-					d.send(topology.OutputRecord{Topic: topic, Partition: 0, Key: k, Value: v, Timestamp: d.now})
-				}))
-			}
-			if sc.CacheMaxBytes > 0 {
-				raw = state.NewCachingStore(raw, sc.CacheMaxBytes)
-			}
-			raws[sc.Name] = raw
-			d.stores[sc.Name] = raw
+			engines[sc.Name] = state.NewMemoryStore(sc.Name)
 		}
-		task, err := topology.NewTask(top, topology.TaskConfig{
-			ApplicationID:         cfg.appID,
-			ID:                    processor.TaskID{Subtopology: st.ID},
-			Stores:                raws,
+		task, err := engine.NewTask(g, engine.TaskConfig{
+			ApplicationID: cfg.appID,
+			ID:            processor.TaskID{Subtopology: st.ID},
+			Engines:       engines,
+			Globals:       globals,
+			ChangeLogger: func(store string) state.ChangeLogger {
+				topic := state.ChangelogTopic(cfg.appID, store)
+				return state.ChangeLoggerFunc(func(k, v []byte) {
+					d.send(engine.OutputRecord{Topic: topic, Partition: 0, Key: k, Value: v, Timestamp: d.now})
+				})
+			},
 			Send:                  d.send,
 			Partitions:            func(string) int32 { return 1 },
 			ProcessingErrors:      cfg.processing,
@@ -116,15 +124,15 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 	return d, nil
 }
 
-func (d *Driver) send(r topology.OutputRecord) {
+func (d *Driver) send(r engine.OutputRecord) {
 	d.outputs[r.Topic] = append(d.outputs[r.Topic], r)
-	if d.taskFor(r.Topic) != nil {
-		d.queue = append(d.queue, topology.InputRecord{Topic: r.Topic, Key: r.Key, Value: r.Value,
+	if _, ok := d.globals[r.Topic]; ok || d.taskFor(r.Topic) != nil {
+		d.queue = append(d.queue, engine.InputRecord{Topic: r.Topic, Key: r.Key, Value: r.Value,
 			Timestamp: r.Timestamp, Headers: r.Headers})
 	}
 }
 
-func (d *Driver) taskFor(topic string) *topology.Task {
+func (d *Driver) taskFor(topic string) *engine.Task {
 	for _, t := range d.tasks {
 		if t.Reads(topic) {
 			return t
@@ -138,6 +146,19 @@ func (d *Driver) run() error {
 	for len(d.queue) > 0 {
 		rec := d.queue[0]
 		d.queue = d.queue[1:]
+		if global, ok := d.globals[rec.Topic]; ok {
+			// A global table takes the topic's records as they are.
+			var err error
+			if rec.Value == nil {
+				err = global.Delete(rec.Key)
+			} else {
+				err = global.Put(rec.Key, rec.Value)
+			}
+			if err != nil {
+				return fmt.Errorf("streamstest: update global store of %s: %w", rec.Topic, err)
+			}
+			continue
+		}
 		task := d.taskFor(rec.Topic)
 		if task == nil {
 			return fmt.Errorf("streamstest: no source reads topic %q", rec.Topic)
@@ -149,9 +170,9 @@ func (d *Driver) run() error {
 			return err
 		}
 	}
-	for name, s := range d.stores {
-		if err := s.Flush(); err != nil {
-			return fmt.Errorf("streamstest: flush store %s: %w", name, err)
+	for _, t := range d.tasks {
+		if err := t.Flush(); err != nil {
+			return fmt.Errorf("streamstest: %w", err)
 		}
 	}
 	if len(d.queue) > 0 {
@@ -222,10 +243,20 @@ func (in *InputTopic[K, V]) PipeRecord(r processor.Record[K, V]) error {
 	return in.PipeRaw(k, v, r.Timestamp, r.Headers)
 }
 
+// PipeTombstone processes a record with key and a null value, which
+// deletes key from a table read from the topic.
+func (in *InputTopic[K, V]) PipeTombstone(key K) error {
+	k, err := in.keys.Serialize(in.topic, key)
+	if err != nil {
+		return fmt.Errorf("streamstest: serialize key: %w", err)
+	}
+	return in.PipeRaw(k, nil, in.d.now, nil)
+}
+
 // PipeRaw processes a record given as bytes, for example to test how a
 // topology handles data its serdes cannot read.
 func (in *InputTopic[K, V]) PipeRaw(key, value []byte, ts time.Time, headers []processor.Header) error {
-	in.d.queue = append(in.d.queue, topology.InputRecord{Topic: in.topic, Key: key, Value: value, Timestamp: ts, Headers: headers})
+	in.d.queue = append(in.d.queue, engine.InputRecord{Topic: in.topic, Key: key, Value: value, Timestamp: ts, Headers: headers})
 	return in.d.run()
 }
 
@@ -283,8 +314,15 @@ func (o *OutputTopic[K, V]) ReadAll() ([]processor.Record[K, V], error) {
 // streamstest.Store[state.KeyValueStore[string, int64]](d, "counts").
 func Store[S any](d *Driver, name string) (S, error) {
 	var zero S
+	stores := []func(string) (state.Store, bool){func(name string) (state.Store, bool) {
+		s, ok := d.gstores[name]
+		return s, ok
+	}}
 	for _, t := range d.tasks {
-		if s, ok := t.Store(name); ok {
+		stores = append(stores, t.Store)
+	}
+	for _, get := range stores {
+		if s, ok := get(name); ok {
 			typed, ok := s.(S)
 			if !ok {
 				return zero, fmt.Errorf("streamstest: store %q is a %T, not a %T", name, s, zero)
