@@ -160,13 +160,18 @@ type Config struct {
 	// a null value) after the segment holding it was cleaned
 	// (delete.retention.ms); 0 means DefaultDeleteRetention.
 	DeleteRetention time.Duration
-	// MinCleanableDirtyRatio is the DirtyRatio above which the broker's
-	// cleaner picks the log (min.cleanable.dirty.ratio); see Cleanable.
+	// MinCleanableDirtyRatio is the CleanState.Ratio at or above which
+	// the broker's cleaner picks the log (min.cleanable.dirty.ratio).
 	MinCleanableDirtyRatio float64
 	// MinCompactionLag is how long a record stays uncompacted after it
 	// is written (min.compaction.lag.ms): Clean skips the segments whose
 	// newest timestamp is more recent. 0 means none.
 	MinCompactionLag time.Duration
+	// MaxCompactionLag is how long a record may stay uncompacted
+	// (max.compaction.lag.ms): a log whose oldest uncleaned record is
+	// older is cleanable whatever its dirty ratio (see CleanState). 0
+	// means no bound, Kafka's default of Long.MAX_VALUE.
+	MaxCompactionLag time.Duration
 	// Sync is the durability policy. It is fixed when the log is opened.
 	Sync SyncPolicy
 	// Logger receives recovery, retention and storage error messages;
