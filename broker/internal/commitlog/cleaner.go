@@ -231,6 +231,7 @@ type cleanPass struct {
 func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 	l.cleanMu.Lock()
 	defer l.cleanMu.Unlock()
+	began := time.Now()
 	maxKeys := opts.MaxKeys
 	if maxKeys <= 0 {
 		maxKeys = DefaultCleanerMaxKeys
@@ -321,7 +322,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		discard(groups)
 		return CleanResult{}, fmt.Errorf("clean %s: %w", l.dir, err)
 	}
-	l.log.Info("cleaned log", "dir", l.dir, "segments", res.Segments, "bytes_before", res.BytesRead, "bytes_after", res.BytesWritten, "records_removed", res.RecordsRemoved, "cleaned_to", mappedEnd)
+	l.log.Info("cleaned log", "dir", l.dir, "segments", res.Segments, "bytes_before", res.BytesRead, "bytes_after", res.BytesWritten, "records_removed", res.RecordsRemoved, "cleaned_to", mappedEnd, "duration", time.Since(began))
 	return res, nil
 }
 
