@@ -7,18 +7,24 @@ package commitlog
 // stopped (cleanedTo) to the first segment it may not clean, key hash to
 // latest offset, in a map of at most CleanOptions.MaxKeys entries; then it
 // rewrites every segment from the start of the log to the end of what it
-// mapped, one new segment per old one, keeping a record if no later
-// record has its key. Offsets are never renumbered: a filtered batch
-// keeps its base offset, attributes, producer id, epoch, base sequence
-// and last offset delta, so producer state read from headers is
-// unchanged, with fewer records and a new CRC; compressed batches are
-// decompressed, filtered and recompressed with their codec. A batch
-// left with no record is dropped, except the last batch of each producer
-// the log knows, which is kept whole so that the producer's state
-// survives (Kafka keeps it as an empty batch; this log's framing
+// mapped, keeping a record if no later record has its key. Adjacent
+// segments whose sizes add up to at most SegmentBytes, and whose offsets
+// one index can address, are written as one new segment, as Kafka's
+// groupSegmentsBySize does, so that cleaned segments do not stay many and
+// small. Offsets are never renumbered: a filtered batch keeps its base
+// offset, attributes, producer id, epoch, base sequence and last offset
+// delta, so producer state read from headers is unchanged, with fewer
+// records and a new CRC; compressed batches are decompressed, filtered
+// and recompressed with their codec. Records are read with recordWalker,
+// as a stream, and the ones kept are copied into the compressor as they
+// stream by, so that neither a huge batch nor a huge record costs memory.
+// A batch left with no record is dropped, except the last batch of each
+// producer the log knows, which is kept whole so that the producer's
+// state survives (Kafka keeps it as an empty batch; this log's framing
 // requires at least one record). The active segment is never cleaned, nor
 // a segment whose newest timestamp is within MinCompactionLag, nor one
-// not yet fsynced.
+// not yet fsynced. CleanOptions.Throttle is told of every batch read and
+// written, which is how the broker rate-limits its cleaner.
 //
 // A tombstone, a record with a null value, is removed once the segment
 // holding it was already clean before the pass and its newest timestamp
@@ -26,15 +32,21 @@ package commitlog
 // segment's largest timestamp instead of its file's modification time.
 //
 // The new segments are written beside the old as <base>.log.cleaned,
-// .index.cleaned and .timeindex.cleaned, and fsynced. Then, holding the
-// log's locks, the pass renames them to .swap, fsyncs the directory (the
-// swap is decided), renames each .swap over the old file and fsyncs the
-// directory again. Open deletes .cleaned files and completes the renames
-// of .swap files, so that a crash at any point leaves either the old or
-// the new version of each segment, both holding every key's latest
-// record. Produce and Fetch go on during a pass: the cleaner reads the
-// old segments through its own file handles and takes the log's locks
-// only for the renames.
+// .index.cleaned and .timeindex.cleaned, named by the base offset of the
+// first old segment each replaces, and fsynced. Then, holding the log's
+// locks, the pass renames them to .swap and fsyncs the directory: the
+// swap is decided. It removes the old segments merged into a new one
+// beyond the first, renames each .swap over the first's files and fsyncs
+// the directory again. Open deletes .cleaned files and completes the
+// swap of .swap files the same way: a <base>.log.swap replaces the
+// segments whose base offsets lie from base to its last offset. So a
+// crash at any point leaves either the old or the new version of each
+// group of segments, both holding every key's latest record (an old
+// segment none of whose records stayed may remain after a crash: what it
+// holds, later records supersede, and the next pass removes it).
+// Produce and Fetch go on during a pass: the cleaner reads the old
+// segments through its own file handles and takes the log's locks only
+// for the renames.
 //
 // The dirty offset lives in memory only: after a restart the first pass
 // maps the whole log again, which costs time, not correctness.
