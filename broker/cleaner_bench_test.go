@@ -182,7 +182,7 @@ func TestCleanerFigures(t *testing.T) {
 
 	read, dur := pass["bytes_before"].Int64(), pass["duration"].Duration()
 	t.Logf("changelog of %d updates over %d keys: %.1f MiB before cleaning, %.2f MiB after", updates, keys, float64(sizeBefore)/(1<<20), float64(sizeAfter)/(1<<20))
-	t.Logf("cleaner: one pass over %.1f MiB in %v: %.1f MB/s", float64(read)/(1<<20), dur.Round(time.Millisecond), float64(read)/1e6/dur.Seconds())
+	t.Logf("cleaner: one pass over %.1f MiB in %v: %.1f MB/s; its swap held the log's locks for %v", float64(read)/(1<<20), dur.Round(time.Millisecond), float64(read)/1e6/dur.Seconds(), pass["locked"].Duration().Round(time.Microsecond))
 	t.Logf("streams restore: %d records in %v before cleaning, %d records in %v after", restoredBefore, restoreBefore, restoredAfter, restoreAfter)
 	t.Logf("produce latency idle: %v; while the cleaner runs: %v", idle, busy)
 }

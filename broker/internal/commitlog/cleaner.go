@@ -321,8 +321,9 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 	}
 
 	groups, res, err := p.clean(srcs, mappedEnd)
+	var held time.Duration
 	if err == nil {
-		err = l.swap(groups, mappedEnd)
+		held, err = l.swap(groups, mappedEnd)
 	}
 	switch {
 	case errors.Is(err, errCleanStale):
@@ -334,7 +335,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		discard(groups)
 		return CleanResult{}, fmt.Errorf("clean %s: %w", l.dir, err)
 	}
-	l.log.Info("cleaned log", "dir", l.dir, "segments", res.Segments, "bytes_before", res.BytesRead, "bytes_after", res.BytesWritten, "records_removed", res.RecordsRemoved, "cleaned_to", mappedEnd, "duration", time.Since(began))
+	l.log.Info("cleaned log", "dir", l.dir, "segments", res.Segments, "bytes_before", res.BytesRead, "bytes_after", res.BytesWritten, "records_removed", res.RecordsRemoved, "cleaned_to", mappedEnd, "duration", time.Since(began), "locked", held)
 	return res, nil
 }
 
@@ -726,24 +727,21 @@ func (w *xerialWriter) close() error {
 	return nil
 }
 
-// swap replaces the old segments of each group by its new one, holding
-// the log's locks, as the cleaner description says, and moves cleanedTo.
-func (l *Log) swap(groups []*cleanGroup, cleanedTo int64) error {
-	l.segMu.Lock()
-	defer l.segMu.Unlock()
+// swap replaces the old segments of each group by its new one, as the
+// cleaner description says, and moves cleanedTo. It holds swapMu
+// throughout, which keeps retention and DeleteRecords from removing
+// segments meanwhile, and segMu and mu only while it unlinks and renames
+// the old segments' files and updates the segment list: Produce and
+// Fetch never wait for its directory fsyncs. It returns how long it held
+// segMu and mu.
+func (l *Log) swap(groups []*cleanGroup, cleanedTo int64) (time.Duration, error) {
+	l.swapMu.Lock()
+	defer l.swapMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed || l.failed != nil {
-		return errCleanStale
-	}
-	for _, g := range groups {
-		first := l.segmentFor(g.srcs[0].seg.base)
-		for i, src := range g.srcs {
-			j := first + i
-			if first < 0 || j >= len(l.segs)-1 || l.segs[j] != src.seg || src.seg.size != src.size {
-				return errCleanStale
-			}
-		}
+	stale := l.closed || l.failed != nil || !l.inPlaceLocked(groups)
+	l.mu.Unlock()
+	if stale {
+		return 0, errCleanStale
 	}
 	// fail takes the log offline, closing the new segments from the
 	// i-th group on, which are not in the log.
@@ -751,17 +749,60 @@ func (l *Log) swap(groups []*cleanGroup, cleanedTo int64) error {
 		for _, g := range groups[i:] {
 			g.out.close()
 		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		return l.failLocked(fmt.Errorf("clean: %w", err))
 	}
 	for _, g := range groups {
 		for _, suffix := range segmentSuffixes {
 			if err := l.fs.Rename(g.out.path(suffix+cleanedSuffix), g.out.path(suffix+swapSuffix)); err != nil {
-				return fail(0, fmt.Errorf("rename to %s: %w", swapSuffix, err))
+				return 0, fail(0, fmt.Errorf("rename to %s: %w", swapSuffix, err))
 			}
 		}
 	}
 	if err := syncDir(l.fs, l.dir); err != nil {
-		return fail(0, fmt.Errorf("sync directory: %w", err))
+		return 0, fail(0, fmt.Errorf("sync directory: %w", err))
+	}
+	// The swap is decided: recovery completes it from here on.
+	began := time.Now()
+	i, err := l.swapIn(groups, cleanedTo)
+	held := time.Since(began)
+	if err != nil {
+		return held, fail(i, err)
+	}
+	if err := syncDir(l.fs, l.dir); err != nil {
+		return held, fail(len(groups), fmt.Errorf("sync directory: %w", err))
+	}
+	return held, nil
+}
+
+// inPlaceLocked reports whether the old segments of every group are
+// still in the log, rolled and unchanged. The caller holds mu.
+func (l *Log) inPlaceLocked(groups []*cleanGroup) bool {
+	for _, g := range groups {
+		first := l.segmentFor(g.srcs[0].seg.base)
+		for i, src := range g.srcs {
+			j := first + i
+			if first < 0 || j >= len(l.segs)-1 || l.segs[j] != src.seg || src.seg.size != src.size {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// swapIn, holding segMu and mu, puts the new segments of groups, renamed
+// to .swap, in the place of the old ones, in the log and on disk, and
+// moves cleanedTo. On an error it returns the index of the first group
+// whose new segment is not in the log. A log closed meanwhile is left as
+// it is: its next Open completes the swap.
+func (l *Log) swapIn(groups []*cleanGroup, cleanedTo int64) (int, error) {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.failed != nil {
+		return 0, errors.New("the log closed during the swap")
 	}
 	for i, g := range groups {
 		// The old segments leave the log before their files change, so
@@ -782,19 +823,16 @@ func (l *Log) swap(groups []*cleanGroup, cleanedTo int64) error {
 		l.size += g.out.size
 		l.segs = slices.Replace(l.segs, first, first+len(g.srcs), g.out)
 		if err := errors.Join(errs...); err != nil {
-			return fail(i+1, err)
+			return i + 1, err
 		}
 		for _, suffix := range segmentSuffixes {
 			if err := l.fs.Rename(g.out.path(suffix+swapSuffix), g.out.path(suffix)); err != nil {
-				return fail(i+1, fmt.Errorf("swap in segment %s: %w", g.out.name(), err))
+				return i + 1, fmt.Errorf("swap in segment %s: %w", g.out.name(), err)
 			}
 		}
 	}
-	if err := syncDir(l.fs, l.dir); err != nil {
-		return fail(len(groups), fmt.Errorf("sync directory: %w", err))
-	}
 	l.cleanedTo = max(l.cleanedTo, cleanedTo)
-	return nil
+	return len(groups), nil
 }
 
 // finishSwap, at Open, deletes the .cleaned files of a pass cut short and

@@ -307,6 +307,11 @@ type Log struct {
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
 
+	// swapMu is held while a Clean pass swaps its segments in and by
+	// the removers of segments (retention, DeleteRecords), so that none
+	// is removed once a swap is decided. It is acquired before segMu.
+	swapMu sync.Mutex
+
 	// cleanMu serializes Clean passes; cleanedTo, guarded by mu, is the
 	// offset the last pass cleaned up to: the dirty part starts there.
 	cleanMu   sync.Mutex
@@ -1194,6 +1199,8 @@ func scanBatches(f vfs.File, pos, limit int64, fn func(h *batchHeader, batch []b
 // backwards; before beyond the high watermark is ErrOffsetOutOfRange, as
 // in Kafka.
 func (l *Log) DeleteRecords(before int64) (int64, error) {
+	l.swapMu.Lock()
+	defer l.swapMu.Unlock()
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	l.mu.Lock()
@@ -1258,6 +1265,8 @@ func (l *Log) removeSegmentsLocked(n int) error {
 // it is non-empty and older than SegmentAge, so that it can expire in turn.
 // It does nothing on a log that is offline.
 func (l *Log) EnforceRetention(now time.Time) error {
+	l.swapMu.Lock()
+	defer l.swapMu.Unlock()
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	l.mu.Lock()
