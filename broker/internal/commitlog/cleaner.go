@@ -33,13 +33,16 @@ package commitlog
 //
 // The new segments are written beside the old as <base>.log.cleaned,
 // .index.cleaned and .timeindex.cleaned, named by the base offset of the
-// first old segment each replaces, and fsynced. Then, holding the log's
-// locks, the pass renames them to .swap and fsyncs the directory: the
-// swap is decided. It removes the old segments merged into a new one
-// beyond the first, renames each .swap over the first's files and fsyncs
-// the directory again. Open deletes .cleaned files and completes the
-// swap of .swap files the same way: a <base>.log.swap replaces the
-// segments whose base offsets lie from base to its last offset. So a
+// first old segment each replaces, and fsynced. Then, holding swapMu,
+// which keeps retention and DeleteRecords from removing segments, the
+// pass renames them to .swap and fsyncs the directory: the swap is
+// decided. Holding the log's other locks only for this, it renames the
+// old segments merged into a new one beyond the first to .deleted and
+// each .swap over the first's files; then it unlinks the .deleted files
+// and fsyncs the directory again. Open deletes .cleaned and .deleted
+// files and completes the swap of .swap files the same way: a
+// <base>.log.swap replaces the segments whose base offsets lie from base
+// to its last offset. So a
 // crash at any point leaves either the old or the new version of each
 // group of segments, both holding every key's latest record (an old
 // segment none of whose records stayed may remain after a crash: what it
@@ -77,6 +80,7 @@ import (
 const (
 	cleanedSuffix = ".cleaned"
 	swapSuffix    = ".swap"
+	deletedSuffix = ".deleted" // old segments merged away, to be unlinked
 )
 
 // DefaultCleanerMaxKeys is the default CleanOptions.MaxKeys: 128 MiB of
@@ -730,8 +734,8 @@ func (w *xerialWriter) close() error {
 // swap replaces the old segments of each group by its new one, as the
 // cleaner description says, and moves cleanedTo. It holds swapMu
 // throughout, which keeps retention and DeleteRecords from removing
-// segments meanwhile, and segMu and mu only while it unlinks and renames
-// the old segments' files and updates the segment list: Produce and
+// segments meanwhile, and segMu and mu only while it renames the old
+// segments' files and updates the segment list: Produce and
 // Fetch never wait for its directory fsyncs. It returns how long it held
 // segMu and mu.
 func (l *Log) swap(groups []*cleanGroup, cleanedTo int64) (time.Duration, error) {
@@ -765,8 +769,15 @@ func (l *Log) swap(groups []*cleanGroup, cleanedTo int64) (time.Duration, error)
 	}
 	// The swap is decided: recovery completes it from here on.
 	began := time.Now()
-	i, err := l.swapIn(groups, cleanedTo)
+	i, aside, err := l.swapIn(groups, cleanedTo)
 	held := time.Since(began)
+	for _, s := range aside {
+		for _, suffix := range segmentSuffixes {
+			if err := l.fs.Remove(s.path(suffix + deletedSuffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				l.log.Warn("removing a merged-away segment", "dir", l.dir, "segment", s.name(), "err", err)
+			}
+		}
+	}
 	if err != nil {
 		return held, fail(i, err)
 	}
@@ -793,17 +804,21 @@ func (l *Log) inPlaceLocked(groups []*cleanGroup) bool {
 
 // swapIn, holding segMu and mu, puts the new segments of groups, renamed
 // to .swap, in the place of the old ones, in the log and on disk, and
-// moves cleanedTo. On an error it returns the index of the first group
-// whose new segment is not in the log. A log closed meanwhile is left as
-// it is: its next Open completes the swap.
-func (l *Log) swapIn(groups []*cleanGroup, cleanedTo int64) (int, error) {
+// moves cleanedTo. The old segments merged into a new one beyond the
+// first are renamed to .deleted, which is quicker than unlinking them;
+// it returns them for the caller to remove without the locks. On an
+// error it also returns the index of the first group whose new segment
+// is not in the log. A log closed meanwhile is left as it is: its next
+// Open completes the swap.
+func (l *Log) swapIn(groups []*cleanGroup, cleanedTo int64) (int, []*segment, error) {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || l.failed != nil {
-		return 0, errors.New("the log closed during the swap")
+		return 0, nil, errors.New("the log closed during the swap")
 	}
+	var aside []*segment
 	for i, g := range groups {
 		// The old segments leave the log before their files change, so
 		// that a failure leaves none closed in it. Those merged into the
@@ -815,7 +830,13 @@ func (l *Log) swapIn(groups []*cleanGroup, cleanedTo int64) (int, error) {
 		}
 		var errs []error
 		for _, src := range g.srcs[1:] {
-			errs = append(errs, src.seg.remove())
+			errs = append(errs, src.seg.close())
+			for _, suffix := range segmentSuffixes {
+				if err := l.fs.Rename(src.seg.path(suffix), src.seg.path(suffix+deletedSuffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("set aside segment %s: %w", src.seg.name(), err))
+				}
+			}
+			aside = append(aside, src.seg)
 		}
 		for _, src := range g.srcs {
 			l.size -= src.size
@@ -823,19 +844,20 @@ func (l *Log) swapIn(groups []*cleanGroup, cleanedTo int64) (int, error) {
 		l.size += g.out.size
 		l.segs = slices.Replace(l.segs, first, first+len(g.srcs), g.out)
 		if err := errors.Join(errs...); err != nil {
-			return i + 1, err
+			return i + 1, aside, err
 		}
 		for _, suffix := range segmentSuffixes {
 			if err := l.fs.Rename(g.out.path(suffix+swapSuffix), g.out.path(suffix)); err != nil {
-				return i + 1, fmt.Errorf("swap in segment %s: %w", g.out.name(), err)
+				return i + 1, aside, fmt.Errorf("swap in segment %s: %w", g.out.name(), err)
 			}
 		}
 	}
 	l.cleanedTo = max(l.cleanedTo, cleanedTo)
-	return len(groups), nil
+	return len(groups), aside, nil
 }
 
-// finishSwap, at Open, deletes the .cleaned files of a pass cut short and
+// finishSwap, at Open, deletes the .cleaned files of a pass cut short,
+// the .deleted files of one that completed, and
 // completes the swap of the .swap files of a pass that decided it. A new
 // segment <base>.log.swap replaces every segment whose base offset lies
 // from base up to its last offset, the ones merged into it; an index
@@ -849,7 +871,7 @@ func (l *Log) finishSwap() error {
 	var swaps []int64
 	for _, name := range names {
 		path := l.fs.PathJoin(l.dir, name)
-		if strings.HasSuffix(name, cleanedSuffix) {
+		if strings.HasSuffix(name, cleanedSuffix) || strings.HasSuffix(name, deletedSuffix) {
 			if err := l.fs.Remove(path); err != nil {
 				return fmt.Errorf("remove leftover %s: %w", name, err)
 			}

@@ -428,7 +428,7 @@ func TestCleanCrash(t *testing.T) {
 				checkLatest(t, readRecords(t, l), want, l.segs[len(l.segs)-1].base)
 				names, _ := mem.List(memDir)
 				for _, n := range names {
-					if strings.HasSuffix(n, cleanedSuffix) || strings.HasSuffix(n, swapSuffix) {
+					if strings.HasSuffix(n, cleanedSuffix) || strings.HasSuffix(n, swapSuffix) || strings.HasSuffix(n, deletedSuffix) {
 						t.Fatalf("cut %d: leftover %s", cut, n)
 					}
 				}
