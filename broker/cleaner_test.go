@@ -127,3 +127,35 @@ func TestCleanerFollowsPolicyChange(t *testing.T) {
 	}
 	awaitCompacted(t, ctx, b.Addr(), topic, want, end)
 }
+
+// TestMaxCompactionLag compacts two topics alike but for
+// max.compaction.lag.ms, whose min.cleanable.dirty.ratio of 1 their
+// dirty ratio no longer reaches after the first pass: the one with a lag
+// of one second is compacted all the same, the other is not. Three
+// cleaner threads share the work.
+func TestMaxCompactionLag(t *testing.T) {
+	b := startBroker(t, "", broker.CleanerBackoff(20*time.Millisecond), broker.RetentionCheckInterval(100*time.Millisecond), broker.CleanerThreads(3))
+	adm := kadm.NewClient(newClient(t, b.Addr()))
+	for topic, lag := range map[string]string{"lagged": "1000", "unlagged": "9223372036854775807"} {
+		createTopic(t, adm, topic, 1, map[string]*string{
+			"cleanup.policy":            kadm.StringPtr("compact"),
+			"segment.bytes":             kadm.StringPtr("16384"),
+			"segment.ms":                kadm.StringPtr("500"),
+			"min.cleanable.dirty.ratio": kadm.StringPtr("1"),
+			"max.compaction.lag.ms":     kadm.StringPtr(lag),
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	want, end := produceUpdates(t, ctx, b.Addr(), "lagged", 5_000, 50)
+	produceUpdates(t, ctx, b.Addr(), "unlagged", 5_000, 50)
+	awaitCompacted(t, ctx, b.Addr(), "lagged", want, end)
+	if n := len(consumeN(t, b.Addr(), "unlagged", 500)); n < 500 {
+		t.Fatalf("the topic without max.compaction.lag.ms holds %d records", n)
+	}
+	// A few more cleaner rounds, which must leave it as it is.
+	time.Sleep(time.Second)
+	if n := len(consumeN(t, b.Addr(), "unlagged", 500)); n < 500 {
+		t.Fatalf("the topic without max.compaction.lag.ms holds %d records", n)
+	}
+}

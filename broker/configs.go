@@ -94,7 +94,7 @@ var topicConfigs = []configDef{
 	{"leader.replication.throttled.replicas", "", kmsg.ConfigTypeList, "", anyValue, "Replication throttle; Riffle does not replicate partitions." + noEffect},
 	{"local.retention.bytes", "log.local.retention.bytes", kmsg.ConfigTypeLong, "-2", intRange(-2, maxInt64), "Local retention under tiered storage, which Riffle does not have." + noEffect},
 	{"local.retention.ms", "log.local.retention.ms", kmsg.ConfigTypeLong, "-2", intRange(-2, maxInt64), "Local retention under tiered storage, which Riffle does not have." + noEffect},
-	{"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(1, maxInt64), "Compaction lag." + noEffect},
+	{"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", kmsg.ConfigTypeLong, strconv.Itoa(maxInt64), intRange(1, maxInt64), "Longest time a record of a compacted topic stays uncompacted: a partition whose oldest uncleaned record is older is cleaned first, whatever its dirty ratio, and its active segment rolls at this age if segment.ms is longer."},
 	{"max.decompressed.message.bytes", "max.decompressed.message.bytes", kmsg.ConfigTypeInt, "2147483639", intRange(0, maxInt32), "Riffle never decompresses batches." + noEffect},
 	{"max.message.bytes", "message.max.bytes", kmsg.ConfigTypeInt, "1048588", intRange(0, maxInt32), "Largest record batch a producer may append."},
 	{"message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", kmsg.ConfigTypeLong, "3600000", intRange(0, maxInt64), "Largest time in ms a CreateTime record's timestamp may lie ahead of the broker's clock; later records are refused with INVALID_TIMESTAMP."},
@@ -211,6 +211,15 @@ func logConfig(img *metadata.Image, nodeID int32, topic string, policy commitlog
 	cfg.DeleteRetention = time.Duration(max(num("delete.retention.ms"), 1)) * time.Millisecond
 	cfg.MinCompactionLag = time.Duration(num("min.compaction.lag.ms")) * time.Millisecond
 	cfg.MinCleanableDirtyRatio, _ = strconv.ParseFloat(get("min.cleanable.dirty.ratio"), 64)
+	// Long.MAX_VALUE, the default, is no bound; so is anything beyond
+	// what a Duration holds. A compacted log rolls by the lag too, as
+	// Kafka's maxSegmentMs, so that its records become cleanable.
+	if ms := num("max.compaction.lag.ms"); ms < math.MaxInt64/int64(time.Millisecond) {
+		cfg.MaxCompactionLag = time.Duration(ms) * time.Millisecond
+	}
+	if cfg.Compact && cfg.MaxCompactionLag > 0 {
+		cfg.SegmentAge = min(cfg.SegmentAge, cfg.MaxCompactionLag)
+	}
 	return cfg
 }
 

@@ -239,6 +239,8 @@ func TestOptionsValidated(t *testing.T) {
 		"queued negative":                 QueuedMaxRequestBytes(-1),
 		"max topic partitions 0":          MaxTopicPartitions(0),
 		"max partitions 0":                MaxPartitions(0),
+		"cleaner threads 0":               CleanerThreads(0),
+		"cleaner I/O rate negative":       CleanerIOMaxBytesPerSecond(-1),
 	} {
 		b, err := New(opt)
 		if err == nil || b != nil {

@@ -44,6 +44,8 @@ type config struct {
 	numPartitions    int32
 	retentionCheck   time.Duration
 	cleanerBackoff   time.Duration
+	cleanerThreads   int
+	cleanerIORate    float64 // bytes per second; 0: unlimited
 	offsetsRetention time.Duration
 	logger           *slog.Logger
 
@@ -72,6 +74,7 @@ func defaultConfig() config {
 		numPartitions:    1,
 		retentionCheck:   5 * time.Minute,
 		cleanerBackoff:   15 * time.Second,
+		cleanerThreads:   1,
 		offsetsRetention: 7 * 24 * time.Hour,
 		logger:           slog.Default(),
 
@@ -104,6 +107,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("default partitions %d exceed max partitions per topic %d", c.numPartitions, c.maxTopicPartitions)
 	case c.cleanerBackoff < time.Millisecond:
 		return fmt.Errorf("cleaner backoff %v is below 1ms", c.cleanerBackoff)
+	case c.cleanerThreads < 1:
+		return fmt.Errorf("cleaner threads %d is below 1", c.cleanerThreads)
+	case c.cleanerIORate < 0 || math.IsNaN(c.cleanerIORate):
+		return fmt.Errorf("cleaner I/O rate %v bytes per second is negative", c.cleanerIORate)
 	case c.retentionCheck < time.Millisecond:
 		return fmt.Errorf("retention check interval %v is below 1ms", c.retentionCheck)
 	case c.offsetsRetention <= 0:
@@ -183,12 +190,31 @@ func RetentionCheckInterval(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.retentionCheck = d })
 }
 
-// CleanerBackoff sets how long the log cleaner, a single goroutine
-// (log.cleaner.threads=1), sleeps when no compacted partition has a dirty
-// ratio at or above its min.cleanable.dirty.ratio.
-// Default: 15 seconds (Kafka's log.cleaner.backoff.ms).
+// CleanerBackoff sets how long a log cleaner thread sleeps when no
+// compacted partition needs cleaning: none has a dirty ratio at or above
+// its min.cleanable.dirty.ratio or records older than its
+// max.compaction.lag.ms. Default: 15 seconds (Kafka's
+// log.cleaner.backoff.ms).
 func CleanerBackoff(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.cleanerBackoff = d })
+}
+
+// CleanerThreads sets how many partitions the log cleaner compacts at
+// once, each on its own goroutine; two never clean the same partition.
+// Default: 1 (Kafka's log.cleaner.threads).
+func CleanerThreads(n int) Opt { return optFunc(func(c *config) { c.cleanerThreads = n }) }
+
+// CleanerIOMaxBytesPerSecond caps the bytes the log cleaner threads read
+// and write together, on average over each pass; a value of 0 or
+// math.MaxFloat64 is no cap. Default: no cap (Kafka's
+// log.cleaner.io.max.bytes.per.second, Double.MAX_VALUE).
+func CleanerIOMaxBytesPerSecond(r float64) Opt {
+	return optFunc(func(c *config) {
+		if r == math.MaxFloat64 {
+			r = 0
+		}
+		c.cleanerIORate = r
+	})
 }
 
 // OffsetsRetention sets how long the committed offsets of a consumer

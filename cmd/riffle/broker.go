@@ -31,6 +31,8 @@ func runBroker(ctx context.Context, args []string) error {
 	maxConns := fs.Int("max-connections", 0, "most client connections served at once, 0 for unlimited (Kafka's max.connections)")
 	maxConnsPerIP := fs.Int("max-connections-per-ip", 0, "most client connections served at once from one address, 0 for unlimited (Kafka's max.connections.per.ip)")
 	queuedMax := fs.Int64("queued-max-request-bytes", 0, "bytes of requests read but not yet handled, across connections; 0 for 256 MiB (Kafka's queued.max.request.bytes)")
+	cleanerThreads := fs.Int("cleaner-threads", 1, "partitions the log cleaner compacts at once (Kafka's log.cleaner.threads)")
+	cleanerIO := fs.Float64("cleaner-io-max-bytes-per-second", 0, "cap on the bytes the log cleaner reads and writes per second, 0 for none (Kafka's log.cleaner.io.max.bytes.per.second)")
 	pprofAddr := fs.String("pprof", "", "serve /debug/pprof on this loopback host:port (off when empty)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -65,7 +67,8 @@ func runBroker(ctx context.Context, args []string) error {
 		broker.MaxPartitions(*maxParts),
 		broker.Logger(logger),
 	}
-	opts = append(opts, broker.ConnectionsMaxIdle(*maxIdle), broker.QueuedMaxRequestBytes(*queuedMax))
+	opts = append(opts, broker.ConnectionsMaxIdle(*maxIdle), broker.QueuedMaxRequestBytes(*queuedMax),
+		broker.CleanerThreads(*cleanerThreads), broker.CleanerIOMaxBytesPerSecond(*cleanerIO))
 	if *maxConns != 0 {
 		opts = append(opts, broker.MaxConnections(*maxConns))
 	}

@@ -160,13 +160,18 @@ type Config struct {
 	// a null value) after the segment holding it was cleaned
 	// (delete.retention.ms); 0 means DefaultDeleteRetention.
 	DeleteRetention time.Duration
-	// MinCleanableDirtyRatio is the DirtyRatio above which the broker's
-	// cleaner picks the log (min.cleanable.dirty.ratio); see Cleanable.
+	// MinCleanableDirtyRatio is the CleanState.Ratio at or above which
+	// the broker's cleaner picks the log (min.cleanable.dirty.ratio).
 	MinCleanableDirtyRatio float64
 	// MinCompactionLag is how long a record stays uncompacted after it
 	// is written (min.compaction.lag.ms): Clean skips the segments whose
 	// newest timestamp is more recent. 0 means none.
 	MinCompactionLag time.Duration
+	// MaxCompactionLag is how long a record may stay uncompacted
+	// (max.compaction.lag.ms): a log whose oldest uncleaned record is
+	// older is cleanable whatever its dirty ratio (see CleanState). 0
+	// means no bound, Kafka's default of Long.MAX_VALUE.
+	MaxCompactionLag time.Duration
 	// Sync is the durability policy. It is fixed when the log is opened.
 	Sync SyncPolicy
 	// Logger receives recovery, retention and storage error messages;
@@ -301,6 +306,11 @@ type Log struct {
 	changedUsed bool // someone holds changed, so the next change must close it
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
+
+	// swapMu is held while a Clean pass swaps its segments in and by
+	// the removers of segments (retention, DeleteRecords), so that none
+	// is removed once a swap is decided. It is acquired before segMu.
+	swapMu sync.Mutex
 
 	// cleanMu serializes Clean passes; cleanedTo, guarded by mu, is the
 	// offset the last pass cleaned up to: the dirty part starts there.
@@ -1189,6 +1199,8 @@ func scanBatches(f vfs.File, pos, limit int64, fn func(h *batchHeader, batch []b
 // backwards; before beyond the high watermark is ErrOffsetOutOfRange, as
 // in Kafka.
 func (l *Log) DeleteRecords(before int64) (int64, error) {
+	l.swapMu.Lock()
+	defer l.swapMu.Unlock()
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	l.mu.Lock()
@@ -1253,6 +1265,8 @@ func (l *Log) removeSegmentsLocked(n int) error {
 // it is non-empty and older than SegmentAge, so that it can expire in turn.
 // It does nothing on a log that is offline.
 func (l *Log) EnforceRetention(now time.Time) error {
+	l.swapMu.Lock()
+	defer l.swapMu.Unlock()
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
 	l.mu.Lock()

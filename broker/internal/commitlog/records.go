@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"sync"
@@ -52,15 +53,19 @@ type recordMeta struct {
 	offsetDelta    int32
 	nullKey        bool
 	nullValue      bool
-	keyLen         int32 // -1 for a null key
-	keyEnd         int64 // position in the records section after the key
+	keyHash        uint64 // of a non-null key, when the walker hashes keys
 }
 
 // recordWalker reads the records section of a v2 batch one record at a
 // time, checking each record's structure as Kafka's DefaultRecord does.
-// Compressed sections are decompressed as a stream through a small
-// buffer, so memory does not grow with the decompressed size. The zero
-// value is ready for open; close releases its decoders.
+// It is the one record reader of the package: the validator, the
+// timestamp lookups and the cleaner use it. Compressed sections are
+// decompressed as a stream through a small buffer, so memory does not
+// grow with the decompressed size, nor with the size of a key or a
+// record: keys are hashed as they stream by (hashKeys), and the cleaner
+// copies the records it keeps by teeing the bytes read to its compressor
+// (setTee). The zero value is ready for open; close releases its
+// decoders.
 type recordWalker struct {
 	buf      []byte    // unread bytes, a suffix of data or of *scratch
 	src      io.Reader // the decompressor refilling buf; nil when uncompressed
@@ -68,6 +73,19 @@ type recordWalker struct {
 	consumed int64     // bytes of the records section read so far
 	inflated int64     // bytes the decompressor produced so far
 	release  func()    // returns the decompressor to its pool
+
+	// hashKeys makes next set recordMeta.keyHash, with seed.
+	hashKeys bool
+	seed     maphash.Seed
+	kh       maphash.Hash // hashes a key that spans refills of buf
+
+	// While teeing, the bytes read are written to tee. mark is the
+	// part of the current window not yet written or skipped: its bytes
+	// before buf have been read.
+	tee    io.Writer
+	teeing bool
+	mark   []byte
+	teeErr error
 }
 
 var walkBuffers = sync.Pool{New: func() any { b := make([]byte, walkBufferSize); return &b }}
@@ -76,7 +94,7 @@ var walkBuffers = sync.Pool{New: func() any { b := make([]byte, walkBufferSize);
 // with codec (attributes bits 0-2).
 func (w *recordWalker) open(codec int16, data []byte) error {
 	if codec == 0 {
-		w.buf = data
+		w.buf, w.mark = data, data
 		return nil
 	}
 	src, release, err := decompress(codec, data)
@@ -86,6 +104,7 @@ func (w *recordWalker) open(codec int16, data []byte) error {
 	w.src, w.release = src, release
 	w.scratch = walkBuffers.Get().(*[]byte)
 	w.buf = (*w.scratch)[:0]
+	w.mark = w.buf
 	return nil
 }
 
@@ -106,6 +125,7 @@ func (w *recordWalker) fill() error {
 	if w.src == nil {
 		return errNoMoreData
 	}
+	w.flushTee()
 	for range 100 {
 		n, err := w.src.Read((*w.scratch)[:cap(*w.scratch)])
 		w.inflated += int64(n)
@@ -114,6 +134,7 @@ func (w *recordWalker) fill() error {
 		}
 		if n > 0 {
 			w.buf = (*w.scratch)[:n]
+			w.mark = w.buf
 			return nil
 		}
 		switch {
@@ -126,6 +147,22 @@ func (w *recordWalker) fill() error {
 		}
 	}
 	return fmt.Errorf("decompress: %v", io.ErrNoProgress)
+}
+
+// setTee flushes what was read so far, written to tee if teeing was on,
+// and turns teeing on or off for what is read next.
+func (w *recordWalker) setTee(on bool) {
+	w.flushTee()
+	w.teeing = on
+}
+
+// flushTee writes the bytes read from the current window since the last
+// flush to tee if teeing is on, and forgets them.
+func (w *recordWalker) flushTee() {
+	if read := w.mark[:len(w.mark)-len(w.buf)]; w.teeing && len(read) > 0 && w.teeErr == nil {
+		_, w.teeErr = w.tee.Write(read)
+	}
+	w.mark = w.buf
 }
 
 func (w *recordWalker) byte() (byte, error) {
@@ -180,8 +217,8 @@ func (w *recordWalker) varint32(what string) (int32, error) {
 	return int32(v), nil
 }
 
-// skip discards n bytes.
-func (w *recordWalker) skip(n int64) error {
+// skip reads past n bytes, hashing them into h if it is not nil.
+func (w *recordWalker) skip(n int64, h *maphash.Hash) error {
 	for n > 0 {
 		if len(w.buf) == 0 {
 			if err := w.fill(); err != nil {
@@ -189,6 +226,9 @@ func (w *recordWalker) skip(n int64) error {
 			}
 		}
 		k := min(n, int64(len(w.buf)))
+		if h != nil {
+			h.Write(w.buf[:k])
+		}
 		w.buf = w.buf[k:]
 		w.consumed += k
 		n -= k
@@ -196,9 +236,10 @@ func (w *recordWalker) skip(n int64) error {
 	return nil
 }
 
-// bytesField skips a length-prefixed byte string ending by end; a length
-// of -1 (null) is allowed when nullable. It returns the length, -1 for null.
-func (w *recordWalker) bytesField(what string, end int64, nullable bool) (int32, error) {
+// bytesField skips a length-prefixed byte string ending by end, hashing
+// it into h if h is not nil; a length of -1 (null) is allowed when
+// nullable. It returns the length, -1 for null.
+func (w *recordWalker) bytesField(what string, end int64, nullable bool, h *maphash.Hash) (int32, error) {
 	n, err := w.varint32(what)
 	if err != nil {
 		return 0, err
@@ -211,7 +252,7 @@ func (w *recordWalker) bytesField(what string, end int64, nullable bool) (int32,
 	case int64(n) > end-w.consumed:
 		return 0, fmt.Errorf("%s of %d bytes overruns its record", what, n)
 	}
-	return n, w.skip(int64(n))
+	return n, w.skip(int64(n), h)
 }
 
 // next reads one record.
@@ -234,11 +275,20 @@ func (w *recordWalker) next() (recordMeta, error) {
 	if m.offsetDelta, err = w.varint32("offset delta"); err != nil {
 		return m, err
 	}
-	if m.keyLen, err = w.bytesField("key", end, true); err != nil {
+	var kh *maphash.Hash
+	if w.hashKeys {
+		kh = &w.kh
+		kh.SetSeed(w.seed)
+	}
+	keyLen, err := w.bytesField("key", end, true, kh)
+	if err != nil {
 		return m, err
 	}
-	m.nullKey, m.keyEnd = m.keyLen == -1, w.consumed
-	valueLen, err := w.bytesField("value", end, true)
+	m.nullKey = keyLen == -1
+	if kh != nil && !m.nullKey {
+		m.keyHash = kh.Sum64()
+	}
+	valueLen, err := w.bytesField("value", end, true, nil)
 	if err != nil {
 		return m, err
 	}
@@ -251,10 +301,10 @@ func (w *recordWalker) next() (recordMeta, error) {
 		return m, fmt.Errorf("header count %d", headers)
 	}
 	for range headers {
-		if _, err := w.bytesField("header key", end, false); err != nil {
+		if _, err := w.bytesField("header key", end, false, nil); err != nil {
 			return m, err
 		}
-		if _, err := w.bytesField("header value", end, true); err != nil {
+		if _, err := w.bytesField("header value", end, true, nil); err != nil {
 			return m, err
 		}
 	}

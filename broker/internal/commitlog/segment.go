@@ -62,6 +62,7 @@ type segment struct {
 	tentries []timeEntry
 
 	sinceIndex  int64 // bytes written since the last index entry
+	firstTs     int64 // max timestamp of the first batch, -1 if none
 	maxTs       int64 // largest batch max timestamp, -1 if none
 	maxTsOffset int64 // base offset of the batch holding maxTs
 	rollTime    time.Time
@@ -76,7 +77,7 @@ func (s *segment) name() string { return fmt.Sprintf("%020d%s", s.base, logSuffi
 
 // openSegment opens (creating if needed) the files of the segment at base.
 func openSegment(fs vfs.FS, dir string, base int64) (*segment, error) {
-	s := &segment{fs: fs, base: base, dir: dir, next: base, maxTs: -1, maxTsOffset: -1}
+	s := &segment{fs: fs, base: base, dir: dir, next: base, firstTs: -1, maxTs: -1, maxTsOffset: -1}
 	var err error
 	if s.log, err = fs.OpenReadWrite(s.path(logSuffix)); err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
@@ -152,6 +153,9 @@ func (s *segment) timeLookup(ts int64) int64 {
 // track updates the in-memory indexes for a batch stored at pos. It
 // reports whether it added an offset index entry and a time index entry.
 func (s *segment) track(h *batchHeader, pos int64, interval int64) (indexed, timeIndexed bool) {
+	if pos == 0 {
+		s.firstTs = h.maxTimestamp
+	}
 	if h.maxTimestamp > s.maxTs {
 		s.maxTs, s.maxTsOffset = h.maxTimestamp, h.baseOffset
 	}
@@ -389,6 +393,14 @@ func (s *segment) loadOlder(logger *slog.Logger, next, interval int64) error {
 		s.next = next
 		if err := s.writeIndexes(); err != nil {
 			return err
+		}
+	} else if s.size > 0 {
+		err := walkHeaders(s.log, 0, s.size, nil, func(h batchHeader, _ int64) bool {
+			s.firstTs = h.maxTimestamp
+			return false
+		})
+		if err != nil {
+			return fmt.Errorf("segment %s: %w", s.name(), err)
 		}
 	}
 	return s.closeIndexes()
