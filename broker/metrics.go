@@ -154,8 +154,32 @@ func errorName(code int16) string {
 
 // forEachErrorCode calls fn with every nonzero ErrorCode field of resp:
 // its top-level one and those of its topics, partitions, groups and
-// members, wherever kmsg nests them.
+// members, wherever kmsg nests them. Produce and Fetch responses, the
+// most frequent, are walked directly; the others by reflection.
 func forEachErrorCode(resp kmsg.Response, fn func(int16)) {
+	switch r := resp.(type) {
+	case *kmsg.ProduceResponse:
+		for i := range r.Topics {
+			for j := range r.Topics[i].Partitions {
+				if c := r.Topics[i].Partitions[j].ErrorCode; c != 0 {
+					fn(c)
+				}
+			}
+		}
+		return
+	case *kmsg.FetchResponse:
+		if r.ErrorCode != 0 {
+			fn(r.ErrorCode)
+		}
+		for i := range r.Topics {
+			for j := range r.Topics[i].Partitions {
+				if c := r.Topics[i].Partitions[j].ErrorCode; c != 0 {
+					fn(c)
+				}
+			}
+		}
+		return
+	}
 	v := reflect.ValueOf(resp)
 	walkErrorCodes(errorPlanFor(v.Type()), v, fn)
 }
