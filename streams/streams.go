@@ -52,7 +52,7 @@ type App struct {
 	cfg     config
 	top     *topology.Topology
 	subs    []topology.Subtopology
-	metrics metrics
+	metrics *metrics
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -79,7 +79,15 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
-	return &App{cfg: cfg, top: top, subs: top.Subtopologies(cfg.appID)}, nil
+	a := &App{cfg: cfg, top: top, subs: top.Subtopologies(cfg.appID), metrics: newMetrics(cfg.appID)}
+	if cfg.registerer != nil {
+		for _, c := range a.metrics.collectors {
+			if err := cfg.registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("streams: MetricsRegisterer: %w", err)
+			}
+		}
+	}
+	return a, nil
 }
 
 // Run starts the embedded broker if configured, creates the internal

@@ -159,6 +159,7 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, start int
 		return fmt.Errorf("end offset of %s[%d]: %v", topic, tk.id.Partition, end.Err)
 	}
 	tk.changelog[store] = end.Offset
+	th.app.metrics.setRestoring(tk.id, store, end.Offset-max(start, 0))
 	if end.Offset == 0 || start >= end.Offset {
 		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", end.Offset)
 		return nil
@@ -206,6 +207,7 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, start int
 			next = r.Offset + 1
 		}
 		th.app.metrics.restored.Add(int64(len(fetches.Records())))
+		th.app.metrics.setRestoring(tk.id, store, end.Offset-next)
 		if time.Since(lastLog) > time.Second {
 			lastLog = time.Now()
 			th.log.Info("restoring store", "task", tk.id.String(), "store", store, "offset", next, "end", end.Offset)
