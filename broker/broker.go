@@ -165,13 +165,13 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if err := b.listen(ctx); err != nil {
 		return err
 	}
-	b.started.Store(true)
 	b.serving.Add(3)
 	go b.acceptLoop()
 	go b.retentionLoop()
 	go b.cleanerLoop()
 	b.log.Info("broker started", "addr", b.addr, "advertised", net.JoinHostPort(b.host, strconv.Itoa(int(b.port))),
 		"data_dir", b.cfg.dataDir, "node_id", b.cfg.nodeID, "cluster_id", b.meta.Image().ClusterID)
+	b.started.Store(true)
 	return nil
 }
 

@@ -47,10 +47,12 @@ type metrics struct {
 // taskStats are the counts of one task.
 type taskStats struct {
 	processed atomic.Int64
-	// lateDropped counts records windowed operations drop for arriving
-	// after their window closed (window end plus grace at or before
-	// stream time); topologies without windowed operations never drop.
-	lateDropped atomic.Int64
+	// dropped counts the records the task's windowed operations dropped,
+	// as Kafka Streams' dropped-records does: once per window a record was
+	// late for (its end plus grace at or before stream time), and once for
+	// a record with a null key or value or a negative timestamp.
+	// Topologies without windowed operations never drop.
+	dropped atomic.Int64
 	// process is the task's child of metrics.process.
 	process prometheus.Observer
 }
@@ -137,7 +139,7 @@ func (m *metrics) sent(topic string, ts time.Time) {
 
 // countDescs describe the series countCollector makes.
 type countDescs struct {
-	processed, lateDropped, produced, commits, restored, tasks, lag, restoring *prometheus.Desc
+	processed, dropped, produced, commits, restored, tasks, lag, restoring *prometheus.Desc
 }
 
 func newCountDescs(app prometheus.Labels) countDescs {
@@ -145,14 +147,14 @@ func newCountDescs(app prometheus.Labels) countDescs {
 		return prometheus.NewDesc(name, help, labels, app)
 	}
 	return countDescs{
-		processed:   d("riffle_streams_records_processed_total", "Input records the task pushed through its processors.", "task"),
-		lateDropped: d("riffle_streams_late_records_dropped_total", "Records the task's windowed operations dropped for arriving after their window closed (window end plus grace); 0 without windowed operations.", "task"),
-		produced:    d("riffle_streams_records_produced_total", "Records sent by sinks, changelogs excluded."),
-		commits:     d("riffle_streams_commits_total", "Offset commits that succeeded."),
-		restored:    d("riffle_streams_records_restored_total", "Changelog records replayed into stores."),
-		tasks:       d("riffle_streams_tasks", "Tasks running in this instance."),
-		lag:         d("riffle_streams_consumer_lag", "Records of an input partition behind its high watermark, as of the last fetch.", "topic", "partition"),
-		restoring:   d("riffle_streams_restore_remaining_records", "Changelog records a store of the task has left to replay; 0 once restored.", "task", "store"),
+		processed: d("riffle_streams_records_processed_total", "Input records the task pushed through its processors.", "task"),
+		dropped:   d("riffle_streams_dropped_records_total", "Records the task's windowed operations dropped: late for their window (end plus grace), or with a null key or value or a negative timestamp; 0 without windowed operations.", "task"),
+		produced:  d("riffle_streams_records_produced_total", "Records sent by sinks, changelogs excluded."),
+		commits:   d("riffle_streams_commits_total", "Offset commits that succeeded."),
+		restored:  d("riffle_streams_records_restored_total", "Changelog records replayed into stores."),
+		tasks:     d("riffle_streams_tasks", "Tasks running in this instance."),
+		lag:       d("riffle_streams_consumer_lag", "Records of an input partition behind its high watermark, as of the last fetch.", "topic", "partition"),
+		restoring: d("riffle_streams_restore_remaining_records", "Changelog records a store of the task has left to replay; 0 once restored.", "task", "store"),
 	}
 }
 
@@ -164,7 +166,7 @@ type countCollector struct {
 
 func (c *countCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.descs
-	for _, desc := range []*prometheus.Desc{d.processed, d.lateDropped, d.produced, d.commits, d.restored, d.tasks, d.lag, d.restoring} {
+	for _, desc := range []*prometheus.Desc{d.processed, d.dropped, d.produced, d.commits, d.restored, d.tasks, d.lag, d.restoring} {
 		ch <- desc
 	}
 }
@@ -185,7 +187,7 @@ func (c *countCollector) Collect(ch chan<- prometheus.Metric) {
 	defer m.mu.Unlock()
 	for id, ts := range m.byTask {
 		counter(d.processed, ts.processed.Load(), id.String())
-		counter(d.lateDropped, ts.lateDropped.Load(), id.String())
+		counter(d.dropped, ts.dropped.Load(), id.String())
 	}
 	for topic, parts := range m.lag {
 		for p, l := range parts {
@@ -207,6 +209,10 @@ type Metrics struct {
 	Commits int64
 	// RecordsRestored counts changelog records replayed into stores.
 	RecordsRestored int64
+	// RecordsDropped counts the records windowed operations dropped: late
+	// for their window, or with a null key or value or a negative
+	// timestamp (Kafka Streams' dropped-records).
+	RecordsDropped int64
 	// Tasks is the number of tasks currently running.
 	Tasks int64
 	// Lag is, per input topic and partition owned at the time of the last
@@ -239,6 +245,7 @@ func (a *App) Metrics() Metrics {
 	defer m.mu.Unlock()
 	for _, ts := range m.byTask {
 		out.RecordsProcessed += ts.processed.Load()
+		out.RecordsDropped += ts.dropped.Load()
 	}
 	for t, parts := range m.lag {
 		out.Lag[t] = maps.Clone(parts)
@@ -256,7 +263,7 @@ func (a *App) Metrics() Metrics {
 //
 //	riffle_streams_records_processed_total{task}
 //	riffle_streams_process_duration_seconds{task}      histogram, per record
-//	riffle_streams_late_records_dropped_total{task}
+//	riffle_streams_dropped_records_total{task}
 //	riffle_streams_commit_duration_seconds             histogram
 //	riffle_streams_commits_total
 //	riffle_streams_e2e_latency_seconds{topic}          histogram, record timestamp to output

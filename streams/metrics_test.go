@@ -61,17 +61,17 @@ func TestMetricsOfARunningApp(t *testing.T) {
 	})
 	first := scrapeFamilies(t, srv.URL)
 	for name, want := range map[string][]string{
-		"riffle_streams_records_processed_total":    {"application_id", "task"},
-		"riffle_streams_process_duration_seconds":   {"application_id", "task"},
-		"riffle_streams_late_records_dropped_total": {"application_id", "task"},
-		"riffle_streams_commit_duration_seconds":    {"application_id"},
-		"riffle_streams_commits_total":              {"application_id"},
-		"riffle_streams_e2e_latency_seconds":        {"application_id", "topic"},
-		"riffle_streams_records_produced_total":     {"application_id"},
-		"riffle_streams_consumer_lag":               {"application_id", "topic", "partition"},
-		"riffle_streams_records_restored_total":     {"application_id"},
-		"riffle_streams_restore_remaining_records":  {"application_id", "task", "store"},
-		"riffle_streams_tasks":                      {"application_id"},
+		"riffle_streams_records_processed_total":   {"application_id", "task"},
+		"riffle_streams_process_duration_seconds":  {"application_id", "task"},
+		"riffle_streams_dropped_records_total":     {"application_id", "task"},
+		"riffle_streams_commit_duration_seconds":   {"application_id"},
+		"riffle_streams_commits_total":             {"application_id"},
+		"riffle_streams_e2e_latency_seconds":       {"application_id", "topic"},
+		"riffle_streams_records_produced_total":    {"application_id"},
+		"riffle_streams_consumer_lag":              {"application_id", "topic", "partition"},
+		"riffle_streams_records_restored_total":    {"application_id"},
+		"riffle_streams_restore_remaining_records": {"application_id", "task", "store"},
+		"riffle_streams_tasks":                     {"application_id"},
 	} {
 		fam := first[name]
 		if fam == nil || len(fam.GetMetric()) == 0 {
@@ -103,7 +103,7 @@ func TestMetricsOfARunningApp(t *testing.T) {
 	if got := seriesValue(first["riffle_streams_tasks"]); got != 8 {
 		t.Errorf("riffle_streams_tasks = %v, want 8 (2 subtopologies of 4 partitions)", got)
 	}
-	for _, name := range []string{"riffle_streams_late_records_dropped_total", "riffle_streams_restore_remaining_records", "riffle_streams_consumer_lag"} {
+	for _, name := range []string{"riffle_streams_dropped_records_total", "riffle_streams_restore_remaining_records", "riffle_streams_consumer_lag"} {
 		if v := seriesValue(first[name]); v != 0 {
 			t.Errorf("%s = %v, want 0", name, v)
 		}
