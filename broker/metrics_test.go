@@ -113,7 +113,7 @@ func serveHTTP(t testing.TB, b *broker.Broker) string {
 	return srv.URL
 }
 
-func get(t testing.TB, url string) (int, string) {
+func httpGet(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -132,7 +132,7 @@ func TestMetricsOfABusyBroker(t *testing.T) {
 	b := startBroker(t, "")
 	url := serveHTTP(t, b)
 	for _, path := range []string{"/healthz", "/readyz", "/debug/pprof/"} {
-		if code, body := get(t, url+path); code != http.StatusOK {
+		if code, body := httpGet(t, url+path); code != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", path, code, body)
 		}
 	}
@@ -362,7 +362,7 @@ func TestReadyzFollowsTheBroker(t *testing.T) {
 	url := serveHTTP(t, b)
 	check := func(path string, want int) {
 		t.Helper()
-		if code, body := get(t, url+path); code != want {
+		if code, body := httpGet(t, url+path); code != want {
 			t.Fatalf("GET %s: %d %q, want %d", path, code, body, want)
 		}
 	}
