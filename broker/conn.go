@@ -168,7 +168,7 @@ func (c *conn) readLoop() error {
 			c.frames.put(buf)
 		}
 		if rep == nil {
-			c.b.metrics.requestDone(key, read, nil)
+			c.b.metrics.requestDone(key, read)
 			continue
 		}
 		rep.start = read
@@ -351,10 +351,14 @@ func (c *conn) writeLoop() {
 	failed := false
 	for rep := range c.replies {
 		<-rep.done
+		if rep.resp != nil {
+			// Counted before the client can see them.
+			c.b.metrics.responseErrors(rep.hdr.key, rep.resp)
+		}
 		if !failed && rep.resp != nil {
 			failed = !c.writeReply(w, rep, &buf)
 		}
-		c.b.metrics.requestDone(rep.hdr.key, rep.start, rep.resp)
+		c.b.metrics.requestDone(rep.hdr.key, rep.start)
 		if rep.release != nil {
 			rep.release()
 		}

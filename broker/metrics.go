@@ -120,9 +120,9 @@ func (m *series) forgetTopic(name string) {
 // observeFsync is the partition logs' OnFsync hook.
 func (m *series) observeFsync(d time.Duration) { m.fsyncs.Observe(d.Seconds()) }
 
-// requestDone records a request of api key, read in full at start, whose
-// response resp (nil if it has none) is written or dropped now.
-func (m *series) requestDone(key int16, start time.Time, resp kmsg.Response) {
+// requestDone records the duration of a request of api key, read in full
+// at start, whose response is written or dropped now, or which has none.
+func (m *series) requestDone(key int16, start time.Time) {
 	if key < 0 || key > kmsg.MaxKey {
 		return
 	}
@@ -133,11 +133,14 @@ func (m *series) requestDone(key int16, start time.Time, resp kmsg.Response) {
 		m.durations[key].Store(o)
 	}
 	(*o).Observe(time.Since(start).Seconds())
-	if resp != nil {
-		forEachErrorCode(resp, func(code int16) {
-			m.errors.WithLabelValues(kmsg.NameForKey(key), errorName(code)).Inc()
-		})
-	}
+}
+
+// responseErrors counts the error codes in resp, the response to a
+// request of api key.
+func (m *series) responseErrors(key int16, resp kmsg.Response) {
+	forEachErrorCode(resp, func(code int16) {
+		m.errors.WithLabelValues(kmsg.NameForKey(key), errorName(code)).Inc()
+	})
 }
 
 // errorName names an error code as Kafka's Errors enum does; kerr keeps

@@ -66,7 +66,8 @@ func BenchmarkRequestMetrics(b *testing.B) {
 	for b.Loop() {
 		tc.recordsIn.Add(10)
 		tc.bytesIn.Add(1000)
-		m.requestDone(kmsg.Produce.Int16(), start, resp)
+		m.responseErrors(kmsg.Produce.Int16(), resp)
+		m.requestDone(kmsg.Produce.Int16(), start)
 	}
 }
 
