@@ -56,6 +56,11 @@ type Broker struct {
 	parts *partitionSet
 	pids  *producerIDs
 	ext   extensions
+	// metrics is the broker's Prometheus registry and series.
+	metrics *series
+	// started is set once Start has opened every store and listens, and
+	// never cleared: the metrics collector reads the stores only then.
+	started atomic.Bool
 
 	ln       net.Listener
 	addr     string
@@ -93,14 +98,16 @@ func New(opts ...Opt) (*Broker, error) {
 	if cfg.queuedMaxRequests == 0 {
 		cfg.queuedMaxRequests = max(defaultQueuedMaxRequestBytes, int64(cfg.maxRequestBytes))
 	}
-	return &Broker{
+	b := &Broker{
 		cfg:     cfg,
 		log:     cfg.logger,
 		conns:   make(map[uint64]net.Conn),
 		perIP:   make(map[string]int),
 		queued:  semaphore.NewWeighted(cfg.queuedMaxRequests),
 		refused: rateLog{every: 10 * time.Second},
-	}, nil
+	}
+	b.metrics = newSeries(b)
+	return b, nil
 }
 
 // Start opens the data directory, recovers the logs and the metadata
@@ -129,7 +136,7 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	b.parts = newPartitionSet(filepath.Join(b.cfg.dataDir, "logs"), b.cfg.sync, b.cfg.nodeID, b.log)
+	b.parts = newPartitionSet(filepath.Join(b.cfg.dataDir, "logs"), b.cfg.sync, b.cfg.nodeID, b.log, b.metrics)
 	b.meta, err = metadata.Open(ctx, metadata.Config{
 		Dir:       filepath.Join(b.cfg.dataDir, "metadata"),
 		NodeID:    b.cfg.nodeID,
@@ -164,6 +171,7 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	b.startCleaner()
 	b.log.Info("broker started", "addr", b.addr, "advertised", net.JoinHostPort(b.host, strconv.Itoa(int(b.port))),
 		"data_dir", b.cfg.dataDir, "node_id", b.cfg.nodeID, "cluster_id", b.meta.Image().ClusterID)
+	b.started.Store(true)
 	return nil
 }
 

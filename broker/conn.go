@@ -58,9 +58,11 @@ type requestHeader struct {
 // reply is one response in a connection's ordered queue. A handler fills
 // resp at once, or leaves it for a goroutine of its own that closes done.
 type reply struct {
-	hdr  requestHeader
-	resp kmsg.Response // nil: the request has no response (produce, acks=0)
-	done chan struct{}
+	hdr requestHeader
+	// start is when the request was read in full.
+	start time.Time
+	resp  kmsg.Response // nil: the request has no response (produce, acks=0)
+	done  chan struct{}
 	// release, if set, runs once the response is written or dropped: it
 	// recycles buffers the response points into.
 	release func()
@@ -150,6 +152,7 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		frame := *buf
+		read, key := time.Now(), int16(binary.BigEndian.Uint16(frame))
 		rep, err := c.serveFrame(frame)
 		if held > 0 {
 			c.b.queued.Release(held)
@@ -161,12 +164,14 @@ func (c *conn) readLoop() error {
 		// handler returns and nothing else keeps the frame; other
 		// requests may keep slices of it (group member metadata), so
 		// their frames are left to the garbage collector.
-		if int16(binary.BigEndian.Uint16(frame)) == kmsg.Produce.Int16() {
+		if key == kmsg.Produce.Int16() {
 			c.frames.put(buf)
 		}
 		if rep == nil {
+			c.b.metrics.requestDone(key, read)
 			continue
 		}
+		rep.start = read
 		c.inFlight.Add(1)
 		select {
 		case c.replies <- rep:
@@ -346,9 +351,14 @@ func (c *conn) writeLoop() {
 	failed := false
 	for rep := range c.replies {
 		<-rep.done
+		if rep.resp != nil {
+			// Counted before the client can see them.
+			c.b.metrics.responseErrors(rep.hdr.key, rep.resp)
+		}
 		if !failed && rep.resp != nil {
 			failed = !c.writeReply(w, rep, &buf)
 		}
+		c.b.metrics.requestDone(rep.hdr.key, rep.start)
 		if rep.release != nil {
 			rep.release()
 		}

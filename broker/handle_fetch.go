@@ -53,10 +53,18 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, buf *[
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return resp
 	}
+	// sent is what the last read put in the response, counted once the
+	// response is final.
+	var sent []sentBytes
+	defer func() {
+		for _, s := range sent {
+			s.counters.bytesOut.Add(float64(s.n))
+		}
+	}()
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	var timer *time.Timer
 	for {
-		resp, size, wake := b.fetchOnce(req, buf)
+		resp, size, wake := b.fetchOnce(req, buf, &sent)
 		wait := time.Until(deadline)
 		if size >= int(req.MinBytes) || wake == nil || wait <= 0 {
 			return resp
@@ -73,7 +81,7 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, buf *[
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 		}
 		if i, _, _ := reflect.Select(cases); i < 2 {
-			resp, _, _ := b.fetchOnce(req, buf)
+			resp, _, _ := b.fetchOnce(req, buf, &sent)
 			return resp
 		}
 	}
@@ -83,11 +91,19 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, buf *[
 // (size -1), which librdkafka rejects; Kafka sends size 0.
 var noRecords = []byte{}
 
+// sentBytes is how many record bytes of a topic a response carries.
+type sentBytes struct {
+	counters *topicCounters
+	n        int
+}
+
 // fetchOnce reads every requested partition once, into *buf from its
-// start. It returns the bytes read and, when nothing failed, the channels
-// that signal new data.
-func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResponse, int, []<-chan struct{}) {
+// start, and lists in *sent the bytes it read of each partition. It
+// returns the bytes read and, when nothing failed, the channels that
+// signal new data.
+func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte, sent *[]sentBytes) (*kmsg.FetchResponse, int, []<-chan struct{}) {
 	*buf = (*buf)[:0]
+	*sent = (*sent)[:0]
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	img := b.meta.Image()
 	remaining := int(fetchLimit(b.cfg.fetchMaxBytes, req))
@@ -137,6 +153,7 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte) (*kmsg.FetchResp
 			data := out[start:]
 			if len(data) > 0 {
 				rp.RecordBatches = data
+				*sent = append(*sent, sentBytes{part.counters, len(data)})
 			}
 			size += len(data)
 			remaining -= len(data)

@@ -98,6 +98,10 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 				continue
 			}
 			rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = res.BaseOffset, res.LogAppendTime, res.LogStartOffset
+			if !res.Duplicate {
+				part.counters.recordsIn.Add(float64(res.LastOffset - res.BaseOffset + 1))
+				part.counters.bytesIn.Add(float64(len(p.Records)))
+			}
 			waits = append(waits, pending{part.log, res.LastOffset + 1, rp})
 		}
 		resp.Topics = append(resp.Topics, rt)

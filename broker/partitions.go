@@ -31,6 +31,8 @@ type partition struct {
 	index   int32
 	// log is nil when its log could not be opened.
 	log *commitlog.Log
+	// counters are the topic's traffic counters.
+	counters *topicCounters
 }
 
 // offline reports whether the partition's log is unusable: it could not
@@ -71,10 +73,11 @@ type topicLogs struct {
 // topic of many partitions holds up neither the metadata log nor the
 // creation of other topics; await waits for a topic's logs.
 type partitionSet struct {
-	dir    string
-	sync   commitlog.SyncPolicy
-	nodeID int32
-	log    *slog.Logger
+	dir     string
+	sync    commitlog.SyncPolicy
+	nodeID  int32
+	log     *slog.Logger
+	metrics *series
 
 	// reconciling serialises reconcile and close.
 	reconciling sync.Mutex
@@ -104,13 +107,13 @@ const idPrefix = "topic_id: "
 // once: all are mostly fsyncs, small reads and directory listings.
 const openParallelism = 8
 
-func newPartitionSet(dir string, policy SyncPolicy, nodeID int32, log *slog.Logger) *partitionSet {
+func newPartitionSet(dir string, policy SyncPolicy, nodeID int32, log *slog.Logger, m *series) *partitionSet {
 	sp := commitlog.SyncGroupCommit
 	if policy == SyncNone {
 		sp = commitlog.SyncNone
 	}
 	return &partitionSet{
-		dir: dir, sync: sp, nodeID: nodeID, log: log,
+		dir: dir, sync: sp, nodeID: nodeID, log: log, metrics: m,
 		slots:     make(chan struct{}, openParallelism),
 		topics:    make(map[string]*topicLogs),
 		published: make(chan struct{}),
@@ -245,6 +248,7 @@ func (s *partitionSet) reconcile(prev, next *metadata.Image) error {
 		var cfg commitlog.Config
 		if reconfigure || t == nil || t.id != mt.ID {
 			cfg = logConfig(next, s.nodeID, name, s.sync, s.log)
+			cfg.OnFsync = s.metrics.observeFsync
 		}
 		var open []*partition
 		s.mu.Lock()
@@ -310,7 +314,7 @@ func (s *partitionSet) openOne(name string, t *topicLogs, index int32) {
 	s.mu.RLock()
 	cfg, gen := t.cfg, t.gen
 	s.mu.RUnlock()
-	p := &partition{topic: name, topicID: t.id, index: index}
+	p := &partition{topic: name, topicID: t.id, index: index, counters: s.metrics.topic(name)}
 	var err error
 	if p.log, err = s.open(name, t.id, index, cfg); err != nil {
 		s.log.Error("partition offline: its log cannot be opened", "topic", name, "partition", index, "err", err)
@@ -356,6 +360,7 @@ func (s *partitionSet) removeTopic(t *metadata.Topic) error {
 		s.mu.RUnlock()
 	}
 	err := inParallel(len(t.Partitions), func(i int) error { return s.removePartition(t, int32(i), open) })
+	s.metrics.forgetTopic(t.Name)
 	s.log.Info("deleted topic logs", "topic", t.Name, "partitions", len(t.Partitions))
 	return err
 }

@@ -81,9 +81,34 @@ func (s *shareGroups) serve(c *conn, hdr requestHeader, req kmsg.Request) *reply
 	}
 	from := share.Client{ConnID: c.id, ClientID: hdr.clientID, Host: c.host}
 	if hdr.key == kmsg.ShareFetch.Int16() {
-		return c.async(hdr, func(ctx context.Context) kmsg.Response { return s.c.Handle(ctx, from, req) })
+		return c.async(hdr, func(ctx context.Context) kmsg.Response {
+			resp := s.c.Handle(ctx, from, req)
+			c.b.countShareFetched(resp)
+			return resp
+		})
 	}
 	return &reply{hdr: hdr, resp: s.c.Handle(c.ctx, from, req), done: closedDone}
+}
+
+// countShareFetched adds the record bytes of a ShareFetch response to
+// its topics' bytes out.
+func (b *Broker) countShareFetched(resp kmsg.Response) {
+	r, ok := resp.(*kmsg.ShareFetchResponse)
+	if !ok {
+		return
+	}
+	img := b.meta.Image()
+	for _, t := range r.Topics {
+		mt := img.TopicsByID[t.TopicID]
+		if mt == nil {
+			continue
+		}
+		for _, p := range t.Partitions {
+			if part := b.parts.get(mt.Name, p.Partition); part != nil && len(p.Records) > 0 {
+				part.counters.bytesOut.Add(float64(len(p.Records)))
+			}
+		}
+	}
 }
 
 func (s *shareGroups) topicsChanged() {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/processor"
@@ -35,6 +36,7 @@ type config struct {
 	pollTimeout     time.Duration
 	clientOpts      []kgo.Opt
 	protocol        GroupProtocol
+	registerer      prometheus.Registerer
 }
 
 func defaultConfig() config {
@@ -130,3 +132,10 @@ const (
 // GroupProtocolAuto (the Kafka consumer's group.protocol, which Kafka
 // defaults to classic).
 func WithGroupProtocol(p GroupProtocol) Option { return func(c *config) { c.protocol = p } }
+
+// MetricsRegisterer registers the App's series (see App.MetricsHandler)
+// with r too, for example the registry an application already serves or
+// prometheus.DefaultRegisterer; New fails if r refuses them. Two Apps of
+// one application id in one process need registerers of their own.
+// Default: none; App.MetricsHandler serves them either way.
+func MetricsRegisterer(r prometheus.Registerer) Option { return func(c *config) { c.registerer = r } }

@@ -60,7 +60,7 @@ type App struct {
 	cfg     config
 	graph   *engine.Graph
 	subs    []engine.Subtopology
-	metrics metrics
+	metrics *metrics
 	globals *globals // set by Run before the threads start
 
 	mu     sync.Mutex
@@ -89,7 +89,15 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
 	g := engine.Of(top)
-	return &App{cfg: cfg, graph: g, subs: g.Subtopologies(cfg.appID)}, nil
+	a := &App{cfg: cfg, graph: g, subs: g.Subtopologies(cfg.appID), metrics: newMetrics(cfg.appID)}
+	if cfg.registerer != nil {
+		for _, c := range a.metrics.collectors {
+			if err := cfg.registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("streams: MetricsRegisterer: %w", err)
+			}
+		}
+	}
+	return a, nil
 }
 
 // Run starts the embedded broker if configured, creates the internal

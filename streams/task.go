@@ -183,6 +183,7 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, start 
 		return err
 	}
 	tk.changelog[store] = end
+	th.app.metrics.setRestoring(tk.id, store, end-max(start, 0))
 	if end == 0 || start >= end {
 		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", end)
 		return nil
@@ -234,6 +235,7 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, start 
 			restored++
 		}
 		th.app.metrics.restored.Add(int64(len(fetches.Records())))
+		th.app.metrics.setRestoring(tk.id, store, end-next)
 		if time.Since(lastLog) > time.Second {
 			lastLog = time.Now()
 			th.log.Info("restoring store", "task", tk.id.String(), "store", store, "offset", next, "end", end)

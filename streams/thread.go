@@ -172,6 +172,7 @@ func (th *thread) send(o engine.OutputRecord) {
 	}
 	r := &kgo.Record{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp, Headers: headers}
 	th.app.metrics.produced.Add(1)
+	th.app.metrics.sent(o.Topic, o.Timestamp)
 	th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 		if err != nil {
 			th.produceFailed(fmt.Errorf("produce to %s: %w", r.Topic, err))
@@ -284,6 +285,7 @@ func (th *thread) ensureTasks(ctx context.Context) error {
 // commits the consumed offsets and writes checkpoints.
 func (th *thread) commit(ctx context.Context) error {
 	th.lastCommit = time.Now()
+	began := th.lastCommit
 	var errs []error
 	for _, tk := range th.tasks {
 		errs = append(errs, tk.t.Flush())
@@ -326,6 +328,7 @@ func (th *thread) commit(ctx context.Context) error {
 		return fmt.Errorf("commit offsets: %w", commitErr)
 	}
 	th.app.metrics.commits.Add(1)
+	th.app.metrics.commit.Observe(time.Since(began).Seconds())
 	for _, tk := range committed {
 		tk.dirty = false
 		if err := tk.checkpoint(); err != nil {
@@ -374,7 +377,6 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 	if err := th.ensureTasks(ctx); err != nil {
 		return err
 	}
-	var processed int64
 	var procErr error
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if procErr != nil || len(fp.Records) == 0 {
@@ -385,11 +387,18 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		if !ok {
 			return // revoked meanwhile; the records will be fetched again by the new owner
 		}
+		stats := th.app.metrics.task(id)
+		var processed int64
+		defer func() { stats.processed.Add(processed) }()
+		began := time.Now()
 		for _, r := range fp.Records {
 			if err := tk.t.Process(inputRecord(r)); err != nil {
 				procErr = fmt.Errorf("task %s: %w", id, err)
 				return
 			}
+			done := time.Now()
+			stats.process.Observe(done.Sub(began).Seconds())
+			began = done
 			tk.consumed[r.Topic] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
 			tk.dirty = true
 			processed++
@@ -397,7 +406,6 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		last := fp.Records[len(fp.Records)-1]
 		th.app.metrics.setLag(fp.Topic, fp.Partition, fp.HighWatermark-last.Offset-1)
 	})
-	th.app.metrics.processed.Add(processed)
 	if procErr != nil {
 		return procErr
 	}

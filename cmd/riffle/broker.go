@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/riffle-stream/riffle/broker"
@@ -33,7 +34,7 @@ func runBroker(ctx context.Context, args []string) error {
 	queuedMax := fs.Int64("queued-max-request-bytes", 0, "bytes of requests read but not yet handled, across connections; 0 for 256 MiB (Kafka's queued.max.request.bytes)")
 	cleanerThreads := fs.Int("cleaner-threads", 1, "partitions the log cleaner compacts at once (Kafka's log.cleaner.threads)")
 	cleanerIO := fs.Float64("cleaner-io-max-bytes-per-second", 0, "cap on the bytes the log cleaner reads and writes per second, 0 for none (Kafka's log.cleaner.io.max.bytes.per.second)")
-	pprofAddr := fs.String("pprof", "", "serve /debug/pprof on this loopback host:port (off when empty)")
+	httpAddr := fs.String("http", "", "serve /metrics, /healthz, /readyz and, on a loopback address, /debug/pprof on this host:port (off when empty)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,14 +79,19 @@ func runBroker(ctx context.Context, args []string) error {
 	if *advertised != "" {
 		opts = append(opts, broker.AdvertisedAddr(*advertised))
 	}
-	if *pprofAddr != "" {
-		if err := servePprof(*pprofAddr, logger); err != nil {
-			return err
-		}
-	}
 	b, err := broker.New(opts...)
 	if err != nil {
 		return err
+	}
+	// The HTTP endpoint comes up first, so /readyz answers during a long
+	// recovery; more handlers can join the mux once the broker runs.
+	mux := b.HTTPHandler()
+	if *httpAddr != "" {
+		stop, err := serveHTTP(*httpAddr, mux, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if err := b.Start(ctx); err != nil {
 		return err
@@ -97,29 +103,47 @@ func runBroker(ctx context.Context, args []string) error {
 	return b.Close(closeCtx)
 }
 
-// servePprof serves the runtime profiles on a loopback address.
-func servePprof(addr string, logger *slog.Logger) error {
+// serveHTTP serves the broker's HTTP handler on addr until stop is
+// called. Metrics and health checks are meant to be read from elsewhere,
+// and they, like the Kafka listener, show nothing a Kafka client could
+// not ask for; the runtime profiles reveal the process's memory and cost
+// CPU, so they are served only when addr is a loopback address.
+func serveHTTP(addr string, mux *http.ServeMux, logger *slog.Logger) (stop func(), err error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("broker: --pprof: %w", err)
+		return nil, fmt.Errorf("broker: --http: %w", err)
 	}
+	var h http.Handler = mux
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("broker: --pprof %s: only loopback addresses are allowed", addr)
+		h = withoutProfiles(mux)
+		logger.Info("not serving /debug/pprof on a non-loopback --http address", "addr", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("broker: --pprof: %w", err)
+		return nil, fmt.Errorf("broker: --http: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	logger.Info("serving pprof", "addr", ln.Addr().String())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	logger.Info("serving http", "addr", ln.Addr().String())
 	go func() {
-		if err := http.Serve(ln, mux); err != nil {
-			logger.Warn("pprof server stopped", "err", err)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("http server stopped", "err", err)
 		}
 	}()
-	return nil
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
+
+// withoutProfiles answers 404 for /debug/pprof and hands everything else
+// to h.
+func withoutProfiles(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof") {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,5 +394,58 @@ func TestIdleLogsHaveNoFlusher(t *testing.T) {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestOnFsyncTimesEachFsync checks that the fsync hook sees every group
+// commit and every roll's fsync, with the time the fsync took.
+func TestOnFsyncTimesEachFsync(t *testing.T) {
+	gate := newSyncGate()
+	fs := errorfs.Wrap(vfs.NewMem(), gate)
+	var mu sync.Mutex
+	var seen []time.Duration
+	cfg := memConfig(fs)
+	cfg.OnFsync = func(d time.Duration) {
+		mu.Lock()
+		seen = append(seen, d)
+		mu.Unlock()
+	}
+	l, err := Open(memDir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	calls := func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+	mustAppend(t, l, makeBatch(t, plain(2, 0)))
+	if n := len(calls()); n != 1 {
+		t.Fatalf("%d fsyncs reported after one group commit, want 1", n)
+	}
+	gate.closed.Store(true)
+	res, err := l.Append(makeBatch(t, plain(2, 0)), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const held = 30 * time.Millisecond
+	time.AfterFunc(held, func() { close(gate.open) })
+	if err := l.WaitDurable(context.Background(), res.LastOffset+1); err != nil {
+		t.Fatal(err)
+	}
+	gate.closed.Store(false)
+	if got := calls(); len(got) != 2 || got[1] < held {
+		t.Fatalf("fsyncs reported %v, want a second one of at least %v", got, held)
+	}
+	before := len(calls())
+	segs := len(memSegments(t, fs))
+	for len(memSegments(t, fs)) == segs {
+		if _, err := l.Append(makeBatch(t, plain(20, 0)), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(calls()) - before; n < 1 {
+		t.Fatal("the fsync of a segment roll was not reported")
 	}
 }

@@ -182,6 +182,12 @@ type Config struct {
 	// loss and vfs/errorfs to inject I/O errors. It is fixed when the
 	// log is opened.
 	FS vfs.FS
+	// OnFsync, if set, is called after each fsync of appended records (a
+	// group commit, the old segment at a roll, or rolled segments under
+	// SyncNone) with how long it took, failed ones included. It runs on
+	// the goroutine that fsynced and must be quick. It is fixed when the
+	// log is opened.
+	OnFsync func(time.Duration)
 }
 
 func (c Config) normalized() Config {
@@ -289,6 +295,7 @@ type Log struct {
 	dir      string
 	syncMode SyncPolicy
 	log      *slog.Logger
+	onFsync  func(time.Duration)
 
 	// segMu is held shared while segment files are read or fsynced
 	// outside mu, and exclusively while segments are closed or removed.
@@ -357,6 +364,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		log:       cfg.Logger,
 		dir:       dir,
 		syncMode:  cfg.Sync,
+		onFsync:   cfg.OnFsync,
 		cfg:       cfg,
 		changed:   make(chan struct{}),
 		producers: make(producerState),
@@ -607,7 +615,7 @@ func (l *Log) SetConfig(cfg Config) {
 	cfg = cfg.normalized()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cfg.Sync, cfg.FS, cfg.Logger = l.syncMode, l.fs, l.log
+	cfg.Sync, cfg.FS, cfg.Logger, cfg.OnFsync = l.syncMode, l.fs, l.log, l.onFsync
 	l.cfg = cfg
 }
 
@@ -777,7 +785,7 @@ func (l *Log) rollLocked() error {
 		}
 	}
 	if l.syncMode == SyncGroupCommit {
-		if err := old.sync(); err != nil {
+		if err := l.timeFsync(old.sync); err != nil {
 			return err
 		}
 		if err := l.writeRecoveryPoint(l.end); err != nil {
@@ -892,23 +900,8 @@ func (l *Log) flush() {
 	l.mu.Unlock()
 
 	var err error
-	if l.syncMode == SyncGroupCommit {
-		err = active.log.Sync()
-		if err == nil && dirDirty {
-			err = syncDir(l.fs, l.dir)
-		}
-	} else {
-		for _, s := range rolled {
-			if err = s.sync(); err != nil {
-				break
-			}
-			if err = s.closeIndexes(); err != nil {
-				break
-			}
-		}
-		if err == nil && len(rolled) > 0 {
-			err = l.writeRecoveryPoint(rolled[len(rolled)-1].next)
-		}
+	if l.syncMode == SyncGroupCommit || len(rolled) > 0 {
+		err = l.timeFsync(func() error { return l.syncFiles(active, dirDirty, rolled) })
 	}
 
 	l.mu.Lock()
@@ -921,6 +914,40 @@ func (l *Log) flush() {
 	if l.syncMode == SyncGroupCommit {
 		l.advanceDurableLocked(target)
 	}
+}
+
+// syncFiles is flush's fsync: the active segment (and the directory, if
+// files were created in it) under SyncGroupCommit; the rolled segments,
+// then the recovery point past them, under SyncNone.
+func (l *Log) syncFiles(active *segment, dirDirty bool, rolled []*segment) error {
+	if l.syncMode == SyncGroupCommit {
+		err := active.log.Sync()
+		if err == nil && dirDirty {
+			err = syncDir(l.fs, l.dir)
+		}
+		return err
+	}
+	for _, s := range rolled {
+		if err := s.sync(); err != nil {
+			return err
+		}
+		if err := s.closeIndexes(); err != nil {
+			return err
+		}
+	}
+	return l.writeRecoveryPoint(rolled[len(rolled)-1].next)
+}
+
+// timeFsync runs sync, an fsync of appended records, and reports its
+// duration to the OnFsync hook.
+func (l *Log) timeFsync(sync func() error) error {
+	if l.onFsync == nil {
+		return sync()
+	}
+	start := time.Now()
+	err := sync()
+	l.onFsync(time.Since(start))
+	return err
 }
 
 // Bounds are the offsets that frame what consumers may read of a log.

@@ -469,6 +469,12 @@ func (s *Store) RegisterBroker(ctx context.Context, b Broker) error {
 	return err
 }
 
+// RaftState returns this node's raft state (follower, candidate, leader
+// or shutdown) and commit index, which are cheap to read, for metrics.
+func (s *Store) RaftState() (raft.RaftState, uint64) {
+	return s.raft.State(), s.raft.CommitIndex()
+}
+
 // Quorum describes the metadata quorum as this node sees it, for
 // DescribeQuorum and DescribeCluster. Offsets are raft indexes. A voter's
 // LogEndOffset is known only for this node; others report -1.

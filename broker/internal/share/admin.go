@@ -1,6 +1,7 @@
 package share
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 
@@ -201,18 +202,47 @@ func (c *Coordinator) Status(group string) ([]PartitionStatus, bool) {
 	if g == nil {
 		return nil, false
 	}
+	return c.statusesLocked(g), true
+}
+
+// statusesLocked returns the status of each of g's share partitions,
+// sorted by topic and partition.
+func (c *Coordinator) statusesLocked(g *group) []PartitionStatus {
 	out := make([]PartitionStatus, 0, len(g.parts))
 	for key, sp := range g.parts {
 		out = append(out, c.statusLocked(key, sp))
 	}
 	slices.SortFunc(out, func(a, b PartitionStatus) int {
-		if a.Topic != b.Topic {
-			if a.Topic < b.Topic {
-				return -1
-			}
-			return 1
-		}
-		return int(a.Partition - b.Partition)
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
-	return out, true
+	return out
+}
+
+// GroupStats is a share group as the broker's metrics show it.
+type GroupStats struct {
+	Group string
+	// Members counts the group's members.
+	Members int
+	// Archived counts the records of the group archived since the broker
+	// loaded its share partitions: rejected, or released after their
+	// last allowed delivery (share.delivery.count.limit).
+	Archived int64
+	// Partitions are the group's share partitions, sorted.
+	Partitions []PartitionStatus
+}
+
+// Stats returns every share group, sorted by name. It only reads.
+func (c *Coordinator) Stats() []GroupStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]GroupStats, 0, len(c.groups))
+	for _, name := range slices.Sorted(maps.Keys(c.groups)) {
+		g := c.groups[name]
+		gs := GroupStats{Group: name, Members: len(g.members), Partitions: c.statusesLocked(g)}
+		for _, sp := range g.parts {
+			gs.Archived += sp.win.archivedTotal
+		}
+		out = append(out, gs)
+	}
+	return out
 }

@@ -49,6 +49,10 @@ type offsetRange struct {
 type window struct {
 	start int64
 	recs  []record // recs[i] is offset start+i
+	// archivedTotal counts the records archived since the window was
+	// loaded: rejected, or released after their last allowed delivery. It
+	// is not stored; metrics read it.
+	archivedTotal int64
 }
 
 // end returns the share-partition end offset.
@@ -174,8 +178,9 @@ func (w *window) ack(member string, first, last int64, types []int8, limit int16
 			*r = record{state: acknowledged, deliveries: r.deliveries}
 		case ackGap, ackReject:
 			*r = record{state: archived, deliveries: r.deliveries}
+			w.archivedTotal++
 		case ackRelease:
-			freed = r.release(limit) || freed
+			freed = w.release(r, limit) || freed
 		case ackRenew:
 			r.deadline = lockUntil
 		}
@@ -194,6 +199,16 @@ func (r *record) release(limit int16) bool {
 	return true
 }
 
+// release releases r, one of w's records, counting it if it is archived.
+// It reports whether r is available.
+func (w *window) release(r *record, limit int16) bool {
+	if r.release(limit) {
+		return true
+	}
+	w.archivedTotal++
+	return false
+}
+
 // releaseIf releases every acquired record for which match holds. It
 // reports whether any record changed.
 func (w *window) releaseIf(limit int16, match func(*record) bool) bool {
@@ -201,7 +216,7 @@ func (w *window) releaseIf(limit int16, match func(*record) bool) bool {
 	for i := range w.recs {
 		r := &w.recs[i]
 		if r.state == acquired && match(r) {
-			r.release(limit)
+			w.release(r, limit)
 			changed = true
 		}
 	}
