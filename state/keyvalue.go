@@ -19,6 +19,9 @@ type Config struct {
 	LogConfig map[string]string
 	// CacheMaxBytes bounds the write-back cache; 0 disables caching.
 	CacheMaxBytes int
+	// Segments, set for window and session stores, cuts the store into
+	// time segments; see WrapEngine.
+	Segments *Segments
 }
 
 // Builder describes a store and turns the engine the runtime opens for it
