@@ -62,7 +62,7 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 	}
 	for _, sc := range sub.Stores {
 		if sc.InMemory {
-			tk.engines[sc.Name] = state.NewMemoryStore(sc.Name)
+			tk.engines[sc.Name] = sc.WrapEngine(state.NewMemoryStore(sc.Name))
 			continue
 		}
 		if tk.db == nil {
@@ -70,7 +70,7 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 				return nil, fmt.Errorf("task %s: %w", id, err)
 			}
 		}
-		tk.engines[sc.Name] = tk.db.Store(sc.Name)
+		tk.engines[sc.Name] = sc.WrapEngine(tk.db.Store(sc.Name))
 	}
 	for _, sc := range sub.Stores {
 		start := int64(-2) // earliest

@@ -84,7 +84,7 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 	for _, st := range top.Subtopologies(cfg.appID) {
 		raws := make(map[string]state.RawStore)
 		for _, sc := range st.Stores {
-			var raw state.RawStore = state.NewMemoryStore(sc.Name)
+			raw := sc.WrapEngine(state.NewMemoryStore(sc.Name))
 			if sc.Logging {
 				topic := state.ChangelogTopic(cfg.appID, sc.Name)
 				raw = state.NewLoggedStore(raw, state.ChangeLoggerFunc(func(k, v []byte) {
