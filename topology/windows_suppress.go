@@ -205,7 +205,7 @@ func (p *suppressor[K, V]) Init(ctx processor.Context[K, V]) error {
 			return fmt.Errorf("load suppression buffer %s: %w", p.storeName, err)
 		}
 		e := &bufferedRecord[K, V]{key: bytes.Clone(kv.Key), bufferTime: int64(binary.BigEndian.Uint64(kv.Value)),
-			size: int64(len(kv.Key) + len(kv.Value)),
+			size:   int64(len(kv.Key) + len(kv.Value)),
 			record: processor.Record[K, V]{Key: k, Value: v, Timestamp: time.UnixMilli(int64(binary.BigEndian.Uint64(kv.Value[8:]))).UTC()}}
 		p.add(e)
 		p.observed = max(p.observed, e.record.Timestamp.UnixMilli())
