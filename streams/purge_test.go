@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/riffle-stream/riffle/topology"
+	"github.com/riffle-stream/riffle/internal/engine"
 )
 
 // TestRepartitionTopicsPurged runs word count, whose grouping writes a
@@ -25,7 +25,7 @@ func TestRepartitionTopicsPurged(t *testing.T) {
 		defer cl.Close()
 		adm := kadm.NewClient(cl)
 		ctx := context.Background()
-		repartition := topology.InternalTopic("wordcount", "counts-repartition")
+		repartition := engine.InternalTopic("wordcount", "counts-repartition")
 		offsets := func(list func(context.Context, ...string) (kadm.ListedOffsets, error), topic string) map[int32]int64 {
 			t.Helper()
 			listed, err := list(ctx, topic)

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
@@ -391,7 +392,7 @@ func TestWordCountClassicProtocol(t *testing.T) {
 		adm := kadm.NewClient(cl)
 		ctx := context.Background()
 		changelog := state.ChangelogTopic("wordcount", "counts")
-		repartition := topology.InternalTopic("wordcount", "counts-repartition")
+		repartition := engine.InternalTopic("wordcount", "counts-repartition")
 		details, err := adm.ListTopics(ctx, changelog, repartition)
 		if err != nil {
 			t.Fatal(err)

@@ -43,6 +43,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/state"
 	"github.com/riffle-stream/riffle/topology"
 )
@@ -50,8 +51,8 @@ import (
 // App is a running (or runnable) stream processing application.
 type App struct {
 	cfg     config
-	top     *topology.Topology
-	subs    []topology.Subtopology
+	graph   *engine.Graph
+	subs    []engine.Subtopology
 	metrics metrics
 
 	mu     sync.Mutex
@@ -79,7 +80,8 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
-	return &App{cfg: cfg, top: top, subs: top.Subtopologies(cfg.appID)}, nil
+	g := engine.Of(top)
+	return &App{cfg: cfg, graph: g, subs: g.Subtopologies(cfg.appID)}, nil
 }
 
 // Run starts the embedded broker if configured, creates the internal
@@ -201,8 +203,15 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 			p.sourceTopics = append(p.sourceTopics, t)
 		}
 	}
-	// Repartition topics take the partition count of the subtopology
-	// writing them, which may itself read repartition topics.
+	// Repartition topics take the partition count set for them, or else
+	// that of the subtopology writing them, which may itself read
+	// repartition topics.
+	fixed := make(map[string]bool)
+	for _, s := range a.subs {
+		for t, n := range s.RepartitionPartitions {
+			p.partitions[t], fixed[t] = n, true
+		}
+	}
 	for range len(a.subs) + 1 {
 		for i, s := range a.subs {
 			var n int32
@@ -222,7 +231,7 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 			}
 			p.subParts[i] = n
 			for _, t := range s.SinkTopics {
-				if internal[t] && n > p.partitions[t] && !topicExists(all, t) {
+				if internal[t] && !fixed[t] && n > p.partitions[t] && !topicExists(all, t) {
 					p.partitions[t] = n
 				}
 			}

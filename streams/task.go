@@ -11,20 +11,19 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/state"
-	"github.com/riffle-stream/riffle/topology"
 )
 
-// task is a topology.Task with its stores, changelog positions and input
-// positions.
+// task is an engine.Task with its store engines, changelog positions and
+// input positions.
 type task struct {
 	id      processor.TaskID
-	t       *topology.Task
+	t       *engine.Task
 	dir     string
 	db      *state.PebbleDB
-	engines map[string]state.RawStore // bottom of each store's stack
-	stores  map[string]state.RawStore // top of each store's stack
+	engines map[string]state.RawStore
 
 	mu        sync.Mutex
 	changelog map[string]int64 // store -> next changelog offset acknowledged
@@ -42,7 +41,6 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 		id:        id,
 		dir:       filepath.Join(a.cfg.stateDir, a.cfg.appID, id.String()),
 		engines:   make(map[string]state.RawStore),
-		stores:    make(map[string]state.RawStore),
 		changelog: make(map[string]int64),
 		consumed:  make(map[string]kgo.EpochOffset),
 	}
@@ -83,24 +81,18 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 				return nil, fmt.Errorf("task %s: restore store %s: %w", id, sc.Name, err)
 			}
 		}
-		raw := tk.engines[sc.Name]
-		if sc.Logging {
-			raw = state.NewLoggedStore(raw, th.changeLogger(tk, sc.Name))
-		}
-		if sc.CacheMaxBytes > 0 {
-			raw = state.NewCachingStore(raw, sc.CacheMaxBytes)
-		}
-		tk.stores[sc.Name] = raw
 	}
-	tk.t, err = topology.NewTask(a.top, topology.TaskConfig{
+	tk.t, err = engine.NewTask(a.graph, engine.TaskConfig{
 		ApplicationID:         a.cfg.appID,
 		ID:                    id,
-		Stores:                tk.stores,
+		Engines:               tk.engines,
+		ChangeLogger:          func(store string) state.ChangeLogger { return th.changeLogger(tk, store) },
 		Send:                  th.send,
 		Partitions:            th.partitionCount,
 		ProcessingErrors:      a.cfg.processing,
 		DeserializationErrors: a.cfg.deserialization,
 		Logger:                th.log,
+		Dropped:               func() { a.metrics.dropped.Add(1) },
 	})
 	if err != nil {
 		tk.closeStores()
@@ -217,17 +209,6 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, start int
 	th.log.Info("restored store", "task", tk.id.String(), "store", store, "records", restored,
 		"duration", time.Since(began).Round(time.Millisecond))
 	return nil
-}
-
-// flush pushes cached writes down, so their changelog records are produced.
-func (tk *task) flush() error {
-	var errs []error
-	for name, s := range tk.stores {
-		if err := s.Flush(); err != nil {
-			errs = append(errs, fmt.Errorf("flush store %s: %w", name, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // checkpoint records the acknowledged changelog offsets of persistent

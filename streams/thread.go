@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
-	"github.com/riffle-stream/riffle/topology"
 )
 
 // thread is one consumer group member and the tasks it runs. Its loop and
@@ -84,7 +84,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 
 // coPartitioned reports whether some subtopology reads several topics that
 // must be assigned together.
-func coPartitioned(subs []topology.Subtopology) bool {
+func coPartitioned(subs []engine.Subtopology) bool {
 	for _, s := range subs {
 		if len(s.SourceTopics)+len(s.SourcePatterns) > 1 {
 			return true
@@ -134,7 +134,7 @@ func (th *thread) produceErr() error {
 }
 
 // send produces a task's output record.
-func (th *thread) send(o topology.OutputRecord) {
+func (th *thread) send(o engine.OutputRecord) {
 	headers := make([]kgo.RecordHeader, len(o.Headers))
 	for i, h := range o.Headers {
 		headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
@@ -255,7 +255,7 @@ func (th *thread) commit(ctx context.Context) error {
 	th.lastCommit = time.Now()
 	var errs []error
 	for _, tk := range th.tasks {
-		errs = append(errs, tk.flush())
+		errs = append(errs, tk.t.Flush())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -442,12 +442,12 @@ func (th *thread) purging() bool {
 	}
 }
 
-func inputRecord(r *kgo.Record) topology.InputRecord {
+func inputRecord(r *kgo.Record) engine.InputRecord {
 	var headers []processor.Header
 	for _, h := range r.Headers {
 		headers = append(headers, processor.Header{Key: h.Key, Value: h.Value})
 	}
-	return topology.InputRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+	return engine.InputRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 		Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Headers: headers}
 }
 

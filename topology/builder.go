@@ -21,44 +21,11 @@ import (
 	"regexp"
 	"slices"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
 )
-
-type nodeKind int
-
-const (
-	sourceNode nodeKind = iota
-	processorNode
-	sinkNode
-)
-
-// node is one vertex of the graph, with its types erased.
-type node struct {
-	name    string
-	kind    nodeKind
-	parents []string
-	stores  []string
-
-	// Types flowing in and out, for validation.
-	inKey, inValue, outKey, outValue reflect.Type
-
-	// Source.
-	topics   []string
-	pattern  *regexp.Regexp
-	internal bool // topics are internal (repartition) topics named without the application id
-	decode   func(topic string, key, value []byte) (any, any, error)
-
-	// Processor.
-	newProcessor func() runnable
-
-	// Sink.
-	topic       string
-	topicFor    func(r processor.Record[any, any]) string
-	encode      func(topic string, r processor.Record[any, any]) ([]byte, []byte, error)
-	partitioner Partitioner
-}
 
 // Partitioner chooses the partition of a record written by a sink, given
 // the serialized key and value and the topic's partition count. Returning a
@@ -70,21 +37,16 @@ type Partitioner func(topic string, key, value []byte, numPartitions int32) int3
 // and report it from Build, so a topology can be written without checking
 // every step.
 type Builder struct {
-	nodes  map[string]*node
+	nodes  map[string]*engine.Node
 	order  []string
-	stores map[string]*storeEntry
+	stores map[string]*engine.StoreEntry
 	seq    int
 	errs   []error
 }
 
-type storeEntry struct {
-	builder    state.Builder
-	processors []string
-}
-
 // NewBuilder returns an empty Builder.
 func NewBuilder() *Builder {
-	return &Builder{nodes: make(map[string]*node), stores: make(map[string]*storeEntry)}
+	return &Builder{nodes: make(map[string]*engine.Node), stores: make(map[string]*engine.StoreEntry)}
 }
 
 func (b *Builder) fail(err error) { b.errs = append(b.errs, err) }
@@ -97,27 +59,20 @@ func (b *Builder) newName(prefix string) string {
 	return name
 }
 
-func (b *Builder) add(n *node) {
-	if n.name == "" {
+func (b *Builder) add(n *engine.Node) {
+	if n.Name == "" {
 		b.fail(errors.New("node name must not be empty"))
 		return
 	}
-	if _, taken := b.nodes[n.name]; taken {
-		b.fail(fmt.Errorf("node name %q is already taken", n.name))
+	if _, taken := b.nodes[n.Name]; taken {
+		b.fail(fmt.Errorf("node name %q is already taken", n.Name))
 		return
 	}
-	b.nodes[n.name] = n
-	b.order = append(b.order, n.name)
+	b.nodes[n.Name] = n
+	b.order = append(b.order, n.Name)
 }
 
 func typeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
-
-// as converts an erased value back to T; a nil interface becomes T's zero
-// value.
-func as[T any](v any) T {
-	t, _ := v.(T)
-	return t
-}
 
 // AddSource adds a source node reading topics, deserializing keys and values
 // with keys and values.
@@ -135,18 +90,21 @@ func AddSourcePattern[K, V any](b *Builder, name string, keys serde.Serde[K], va
 	b.add(newSource(name, keys, values, nil, pattern, false))
 }
 
-func newSource[K, V any](name string, keys serde.Serde[K], values serde.Serde[V], topics []string, pattern *regexp.Regexp, internal bool) *node {
-	return &node{
-		name: name, kind: sourceNode, topics: topics, pattern: pattern, internal: internal,
-		outKey: typeOf[K](), outValue: typeOf[V](),
-		decode: func(topic string, kb, vb []byte) (any, any, error) {
-			k, err := keys.Deserialize(topic, kb)
-			if err != nil {
-				return nil, nil, fmt.Errorf("deserialize key: %w", err)
+func newSource[K, V any](name string, keys serde.Serde[K], values serde.Serde[V], topics []string, pattern *regexp.Regexp, internal bool) *engine.Node {
+	return &engine.Node{
+		Name: name, Kind: engine.SourceNode, Topics: topics, Pattern: pattern, Internal: internal,
+		OutKey: typeOf[K](), OutValue: typeOf[V](),
+		Decode: func(topic string, kb, vb []byte) (k, v any, err error) {
+			// A Kafka null stays null: the serde is not asked about it.
+			if kb != nil {
+				if k, err = keys.Deserialize(topic, kb); err != nil {
+					return nil, nil, fmt.Errorf("deserialize key: %w", err)
+				}
 			}
-			v, err := values.Deserialize(topic, vb)
-			if err != nil {
-				return nil, nil, fmt.Errorf("deserialize value: %w", err)
+			if vb != nil {
+				if v, err = values.Deserialize(topic, vb); err != nil {
+					return nil, nil, fmt.Errorf("deserialize value: %w", err)
+				}
 			}
 			return k, v, nil
 		},
@@ -156,31 +114,34 @@ func newSource[K, V any](name string, keys serde.Serde[K], values serde.Serde[V]
 // AddProcessor adds a processor node; newProcessor is called once per task
 // to create its instance. parents name the nodes feeding it.
 func AddProcessor[KIn, VIn, KOut, VOut any](b *Builder, name string, newProcessor func() processor.Processor[KIn, VIn, KOut, VOut], parents ...string) {
-	b.add(&node{
-		name: name, kind: processorNode, parents: parents,
-		inKey: typeOf[KIn](), inValue: typeOf[VIn](), outKey: typeOf[KOut](), outValue: typeOf[VOut](),
-		newProcessor: func() runnable { return &procAdapter[KIn, VIn, KOut, VOut]{p: newProcessor()} },
+	b.add(&engine.Node{
+		Name: name, Kind: engine.ProcessorNode, Parents: parents,
+		InKey: typeOf[KIn](), InValue: typeOf[VIn](), OutKey: typeOf[KOut](), OutValue: typeOf[VOut](),
+		NewProcessor: func() engine.Runnable { return engine.Processor(newProcessor()) },
 	})
 }
 
 // AddFixedKeyProcessor adds a node running a FixedKeyProcessor.
 func AddFixedKeyProcessor[K, VIn, VOut any](b *Builder, name string, newProcessor func() processor.FixedKeyProcessor[K, VIn, VOut], parents ...string) {
-	b.add(&node{
-		name: name, kind: processorNode, parents: parents,
-		inKey: typeOf[K](), inValue: typeOf[VIn](), outKey: typeOf[K](), outValue: typeOf[VOut](),
-		newProcessor: func() runnable { return &fixedKeyAdapter[K, VIn, VOut]{p: newProcessor()} },
+	b.add(&engine.Node{
+		Name: name, Kind: engine.ProcessorNode, Parents: parents,
+		InKey: typeOf[K](), InValue: typeOf[VIn](), OutKey: typeOf[K](), OutValue: typeOf[VOut](),
+		NewProcessor: func() engine.Runnable { return engine.FixedKeyProcessor(newProcessor()) },
 	})
 }
 
 func encoder[K, V any](keys serde.Serde[K], values serde.Serde[V]) func(string, processor.Record[any, any]) ([]byte, []byte, error) {
-	return func(topic string, r processor.Record[any, any]) ([]byte, []byte, error) {
-		kb, err := keys.Serialize(topic, as[K](r.Key))
-		if err != nil {
-			return nil, nil, fmt.Errorf("serialize key for topic %s: %w", topic, err)
+	return func(topic string, r processor.Record[any, any]) (kb, vb []byte, err error) {
+		// A null is written as a Kafka null without asking the serde.
+		if !isNull(r.Key) {
+			if kb, err = keys.Serialize(topic, engine.As[K](r.Key)); err != nil {
+				return nil, nil, fmt.Errorf("serialize key for topic %s: %w", topic, err)
+			}
 		}
-		vb, err := values.Serialize(topic, as[V](r.Value))
-		if err != nil {
-			return nil, nil, fmt.Errorf("serialize value for topic %s: %w", topic, err)
+		if !isNull(r.Value) {
+			if vb, err = values.Serialize(topic, engine.As[V](r.Value)); err != nil {
+				return nil, nil, fmt.Errorf("serialize value for topic %s: %w", topic, err)
+			}
 		}
 		return kb, vb, nil
 	}
@@ -188,19 +149,19 @@ func encoder[K, V any](keys serde.Serde[K], values serde.Serde[V]) func(string, 
 
 // AddSink adds a sink node writing to topic.
 func AddSink[K, V any](b *Builder, name, topic string, keys serde.Serde[K], values serde.Serde[V], parents ...string) {
-	b.add(&node{
-		name: name, kind: sinkNode, parents: parents, topic: topic,
-		inKey: typeOf[K](), inValue: typeOf[V](), encode: encoder(keys, values),
+	b.add(&engine.Node{
+		Name: name, Kind: engine.SinkNode, Parents: parents, Topic: topic,
+		InKey: typeOf[K](), InValue: typeOf[V](), Encode: encoder(keys, values),
 	})
 }
 
 // AddDynamicSink adds a sink node writing each record to the topic topicFor
 // returns for it (Kafka Streams' TopicNameExtractor).
 func AddDynamicSink[K, V any](b *Builder, name string, topicFor func(processor.Record[K, V]) string, keys serde.Serde[K], values serde.Serde[V], parents ...string) {
-	b.add(&node{
-		name: name, kind: sinkNode, parents: parents,
-		inKey: typeOf[K](), inValue: typeOf[V](), encode: encoder(keys, values),
-		topicFor: func(r processor.Record[any, any]) string { return topicFor(typedRecord[K, V](r)) },
+	b.add(&engine.Node{
+		Name: name, Kind: engine.SinkNode, Parents: parents,
+		InKey: typeOf[K](), InValue: typeOf[V](), Encode: encoder(keys, values),
+		TopicFor: func(r processor.Record[any, any]) string { return topicFor(engine.Typed[K, V](r)) },
 	})
 }
 
@@ -208,11 +169,11 @@ func AddDynamicSink[K, V any](b *Builder, name string, topicFor func(processor.R
 // (Kafka Streams' StreamPartitioner).
 func (b *Builder) SetPartitioner(sink string, p Partitioner) {
 	n, ok := b.nodes[sink]
-	if !ok || n.kind != sinkNode {
+	if !ok || n.Kind != engine.SinkNode {
 		b.fail(fmt.Errorf("set partitioner: %q is not a sink", sink))
 		return
 	}
-	n.partitioner = p
+	n.Partitioner = p
 }
 
 // AddStore registers a state store and connects it to processors.
@@ -222,7 +183,7 @@ func (b *Builder) AddStore(sb state.Builder, processors ...string) {
 		b.fail(fmt.Errorf("store name %q is already taken", name))
 		return
 	}
-	b.stores[name] = &storeEntry{builder: sb}
+	b.stores[name] = &engine.StoreEntry{Builder: sb}
 	b.ConnectStore(name, processors...)
 }
 
@@ -235,47 +196,55 @@ func (b *Builder) ConnectStore(store string, processors ...string) {
 	}
 	for _, p := range processors {
 		n, ok := b.nodes[p]
-		if !ok || n.kind != processorNode {
+		if !ok || n.Kind != engine.ProcessorNode {
 			b.fail(fmt.Errorf("connect store %q: %q is not a processor", store, p))
 			continue
 		}
-		if !slices.Contains(n.stores, store) {
-			n.stores = append(n.stores, store)
-			se.processors = append(se.processors, p)
+		if !slices.Contains(n.Stores, store) {
+			n.Stores = append(n.Stores, store)
+			se.Processors = append(se.Processors, p)
 		}
 	}
 }
 
 // Build validates the graph and returns the Topology. It reports every
 // problem found: errors recorded while building, unknown or ill-typed
-// parents, cycles, sources with parents, sinks with children, and stores
-// not connected to any processor.
+// parents, cycles, sources with parents, sinks with children, a topic read
+// by two sources, and stores not connected to any processor.
 func (b *Builder) Build() (*Topology, error) {
 	errs := slices.Clone(b.errs)
 	children := make(map[string][]string)
+	readers := make(map[string]string) // topic -> source node reading it
 	for _, name := range b.order {
 		n := b.nodes[name]
-		if n.kind != sourceNode && len(n.parents) == 0 {
+		for _, topic := range n.Topics {
+			if other, ok := readers[topic]; ok {
+				errs = append(errs, fmt.Errorf("topic %q is read by two sources, %q and %q; read it once and share the stream", topic, other, name))
+				continue
+			}
+			readers[topic] = name
+		}
+		if n.Kind != engine.SourceNode && len(n.Parents) == 0 {
 			errs = append(errs, fmt.Errorf("node %q has no parents", name))
 		}
-		for _, p := range n.parents {
+		for _, p := range n.Parents {
 			pn, ok := b.nodes[p]
 			switch {
 			case !ok:
 				errs = append(errs, fmt.Errorf("node %q: unknown parent %q", name, p))
 				continue
-			case pn.kind == sinkNode:
+			case pn.Kind == engine.SinkNode:
 				errs = append(errs, fmt.Errorf("node %q: parent %q is a sink", name, p))
 				continue
-			case pn.outKey != n.inKey || pn.outValue != n.inValue:
+			case pn.OutKey != n.InKey || pn.OutValue != n.InValue:
 				errs = append(errs, fmt.Errorf("node %q takes records of (%v, %v) but parent %q emits (%v, %v)",
-					name, n.inKey, n.inValue, p, pn.outKey, pn.outValue))
+					name, n.InKey, n.InValue, p, pn.OutKey, pn.OutValue))
 			}
 			children[p] = append(children[p], name)
 		}
 	}
 	for name, se := range b.stores {
-		if len(se.processors) == 0 {
+		if len(se.Processors) == 0 {
 			errs = append(errs, fmt.Errorf("store %q is not connected to any processor", name))
 		}
 	}
@@ -285,11 +254,11 @@ func (b *Builder) Build() (*Topology, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid topology: %w", err)
 	}
-	return newTopology(b, children), nil
+	return &Topology{g: engine.NewGraph(b.nodes, b.order, children, b.stores)}, nil
 }
 
 // findCycle returns the nodes of a cycle along parent edges, or nil.
-func findCycle(order []string, nodes map[string]*node) []string {
+func findCycle(order []string, nodes map[string]*engine.Node) []string {
 	const (
 		unseen = iota
 		active
@@ -309,7 +278,7 @@ func findCycle(order []string, nodes map[string]*node) []string {
 		mark[name] = active
 		stack = append(stack, name)
 		if n, ok := nodes[name]; ok {
-			for _, p := range n.parents {
+			for _, p := range n.Parents {
 				if c := visit(p); c != nil {
 					return c
 				}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
@@ -181,7 +182,7 @@ func TestFixedKeyProcessorKeepsPartitioning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(top.Subtopologies("app")); n != 1 {
+	if n := len(engine.Of(top).Subtopologies("app")); n != 1 {
 		t.Fatalf("ProcessValues then GroupByKey: %d subtopologies, want 1 (no repartition)", n)
 	}
 	d, err := streamstest.New(top)
@@ -212,7 +213,7 @@ func TestProcessChangesKeyAndRepartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(top.Subtopologies("app")); n != 2 {
+	if n := len(engine.Of(top).Subtopologies("app")); n != 2 {
 		t.Fatalf("Process then GroupByKey: %d subtopologies, want 2", n)
 	}
 	d, err := streamstest.New(top)

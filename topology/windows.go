@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
@@ -94,9 +95,10 @@ const (
 // TimeWindowedGrouped is a grouped stream cut into time windows, ready for
 // aggregation (Kafka Streams' TimeWindowedKStream).
 type TimeWindowedGrouped[K, V any] struct {
-	g       Grouped[K, V]
-	windows TimeWindows
-	emit    EmitStrategy
+	g         Grouped[K, V]
+	windows   TimeWindows
+	emit      EmitStrategy
+	retention time.Duration
 }
 
 // WindowedBy cuts the grouped stream into windows (Kafka Streams'
@@ -114,27 +116,34 @@ func (t TimeWindowedGrouped[K, V]) Emit(s EmitStrategy) TimeWindowedGrouped[K, V
 	return t
 }
 
+// WithRetention sets how long the aggregation's window store keeps
+// windows, counted back from the latest window start; it must be at least
+// the window size plus the grace period. Default: the window size plus the
+// grace period (Kafka Streams' Materialized.withRetention).
+func (t TimeWindowedGrouped[K, V]) WithRetention(d time.Duration) TimeWindowedGrouped[K, V] {
+	t.retention = d
+	return t
+}
+
 // WindowedTable is the table of a windowed aggregation: the latest
 // aggregate per key and window (Kafka Streams' KTable<Windowed<K>, V>). Its
-// store is a state.WindowStore[K, state.ValueAndTimestamp[V]] keeping each
-// window until stream time passes its end plus grace.
+// store is a state.WindowStore[K, state.ValueAndTimestamp[V]].
 type WindowedTable[K, V any] struct {
 	Table[Windowed[K], V]
 	windows TimeWindows
 }
 
-// Count counts the records per key and window.
-func (t TimeWindowedGrouped[K, V]) Count(opts ...Option) WindowedTable[K, int64] {
+// Count counts the records per key and window, skipping records with a
+// null key or value as Kafka Streams does.
+func (t TimeWindowedGrouped[K, V]) Count(opts ...MaterializeOpt) WindowedTable[K, int64] {
 	return windowedAggregate(t, "KSTREAM-AGGREGATE", serde.Int64(), opts,
 		func(_ K, _ V, n int64, _ bool) int64 { return n + 1 })
 }
 
 // Reduce combines the values per key and window with fn; the first value of
 // a window is kept as is.
-func (t TimeWindowedGrouped[K, V]) Reduce(fn func(acc, v V) V, opts ...Option) WindowedTable[K, V] {
-	o := collect(opts)
-	values := pick(t.g.s.b, o.valueSerde, t.g.s.values)
-	return windowedAggregate(t, "KSTREAM-REDUCE", values, opts, func(_ K, v V, acc V, found bool) V {
+func (t TimeWindowedGrouped[K, V]) Reduce(fn func(acc, v V) V, opts ...MaterializeOpt) WindowedTable[K, V] {
+	return windowedAggregate(t, "KSTREAM-REDUCE", t.g.s.values, opts, func(_ K, v V, acc V, found bool) V {
 		if !found {
 			return v
 		}
@@ -143,11 +152,15 @@ func (t TimeWindowedGrouped[K, V]) Reduce(fn func(acc, v V) V, opts ...Option) W
 }
 
 // WindowedAggregate folds the values per key and window into an aggregate
-// of type VA, starting each window from initial(). The aggregate's serde is
-// serde.Default[VA]() unless WithValueSerde sets it.
-func WindowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], initial func() VA, fn func(K, V, VA) VA, opts ...Option) WindowedTable[K, VA] {
-	o := collect(opts)
-	values := pick(t.g.s.b, o.valueSerde, serde.Default[VA]())
+// of type VA, starting each window from initial(). The aggregate is stored
+// with serde.Default[VA](); WindowedAggregateWith takes a serde.
+func WindowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], initial func() VA, fn func(K, V, VA) VA, opts ...MaterializeOpt) WindowedTable[K, VA] {
+	return WindowedAggregateWith(t, initial, fn, serde.Default[VA](), opts...)
+}
+
+// WindowedAggregateWith is WindowedAggregate with the aggregate stored with
+// values.
+func WindowedAggregateWith[K, V, VA any](t TimeWindowedGrouped[K, V], initial func() VA, fn func(K, V, VA) VA, values serde.Serde[VA], opts ...MaterializeOpt) WindowedTable[K, VA] {
 	return windowedAggregate(t, "KSTREAM-AGGREGATE", values, opts, func(k K, v V, acc VA, found bool) VA {
 		if !found {
 			acc = initial()
@@ -156,110 +169,115 @@ func WindowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], initial func()
 	})
 }
 
+// windowStoreGetter reads a windowed table's value from its window store.
+func windowStoreGetter[K, V any](name string) *getter {
+	return &getter{stores: []string{name}, open: func(p processor.StoreProvider) (func(any) (any, error), error) {
+		s, err := processor.Store[state.WindowStore[K, state.ValueAndTimestamp[V]]](p, name)
+		if err != nil {
+			return nil, err
+		}
+		return func(key any) (any, error) {
+			w := engine.As[Windowed[K]](key)
+			v, ok, err := s.Fetch(w.Key, w.Window.Start)
+			if err != nil || !ok {
+				return nil, err
+			}
+			return v.Value, nil
+		}, nil
+	}}
+}
+
 // windowedAggregate repartitions t's stream if needed and adds the
 // processor that keeps one aggregate per key and window in a window store.
-func windowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], prefix string, values serde.Serde[VA], opts []Option,
+func windowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], prefix string, values serde.Serde[VA], opts []MaterializeOpt,
 	next func(K, V, VA, bool) VA) WindowedTable[K, VA] {
 	b := t.g.s.b
 	o := collect(opts)
 	w := t.windows
-	storeName := o.storeName
-	if storeName == "" {
-		storeName = b.newName(prefix + "-STATE-STORE")
-	}
-	s := t.g.s
-	if s.keyChanged {
-		s = repartition(s, storeName+"-repartition")
-	}
-	keys := serde.TimeWindowed(s.keys, w.size)
-	out := WindowedTable[K, VA]{windows: w,
-		Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix), keys: keys, values: values, store: storeName}}
+	storeName := o.storeNameOr(b, prefix)
+	s := repartitionIfNeeded(t.g.s, t.g.name, storeName)
+	out := WindowedTable[K, VA]{windows: w, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix),
+		keys: serde.TimeWindowed(s.keys, w.size), values: values, store: storeName, get: windowStoreGetter[K, VA](storeName)}}
 	if err := w.validate(); err != nil {
 		b.fail(fmt.Errorf("%s: %w", out.node, err))
 		return out
 	}
+	retention := t.retention
+	if retention == 0 {
+		retention = w.size + w.grace
+	} else if retention < w.size+w.grace {
+		b.fail(fmt.Errorf("%s: retention %v is shorter than the window size plus grace %v", out.node, retention, w.size+w.grace))
+		return out
+	}
 	sb, err := state.WindowBuilder(storeName, s.keys, state.ValueAndTimestampSerde(values),
-		state.WindowSpec{Size: w.size, Retention: w.size + w.grace}, o.storeOpts...)
+		state.WindowSpec{Size: w.size, Retention: retention}, o.storeOpts...)
 	if err != nil {
 		b.fail(fmt.Errorf("%s: %w", out.node, err))
 		return out
 	}
-	AddProcessor(b, out.node, func() processor.Processor[K, V, Windowed[K], VA] {
-		return &windowAggregator[K, V, VA]{windows: w, storeName: storeName, next: next, observed: -1}
+	size, grace := w.size.Milliseconds(), w.grace.Milliseconds()
+	addNode[K, V, Windowed[K], change[VA]](b, out.node, func() stepFunc {
+		var store state.WindowStore[K, state.ValueAndTimestamp[VA]]
+		observed := int64(-1)
+		return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
+			if store == nil {
+				var err error
+				if store, err = processor.Store[state.WindowStore[K, state.ValueAndTimestamp[VA]]](ctx, storeName); err != nil {
+					return err
+				}
+			}
+			ts := r.Timestamp.UnixMilli()
+			if isNull(r.Key) || isNull(r.Value) || ts < 0 {
+				recordDropped(ctx)
+				return nil
+			}
+			key, value := engine.As[K](r.Key), engine.As[V](r.Value)
+			observed = max(observed, ts)
+			closeTime := observed - grace
+			for _, start := range w.starts(ts) {
+				end := start + size
+				if end <= closeTime {
+					recordDropped(ctx)
+					continue
+				}
+				startTime := time.UnixMilli(start).UTC()
+				old, found, err := store.Fetch(key, startTime)
+				if err != nil {
+					return err
+				}
+				stamp := r.Timestamp
+				if found && old.Timestamp.After(stamp) {
+					stamp = old.Timestamp
+				}
+				agg := next(key, value, old.Value, found)
+				if err := store.Put(key, state.ValueAndTimestamp[VA]{Value: agg, Timestamp: stamp}, startTime); err != nil {
+					return err
+				}
+				c := change[VA]{New: agg}
+				if found {
+					c.Old = old.Value
+				}
+				win := Windowed[K]{Key: key, Window: serde.NewWindow(start, end)}
+				if err := ctx.Forward(processor.Record[any, any]{Key: win, Value: c, Timestamp: stamp, Headers: r.Headers}, ""); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}, s.node)
 	b.AddStore(sb, out.node)
 	if t.emit == OnWindowClose {
 		final := out.SuppressUntilWindowCloses(UnboundedBuffer())
-		final.store = storeName
+		final.store, final.get = out.store, out.get
 		return final
 	}
 	return out
 }
 
-// windowAggregator adds each record to the windows covering its timestamp
-// and forwards each new aggregate, stamped with the largest timestamp of
-// the window's records. Records for windows that have closed are dropped.
-type windowAggregator[K, V, VA any] struct {
-	windows   TimeWindows
-	storeName string
-	next      func(K, V, VA, bool) VA
-	ctx       processor.Context[Windowed[K], VA]
-	store     state.WindowStore[K, state.ValueAndTimestamp[VA]]
-	observed  int64
-}
-
-func (p *windowAggregator[K, V, VA]) Init(ctx processor.Context[Windowed[K], VA]) error {
-	p.ctx = ctx
-	var err error
-	p.store, err = processor.Store[state.WindowStore[K, state.ValueAndTimestamp[VA]]](ctx, p.storeName)
-	return err
-}
-
-func (p *windowAggregator[K, V, VA]) Process(r processor.Record[K, V]) error {
-	ts := r.Timestamp.UnixMilli()
-	if ts < 0 {
-		recordDropped(p.ctx)
-		return nil
-	}
-	p.observed = max(p.observed, ts)
-	closeTime := p.observed - p.windows.grace.Milliseconds()
-	size := p.windows.size.Milliseconds()
-	for _, start := range p.windows.starts(ts) {
-		end := start + size
-		if end <= closeTime {
-			recordDropped(p.ctx)
-			continue
-		}
-		startTime := time.UnixMilli(start).UTC()
-		old, found, err := p.store.Fetch(r.Key, startTime)
-		if err != nil {
-			return err
-		}
-		stamp := r.Timestamp
-		if found && old.Timestamp.After(stamp) {
-			stamp = old.Timestamp
-		}
-		agg := p.next(r.Key, r.Value, old.Value, found)
-		if err := p.store.Put(r.Key, state.ValueAndTimestamp[VA]{Value: agg, Timestamp: stamp}, startTime); err != nil {
-			return err
-		}
-		w := Windowed[K]{Key: r.Key, Window: serde.NewWindow(start, end)}
-		if err := p.ctx.Forward(processor.Record[Windowed[K], VA]{Key: w, Value: agg, Timestamp: stamp, Headers: r.Headers}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *windowAggregator[K, V, VA]) Close() error { return nil }
-
-// droppedRecorder is implemented by the contexts of tasks that count the
-// records windowed operations drop as late (Kafka Streams' dropped-records
-// metric).
-type droppedRecorder interface{ recordDropped() }
-
+// recordDropped counts a record a windowed operation dropped, in the
+// task's dropped-records count (Kafka Streams' dropped-records metric).
 func recordDropped(ctx processor.BaseContext) {
-	if d, ok := ctx.(droppedRecorder); ok {
-		d.recordDropped()
+	if d, ok := ctx.(engine.DropRecorder); ok {
+		d.RecordDropped()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
@@ -77,16 +78,15 @@ func (c BufferConfig) validate() error {
 // time reaches the window's end plus the grace period (Kafka Streams'
 // suppress(Suppressed.untilWindowCloses(buffer))). The buffer must fail when
 // full (FailWhenFull or UnboundedBuffer), as Kafka requires, since emitting
-// early would break the promise of final results.
-func (t WindowedTable[K, V]) SuppressUntilWindowCloses(buffer BufferConfig, opts ...Option) WindowedTable[K, V] {
+// early would break the promise of final results. Deletes are dropped, as
+// Kafka drops them from final results.
+func (t WindowedTable[K, V]) SuppressUntilWindowCloses(buffer BufferConfig, opts ...StreamOpt) WindowedTable[K, V] {
 	if buffer.emitEarly {
 		t.b.fail(fmt.Errorf("suppress until window closes: the buffer must fail when full, not emit early"))
 	}
 	size, grace := t.windows.size.Milliseconds(), t.windows.grace.Milliseconds()
-	t.Table = suppress(t.Table, "KTABLE-SUPPRESS", grace, buffer, opts,
-		func(r processor.Record[Windowed[K], V]) int64 {
-			return r.Key.Window.StartMs() + size
-		})
+	t.Table = suppress(t.Table, grace, buffer, true, opts,
+		func(key any, _ time.Time) int64 { return engine.As[Windowed[K]](key).Window.StartMs() + size })
 	return t
 }
 
@@ -94,158 +94,144 @@ func (t WindowedTable[K, V]) SuppressUntilWindowCloses(buffer BufferConfig, opts
 // stream time after the first update it buffered, then forwards the latest
 // (Kafka Streams' suppress(Suppressed.untilTimeLimit(limit, buffer))), so a
 // busy key emits at most once per limit.
-func (t Table[K, V]) SuppressUntilTimeLimit(limit time.Duration, buffer BufferConfig, opts ...Option) Table[K, V] {
+func (t Table[K, V]) SuppressUntilTimeLimit(limit time.Duration, buffer BufferConfig, opts ...StreamOpt) Table[K, V] {
 	if limit < 0 {
 		t.b.fail(fmt.Errorf("suppress until time limit: negative limit %v", limit))
 	}
-	return suppress(t, "KTABLE-SUPPRESS", limit.Milliseconds(), buffer, opts,
-		func(r processor.Record[K, V]) int64 { return r.Timestamp.UnixMilli() })
+	return suppress(t, limit.Milliseconds(), buffer, false, opts,
+		func(_ any, ts time.Time) int64 { return ts.UnixMilli() })
 }
 
-func suppress[K, V any](t Table[K, V], prefix string, delayMs int64, buffer BufferConfig, opts []Option,
-	bufferTime func(processor.Record[K, V]) int64) Table[K, V] {
+func suppress[K, V any](t Table[K, V], delayMs int64, buffer BufferConfig, dropDeletes bool, opts []StreamOpt,
+	bufferTime func(key any, ts time.Time) int64) Table[K, V] {
 	b := t.b
 	o := collect(opts)
-	out := Table[K, V]{b: b, node: o.nodeName(b, prefix), keys: t.keys, values: t.values}
+	out := Table[K, V]{b: b, node: o.nodeName(b, "KTABLE-SUPPRESS"), keys: t.keys, values: t.values, get: t.get}
 	if err := buffer.validate(); err != nil {
 		b.fail(fmt.Errorf("%s: %w", out.node, err))
 	}
-	storeName := o.storeName
-	if storeName == "" {
-		storeName = b.newName(prefix + "-STATE-STORE")
-	}
-	AddProcessor(b, out.node, func() processor.Processor[K, V, K, V] {
-		return &suppressor[K, V]{storeName: storeName, keys: t.keys, values: t.values, delay: delayMs,
-			buffer: buffer, bufferTime: bufferTime, observed: math.MinInt64}
+	storeName := out.node + "-STATE-STORE"
+	keys, values := t.keys, t.values
+	addNode[K, change[V], K, change[V]](b, out.node, func() stepFunc {
+		p := &suppressor[K, V]{storeName: storeName, keys: keys, values: values, delay: delayMs, buffer: buffer,
+			dropDeletes: dropDeletes, bufferTime: bufferTime, observed: math.MinInt64}
+		return p.process
 	}, t.node)
-	b.AddStore(state.KeyValueBuilder(storeName, serde.Bytes(), serde.Bytes(),
-		append([]state.Opt{state.InMemory(), state.WithCacheMaxBytes(0)}, o.storeOpts...)...), out.node)
+	b.AddStore(state.KeyValueBuilder(storeName, serde.Bytes(), serde.Bytes(), state.InMemory(), state.WithCacheMaxBytes(0)), out.node)
 	return out
 }
 
+// errBufferFull fails a task whose suppression buffer overflows with
+// FailWhenFull.
 var errBufferFull = errors.New("suppression buffer is full")
 
-// bufferedRecord is one key's entry in a suppression buffer.
-type bufferedRecord[K, V any] struct {
+// bufferedRecord is one key's entry in a suppression buffer; a nil value
+// is a delete.
+type bufferedRecord struct {
 	key        []byte
-	record     processor.Record[K, V]
+	record     processor.Record[any, any]
 	bufferTime int64
 	size       int64
-	index      int // in the heap
 }
 
 // bufferHeap orders buffered records by buffer time, then key bytes.
-type bufferHeap[K, V any] []*bufferedRecord[K, V]
+type bufferHeap []*bufferedRecord
 
-func (h bufferHeap[K, V]) Len() int { return len(h) }
-func (h bufferHeap[K, V]) Less(i, j int) bool {
+func (h bufferHeap) Len() int { return len(h) }
+func (h bufferHeap) Less(i, j int) bool {
 	if h[i].bufferTime != h[j].bufferTime {
 		return h[i].bufferTime < h[j].bufferTime
 	}
 	return bytes.Compare(h[i].key, h[j].key) < 0
 }
-func (h bufferHeap[K, V]) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *bufferHeap[K, V]) Push(x any) {
-	e := x.(*bufferedRecord[K, V])
-	e.index = len(*h)
-	*h = append(*h, e)
-}
-func (h *bufferHeap[K, V]) Pop() any {
+func (h bufferHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *bufferHeap) Push(x any)   { *h = append(*h, x.(*bufferedRecord)) }
+func (h *bufferHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
 }
 
+// Layout of a suppression buffer entry in its store: buffer time, record
+// timestamp, a null flag and the serialized value.
+const bufferedHeader = 8 + 8 + 1
+
 // suppressor buffers the latest update per key and forwards it once stream
 // time reaches its buffer time plus the delay. Like Kafka's in-memory
 // time-ordered buffer, a key keeps its place (its first buffer time) while
 // updates replace its value, and the buffer is written through to a logged
-// store (buffer time, record timestamp, value per key) so that a restarted
-// task finds it again.
+// store so that a restarted task finds it again.
 type suppressor[K, V any] struct {
-	storeName  string
-	keys       serde.Serde[K]
-	values     serde.Serde[V]
-	delay      int64
-	buffer     BufferConfig
-	bufferTime func(processor.Record[K, V]) int64
+	storeName   string
+	keys        serde.Serde[K]
+	values      serde.Serde[V]
+	delay       int64
+	buffer      BufferConfig
+	dropDeletes bool
+	bufferTime  func(key any, ts time.Time) int64
 
-	ctx      processor.Context[K, V]
 	store    state.KeyValueStore[[]byte, []byte]
-	entries  map[string]*bufferedRecord[K, V]
-	order    bufferHeap[K, V]
+	entries  map[string]*bufferedRecord
+	order    bufferHeap
 	bytes    int64
 	observed int64
 }
 
-func (p *suppressor[K, V]) Init(ctx processor.Context[K, V]) error {
-	p.ctx = ctx
+// load opens the store and rebuilds the buffer from it.
+func (p *suppressor[K, V]) load(ctx engine.NodeContext) error {
 	var err error
 	if p.store, err = processor.Store[state.KeyValueStore[[]byte, []byte]](ctx, p.storeName); err != nil {
 		return err
 	}
-	p.entries = make(map[string]*bufferedRecord[K, V])
+	p.entries = make(map[string]*bufferedRecord)
 	for kv, err := range p.store.All() {
 		if err != nil {
 			return fmt.Errorf("load suppression buffer %s: %w", p.storeName, err)
 		}
-		if len(kv.Value) < 16 {
+		if len(kv.Value) < bufferedHeader {
 			return fmt.Errorf("load suppression buffer %s: entry of %d bytes", p.storeName, len(kv.Value))
 		}
 		k, err := p.keys.Deserialize(p.storeName, kv.Key)
 		if err != nil {
 			return fmt.Errorf("load suppression buffer %s: %w", p.storeName, err)
 		}
-		v, err := p.values.Deserialize(p.storeName, kv.Value[16:])
-		if err != nil {
-			return fmt.Errorf("load suppression buffer %s: %w", p.storeName, err)
+		var v any
+		if kv.Value[16] == 1 {
+			if v, err = p.values.Deserialize(p.storeName, kv.Value[bufferedHeader:]); err != nil {
+				return fmt.Errorf("load suppression buffer %s: %w", p.storeName, err)
+			}
 		}
-		e := &bufferedRecord[K, V]{key: bytes.Clone(kv.Key), bufferTime: int64(binary.BigEndian.Uint64(kv.Value)),
-			size:   int64(len(kv.Key) + len(kv.Value)),
-			record: processor.Record[K, V]{Key: k, Value: v, Timestamp: time.UnixMilli(int64(binary.BigEndian.Uint64(kv.Value[8:]))).UTC()}}
+		ts := time.UnixMilli(int64(binary.BigEndian.Uint64(kv.Value[8:]))).UTC()
+		e := &bufferedRecord{key: bytes.Clone(kv.Key), bufferTime: int64(binary.BigEndian.Uint64(kv.Value)),
+			size: int64(len(kv.Key) + len(kv.Value)), record: processor.Record[any, any]{Key: k, Value: v, Timestamp: ts}}
 		p.add(e)
-		p.observed = max(p.observed, e.record.Timestamp.UnixMilli())
+		p.observed = max(p.observed, ts.UnixMilli())
 	}
 	return nil
 }
 
-func (p *suppressor[K, V]) add(e *bufferedRecord[K, V]) {
+func (p *suppressor[K, V]) add(e *bufferedRecord) {
 	p.entries[string(e.key)] = e
 	heap.Push(&p.order, e)
 	p.bytes += e.size
 }
 
-func (p *suppressor[K, V]) Process(r processor.Record[K, V]) error {
+func (p *suppressor[K, V]) process(ctx engine.NodeContext, r processor.Record[any, any]) error {
+	if p.store == nil {
+		if err := p.load(ctx); err != nil {
+			return err
+		}
+	}
 	p.observed = max(p.observed, r.Timestamp.UnixMilli())
-	kb, err := p.keys.Serialize(p.storeName, r.Key)
-	if err != nil {
-		return fmt.Errorf("suppress: serialize key: %w", err)
-	}
-	vb, err := p.values.Serialize(p.storeName, r.Value)
-	if err != nil {
-		return fmt.Errorf("suppress: serialize value: %w", err)
-	}
-	e, ok := p.entries[string(kb)]
-	if ok {
-		p.bytes -= e.size
-		e.record = r
-		e.size = int64(len(kb) + 16 + len(vb))
-		p.bytes += e.size
-	} else {
-		e = &bufferedRecord[K, V]{key: bytes.Clone(kb), record: r, bufferTime: p.bufferTime(r), size: int64(len(kb) + 16 + len(vb))}
-		p.add(e)
-	}
-	stored := binary.BigEndian.AppendUint64(nil, uint64(e.bufferTime))
-	stored = binary.BigEndian.AppendUint64(stored, uint64(r.Timestamp.UnixMilli()))
-	if err := p.store.Put(e.key, append(stored, vb...)); err != nil {
-		return err
+	v := r.Value.(change[V]).New
+	if v != nil || !p.dropDeletes {
+		if err := p.put(r, v); err != nil {
+			return err
+		}
 	}
 	for len(p.order) > 0 && p.order[0].bufferTime <= p.observed-p.delay {
-		if err := p.emitOldest(); err != nil {
+		if err := p.emitOldest(ctx); err != nil {
 			return err
 		}
 	}
@@ -254,11 +240,41 @@ func (p *suppressor[K, V]) Process(r processor.Record[K, V]) error {
 			return fmt.Errorf("suppress %s: %w (%d records, %d bytes; bounds %d records, %d bytes)",
 				p.storeName, errBufferFull, len(p.order), p.bytes, p.buffer.maxRecords, p.buffer.maxBytes)
 		}
-		if err := p.emitOldest(); err != nil {
+		if err := p.emitOldest(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// put buffers the new value v of r's key.
+func (p *suppressor[K, V]) put(r processor.Record[any, any], v any) error {
+	kb, err := p.keys.Serialize(p.storeName, engine.As[K](r.Key))
+	if err != nil {
+		return fmt.Errorf("suppress: serialize key: %w", err)
+	}
+	stored := make([]byte, bufferedHeader, bufferedHeader+16)
+	if v != nil {
+		vb, err := p.values.Serialize(p.storeName, engine.As[V](v))
+		if err != nil {
+			return fmt.Errorf("suppress: serialize value: %w", err)
+		}
+		stored[16] = 1
+		stored = append(stored, vb...)
+	}
+	r.Value = v
+	size := int64(len(kb) + len(stored))
+	e, ok := p.entries[string(kb)]
+	if ok {
+		p.bytes += size - e.size
+		e.record, e.size = r, size
+	} else {
+		e = &bufferedRecord{key: bytes.Clone(kb), record: r, bufferTime: p.bufferTime(r.Key, r.Timestamp), size: size}
+		p.add(e)
+	}
+	binary.BigEndian.PutUint64(stored, uint64(e.bufferTime))
+	binary.BigEndian.PutUint64(stored[8:], uint64(r.Timestamp.UnixMilli()))
+	return p.store.Put(e.key, stored)
 }
 
 func (p *suppressor[K, V]) overCapacity() bool {
@@ -266,14 +282,14 @@ func (p *suppressor[K, V]) overCapacity() bool {
 		p.buffer.maxBytes > 0 && p.bytes > p.buffer.maxBytes
 }
 
-func (p *suppressor[K, V]) emitOldest() error {
-	e := heap.Pop(&p.order).(*bufferedRecord[K, V])
+func (p *suppressor[K, V]) emitOldest(ctx engine.NodeContext) error {
+	e := heap.Pop(&p.order).(*bufferedRecord)
 	delete(p.entries, string(e.key))
 	p.bytes -= e.size
 	if _, _, err := p.store.Delete(e.key); err != nil {
 		return err
 	}
-	return p.ctx.Forward(e.record)
+	r := e.record
+	r.Value = change[V]{New: r.Value}
+	return ctx.Forward(r, "")
 }
-
-func (p *suppressor[K, V]) Close() error { return nil }

@@ -43,18 +43,18 @@ func pipeAt(t *testing.T, in *streamstest.InputTopic[string, string], recs ...ti
 	}
 }
 
-func windowedCount(t *testing.T, w topology.TimeWindows, emit topology.EmitStrategy) (*streamstest.InputTopic[string, string], *streamstest.OutputTopic[topology.Windowed[string], int64]) {
+func windowedCount(t *testing.T, w topology.TimeWindows, emit topology.EmitStrategy) (*streamstest.Driver, *streamstest.InputTopic[string, string], *streamstest.OutputTopic[topology.Windowed[string], int64]) {
 	t.Helper()
 	b := topology.NewBuilder()
 	in := topology.FromTopics[string, string](b, []string{"in"})
 	topology.WindowedBy(in.GroupByKey(), w).Emit(emit).Count(topology.Materialized("counts")).ToStream().To("out")
 	d := build(t, b)
-	return streamstest.NewInputTopic(d, "in", serde.String(), serde.String()),
+	return d, streamstest.NewInputTopic(d, "in", serde.String(), serde.String()),
 		streamstest.NewOutputTopic(d, "out", serde.TimeWindowed(serde.String(), w.Size()), serde.Int64())
 }
 
 func TestTumblingWindowCountWithGrace(t *testing.T) {
-	in, out := windowedCount(t, topology.TumblingWindows(10*time.Millisecond).WithGrace(5*time.Millisecond), topology.OnWindowUpdate)
+	d, in, out := windowedCount(t, topology.TumblingWindows(10*time.Millisecond).WithGrace(5*time.Millisecond), topology.OnWindowUpdate)
 	// Windows [0,10) and [10,20); a window closes when stream time reaches
 	// its end + 5.
 	pipeAt(t, in,
@@ -73,10 +73,13 @@ func TestTumblingWindowCountWithGrace(t *testing.T) {
 	if got := windowed(t, out); !slices.Equal(got, want) {
 		t.Fatalf("output:\n%v\nwant:\n%v", got, want)
 	}
+	if n := d.DroppedRecords(); n != 1 {
+		t.Fatalf("dropped %d records, want the late one", n)
+	}
 }
 
 func TestHoppingWindowCount(t *testing.T) {
-	in, out := windowedCount(t, topology.HoppingWindows(10*time.Millisecond, 5*time.Millisecond), topology.OnWindowUpdate)
+	d, in, out := windowedCount(t, topology.HoppingWindows(10*time.Millisecond, 5*time.Millisecond), topology.OnWindowUpdate)
 	pipeAt(t, in,
 		timed{"a", 7},  // windows [0,10) and [5,15)
 		timed{"a", 12}, // [5,15) and [10,20); stream time 12 closes [0,10)
@@ -86,10 +89,13 @@ func TestHoppingWindowCount(t *testing.T) {
 	if got := windowed(t, out); !slices.Equal(got, want) {
 		t.Fatalf("output:\n%v\nwant:\n%v", got, want)
 	}
+	if n := d.DroppedRecords(); n != 1 {
+		t.Fatalf("dropped %d, want 1: the record late for one of its two windows", n)
+	}
 }
 
 func TestEmitOnWindowClose(t *testing.T) {
-	in, out := windowedCount(t, topology.TumblingWindows(10*time.Millisecond).WithGrace(5*time.Millisecond), topology.OnWindowClose)
+	_, in, out := windowedCount(t, topology.TumblingWindows(10*time.Millisecond).WithGrace(5*time.Millisecond), topology.OnWindowClose)
 	pipeAt(t, in, timed{"a", 1}, timed{"a", 8}, timed{"b", 12}, timed{"a", 14})
 	if got := windowed(t, out); len(got) != 0 {
 		t.Fatalf("emitted %v before any window closed", got)

@@ -111,8 +111,9 @@ type config struct {
 
 // record is one input line.
 type record struct {
-	ts  int64
-	key string
+	ts   int64
+	key  string
+	line string
 }
 
 // parse reads "<epoch-ms> <key>" lines; blank lines are skipped.
@@ -132,7 +133,7 @@ func parse(in io.Reader) ([]record, error) {
 		if err != nil || ts < 0 {
 			return nil, fmt.Errorf("line %d: %q is not a non-negative epoch-ms timestamp", n, fields[0])
 		}
-		out = append(out, record{ts: ts, key: fields[1]})
+		out = append(out, record{ts: ts, key: fields[1], line: sc.Text()})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read input: %w", err)
@@ -210,8 +211,9 @@ func run(ctx context.Context, in io.Reader, out io.Writer, cfg config) error {
 			return fmt.Errorf("create topic %s: %w", topic, err)
 		}
 	}
+	// The value is the line: aggregations skip records with a null value.
 	for _, r := range records {
-		cl.Produce(ctx, &kgo.Record{Topic: input, Key: []byte(r.key), Timestamp: time.UnixMilli(r.ts)}, nil)
+		cl.Produce(ctx, &kgo.Record{Topic: input, Key: []byte(r.key), Value: []byte(r.line), Timestamp: time.UnixMilli(r.ts)}, nil)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return fmt.Errorf("produce input: %w", err)

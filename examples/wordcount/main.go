@@ -92,7 +92,7 @@ func Topology(input, output string) (*topology.Topology, error) {
 	words := topology.FlatMapValues(lines, func(_, line string) []string { return Words(line) })
 	counts := topology.GroupBy(words, func(_, word string) string { return word }).
 		Count(topology.Materialized("counts"))
-	counts.ToStream().To(output, topology.WithValueSerde(serde.Int64()))
+	counts.ToStream().To(output)
 	return b.Build()
 }
 

@@ -22,7 +22,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/internal/kafkatest"
-	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/streams"
 	"github.com/riffle-stream/riffle/topology"
 )
@@ -471,6 +470,6 @@ func wordCountTopology(input, output string) (*topology.Topology, error) {
 	})
 	counts := topology.GroupBy(words, func(_, word string) string { return word }).
 		Count(topology.Materialized("counts"))
-	counts.ToStream().To(output, topology.WithValueSerde(serde.Int64()))
+	counts.ToStream().To(output)
 	return b.Build()
 }

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
@@ -60,12 +61,12 @@ func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 // Driver runs a topology in memory. It is not safe for concurrent use.
 type Driver struct {
 	cfg     config
-	tasks   []*topology.Task
-	stores  map[string]state.RawStore
-	outputs map[string][]topology.OutputRecord
-	queue   []topology.InputRecord
+	tasks   []*engine.Task
+	outputs map[string][]engine.OutputRecord
+	queue   []engine.InputRecord
 	offsets map[string]int64
 	now     time.Time
+	dropped int64
 }
 
 // ErrNoRecord is returned when reading an output topic that holds no more
@@ -79,34 +80,30 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	d := &Driver{cfg: cfg, stores: make(map[string]state.RawStore),
-		outputs: make(map[string][]topology.OutputRecord), offsets: make(map[string]int64), now: cfg.start}
-	for _, st := range top.Subtopologies(cfg.appID) {
-		raws := make(map[string]state.RawStore)
+	d := &Driver{cfg: cfg, outputs: make(map[string][]engine.OutputRecord), offsets: make(map[string]int64), now: cfg.start}
+	g := engine.Of(top)
+	for _, st := range g.Subtopologies(cfg.appID) {
+		engines := make(map[string]state.RawStore)
 		for _, sc := range st.Stores {
-			raw := sc.WrapEngine(state.NewMemoryStore(sc.Name))
-			if sc.Logging {
-				topic := state.ChangelogTopic(cfg.appID, sc.Name)
-				raw = state.NewLoggedStore(raw, state.ChangeLoggerFunc(func(k, v []byte) {
-					d.send(topology.OutputRecord{Topic: topic, Partition: 0, Key: k, Value: v, Timestamp: d.now})
-				}))
-			}
-			if sc.CacheMaxBytes > 0 {
-				raw = state.NewCachingStore(raw, sc.CacheMaxBytes)
-			}
-			raws[sc.Name] = raw
-			d.stores[sc.Name] = raw
+			engines[sc.Name] = sc.WrapEngine(state.NewMemoryStore(sc.Name))
 		}
-		task, err := topology.NewTask(top, topology.TaskConfig{
-			ApplicationID:         cfg.appID,
-			ID:                    processor.TaskID{Subtopology: st.ID},
-			Stores:                raws,
+		task, err := engine.NewTask(g, engine.TaskConfig{
+			ApplicationID: cfg.appID,
+			ID:            processor.TaskID{Subtopology: st.ID},
+			Engines:       engines,
+			ChangeLogger: func(store string) state.ChangeLogger {
+				topic := state.ChangelogTopic(cfg.appID, store)
+				return state.ChangeLoggerFunc(func(k, v []byte) {
+					d.send(engine.OutputRecord{Topic: topic, Partition: 0, Key: k, Value: v, Timestamp: d.now})
+				})
+			},
 			Send:                  d.send,
 			Partitions:            func(string) int32 { return 1 },
 			ProcessingErrors:      cfg.processing,
 			DeserializationErrors: cfg.deserialized,
 			Now:                   func() time.Time { return d.now },
 			Logger:                cfg.logger,
+			Dropped:               func() { d.dropped++ },
 		})
 		if err != nil {
 			return nil, fmt.Errorf("streamstest: %w", err)
@@ -116,15 +113,15 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 	return d, nil
 }
 
-func (d *Driver) send(r topology.OutputRecord) {
+func (d *Driver) send(r engine.OutputRecord) {
 	d.outputs[r.Topic] = append(d.outputs[r.Topic], r)
 	if d.taskFor(r.Topic) != nil {
-		d.queue = append(d.queue, topology.InputRecord{Topic: r.Topic, Key: r.Key, Value: r.Value,
+		d.queue = append(d.queue, engine.InputRecord{Topic: r.Topic, Key: r.Key, Value: r.Value,
 			Timestamp: r.Timestamp, Headers: r.Headers})
 	}
 }
 
-func (d *Driver) taskFor(topic string) *topology.Task {
+func (d *Driver) taskFor(topic string) *engine.Task {
 	for _, t := range d.tasks {
 		if t.Reads(topic) {
 			return t
@@ -149,9 +146,9 @@ func (d *Driver) run() error {
 			return err
 		}
 	}
-	for name, s := range d.stores {
-		if err := s.Flush(); err != nil {
-			return fmt.Errorf("streamstest: flush store %s: %w", name, err)
+	for _, t := range d.tasks {
+		if err := t.Flush(); err != nil {
+			return fmt.Errorf("streamstest: %w", err)
 		}
 	}
 	if len(d.queue) > 0 {
@@ -159,6 +156,12 @@ func (d *Driver) run() error {
 	}
 	return nil
 }
+
+// DroppedRecords returns how many records windowed operations have
+// dropped, once per window a record was late for, and once for a record
+// with a null key or value or a negative timestamp (Kafka Streams'
+// dropped-records metric).
+func (d *Driver) DroppedRecords() int64 { return d.dropped }
 
 // Now returns the driver's wall-clock time.
 func (d *Driver) Now() time.Time { return d.now }
@@ -225,7 +228,7 @@ func (in *InputTopic[K, V]) PipeRecord(r processor.Record[K, V]) error {
 // PipeRaw processes a record given as bytes, for example to test how a
 // topology handles data its serdes cannot read.
 func (in *InputTopic[K, V]) PipeRaw(key, value []byte, ts time.Time, headers []processor.Header) error {
-	in.d.queue = append(in.d.queue, topology.InputRecord{Topic: in.topic, Key: key, Value: value, Timestamp: ts, Headers: headers})
+	in.d.queue = append(in.d.queue, engine.InputRecord{Topic: in.topic, Key: key, Value: value, Timestamp: ts, Headers: headers})
 	return in.d.run()
 }
 

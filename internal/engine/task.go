@@ -1,9 +1,10 @@
-package topology
+package engine
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -22,8 +23,9 @@ type InputRecord struct {
 	Headers   []processor.Header
 }
 
-// OutputRecord is a raw record a task wants written: sink output or a
-// dead letter. Partition is -1 when the producer's partitioner should choose.
+// OutputRecord is a raw record a task wants written: sink output, a
+// changelog record or a dead letter. Partition is -1 when the producer's
+// partitioner should choose.
 type OutputRecord struct {
 	Topic     string
 	Partition int32
@@ -37,16 +39,21 @@ type OutputRecord struct {
 type TaskConfig struct {
 	// ApplicationID resolves internal topic names.
 	ApplicationID string
-	// ID is the task's id; ID.Subtopology selects the part of the topology.
+	// ID is the task's id; ID.Subtopology selects the part of the graph.
 	ID processor.TaskID
-	// Stores holds the engine, already wrapped in caching and changelogging
-	// layers as configured, for every store of the subtopology.
-	Stores map[string]state.RawStore
-	// Send receives every record the task writes. It must not call back
-	// into the task.
+	// Engines holds the bottom of every store of the subtopology: the
+	// Pebble or memory engine, already restored. The Task wraps each in
+	// the changelogging and caching layers its state.Config asks for.
+	Engines map[string]state.RawStore
+	// ChangeLogger returns where the writes to a logged store go: the
+	// store's changelog partition.
+	ChangeLogger func(store string) state.ChangeLogger
+	// Send receives every record the task's sinks and error handlers
+	// write. It must not call back into the task.
 	Send func(OutputRecord)
-	// Partitions returns a topic's partition count for sinks with a
-	// Partitioner; it may be nil when no sink has one.
+	// Partitions returns a topic's current partition count, or -1 if it
+	// is unknown, for sinks with a partitioner. It may be nil when no sink
+	// has one.
 	Partitions func(topic string) int32
 	// ProcessingErrors handles errors returned or panics raised by
 	// processors. Default: processor.FailOnError().
@@ -54,24 +61,27 @@ type TaskConfig struct {
 	// DeserializationErrors handles records sources cannot deserialize.
 	// Default: processor.FailOnError().
 	DeserializationErrors processor.ErrorHandler
-	// Now reads the wall clock for wall-clock punctuators. Default: time.Now.
+	// Now reads the wall clock for wall-clock punctuators and changelog
+	// timestamps. Default: time.Now.
 	Now func() time.Time
 	// Logger receives the task's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Dropped, if not nil, is called for every record an operation drops
+	// (see DropRecorder).
+	Dropped func()
 }
 
 // Task runs one subtopology for one partition: it deserializes input
 // records, pushes them through the processors, fires punctuators and hands
 // sink output to the runtime. A Task is not safe for concurrent use.
-// Applications do not use Task directly; the streams runtime and the
-// streamstest driver do.
 type Task struct {
 	cfg        TaskConfig
-	top        *Topology
+	g          *Graph
 	instances  map[string]*instance
 	order      []*instance
 	sources    map[string]*instance
 	patterns   []*instance
+	raw        map[string]state.RawStore // top of each store's stack
 	stores     map[string]state.Store
 	schedules  []*schedule
 	streamTime time.Time
@@ -81,16 +91,10 @@ type Task struct {
 }
 
 type instance struct {
-	n        *node
-	r        runnable
+	n        *Node
+	r        Runnable
 	t        *Task
 	children []*instance
-}
-
-type runnable interface {
-	init(in *instance) error
-	process(r processor.Record[any, any]) error
-	close() error
 }
 
 type schedule struct {
@@ -114,10 +118,25 @@ type fatalError struct {
 func (e *fatalError) Error() string { return fmt.Sprintf("node %s: %v", e.node, e.err) }
 func (e *fatalError) Unwrap() error { return e.err }
 
-// NewTask creates the processors and stores of subtopology cfg.ID.Subtopology
-// and initializes them, children before parents.
-func NewTask(top *Topology, cfg TaskConfig) (*Task, error) {
-	if cfg.ID.Subtopology < 0 || cfg.ID.Subtopology >= len(top.subs) {
+// Stack puts the layers cfg asks for over a store's engine: changelogging
+// to log when cfg.Logging, then a write-back cache of cfg.CacheMaxBytes.
+// It is the only place the store stack is assembled.
+func Stack(cfg state.Config, engine state.RawStore, log state.ChangeLogger) state.RawStore {
+	raw := engine
+	if cfg.Logging {
+		raw = state.NewLoggedStore(raw, log)
+	}
+	if cfg.CacheMaxBytes > 0 {
+		raw = state.NewCachingStore(raw, cfg.CacheMaxBytes)
+	}
+	return raw
+}
+
+// NewTask creates the stores and processors of subtopology
+// cfg.ID.Subtopology of g and initializes the processors, children before
+// parents.
+func NewTask(g *Graph, cfg TaskConfig) (*Task, error) {
+	if cfg.ID.Subtopology < 0 || cfg.ID.Subtopology >= len(g.subs) {
 		return nil, fmt.Errorf("task %s: no subtopology %d", cfg.ID, cfg.ID.Subtopology)
 	}
 	if cfg.ProcessingErrors == nil {
@@ -132,35 +151,41 @@ func NewTask(top *Topology, cfg TaskConfig) (*Task, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	t := &Task{cfg: cfg, top: top, instances: make(map[string]*instance),
-		sources: make(map[string]*instance), stores: make(map[string]state.Store)}
-	st := top.subs[cfg.ID.Subtopology]
+	t := &Task{cfg: cfg, g: g, instances: make(map[string]*instance), sources: make(map[string]*instance),
+		raw: make(map[string]state.RawStore), stores: make(map[string]state.Store)}
+	st := g.subs[cfg.ID.Subtopology]
 	for _, name := range st.stores {
-		raw, ok := cfg.Stores[name]
+		engine, ok := cfg.Engines[name]
 		if !ok {
 			return nil, fmt.Errorf("task %s: runtime supplied no engine for store %q", cfg.ID, name)
 		}
-		t.stores[name] = top.stores[name].builder.Build(raw)
+		b := g.Stores[name].Builder
+		var log state.ChangeLogger
+		if b.Config().Logging {
+			log = cfg.ChangeLogger(name)
+		}
+		t.raw[name] = Stack(b.Config(), engine, log)
+		t.stores[name] = b.Build(t.raw[name])
 	}
 	for _, name := range st.nodes {
-		n := top.nodes[name]
+		n := g.Nodes[name]
 		in := &instance{n: n, t: t}
-		if n.kind == processorNode {
-			in.r = n.newProcessor()
+		if n.Kind == ProcessorNode {
+			in.r = n.NewProcessor()
 		}
 		t.instances[name] = in
 		t.order = append(t.order, in)
-		if n.kind == sourceNode {
-			for _, topic := range n.topics {
-				t.sources[top.resolve(cfg.ApplicationID, n, topic)] = in
+		if n.Kind == SourceNode {
+			for _, topic := range n.Topics {
+				t.sources[n.resolve(cfg.ApplicationID, topic)] = in
 			}
-			if n.pattern != nil {
+			if n.Pattern != nil {
 				t.patterns = append(t.patterns, in)
 			}
 		}
 	}
 	for _, in := range t.order {
-		for _, c := range top.children[in.n.name] {
+		for _, c := range g.Children[in.n.Name] {
 			in.children = append(in.children, t.instances[c])
 		}
 	}
@@ -168,8 +193,8 @@ func NewTask(top *Topology, cfg TaskConfig) (*Task, error) {
 		if in.r == nil {
 			continue
 		}
-		if err := in.call(func() error { return in.r.init(in) }); err != nil {
-			return nil, fmt.Errorf("task %s: init processor %s: %w", cfg.ID, in.n.name, err)
+		if err := in.call(func() error { return in.r.Init(nodeContext{in}) }); err != nil {
+			return nil, fmt.Errorf("task %s: init processor %s: %w", cfg.ID, in.n.Name, err)
 		}
 	}
 	return t, nil
@@ -184,6 +209,21 @@ func (t *Task) Store(name string) (state.Store, bool) {
 	return s, ok
 }
 
+// Flush pushes every store's cached writes down, so their changelog records
+// are sent, and makes the engines durable, as a commit needs.
+func (t *Task) Flush() error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(t.raw)) {
+		if err := t.raw[name].Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("flush store %s: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("task %s: %w", t.cfg.ID, err)
+	}
+	return nil
+}
+
 // StreamTime returns the largest record timestamp the task has processed.
 func (t *Task) StreamTime() time.Time { return t.streamTime }
 
@@ -195,12 +235,15 @@ func (t *Task) CommitRequested() bool {
 	return c
 }
 
+// Reads reports whether one of the task's sources reads topic.
+func (t *Task) Reads(topic string) bool { return t.sourceFor(topic) != nil }
+
 func (t *Task) sourceFor(topic string) *instance {
 	if in, ok := t.sources[topic]; ok {
 		return in
 	}
 	for _, in := range t.patterns {
-		if in.n.pattern.MatchString(topic) {
+		if in.n.Pattern.MatchString(topic) {
 			return in
 		}
 	}
@@ -222,14 +265,11 @@ func (t *Task) Process(rec InputRecord) error {
 	defer func() { t.current = nil }()
 	var k, v any
 	err := src.call(func() (err error) {
-		k, v, err = src.n.decode(rec.Topic, rec.Key, rec.Value)
+		k, v, err = src.n.Decode(rec.Topic, rec.Key, rec.Value)
 		return err
 	})
 	if err != nil {
-		if err := t.handle(src.n.name, t.cfg.DeserializationErrors, err); err != nil {
-			return err
-		}
-		return nil
+		return t.handle(src.n.Name, t.cfg.DeserializationErrors, err)
 	}
 	if rec.Timestamp.After(t.streamTime) {
 		t.streamTime = rec.Timestamp
@@ -265,9 +305,9 @@ func (t *Task) punctuate(typ processor.PunctuationType, now time.Time) error {
 		if now.Before(s.next) {
 			continue
 		}
-		for !now.Before(s.next) {
-			s.next = s.next.Add(s.interval)
-		}
+		// Fire once for the whole gap, and schedule the next due time
+		// after now directly, however many intervals were skipped.
+		s.next = s.next.Add((now.Sub(s.next)/s.interval + 1) * s.interval)
 		if err := s.owner.call(func() error { return s.fn(now) }); err != nil {
 			if err := t.afterError(s.owner, err); err != nil {
 				return err
@@ -284,8 +324,8 @@ func (t *Task) Close() error {
 		if in.r == nil {
 			continue
 		}
-		if err := in.call(in.r.close); err != nil {
-			errs = append(errs, fmt.Errorf("close processor %s: %w", in.n.name, err))
+		if err := in.call(in.r.Close); err != nil {
+			errs = append(errs, fmt.Errorf("close processor %s: %w", in.n.Name, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -305,10 +345,11 @@ func (t *Task) errorContext(node string) processor.ErrorContext {
 
 // handle asks h about err and returns nil to continue or a fatal error.
 func (t *Task) handle(node string, h processor.ErrorHandler, err error) error {
-	resp := h(t.errorContext(node), err)
+	ec := t.errorContext(node)
+	resp := h(ec, err)
 	for _, dl := range resp.DeadLetters {
 		t.cfg.Send(OutputRecord{Topic: dl.Topic, Partition: -1, Key: dl.Key, Value: dl.Value,
-			Timestamp: t.errorContext(node).Timestamp, Headers: dl.Headers})
+			Timestamp: ec.Timestamp, Headers: dl.Headers})
 	}
 	if resp.Action == processor.Continue {
 		return nil
@@ -324,14 +365,14 @@ func (t *Task) afterError(in *instance, err error) error {
 	if f, ok := errors.AsType[*fatalError](err); ok {
 		return f
 	}
-	return t.handle(in.n.name, t.cfg.ProcessingErrors, err)
+	return t.handle(in.n.Name, t.cfg.ProcessingErrors, err)
 }
 
 // call runs fn, converting a panic into a *processor.PanicError.
 func (in *instance) call(fn func() error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = &processor.PanicError{Node: in.n.name, Value: v}
+			err = &processor.PanicError{Node: in.n.Name, Value: v}
 		}
 	}()
 	return fn()
@@ -340,10 +381,10 @@ func (in *instance) call(fn func() error) (err error) {
 // deliver hands r to in and applies the processing error handler.
 func (in *instance) deliver(r processor.Record[any, any]) error {
 	var err error
-	if in.n.kind == sinkNode {
+	if in.n.Kind == SinkNode {
 		err = in.call(func() error { return in.sink(r) })
 	} else {
-		err = in.call(func() error { return in.r.process(r) })
+		err = in.call(func() error { return in.r.Process(r) })
 	}
 	if err == nil {
 		return nil
@@ -353,19 +394,19 @@ func (in *instance) deliver(r processor.Record[any, any]) error {
 
 func (in *instance) sink(r processor.Record[any, any]) error {
 	t := in.t
-	topic := in.n.topic
-	if in.n.topicFor != nil {
-		topic = in.n.topicFor(r)
+	var topic string
+	if in.n.TopicFor != nil {
+		topic = in.n.TopicFor(r)
 	} else {
-		topic = t.top.resolve(t.cfg.ApplicationID, in.n, topic)
+		topic = in.n.resolve(t.cfg.ApplicationID, in.n.Topic)
 	}
-	k, v, err := in.n.encode(topic, r)
+	k, v, err := in.n.Encode(topic, r)
 	if err != nil {
 		return err
 	}
 	partition := int32(-1)
-	if in.n.partitioner != nil && t.cfg.Partitions != nil {
-		partition = in.n.partitioner(topic, k, v, t.cfg.Partitions(topic))
+	if in.n.Partitioner != nil && t.cfg.Partitions != nil {
+		partition = in.n.Partitioner(topic, k, v, t.cfg.Partitions(topic))
 	}
 	t.cfg.Send(OutputRecord{Topic: topic, Partition: partition, Key: k, Value: v, Timestamp: r.Timestamp, Headers: r.Headers})
 	return nil
@@ -374,11 +415,11 @@ func (in *instance) sink(r processor.Record[any, any]) error {
 func (in *instance) forward(r processor.Record[any, any], child string) error {
 	if child != "" {
 		for _, c := range in.children {
-			if c.n.name == child {
+			if c.n.Name == child {
 				return c.deliver(r)
 			}
 		}
-		return fmt.Errorf("forward from %s: %q is not a child", in.n.name, child)
+		return fmt.Errorf("forward from %s: %q is not a child", in.n.Name, child)
 	}
 	for _, c := range in.children {
 		if err := c.deliver(r); err != nil {
@@ -388,21 +429,25 @@ func (in *instance) forward(r processor.Record[any, any], child string) error {
 	return nil
 }
 
-// baseContext implements processor.BaseContext for one node instance.
-type baseContext struct{ in *instance }
+// nodeContext implements NodeContext for one node instance.
+type nodeContext struct{ in *instance }
 
-func (c baseContext) StateStore(name string) (any, error) {
-	if !slices.Contains(c.in.n.stores, name) {
-		return nil, fmt.Errorf("processor %s, store %q: %w", c.in.n.name, name, processor.ErrStoreNotFound)
+func (c nodeContext) Forward(r processor.Record[any, any], child string) error {
+	return c.in.forward(r, child)
+}
+
+func (c nodeContext) StateStore(name string) (any, error) {
+	if !slices.Contains(c.in.n.Stores, name) {
+		return nil, fmt.Errorf("processor %s, store %q: %w", c.in.n.Name, name, processor.ErrStoreNotFound)
 	}
 	return c.in.t.stores[name], nil
 }
 
-func (c baseContext) ApplicationID() string    { return c.in.t.cfg.ApplicationID }
-func (c baseContext) TaskID() processor.TaskID { return c.in.t.cfg.ID }
-func (c baseContext) StreamTime() time.Time    { return c.in.t.streamTime }
-func (c baseContext) Commit()                  { c.in.t.commit = true }
-func (c baseContext) RecordMetadata() (processor.RecordMetadata, bool) {
+func (c nodeContext) ApplicationID() string    { return c.in.t.cfg.ApplicationID }
+func (c nodeContext) TaskID() processor.TaskID { return c.in.t.cfg.ID }
+func (c nodeContext) StreamTime() time.Time    { return c.in.t.streamTime }
+func (c nodeContext) Commit()                  { c.in.t.commit = true }
+func (c nodeContext) RecordMetadata() (processor.RecordMetadata, bool) {
 	cur := c.in.t.current
 	if cur == nil {
 		return processor.RecordMetadata{}, false
@@ -410,7 +455,10 @@ func (c baseContext) RecordMetadata() (processor.RecordMetadata, bool) {
 	return processor.RecordMetadata{Topic: cur.Topic, Partition: cur.Partition, Offset: cur.Offset}, true
 }
 
-func (c baseContext) Schedule(interval time.Duration, typ processor.PunctuationType, fn processor.Punctuator) processor.Cancellable {
+func (c nodeContext) Schedule(interval time.Duration, typ processor.PunctuationType, fn processor.Punctuator) processor.Cancellable {
+	if interval <= 0 {
+		panic(fmt.Sprintf("processor %s: Schedule with non-positive interval %v", c.in.n.Name, interval))
+	}
 	s := &schedule{owner: c.in, interval: interval, typ: typ, fn: fn}
 	if typ == processor.WallClockTime {
 		s.next = c.in.t.cfg.Now().Add(interval)
@@ -420,66 +468,3 @@ func (c baseContext) Schedule(interval time.Duration, typ processor.PunctuationT
 	c.in.t.schedules = append(c.in.t.schedules, s)
 	return s
 }
-
-func erase[K, V any](r processor.Record[K, V]) processor.Record[any, any] {
-	return processor.Record[any, any]{Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Headers: r.Headers}
-}
-
-func typedRecord[K, V any](r processor.Record[any, any]) processor.Record[K, V] {
-	return processor.Record[K, V]{Key: as[K](r.Key), Value: as[V](r.Value), Timestamp: r.Timestamp, Headers: r.Headers}
-}
-
-type typedContext[K, V any] struct{ baseContext }
-
-func (c typedContext[K, V]) Forward(r processor.Record[K, V]) error {
-	return c.in.forward(erase(r), "")
-}
-
-func (c typedContext[K, V]) ForwardTo(child string, r processor.Record[K, V]) error {
-	return c.in.forward(erase(r), child)
-}
-
-type fixedKeyContext[K, V any] struct{ baseContext }
-
-func eraseFixed[K, V any](r processor.FixedKeyRecord[K, V]) processor.Record[any, any] {
-	return processor.Record[any, any]{Key: r.Key(), Value: r.Value, Timestamp: r.Timestamp, Headers: r.Headers}
-}
-
-func (c fixedKeyContext[K, V]) Forward(r processor.FixedKeyRecord[K, V]) error {
-	return c.in.forward(eraseFixed(r), "")
-}
-
-func (c fixedKeyContext[K, V]) ForwardTo(child string, r processor.FixedKeyRecord[K, V]) error {
-	return c.in.forward(eraseFixed(r), child)
-}
-
-type procAdapter[KIn, VIn, KOut, VOut any] struct {
-	p processor.Processor[KIn, VIn, KOut, VOut]
-}
-
-func (a *procAdapter[KIn, VIn, KOut, VOut]) init(in *instance) error {
-	return a.p.Init(typedContext[KOut, VOut]{baseContext{in}})
-}
-
-func (a *procAdapter[KIn, VIn, KOut, VOut]) process(r processor.Record[any, any]) error {
-	return a.p.Process(typedRecord[KIn, VIn](r))
-}
-
-func (a *procAdapter[KIn, VIn, KOut, VOut]) close() error { return a.p.Close() }
-
-type fixedKeyAdapter[K, VIn, VOut any] struct {
-	p processor.FixedKeyProcessor[K, VIn, VOut]
-}
-
-func (a *fixedKeyAdapter[K, VIn, VOut]) init(in *instance) error {
-	return a.p.Init(fixedKeyContext[K, VOut]{baseContext{in}})
-}
-
-func (a *fixedKeyAdapter[K, VIn, VOut]) process(r processor.Record[any, any]) error {
-	return a.p.Process(processor.NewFixedKeyRecord(as[K](r.Key), as[VIn](r.Value), r.Timestamp, r.Headers))
-}
-
-func (a *fixedKeyAdapter[K, VIn, VOut]) close() error { return a.p.Close() }
-
-// Reads reports whether one of the task's sources reads topic.
-func (t *Task) Reads(topic string) bool { return t.sourceFor(topic) != nil }
