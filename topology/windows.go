@@ -126,11 +126,15 @@ func (t TimeWindowedGrouped[K, V]) WithRetention(d time.Duration) TimeWindowedGr
 }
 
 // WindowedTable is the table of a windowed aggregation: the latest
-// aggregate per key and window (Kafka Streams' KTable<Windowed<K>, V>). Its
-// store is a state.WindowStore[K, state.ValueAndTimestamp[V]].
+// aggregate per key and window (Kafka Streams' KTable<Windowed<K>, V>). The
+// store of a time-windowed aggregation is a
+// state.WindowStore[K, state.ValueAndTimestamp[V]], that of a session
+// aggregation a state.SessionStore[K, V].
 type WindowedTable[K, V any] struct {
 	Table[Windowed[K], V]
-	windows TimeWindows
+	grace time.Duration
+	// session marks session windows, whose end is inclusive.
+	session bool
 }
 
 // Count counts the records per key and window, skipping records with a
@@ -196,7 +200,7 @@ func windowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], prefix string,
 	w := t.windows
 	storeName := o.storeNameOr(b, prefix)
 	s := repartitionIfNeeded(t.g.s, t.g.name, storeName)
-	out := WindowedTable[K, VA]{windows: w, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix),
+	out := WindowedTable[K, VA]{grace: w.grace, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix),
 		keys: serde.TimeWindowed(s.keys, w.size), values: values, store: storeName, get: windowStoreGetter[K, VA](storeName)}}
 	if err := w.validate(); err != nil {
 		b.fail(fmt.Errorf("%s: %w", out.node, err))

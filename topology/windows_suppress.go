@@ -75,18 +75,25 @@ func (c BufferConfig) validate() error {
 
 // SuppressUntilWindowCloses holds back the updates of each window and
 // forwards only its final aggregate, once the window closes: when stream
-// time reaches the window's end plus the grace period (Kafka Streams'
-// suppress(Suppressed.untilWindowCloses(buffer))). The buffer must fail when
+// time reaches the window's end plus the grace period, or for a session
+// passes it (Kafka Streams' suppress(Suppressed.untilWindowCloses(buffer))). The buffer must fail when
 // full (FailWhenFull or UnboundedBuffer), as Kafka requires, since emitting
-// early would break the promise of final results. Deletes are dropped, as
-// Kafka drops them from final results.
+// early would break the promise of final results. A delete (a session
+// merged into another) replaces the buffered update of its window and is
+// then dropped rather than emitted, as Kafka drops it from final results.
 func (t WindowedTable[K, V]) SuppressUntilWindowCloses(buffer BufferConfig, opts ...StreamOpt) WindowedTable[K, V] {
 	if buffer.emitEarly {
 		t.b.fail(fmt.Errorf("suppress until window closes: the buffer must fail when full, not emit early"))
 	}
-	size, grace := t.windows.size.Milliseconds(), t.windows.grace.Milliseconds()
-	t.Table = suppress(t.Table, grace, buffer, true, opts,
-		func(key any, _ time.Time) int64 { return engine.As[Windowed[K]](key).Window.StartMs() + size })
+	// A time window [start, end) closes when stream time reaches end +
+	// grace; a session, whose end is inclusive, one millisecond later, when
+	// the session aggregation stops merging records into it.
+	closeAfter := int64(0)
+	if t.session {
+		closeAfter = 1
+	}
+	t.Table = suppress(t.Table, t.grace.Milliseconds(), buffer, true, opts,
+		func(key any, _ time.Time) int64 { return engine.As[Windowed[K]](key).Window.EndMs() + closeAfter })
 	return t
 }
 
@@ -224,11 +231,8 @@ func (p *suppressor[K, V]) process(ctx engine.NodeContext, r processor.Record[an
 		}
 	}
 	p.observed = max(p.observed, r.Timestamp.UnixMilli())
-	v := r.Value.(change[V]).New
-	if v != nil || !p.dropDeletes {
-		if err := p.put(r, v); err != nil {
-			return err
-		}
+	if err := p.put(r, r.Value.(change[V]).New); err != nil {
+		return err
 	}
 	for len(p.order) > 0 && p.order[0].bufferTime <= p.observed-p.delay {
 		if err := p.emitOldest(ctx); err != nil {
@@ -290,6 +294,9 @@ func (p *suppressor[K, V]) emitOldest(ctx engine.NodeContext) error {
 		return err
 	}
 	r := e.record
+	if r.Value == nil && p.dropDeletes {
+		return nil
+	}
 	r.Value = change[V]{New: r.Value}
 	return ctx.Forward(r, "")
 }

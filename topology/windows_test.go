@@ -9,6 +9,7 @@ import (
 
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
+	"github.com/riffle-stream/riffle/state"
 	"github.com/riffle-stream/riffle/streams/streamstest"
 	"github.com/riffle-stream/riffle/topology"
 )
@@ -165,5 +166,107 @@ func TestWindowValidation(t *testing.T) {
 		SuppressUntilWindowCloses(topology.MaxRecords(10)).ToStream().To("out")
 	if _, err := b.Build(); err == nil {
 		t.Error("Build accepted suppress until window closes with a buffer that emits early")
+	}
+}
+
+// sessions renders session records as "key@start-end=value/timestamp",
+// with "null" for a delete.
+func sessions(t *testing.T, out *streamstest.OutputTopic[topology.Windowed[string], []byte]) []string {
+	t.Helper()
+	recs, err := out.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, r := range recs {
+		v := "null"
+		if r.Value != nil {
+			n, err := serde.Int64().Deserialize("", r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v = fmt.Sprint(n)
+		}
+		s = append(s, fmt.Sprintf("%s@%d-%d=%s/%d", r.Key.Key, r.Key.Window.StartMs(), r.Key.Window.EndMs(), v, r.Timestamp.UnixMilli()))
+	}
+	return s
+}
+
+func TestSessionWindowCountMergesSessions(t *testing.T) {
+	b := topology.NewBuilder()
+	in := topology.FromTopics[string, string](b, []string{"in"})
+	topology.SessionWindowedBy(in.GroupByKey(), topology.SessionWindowsWithGap(5*time.Millisecond)).
+		Count(topology.Materialized("sessions")).ToStream().To("out")
+	d := build(t, b)
+	input := streamstest.NewInputTopic(d, "in", serde.String(), serde.String())
+	out := streamstest.NewOutputTopic(d, "out", serde.SessionWindowed(serde.String()), serde.Bytes())
+	pipeAt(t, input,
+		timed{"a", 0},
+		timed{"a", 3},  // within 5 of [0,0]: merged into [0,3]
+		timed{"a", 20}, // a new session
+		timed{"b", 9},  // stream time 20: a session [9,9] would end before 20 - 0: late
+		timed{"a", 12}, // no session within 5; [12,12] ends before 20: late
+		timed{"a", 16}, // within 5 of [20,20]: merged into [16,20]
+	)
+	want := []string{
+		"a@0-0=1/0",
+		"a@0-0=null/0", "a@0-3=2/3",
+		"a@20-20=1/20",
+		"a@20-20=null/20", "a@16-20=2/20",
+	}
+	if got := sessions(t, out); !slices.Equal(got, want) {
+		t.Fatalf("output:\n%v\nwant:\n%v", got, want)
+	}
+	if n := d.DroppedRecords(); n != 2 {
+		t.Fatalf("dropped %d, want the 2 late records", n)
+	}
+	store, err := streamstest.Store[state.SessionStore[string, int64]](d, "sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for kv, err := range store.FindSessions("a", at(0), at(100)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%v=%d", kv.Key.Window, kv.Value))
+	}
+	// The retention is gap + grace = 5 behind the latest session end, 20:
+	// [0,3] has expired.
+	if want := []string{"[16,20)=2"}; !slices.Equal(got, want) {
+		t.Fatalf("store holds %v, want %v", got, want)
+	}
+}
+
+func TestSessionAggregateWithMergerAndEmitOnClose(t *testing.T) {
+	b := topology.NewBuilder()
+	in := topology.FromTopics[string, string](b, []string{"in"})
+	topology.SessionAggregateWith(
+		topology.SessionWindowedBy(in.GroupByKey(), topology.SessionWindowsWithGap(5*time.Millisecond).WithGrace(10*time.Millisecond)).Emit(topology.OnWindowClose),
+		func() string { return "" },
+		func(_ string, v string, acc string) string { return acc + v },
+		func(_ string, a, b string) string { return a + b },
+		serde.String()).ToStream().To("out")
+	d := build(t, b)
+	input := streamstest.NewInputTopic(d, "in", serde.String(), serde.String())
+	out := streamstest.NewOutputTopic(d, "out", serde.SessionWindowed(serde.String()), serde.String())
+	for _, r := range []struct {
+		v  string
+		ts int64
+	}{{"x", 0}, {"z", 10}, {"y", 5}, {"w", 30}} {
+		if err := input.PipeAt("k", r.v, at(r.ts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// x@0 and z@10 are two sessions until y@5, within 5 of both, merges
+	// them: merger(merger("", x), z), then + y. w@30 closes [0,10]
+	// (10 + 10 <= 30); only its final aggregate is emitted, not the
+	// sessions merged away.
+	recs, err := out.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Key.Window != serde.NewWindow(0, 10) || recs[0].Value != "xzy" {
+		t.Fatalf("emitted %v, want the one final session [0,10] = xzy", recs)
 	}
 }
