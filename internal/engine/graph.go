@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/state"
@@ -48,6 +49,9 @@ type Node struct {
 	Pattern  *regexp.Regexp
 	Internal bool
 	Decode   func(topic string, key, value []byte) (any, any, error)
+	// ExtractTimestamp, if not nil, gives a source's records their event
+	// time (see Task.Process).
+	ExtractTimestamp func(r processor.Record[any, any], partitionTime, now time.Time) time.Time
 
 	// NewProcessor creates a processor node's instance, once per task.
 	NewProcessor func() Runnable

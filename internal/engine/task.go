@@ -85,6 +85,7 @@ type Task struct {
 	stores     map[string]state.Store
 	schedules  []*schedule
 	streamTime time.Time
+	partTime   map[string]time.Time // input topic -> largest extracted timestamp
 	current    *InputRecord
 	commit     bool
 	fatal      error
@@ -271,10 +272,15 @@ func (t *Task) Process(rec InputRecord) error {
 	if err != nil {
 		return t.handle(src.n.Name, t.cfg.DeserializationErrors, err)
 	}
-	if rec.Timestamp.After(t.streamTime) {
-		t.streamTime = rec.Timestamp
-	}
 	r := processor.Record[any, any]{Key: k, Value: v, Timestamp: rec.Timestamp, Headers: rec.Headers}
+	if extract := src.n.ExtractTimestamp; extract != nil {
+		if ok, err := t.eventTime(src, rec, &r, extract); !ok {
+			return err
+		}
+	}
+	if r.Timestamp.After(t.streamTime) {
+		t.streamTime = r.Timestamp
+	}
 	if err := src.forward(r, ""); err != nil && t.fatal == nil {
 		t.fatal = err
 	}
