@@ -44,18 +44,16 @@ type Processor[KIn, VIn, KOut, VOut any] interface {
 }
 
 // FixedKeyRecord is a record whose key a processor can read but not change.
-// Build the next record with WithValue.
+// Only the runtime makes them, from the records it hands a
+// FixedKeyProcessor; build the next record with WithValue. Forwarding a
+// FixedKeyRecord made any other way (a composite literal has the zero key)
+// fails with ErrNotFromInput.
 type FixedKeyRecord[K, V any] struct {
 	key       K
+	fromInput bool
 	Value     V
 	Timestamp time.Time
 	Headers   []Header
-}
-
-// NewFixedKeyRecord builds a FixedKeyRecord. The runtime uses it to hand
-// records to fixed-key processors; tests may use it to call one directly.
-func NewFixedKeyRecord[K, V any](key K, value V, ts time.Time, headers []Header) FixedKeyRecord[K, V] {
-	return FixedKeyRecord[K, V]{key: key, Value: value, Timestamp: ts, Headers: headers}
 }
 
 // Key returns the record's key.
@@ -64,7 +62,57 @@ func (r FixedKeyRecord[K, V]) Key() K { return r.key }
 // WithValue returns a record with r's key, timestamp and headers and the
 // value v.
 func WithValue[K, V, VR any](r FixedKeyRecord[K, V], v VR) FixedKeyRecord[K, VR] {
-	return FixedKeyRecord[K, VR]{key: r.key, Value: v, Timestamp: r.Timestamp, Headers: r.Headers}
+	return FixedKeyRecord[K, VR]{key: r.key, fromInput: r.fromInput, Value: v, Timestamp: r.Timestamp, Headers: r.Headers}
+}
+
+// ErrNotFromInput is returned (wrapped) when a fixed-key processor forwards
+// a FixedKeyRecord that does not derive from a record it was given.
+var ErrNotFromInput = errors.New("FixedKeyRecord does not derive from an input record")
+
+// ProcessorOf returns p as a Processor: it hands p each record as a
+// FixedKeyRecord and forwards what p forwards with the key it carries. The
+// topology package runs fixed-key processors through it.
+func ProcessorOf[K, VIn, VOut any](p FixedKeyProcessor[K, VIn, VOut]) Processor[K, VIn, K, VOut] {
+	return fixedKeyProcessor[K, VIn, VOut]{p}
+}
+
+type fixedKeyProcessor[K, VIn, VOut any] struct {
+	p FixedKeyProcessor[K, VIn, VOut]
+}
+
+func (f fixedKeyProcessor[K, VIn, VOut]) Init(ctx Context[K, VOut]) error {
+	return f.p.Init(fixedKeyContext[K, VOut]{ctx})
+}
+
+func (f fixedKeyProcessor[K, VIn, VOut]) Process(r Record[K, VIn]) error {
+	return f.p.Process(FixedKeyRecord[K, VIn]{key: r.Key, fromInput: true, Value: r.Value, Timestamp: r.Timestamp, Headers: r.Headers})
+}
+
+func (f fixedKeyProcessor[K, VIn, VOut]) Close() error { return f.p.Close() }
+
+type fixedKeyContext[K, V any] struct{ Context[K, V] }
+
+func unfix[K, V any](r FixedKeyRecord[K, V]) (Record[K, V], error) {
+	if !r.fromInput {
+		return Record[K, V]{}, ErrNotFromInput
+	}
+	return Record[K, V]{Key: r.key, Value: r.Value, Timestamp: r.Timestamp, Headers: r.Headers}, nil
+}
+
+func (c fixedKeyContext[K, V]) Forward(r FixedKeyRecord[K, V]) error {
+	rec, err := unfix(r)
+	if err != nil {
+		return err
+	}
+	return c.Context.Forward(rec)
+}
+
+func (c fixedKeyContext[K, V]) ForwardTo(child string, r FixedKeyRecord[K, V]) error {
+	rec, err := unfix(r)
+	if err != nil {
+		return err
+	}
+	return c.Context.ForwardTo(child, rec)
 }
 
 // FixedKeyProcessor is a Processor that cannot change the key, so the

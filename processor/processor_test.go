@@ -3,6 +3,7 @@ package processor_test
 import (
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,12 +33,67 @@ func TestStore(t *testing.T) {
 	}
 }
 
-func TestWithValueKeepsKeyAndMetadata(t *testing.T) {
+// recorder is a Context that records what it is given.
+type recorder struct {
+	stores
+	forwarded []processor.Record[string, string]
+}
+
+func (*recorder) ApplicationID() string    { return "app" }
+func (*recorder) TaskID() processor.TaskID { return processor.TaskID{} }
+func (*recorder) RecordMetadata() (processor.RecordMetadata, bool) {
+	return processor.RecordMetadata{}, false
+}
+func (*recorder) StreamTime() time.Time { return time.Time{} }
+func (*recorder) Commit()               {}
+func (*recorder) Schedule(time.Duration, processor.PunctuationType, processor.Punctuator) processor.Cancellable {
+	return nil
+}
+func (r *recorder) Forward(rec processor.Record[string, string]) error {
+	r.forwarded = append(r.forwarded, rec)
+	return nil
+}
+func (r *recorder) ForwardTo(_ string, rec processor.Record[string, string]) error {
+	return r.Forward(rec)
+}
+
+// shout forwards each value upper-cased, and a record it made itself when
+// the value is "forge".
+type shout struct {
+	ctx processor.FixedKeyContext[string, string]
+}
+
+func (s *shout) Init(ctx processor.FixedKeyContext[string, string]) error { s.ctx = ctx; return nil }
+func (s *shout) Close() error                                             { return nil }
+func (s *shout) Process(r processor.FixedKeyRecord[string, int]) error {
+	if r.Value == 0 {
+		return s.ctx.Forward(processor.FixedKeyRecord[string, string]{Value: "forged"})
+	}
+	return s.ctx.Forward(processor.WithValue(r, strings.Repeat("!", r.Value)))
+}
+
+func TestFixedKeyProcessorKeepsKeyAndMetadata(t *testing.T) {
+	rec := &recorder{}
+	p := processor.ProcessorOf[string, int, string](&shout{})
+	if err := p.Init(rec); err != nil {
+		t.Fatal(err)
+	}
 	ts := time.Unix(100, 0)
-	r := processor.NewFixedKeyRecord("k", 1, ts, []processor.Header{{Key: "h"}})
-	out := processor.WithValue(r, "one")
-	if out.Key() != "k" || out.Value != "one" || !out.Timestamp.Equal(ts) || len(out.Headers) != 1 {
-		t.Fatalf("WithValue = %+v", out)
+	if err := p.Process(processor.Record[string, int]{Key: "k", Value: 2, Timestamp: ts, Headers: []processor.Header{{Key: "h"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.forwarded) != 1 {
+		t.Fatalf("forwarded %d records", len(rec.forwarded))
+	}
+	if out := rec.forwarded[0]; out.Key != "k" || out.Value != "!!" || !out.Timestamp.Equal(ts) || len(out.Headers) != 1 {
+		t.Fatalf("forwarded %+v", out)
+	}
+	// A FixedKeyRecord built by the processor would carry another key.
+	if err := p.Process(processor.Record[string, int]{Key: "k"}); !errors.Is(err, processor.ErrNotFromInput) {
+		t.Fatalf("forwarding a made-up FixedKeyRecord: %v, want ErrNotFromInput", err)
+	}
+	if len(rec.forwarded) != 1 {
+		t.Fatalf("made-up record was forwarded: %+v", rec.forwarded)
 	}
 }
 

@@ -10,6 +10,7 @@
 package serde
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -57,12 +58,13 @@ func String() Serde[string] {
 	)
 }
 
-// Bytes returns a Serde that passes byte slices through unchanged
-// (Kafka's ByteArraySerde).
+// Bytes returns a Serde for byte slices (Kafka's ByteArraySerde). It copies
+// in both directions, so the caller owns what it gets and may reuse what it
+// gave.
 func Bytes() Serde[[]byte] {
 	return Func(
-		func(_ string, v []byte) ([]byte, error) { return v, nil },
-		func(_ string, b []byte) ([]byte, error) { return b, nil },
+		func(_ string, v []byte) ([]byte, error) { return bytes.Clone(v), nil },
+		func(_ string, b []byte) ([]byte, error) { return bytes.Clone(b), nil },
 	)
 }
 

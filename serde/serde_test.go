@@ -68,3 +68,24 @@ func TestJSONAndDefault(t *testing.T) {
 		t.Errorf("Default[[]byte] = %q", b)
 	}
 }
+
+func TestBytesCopies(t *testing.T) {
+	s := serde.Bytes()
+	in := []byte("abc")
+	out, err := s.Serialize("t", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in[0] = 'x'
+	if string(out) != "abc" {
+		t.Fatalf("Serialize output changed with its input: %q", out)
+	}
+	v, err := s.Deserialize("t", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out[1] = 'y'
+	if string(v) != "abc" {
+		t.Fatalf("Deserialize output changed with its input: %q", v)
+	}
+}

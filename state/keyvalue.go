@@ -22,13 +22,21 @@ type Config struct {
 	// Segments, set for window and session stores, cuts the store into
 	// time segments; see WrapEngine.
 	Segments *Segments
+	// SourceTopic, when set, is the topic the store is restored from
+	// instead of a changelog of its own: a table read from a topic uses
+	// that topic as its changelog (Kafka Streams' source-topic
+	// optimization), so Logging is off.
+	SourceTopic string
 }
 
 // Builder describes a store and turns the engine the runtime opens for it
-// into the typed store processors use (Kafka Streams' StoreBuilder).
+// into the typed store processors use (Kafka Streams' StoreBuilder). Build
+// gets the name of the store's changelog topic (or source topic), which the
+// store passes to its serdes, so that formats with a schema per topic (a
+// schema registry's subject) see the topic the bytes are written to.
 type Builder interface {
 	Config() Config
-	Build(raw RawStore) Store
+	Build(raw RawStore, topic string) Store
 }
 
 // Opt configures a store Builder.
@@ -77,25 +85,27 @@ func KeyValueBuilder[K, V any](name string, keys serde.Serde[K], values serde.Se
 
 func (b *kvBuilder[K, V]) Config() Config { return b.cfg }
 
-func (b *kvBuilder[K, V]) Build(raw RawStore) Store {
-	return NewKeyValueStore(raw, b.keys, b.values)
+func (b *kvBuilder[K, V]) Build(raw RawStore, topic string) Store {
+	return NewKeyValueStore(raw, topic, b.keys, b.values)
 }
 
 type kvStore[K, V any] struct {
 	raw    RawStore
+	topic  string
 	keys   serde.Serde[K]
 	values serde.Serde[V]
 }
 
-// NewKeyValueStore returns a typed view of raw.
-func NewKeyValueStore[K, V any](raw RawStore, keys serde.Serde[K], values serde.Serde[V]) KeyValueStore[K, V] {
-	return &kvStore[K, V]{raw: raw, keys: keys, values: values}
+// NewKeyValueStore returns a typed view of raw whose serdes are told topic,
+// the store's changelog topic.
+func NewKeyValueStore[K, V any](raw RawStore, topic string, keys serde.Serde[K], values serde.Serde[V]) KeyValueStore[K, V] {
+	return &kvStore[K, V]{raw: raw, topic: topic, keys: keys, values: values}
 }
 
 func (s *kvStore[K, V]) Name() string { return s.raw.Name() }
 
 func (s *kvStore[K, V]) key(k K) ([]byte, error) {
-	b, err := s.keys.Serialize(s.raw.Name(), k)
+	b, err := s.keys.Serialize(s.topic, k)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: serialize key: %w", s.raw.Name(), err)
 	}
@@ -103,7 +113,7 @@ func (s *kvStore[K, V]) key(k K) ([]byte, error) {
 }
 
 func (s *kvStore[K, V]) value(b []byte) (V, error) {
-	v, err := s.values.Deserialize(s.raw.Name(), b)
+	v, err := s.values.Deserialize(s.topic, b)
 	if err != nil {
 		return v, fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
 	}
@@ -129,7 +139,7 @@ func (s *kvStore[K, V]) Put(key K, value V) error {
 	if err != nil {
 		return err
 	}
-	vb, err := s.values.Serialize(s.raw.Name(), value)
+	vb, err := s.values.Serialize(s.topic, value)
 	if err != nil {
 		return fmt.Errorf("store %s: serialize value: %w", s.raw.Name(), err)
 	}
@@ -164,7 +174,7 @@ func (s *kvStore[K, V]) scan(from, to []byte) iter.Seq2[KeyValue[K, V], error] {
 		var stopped bool
 		var decodeErr error
 		err := s.raw.Scan(from, to, func(kb, vb []byte) bool {
-			k, err := s.keys.Deserialize(s.raw.Name(), kb)
+			k, err := s.keys.Deserialize(s.topic, kb)
 			if err != nil {
 				decodeErr = fmt.Errorf("store %s: deserialize key: %w", s.raw.Name(), err)
 				return false

@@ -72,7 +72,7 @@ func (c *CachingStore) Name() string { return c.inner.Name() }
 // Get implements RawStore.
 func (c *CachingStore) Get(key []byte) ([]byte, error) {
 	if e, ok := c.dirty[string(key)]; ok {
-		return e.value, nil
+		return bytes.Clone(e.value), nil
 	}
 	return c.inner.Get(key)
 }

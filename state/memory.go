@@ -23,7 +23,7 @@ func NewMemoryStore(name string) *MemoryStore {
 func (s *MemoryStore) Name() string { return s.name }
 
 // Get implements RawStore.
-func (s *MemoryStore) Get(key []byte) ([]byte, error) { return s.m[string(key)], nil }
+func (s *MemoryStore) Get(key []byte) ([]byte, error) { return bytes.Clone(s.m[string(key)]), nil }
 
 // Put implements RawStore.
 func (s *MemoryStore) Put(key, value []byte) error {
@@ -63,7 +63,7 @@ func (s *MemoryStore) Scan(from, to []byte, yield func(key, value []byte) bool) 
 		if !ok {
 			continue
 		}
-		if !yield([]byte(k), v) {
+		if !yield([]byte(k), bytes.Clone(v)) {
 			break
 		}
 	}

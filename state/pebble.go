@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,7 +95,8 @@ func (s *pebbleStore) Scan(from, to []byte, yield func(key, value []byte) bool) 
 		return fmt.Errorf("pebble scan in store %s: %w", s.name, err)
 	}
 	for ok := it.First(); ok; ok = it.Next() {
-		if !yield(it.Key()[len(s.prefix):], it.Value()) {
+		// The iterator reuses its buffers: hand out copies.
+		if !yield(bytes.Clone(it.Key()[len(s.prefix):]), bytes.Clone(it.Value())) {
 			break
 		}
 	}

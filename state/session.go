@@ -54,12 +54,13 @@ func SessionBuilder[K, V any](name string, keys serde.Serde[K], values serde.Ser
 
 func (b *sessionBuilder[K, V]) Config() Config { return b.cfg }
 
-func (b *sessionBuilder[K, V]) Build(raw RawStore) Store {
-	return &sessionStore[K, V]{raw: raw, keys: b.keys, values: b.values}
+func (b *sessionBuilder[K, V]) Build(raw RawStore, topic string) Store {
+	return &sessionStore[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values}
 }
 
 type sessionStore[K, V any] struct {
 	raw    RawStore
+	topic  string
 	keys   serde.Serde[K]
 	values serde.Serde[V]
 }
@@ -76,7 +77,7 @@ func sessionKey(kb []byte, startMs, endMs int64) []byte {
 func (s *sessionStore[K, V]) Name() string { return s.raw.Name() }
 
 func (s *sessionStore[K, V]) key(k K) ([]byte, error) {
-	kb, err := s.keys.Serialize(s.raw.Name(), k)
+	kb, err := s.keys.Serialize(s.topic, k)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: serialize key: %w", s.raw.Name(), err)
 	}
@@ -88,7 +89,7 @@ func (s *sessionStore[K, V]) Put(session serde.Windowed[K], value V) error {
 	if err != nil {
 		return err
 	}
-	vb, err := s.values.Serialize(s.raw.Name(), value)
+	vb, err := s.values.Serialize(s.topic, value)
 	if err != nil {
 		return fmt.Errorf("store %s: serialize value: %w", s.raw.Name(), err)
 	}
@@ -116,7 +117,7 @@ func (s *sessionStore[K, V]) FetchSession(key K, start, end time.Time) (V, bool,
 	if err != nil || vb == nil {
 		return zero, false, err
 	}
-	v, err := s.values.Deserialize(s.raw.Name(), vb)
+	v, err := s.values.Deserialize(s.topic, vb)
 	if err != nil {
 		return zero, false, fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
 	}
@@ -135,12 +136,12 @@ func (s *sessionStore[K, V]) scan(only, from, to []byte, earliestEnd, latestStar
 			if endMs < earliestEnd || startMs > latestStart || only != nil && !bytes.Equal(kb, only) {
 				return true
 			}
-			key, err := s.keys.Deserialize(s.raw.Name(), kb)
+			key, err := s.keys.Deserialize(s.topic, kb)
 			if err != nil {
 				decodeErr = fmt.Errorf("store %s: deserialize key: %w", s.raw.Name(), err)
 				return false
 			}
-			v, err := s.values.Deserialize(s.raw.Name(), vb)
+			v, err := s.values.Deserialize(s.topic, vb)
 			if err != nil {
 				decodeErr = fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
 				return false

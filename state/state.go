@@ -16,8 +16,10 @@ import (
 )
 
 // RawStore is the byte-level interface every engine and layer implements.
-// A nil value returned by Get means the key is absent. Implementations are
-// used by one task at a time and need not be safe for concurrent use.
+// A nil value returned by Get means the key is absent. Slices handed out by
+// Get and Scan belong to the caller, and slices passed to Put stay the
+// caller's: no later write changes what a caller holds. Implementations
+// are used by one task at a time and need not be safe for concurrent use.
 type RawStore interface {
 	// Name returns the store's name.
 	Name() string
@@ -29,7 +31,7 @@ type RawStore interface {
 	Delete(key []byte) error
 	// Scan calls yield for each entry with from <= key < to in key order,
 	// stopping early when yield returns false. A nil from or to is
-	// unbounded. The slices passed to yield are valid only during the call.
+	// unbounded.
 	Scan(from, to []byte, yield func(key, value []byte) bool) error
 	// ApproximateNumEntries estimates the number of entries.
 	ApproximateNumEntries() (int64, error)

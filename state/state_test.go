@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
@@ -44,8 +45,8 @@ func engines(t *testing.T) map[string]func(name string) state.RawStore {
 func TestKeyValueStore(t *testing.T) {
 	for name, open := range engines(t) {
 		t.Run(name, func(t *testing.T) {
-			s := state.NewKeyValueStore(open("s"), serde.String(), serde.Int64())
-			other := state.NewKeyValueStore(open("s2"), serde.String(), serde.Int64())
+			s := state.NewKeyValueStore(open("s"), "s-changelog", serde.String(), serde.Int64())
+			other := state.NewKeyValueStore(open("s2"), "s2-changelog", serde.String(), serde.Int64())
 			for i, k := range []string{"b", "a", "ab", "c", "abc"} {
 				if err := s.Put(k, int64(i)); err != nil {
 					t.Fatal(err)
@@ -100,7 +101,7 @@ func TestCachingCoalescesChangelogWrites(t *testing.T) {
 	inner := state.NewMemoryStore("counts")
 	logger := state.ChangeLoggerFunc(func(k, v []byte) { logged = append(logged, rec{string(k), string(v)}) })
 	cache := state.NewCachingStore(state.NewLoggedStore(inner, logger), 1<<20)
-	s := state.NewKeyValueStore[string, string](cache, serde.String(), serde.String())
+	s := state.NewKeyValueStore[string, string](cache, "c-changelog", serde.String(), serde.String())
 	for _, v := range []string{"1", "2", "3"} {
 		if err := s.Put("hot", v); err != nil {
 			t.Fatal(err)
@@ -150,7 +151,7 @@ func TestPebblePersistsAndCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := state.NewKeyValueStore(db.Store("s"), serde.String(), serde.String())
+	s := state.NewKeyValueStore(db.Store("s"), "s-changelog", serde.String(), serde.String())
 	if err := s.Put("k", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func TestPebblePersistsAndCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, ok, err := state.NewKeyValueStore(db.Store("s"), serde.String(), serde.String()).Get("k"); !ok || err != nil {
+	if _, ok, err := state.NewKeyValueStore(db.Store("s"), "s-changelog", serde.String(), serde.String()).Get("k"); !ok || err != nil {
 		t.Fatalf("after reopen: present=%v err=%v", ok, err)
 	}
 	cp, err := state.ReadCheckpoint(dir)
@@ -186,5 +187,52 @@ func TestPebblePersistsAndCheckpoint(t *testing.T) {
 func TestChangelogTopic(t *testing.T) {
 	if got := state.ChangelogTopic("app", "counts"); got != "app-counts-changelog" {
 		t.Fatal(got)
+	}
+}
+
+// TestSlicesBelongToTheCaller changes every slice a store hands out and
+// every slice handed to it, and checks that the store's contents and the
+// values read before stay as they were.
+func TestSlicesBelongToTheCaller(t *testing.T) {
+	for name, open := range engines(t) {
+		for _, cached := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/cached=%v", name, cached), func(t *testing.T) {
+				raw := open("own")
+				if cached {
+					raw = state.NewCachingStore(raw, 1<<20)
+				}
+				for i := range 100 {
+					v := []byte(fmt.Sprintf("value-%03d", i))
+					if err := raw.Put([]byte(fmt.Sprintf("key-%03d", i)), v); err != nil {
+						t.Fatal(err)
+					}
+					clear(v)
+				}
+				got, err := raw.Get([]byte("key-007"))
+				if err != nil || string(got) != "value-007" {
+					t.Fatalf("Get = %q, %v", got, err)
+				}
+				clear(got)
+				var keys, values [][]byte
+				if err := raw.Scan(nil, nil, func(k, v []byte) bool {
+					keys, values = append(keys, k), append(values, v)
+					return true
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if len(values) != 100 {
+					t.Fatalf("Scan yielded %d entries", len(values))
+				}
+				for i := range values {
+					if string(keys[i]) != fmt.Sprintf("key-%03d", i) || string(values[i]) != fmt.Sprintf("value-%03d", i) {
+						t.Fatalf("entry %d kept after the scan: %q=%q", i, keys[i], values[i])
+					}
+					clear(values[i])
+				}
+				if got, _ := raw.Get([]byte("key-007")); string(got) != "value-007" {
+					t.Fatalf("store changed by callers' writes to its slices: %q", got)
+				}
+			})
+		}
 	}
 }

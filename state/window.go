@@ -110,13 +110,14 @@ func WindowBuilder[K, V any](name string, keys serde.Serde[K], values serde.Serd
 
 func (b *windowBuilder[K, V]) Config() Config { return b.cfg }
 
-func (b *windowBuilder[K, V]) Build(raw RawStore) Store {
-	return &windowStore[K, V]{raw: raw, keys: b.keys, values: b.values,
+func (b *windowBuilder[K, V]) Build(raw RawStore, topic string) Store {
+	return &windowStore[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values,
 		sizeMs: b.spec.Size.Milliseconds(), dups: b.spec.RetainDuplicates}
 }
 
 type windowStore[K, V any] struct {
 	raw    RawStore
+	topic  string
 	keys   serde.Serde[K]
 	values serde.Serde[V]
 	sizeMs int64
@@ -136,7 +137,7 @@ func windowKey(kb []byte, startMs int64, seq uint32) []byte {
 func (s *windowStore[K, V]) Name() string { return s.raw.Name() }
 
 func (s *windowStore[K, V]) key(k K) ([]byte, error) {
-	kb, err := s.keys.Serialize(s.raw.Name(), k)
+	kb, err := s.keys.Serialize(s.topic, k)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: serialize key: %w", s.raw.Name(), err)
 	}
@@ -148,7 +149,7 @@ func (s *windowStore[K, V]) Put(key K, value V, start time.Time) error {
 	if err != nil {
 		return err
 	}
-	vb, err := s.values.Serialize(s.raw.Name(), value)
+	vb, err := s.values.Serialize(s.topic, value)
 	if err != nil {
 		return fmt.Errorf("store %s: serialize value: %w", s.raw.Name(), err)
 	}
@@ -184,7 +185,7 @@ func (s *windowStore[K, V]) Fetch(key K, start time.Time) (V, bool, error) {
 	if err != nil || vb == nil {
 		return zero, false, err
 	}
-	v, err := s.values.Deserialize(s.raw.Name(), vb)
+	v, err := s.values.Deserialize(s.topic, vb)
 	if err != nil {
 		return zero, false, fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
 	}
@@ -204,12 +205,12 @@ func (s *windowStore[K, V]) scan(only, from, to []byte, fromMs, toMs int64) iter
 			if startMs < fromMs || startMs > toMs || only != nil && !bytes.Equal(kb, only) {
 				return true
 			}
-			key, err := s.keys.Deserialize(s.raw.Name(), kb)
+			key, err := s.keys.Deserialize(s.topic, kb)
 			if err != nil {
 				decodeErr = fmt.Errorf("store %s: deserialize key: %w", s.raw.Name(), err)
 				return false
 			}
-			v, err := s.values.Deserialize(s.raw.Name(), vb)
+			v, err := s.values.Deserialize(s.topic, vb)
 			if err != nil {
 				decodeErr = fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
 				return false

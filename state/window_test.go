@@ -37,7 +37,7 @@ func windowStore(t *testing.T, raw state.RawStore, spec state.WindowSpec, opts .
 		t.Fatal(err)
 	}
 	cfg := b.Config()
-	return b.Build(cfg.WrapEngine(raw)).(state.WindowStore[string, int64]), cfg
+	return b.Build(cfg.WrapEngine(raw), "w-changelog").(state.WindowStore[string, int64]), cfg
 }
 
 func TestWindowStore(t *testing.T) {
@@ -197,7 +197,7 @@ func TestSessionStore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := b.Build(b.Config().WrapEngine(open("s"))).(state.SessionStore[string, int64])
+			s := b.Build(b.Config().WrapEngine(open("s")), "s-changelog").(state.SessionStore[string, int64])
 			put := func(k string, start, end, v int64) {
 				t.Helper()
 				if err := s.Put(serde.Windowed[string]{Key: k, Window: serde.NewWindow(start, end)}, v); err != nil {
@@ -249,7 +249,7 @@ func TestWindowStoreRestoreAfterPowerCut(t *testing.T) {
 	}
 	cfg := b.Config()
 	engine := cfg.WrapEngine(db.Store("w"))
-	s := b.Build(state.NewLoggedStore(engine, logger)).(state.WindowStore[string, int64])
+	s := b.Build(state.NewLoggedStore(engine, logger), "w-changelog").(state.WindowStore[string, int64])
 	want := map[string]int64{}
 	put := func(k string, start, v int64) {
 		t.Helper()
@@ -289,7 +289,7 @@ func TestWindowStoreRestoreAfterPowerCut(t *testing.T) {
 	}
 	defer db.Close()
 	engine = cfg.WrapEngine(db.Store("w"))
-	s = b.Build(engine).(state.WindowStore[string, int64])
+	s = b.Build(engine, "w-changelog").(state.WindowStore[string, int64])
 	if got, want := windows(t, s.All()), []string{"a@0-10000=1", "b@10000-20000=2"}; !slices.Equal(got, want) {
 		t.Fatalf("after the power cut the store holds %v, want only what was flushed: %v", got, want)
 	}

@@ -39,6 +39,8 @@ type thread struct {
 	failed     error
 	purged     chan struct{} // closed once the last purge request is done
 
+	partitions map[string]knownCount // sink topic -> partition count, for partitioners
+
 	prodMu  sync.Mutex
 	prodErr error
 }
@@ -46,9 +48,13 @@ type thread struct {
 func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kadm.Client) (*thread, error) {
 	th := &thread{
 		app: a, id: id, brokers: brokers, plan: p, adm: adm,
-		log:      a.cfg.logger.With("application.id", a.cfg.appID, "thread", id),
-		assigned: make(map[string]map[int32]bool),
-		tasks:    make(map[processor.TaskID]*task),
+		log:        a.cfg.logger.With("application.id", a.cfg.appID, "thread", id),
+		assigned:   make(map[string]map[int32]bool),
+		tasks:      make(map[processor.TaskID]*task),
+		partitions: make(map[string]knownCount),
+	}
+	for topic, n := range p.partitions {
+		th.partitions[topic] = knownCount{n: n, read: time.Now()}
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
@@ -112,11 +118,36 @@ func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
 	return p.keyed.Partition(r, n)
 }
 
+// partitionCountMaxAge is how long a sink partitioner trusts a partition
+// count before it is read again, Kafka's metadata.max.age.ms default.
+const partitionCountMaxAge = 5 * time.Minute
+
+type knownCount struct {
+	n    int32
+	read time.Time
+}
+
+// partitionCount returns a sink topic's partition count for its
+// partitioner: the thread's copy, read from the cluster when the topic is
+// new to it (a topic created after startup) or the copy is older than
+// partitionCountMaxAge (partitions added since). It returns -1 when the
+// topic does not exist or cannot be described.
 func (th *thread) partitionCount(topic string) int32 {
-	if n, ok := th.plan.partitions[topic]; ok {
-		return n
+	now := time.Now()
+	if c, ok := th.partitions[topic]; ok && now.Sub(c.read) < partitionCountMaxAge {
+		return c.n
 	}
-	return -1
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tds, err := th.adm.ListTopics(ctx, topic)
+	td, ok := tds[topic]
+	if err != nil || !ok || td.Err != nil || len(td.Partitions) == 0 {
+		th.log.Warn("partition count unknown", "topic", topic, "err", errors.Join(err, td.Err))
+		return -1
+	}
+	n := int32(len(td.Partitions))
+	th.partitions[topic] = knownCount{n: n, read: now}
+	return n
 }
 
 func (th *thread) produceFailed(err error) {

@@ -17,6 +17,7 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -37,16 +38,18 @@ type Partitioner func(topic string, key, value []byte, numPartitions int32) int3
 // and report it from Build, so a topology can be written without checking
 // every step.
 type Builder struct {
-	nodes  map[string]*engine.Node
-	order  []string
-	stores map[string]*engine.StoreEntry
-	seq    int
-	errs   []error
+	nodes   map[string]*engine.Node
+	order   []string
+	stores  map[string]*engine.StoreEntry
+	globals map[string]*engine.GlobalStore
+	seq     int
+	errs    []error
 }
 
 // NewBuilder returns an empty Builder.
 func NewBuilder() *Builder {
-	return &Builder{nodes: make(map[string]*engine.Node), stores: make(map[string]*engine.StoreEntry)}
+	return &Builder{nodes: make(map[string]*engine.Node), stores: make(map[string]*engine.StoreEntry),
+		globals: make(map[string]*engine.GlobalStore)}
 }
 
 func (b *Builder) fail(err error) { b.errs = append(b.errs, err) }
@@ -126,7 +129,7 @@ func AddFixedKeyProcessor[K, VIn, VOut any](b *Builder, name string, newProcesso
 	b.add(&engine.Node{
 		Name: name, Kind: engine.ProcessorNode, Parents: parents,
 		InKey: typeOf[K](), InValue: typeOf[VIn](), OutKey: typeOf[K](), OutValue: typeOf[VOut](),
-		NewProcessor: func() engine.Runnable { return engine.FixedKeyProcessor(newProcessor()) },
+		NewProcessor: func() engine.Runnable { return engine.Processor(processor.ProcessorOf(newProcessor())) },
 	})
 }
 
@@ -210,11 +213,15 @@ func (b *Builder) ConnectStore(store string, processors ...string) {
 // Build validates the graph and returns the Topology. It reports every
 // problem found: errors recorded while building, unknown or ill-typed
 // parents, cycles, sources with parents, sinks with children, a topic read
-// by two sources, and stores not connected to any processor.
+// by two sources, stores not connected to any processor, and joins of
+// repartition topics with different partition counts.
 func (b *Builder) Build() (*Topology, error) {
 	errs := slices.Clone(b.errs)
 	children := make(map[string][]string)
-	readers := make(map[string]string) // topic -> source node reading it
+	readers := make(map[string]string) // topic -> source node or global store reading it
+	for _, name := range slices.Sorted(maps.Keys(b.globals)) {
+		readers[b.globals[name].Topic] = "global store " + name
+	}
 	for _, name := range b.order {
 		n := b.nodes[name]
 		for _, topic := range n.Topics {
@@ -254,7 +261,11 @@ func (b *Builder) Build() (*Topology, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid topology: %w", err)
 	}
-	return &Topology{g: engine.NewGraph(b.nodes, b.order, children, b.stores)}, nil
+	g := engine.NewGraph(b.nodes, b.order, children, b.stores, b.globals)
+	if err := g.CheckCoPartitioning(); err != nil {
+		return nil, fmt.Errorf("invalid topology: %w", err)
+	}
+	return &Topology{g: g}, nil
 }
 
 // findCycle returns the nodes of a cycle along parent edges, or nil.

@@ -61,36 +61,3 @@ func (a *procAdapter[KIn, VIn, KOut, VOut]) Process(r processor.Record[any, any]
 }
 
 func (a *procAdapter[KIn, VIn, KOut, VOut]) Close() error { return a.p.Close() }
-
-type fixedKeyContext[K, V any] struct{ NodeContext }
-
-func eraseFixed[K, V any](r processor.FixedKeyRecord[K, V]) processor.Record[any, any] {
-	return processor.Record[any, any]{Key: r.Key(), Value: r.Value, Timestamp: r.Timestamp, Headers: r.Headers}
-}
-
-func (c fixedKeyContext[K, V]) Forward(r processor.FixedKeyRecord[K, V]) error {
-	return c.NodeContext.Forward(eraseFixed(r), "")
-}
-
-func (c fixedKeyContext[K, V]) ForwardTo(child string, r processor.FixedKeyRecord[K, V]) error {
-	return c.NodeContext.Forward(eraseFixed(r), child)
-}
-
-type fixedKeyAdapter[K, VIn, VOut any] struct {
-	p processor.FixedKeyProcessor[K, VIn, VOut]
-}
-
-// FixedKeyProcessor erases the types of p.
-func FixedKeyProcessor[K, VIn, VOut any](p processor.FixedKeyProcessor[K, VIn, VOut]) Runnable {
-	return &fixedKeyAdapter[K, VIn, VOut]{p: p}
-}
-
-func (a *fixedKeyAdapter[K, VIn, VOut]) Init(ctx NodeContext) error {
-	return a.p.Init(fixedKeyContext[K, VOut]{ctx})
-}
-
-func (a *fixedKeyAdapter[K, VIn, VOut]) Process(r processor.Record[any, any]) error {
-	return a.p.Process(processor.NewFixedKeyRecord(As[K](r.Key), As[VIn](r.Value), r.Timestamp, r.Headers))
-}
-
-func (a *fixedKeyAdapter[K, VIn, VOut]) Close() error { return a.p.Close() }

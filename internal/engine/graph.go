@@ -9,6 +9,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -38,6 +39,8 @@ type Node struct {
 	Kind    Kind
 	Parents []string
 	Stores  []string
+	// Globals names the global stores the node reads.
+	Globals []string
 
 	// InKey, InValue, OutKey and OutValue are the types flowing in and
 	// out, for validation.
@@ -72,12 +75,21 @@ type StoreEntry struct {
 	Processors []string
 }
 
+// GlobalStore is a store holding every partition of Topic, read by any
+// task (Kafka Streams' global store). Its contents are the topic's records
+// as they are: keys to values, a tombstone deleting its key.
+type GlobalStore struct {
+	Topic   string
+	Builder state.Builder
+}
+
 // Graph is a validated processing graph cut into subtopologies.
 type Graph struct {
 	Nodes    map[string]*Node
 	Order    []string
 	Children map[string][]string
 	Stores   map[string]*StoreEntry
+	Globals  map[string]*GlobalStore
 	subs     []*subtopology
 }
 
@@ -89,8 +101,8 @@ type subtopology struct {
 
 // NewGraph cuts a validated graph into subtopologies: nodes connected by
 // edges or by a shared store form one.
-func NewGraph(nodes map[string]*Node, order []string, children map[string][]string, stores map[string]*StoreEntry) *Graph {
-	g := &Graph{Nodes: nodes, Order: order, Children: children, Stores: stores}
+func NewGraph(nodes map[string]*Node, order []string, children map[string][]string, stores map[string]*StoreEntry, globals map[string]*GlobalStore) *Graph {
+	g := &Graph{Nodes: nodes, Order: order, Children: children, Stores: stores, Globals: globals}
 	parent := make(map[string]string)
 	var find func(string) string
 	find = func(x string) string {
@@ -129,6 +141,42 @@ func NewGraph(nodes map[string]*Node, order []string, children map[string][]stri
 		}
 	}
 	return g
+}
+
+// CheckCoPartitioning reports the subtopologies that read repartition
+// topics created with different partition counts (NumPartitions): their
+// tasks could not meet each key's records of both. Other topics' counts
+// are known only at run time, where the runtime checks them.
+func (g *Graph) CheckCoPartitioning() error {
+	fixed := make(map[string]int32)
+	for _, n := range g.Nodes {
+		if n.Kind == SinkNode && n.Internal && n.Partitions > 0 {
+			fixed[n.Topic] = n.Partitions
+		}
+	}
+	var errs []error
+	for _, st := range g.subs {
+		counts := make(map[string]int32)
+		var topics []string
+		for _, name := range st.nodes {
+			n := g.Nodes[name]
+			for _, t := range n.Topics {
+				if c, ok := fixed[t]; ok && n.Internal {
+					counts[t] = c
+					topics = append(topics, t)
+				}
+			}
+		}
+		slices.Sort(topics)
+		for _, t := range topics[min(1, len(topics)):] {
+			if counts[t] != counts[topics[0]] {
+				errs = append(errs, fmt.Errorf("subtopology %d: topics are not co-partitioned: %s has %d partitions, %s has %d",
+					st.id, topics[0], counts[topics[0]], t, counts[t]))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // InternalTopic returns the full name of an internal topic of the

@@ -45,6 +45,9 @@ type TaskConfig struct {
 	// Pebble or memory engine, already restored. The Task wraps each in
 	// the changelogging and caching layers its state.Config asks for.
 	Engines map[string]state.RawStore
+	// Globals holds the global stores, shared by every task and kept
+	// current by the runtime.
+	Globals map[string]state.Store
 	// ChangeLogger returns where the writes to a logged store go: the
 	// store's changelog partition.
 	ChangeLogger func(store string) state.ChangeLogger
@@ -133,6 +136,15 @@ func Stack(cfg state.Config, engine state.RawStore, log state.ChangeLogger) stat
 	return raw
 }
 
+// ChangelogTopic returns the topic a store is restored from: its source
+// topic, or else its changelog "<applicationID>-<store>-changelog".
+func ChangelogTopic(applicationID string, cfg state.Config) string {
+	if cfg.SourceTopic != "" {
+		return cfg.SourceTopic
+	}
+	return state.ChangelogTopic(applicationID, cfg.Name)
+}
+
 // NewTask creates the stores and processors of subtopology
 // cfg.ID.Subtopology of g and initializes the processors, children before
 // parents.
@@ -166,7 +178,7 @@ func NewTask(g *Graph, cfg TaskConfig) (*Task, error) {
 			log = cfg.ChangeLogger(name)
 		}
 		t.raw[name] = Stack(b.Config(), engine, log)
-		t.stores[name] = b.Build(t.raw[name])
+		t.stores[name] = b.Build(t.raw[name], ChangelogTopic(cfg.ApplicationID, b.Config()))
 	}
 	for _, name := range st.nodes {
 		n := g.Nodes[name]
@@ -443,6 +455,12 @@ func (c nodeContext) Forward(r processor.Record[any, any], child string) error {
 }
 
 func (c nodeContext) StateStore(name string) (any, error) {
+	if slices.Contains(c.in.n.Globals, name) {
+		if s, ok := c.in.t.cfg.Globals[name]; ok {
+			return s, nil
+		}
+		return nil, fmt.Errorf("processor %s: runtime supplied no global store %q", c.in.n.Name, name)
+	}
 	if !slices.Contains(c.in.n.Stores, name) {
 		return nil, fmt.Errorf("processor %s, store %q: %w", c.in.n.Name, name, processor.ErrStoreNotFound)
 	}

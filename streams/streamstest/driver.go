@@ -6,7 +6,9 @@
 //
 // Every topic has one partition. Records written to a topic that the
 // topology itself reads, such as a repartition topic, are processed at once,
-// before the call that produced them returns. After each piped record (and
+// before the call that produced them returns. Records piped into the topic
+// of a global table update it at once, as the runtime keeps global tables
+// current. After each piped record (and
 // each wall-clock advance) the driver flushes the stores' caches, as a
 // commit would, so changelog topics can be read as output topics too.
 package streamstest
@@ -62,6 +64,8 @@ func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 type Driver struct {
 	cfg     config
 	tasks   []*engine.Task
+	globals map[string]state.RawStore // global topic -> its store's engine
+	gstores map[string]state.Store    // global store name -> typed store
 	outputs map[string][]engine.OutputRecord
 	queue   []engine.InputRecord
 	offsets map[string]int64
@@ -82,6 +86,14 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg, outputs: make(map[string][]engine.OutputRecord), offsets: make(map[string]int64), now: cfg.start}
 	g := engine.Of(top)
+	d.globals = make(map[string]state.RawStore)
+	globals := make(map[string]state.Store)
+	for name, gs := range g.Globals {
+		raw := state.NewMemoryStore(name)
+		d.globals[gs.Topic] = raw
+		globals[name] = gs.Builder.Build(raw, gs.Topic)
+	}
+	d.gstores = globals
 	for _, st := range g.Subtopologies(cfg.appID) {
 		engines := make(map[string]state.RawStore)
 		for _, sc := range st.Stores {
@@ -91,6 +103,7 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 			ApplicationID: cfg.appID,
 			ID:            processor.TaskID{Subtopology: st.ID},
 			Engines:       engines,
+			Globals:       globals,
 			ChangeLogger: func(store string) state.ChangeLogger {
 				topic := state.ChangelogTopic(cfg.appID, store)
 				return state.ChangeLoggerFunc(func(k, v []byte) {
@@ -115,7 +128,7 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 
 func (d *Driver) send(r engine.OutputRecord) {
 	d.outputs[r.Topic] = append(d.outputs[r.Topic], r)
-	if d.taskFor(r.Topic) != nil {
+	if _, ok := d.globals[r.Topic]; ok || d.taskFor(r.Topic) != nil {
 		d.queue = append(d.queue, engine.InputRecord{Topic: r.Topic, Key: r.Key, Value: r.Value,
 			Timestamp: r.Timestamp, Headers: r.Headers})
 	}
@@ -135,6 +148,19 @@ func (d *Driver) run() error {
 	for len(d.queue) > 0 {
 		rec := d.queue[0]
 		d.queue = d.queue[1:]
+		if global, ok := d.globals[rec.Topic]; ok {
+			// A global table takes the topic's records as they are.
+			var err error
+			if rec.Value == nil {
+				err = global.Delete(rec.Key)
+			} else {
+				err = global.Put(rec.Key, rec.Value)
+			}
+			if err != nil {
+				return fmt.Errorf("streamstest: update global store of %s: %w", rec.Topic, err)
+			}
+			continue
+		}
 		task := d.taskFor(rec.Topic)
 		if task == nil {
 			return fmt.Errorf("streamstest: no source reads topic %q", rec.Topic)
@@ -225,6 +251,16 @@ func (in *InputTopic[K, V]) PipeRecord(r processor.Record[K, V]) error {
 	return in.PipeRaw(k, v, r.Timestamp, r.Headers)
 }
 
+// PipeTombstone processes a record with key and a null value, which
+// deletes key from a table read from the topic.
+func (in *InputTopic[K, V]) PipeTombstone(key K) error {
+	k, err := in.keys.Serialize(in.topic, key)
+	if err != nil {
+		return fmt.Errorf("streamstest: serialize key: %w", err)
+	}
+	return in.PipeRaw(k, nil, in.d.now, nil)
+}
+
 // PipeRaw processes a record given as bytes, for example to test how a
 // topology handles data its serdes cannot read.
 func (in *InputTopic[K, V]) PipeRaw(key, value []byte, ts time.Time, headers []processor.Header) error {
@@ -286,8 +322,15 @@ func (o *OutputTopic[K, V]) ReadAll() ([]processor.Record[K, V], error) {
 // streamstest.Store[state.KeyValueStore[string, int64]](d, "counts").
 func Store[S any](d *Driver, name string) (S, error) {
 	var zero S
+	stores := []func(string) (state.Store, bool){func(name string) (state.Store, bool) {
+		s, ok := d.gstores[name]
+		return s, ok
+	}}
 	for _, t := range d.tasks {
-		if s, ok := t.Store(name); ok {
+		stores = append(stores, t.Store)
+	}
+	for _, get := range stores {
+		if s, ok := get(name); ok {
 			typed, ok := s.(S)
 			if !ok {
 				return zero, fmt.Errorf("streamstest: store %q is a %T, not a %T", name, s, zero)
