@@ -70,12 +70,12 @@ func TestStreamStreamJoinBoundsAndGrace(t *testing.T) {
 	topology.LeftJoinStreams(l, r, func(lv, rv string, rok bool) string { return pair(lv, true, rv, rok) }, w).To("out")
 	got := play(t, b, []step{
 		{10, true, "A"},
-		{7, false, "x"},   // 3 before A: outside before = 2
-		{15, false, "y"},  // 5 after A: inside
-		{20, true, "B"},   // y is 5 before B: outside; stream time 20 < 10+5+3: A waits
-		{23, false, "z"},  // 3 after B: inside; A has joined, so is never emitted alone
-		{30, true, "C"},   // stream time 30: B joined too
-		{39, false, "w"},  // 9 after C: outside; 30+5+3 = 38 < 39: C is emitted alone
+		{7, false, "x"},  // 3 before A: outside before = 2
+		{15, false, "y"}, // 5 after A: inside
+		{20, true, "B"},  // y is 5 before B: outside; stream time 20 < 10+5+3: A waits
+		{23, false, "z"}, // 3 after B: inside; A has joined, so is never emitted alone
+		{30, true, "C"},  // stream time 30: B joined too
+		{39, false, "w"}, // 9 after C: outside; 30+5+3 = 38 < 39: C is emitted alone
 	})
 	expect(t, got, "15:A-y", "23:B-z", "30:C-null")
 }
