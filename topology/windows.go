@@ -133,8 +133,9 @@ func (t TimeWindowedGrouped[K, V]) WithRetention(d time.Duration) TimeWindowedGr
 type WindowedTable[K, V any] struct {
 	Table[Windowed[K], V]
 	grace time.Duration
-	// session marks session windows, whose end is inclusive.
-	session bool
+	// inclusiveEnd marks session and sliding windows, whose end is
+	// inclusive.
+	inclusiveEnd bool
 }
 
 // Count counts the records per key and window, skipping records with a

@@ -150,7 +150,7 @@ func sessionAggregate[K, V, VA any](t SessionWindowedGrouped[K, V], prefix strin
 	w := t.windows
 	storeName := o.storeNameOr(b, prefix)
 	s := repartitionIfNeeded(t.g.s, t.g.name, storeName)
-	out := WindowedTable[K, VA]{grace: w.grace, session: true, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix),
+	out := WindowedTable[K, VA]{grace: w.grace, inclusiveEnd: true, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix),
 		keys: serde.SessionWindowed(s.keys), values: values, store: storeName, get: sessionStoreGetter[K, VA](storeName)}}
 	if err := w.validate(); err != nil {
 		b.fail(fmt.Errorf("%s: %w", out.node, err))

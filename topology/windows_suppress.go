@@ -75,8 +75,9 @@ func (c BufferConfig) validate() error {
 
 // SuppressUntilWindowCloses holds back the updates of each window and
 // forwards only its final aggregate, once the window closes: when stream
-// time reaches the window's end plus the grace period, or for a session
-// passes it (Kafka Streams' suppress(Suppressed.untilWindowCloses(buffer))). The buffer must fail when
+// time reaches the window's end plus the grace period, or for a session or
+// sliding window passes it (Kafka Streams'
+// suppress(Suppressed.untilWindowCloses(buffer))). The buffer must fail when
 // full (FailWhenFull or UnboundedBuffer), as Kafka requires, since emitting
 // early would break the promise of final results. A delete (a session
 // merged into another) replaces the buffered update of its window and is
@@ -86,10 +87,10 @@ func (t WindowedTable[K, V]) SuppressUntilWindowCloses(buffer BufferConfig, opts
 		t.b.fail(fmt.Errorf("suppress until window closes: the buffer must fail when full, not emit early"))
 	}
 	// A time window [start, end) closes when stream time reaches end +
-	// grace; a session, whose end is inclusive, one millisecond later, when
-	// the session aggregation stops merging records into it.
+	// grace; a session or sliding window, whose end is inclusive, one
+	// millisecond later, when its aggregation stops adding records to it.
 	closeAfter := int64(0)
-	if t.session {
+	if t.inclusiveEnd {
 		closeAfter = 1
 	}
 	t.Table = suppress(t.Table, t.grace.Milliseconds(), buffer, true, opts,

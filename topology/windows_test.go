@@ -167,6 +167,13 @@ func TestWindowValidation(t *testing.T) {
 	if _, err := b.Build(); err == nil {
 		t.Error("Build accepted suppress until window closes with a buffer that emits early")
 	}
+	b = topology.NewBuilder()
+	in = topology.FromTopics[string, string](b, []string{"in"})
+	topology.SlidingWindowedBy(in.GroupByKey(), topology.SlidingWindowsOf(0)).Count().ToStream().To("out")
+	topology.SessionWindowedBy(in.GroupByKey(), topology.SessionWindowsWithGap(time.Second).WithGrace(-1)).Count().ToStream().To("out2")
+	if _, err := b.Build(); err == nil {
+		t.Error("Build accepted sliding windows of no time difference and a negative session grace")
+	}
 }
 
 // sessions renders session records as "key@start-end=value/timestamp",
@@ -268,5 +275,36 @@ func TestSessionAggregateWithMergerAndEmitOnClose(t *testing.T) {
 	}
 	if len(recs) != 1 || recs[0].Key.Window != serde.NewWindow(0, 10) || recs[0].Value != "xzy" {
 		t.Fatalf("emitted %v, want the one final session [0,10] = xzy", recs)
+	}
+}
+
+func TestSlidingWindowCount(t *testing.T) {
+	b := topology.NewBuilder()
+	in := topology.FromTopics[string, string](b, []string{"in"})
+	topology.SlidingWindowedBy(in.GroupByKey(), topology.SlidingWindowsOf(10*time.Millisecond).WithGrace(5*time.Millisecond)).
+		Count(topology.Materialized("sliding")).ToStream().To("out")
+	d := build(t, b)
+	input := streamstest.NewInputTopic(d, "in", serde.String(), serde.String())
+	out := streamstest.NewOutputTopic(d, "out", serde.TimeWindowed(serde.String(), 10*time.Millisecond), serde.Int64())
+	// Windows of 10, both ends inclusive, exist where records are (KIP-450).
+	pipeAt(t, input,
+		timed{"k", 3},  // before the time difference: the window [0,10]
+		timed{"k", 20}, // its left window [10,20]; 3 is too far back for it
+		timed{"k", 25}, // the right window of 20, [21,31], and its left window [15,25] = {20, 25}
+		timed{"k", 22}, // out of order: [15,25] and [21,31] grow; its left window [12,22] = {20, 22},
+		//                 its right window [23,33] = {25}
+		timed{"k", 9}, // stream time 25 - grace 5 = 20: even [10,20], 9's right window, has closed
+	)
+	want := []string{
+		"k@0=1/3",
+		"k@10=1/20",
+		"k@21=1/25", "k@15=2/25",
+		"k@15=3/25", "k@21=2/25", "k@12=2/22", "k@23=1/25",
+	}
+	if got := windowed(t, out); !slices.Equal(got, want) {
+		t.Fatalf("output:\n%v\nwant:\n%v", got, want)
+	}
+	if n := d.DroppedRecords(); n != 1 {
+		t.Fatalf("dropped %d, want the late record", n)
 	}
 }
