@@ -15,10 +15,17 @@
 // otherwise.
 //
 // Run creates the internal topics (repartition topics with the partition
-// count of the subtopology writing them, compacted changelogs with that of
-// the subtopology owning the store) and checks that the source topics of
-// each subtopology are co-partitioned. Pattern sources are resolved when Run
-// starts; topics created later are not picked up.
+// count set for them or else that of the subtopology writing them,
+// compacted changelogs with that of the subtopology owning the store) and
+// checks that the source topics of each subtopology are co-partitioned.
+// Pattern sources are resolved when Run starts; topics created later are
+// not picked up.
+//
+// A table read from a topic is restored from that topic, up to the
+// application's committed offset, instead of a changelog. Global tables
+// are loaded from every partition of their topics before the threads
+// start, and one consumer keeps them current while the application runs;
+// their stores are rebuilt at every start.
 //
 // Repartition topics are created as Kafka Streams creates them
 // (cleanup.policy=delete, retention.ms=-1, segment.bytes=52428800) and kept
@@ -54,6 +61,7 @@ type App struct {
 	graph   *engine.Graph
 	subs    []engine.Subtopology
 	metrics metrics
+	globals *globals // set by Run before the threads start
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -126,6 +134,18 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
+	globalCtx, stopGlobals := context.WithCancel(ctx)
+	a.globals, err = a.startGlobals(globalCtx, brokers, adm, log)
+	if err != nil {
+		stopGlobals()
+		return fmt.Errorf("streams: %w", err)
+	}
+	defer func() {
+		stopGlobals()
+		if err := a.globals.stop(); err != nil {
+			log.Error("close global stores", "err", err)
+		}
+	}()
 	nextGen := a.cfg.protocol == GroupProtocolConsumer ||
 		a.cfg.protocol == GroupProtocolAuto && supportsKIP848(ctx, adm)
 	log.Info("starting", "threads", a.cfg.threads, "kip848", nextGen, "topics", plan.sourceTopics)
@@ -203,13 +223,17 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 			p.sourceTopics = append(p.sourceTopics, t)
 		}
 	}
-	// Repartition topics take the partition count set for them, or else
-	// that of the subtopology writing them, which may itself read
-	// repartition topics.
-	fixed := make(map[string]bool)
+	// Repartition topics take the partition count set for them, that of
+	// the subtopology reading them for those co-partitioned with the
+	// reader's other sources (a foreign-key join's), or else that of the
+	// subtopology writing them, which may itself read repartition topics.
+	fixed, byReader := make(map[string]bool), make(map[string]bool)
 	for _, s := range a.subs {
 		for t, n := range s.RepartitionPartitions {
 			p.partitions[t], fixed[t] = n, true
+		}
+		for _, t := range s.ReaderPartitioned {
+			byReader[t] = true
 		}
 	}
 	for range len(a.subs) + 1 {
@@ -225,13 +249,18 @@ func (a *App) prepareTopics(ctx context.Context, adm *kadm.Client) (*plan, error
 				n = p.partitions[t]
 			}
 			for _, t := range sources[i] {
-				if internal[t] && p.partitions[t] > n {
+				if internal[t] && !byReader[t] && p.partitions[t] > n {
 					n = p.partitions[t]
 				}
 			}
 			p.subParts[i] = n
+			for _, t := range s.ReaderPartitioned {
+				if n > 0 && !topicExists(all, t) {
+					p.partitions[t] = n
+				}
+			}
 			for _, t := range s.SinkTopics {
-				if internal[t] && !fixed[t] && n > p.partitions[t] && !topicExists(all, t) {
+				if internal[t] && !fixed[t] && !byReader[t] && n > p.partitions[t] && !topicExists(all, t) {
 					p.partitions[t] = n
 				}
 			}

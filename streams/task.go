@@ -30,6 +30,9 @@ type task struct {
 
 	consumed map[string]kgo.EpochOffset // topic -> next offset to commit
 	dirty    bool
+
+	sourceStores map[string]string // store restored from a source topic -> that topic
+
 }
 
 // openTask opens the task's stores, restores them from their changelogs
@@ -43,6 +46,8 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 		engines:   make(map[string]state.RawStore),
 		changelog: make(map[string]int64),
 		consumed:  make(map[string]kgo.EpochOffset),
+
+		sourceStores: make(map[string]string),
 	}
 	if err := os.MkdirAll(tk.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("task %s: create state dir: %w", id, err)
@@ -75,8 +80,11 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 		if off, ok := checkpoint[sc.Name]; ok && !sc.InMemory {
 			start = off
 		}
-		if sc.Logging {
-			if err := th.restore(ctx, tk, sc.Name, start); err != nil {
+		if sc.SourceTopic != "" {
+			tk.sourceStores[sc.Name] = sc.SourceTopic
+		}
+		if sc.Logging || sc.SourceTopic != "" {
+			if err := th.restore(ctx, tk, sc, start); err != nil {
 				tk.closeStores()
 				return nil, fmt.Errorf("task %s: restore store %s: %w", id, sc.Name, err)
 			}
@@ -86,6 +94,7 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 		ApplicationID:         a.cfg.appID,
 		ID:                    id,
 		Engines:               tk.engines,
+		Globals:               a.globals.typed(),
 		ChangeLogger:          func(store string) state.ChangeLogger { return th.changeLogger(tk, store) },
 		Send:                  th.send,
 		Partitions:            th.partitionCount,
@@ -138,21 +147,45 @@ func (th *thread) changeLogger(tk *task, store string) state.ChangeLogger {
 	})
 }
 
-// restore replays a store's changelog partition into its engine from start
-// (a changelog offset, or -2 for the earliest) to the current end.
-func (th *thread) restore(ctx context.Context, tk *task, store string, start int64) error {
-	topic := state.ChangelogTopic(th.app.cfg.appID, store)
+// restoreEnd returns the offset a store's restore stops at: the end of its
+// changelog partition or, for a store restored from its source topic, the
+// application's committed offset in that partition, since the records
+// after it will be processed again (none if nothing is committed).
+func (th *thread) restoreEnd(ctx context.Context, tk *task, sc state.Config, topic string) (int64, error) {
+	if sc.SourceTopic != "" {
+		committed, err := th.adm.FetchOffsets(ctx, th.app.cfg.appID)
+		if err != nil {
+			return 0, fmt.Errorf("fetch committed offsets: %w", err)
+		}
+		if o, ok := committed.Lookup(topic, tk.id.Partition); ok && o.Err == nil && o.At >= 0 {
+			return o.At, nil
+		}
+		return 0, nil
+	}
 	ends, err := th.adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", topic, err)
+		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
 	end, ok := ends.Lookup(topic, tk.id.Partition)
 	if !ok || end.Err != nil {
-		return fmt.Errorf("end offset of %s[%d]: %v", topic, tk.id.Partition, end.Err)
+		return 0, fmt.Errorf("end offset of %s[%d]: %v", topic, tk.id.Partition, end.Err)
 	}
-	tk.changelog[store] = end.Offset
-	if end.Offset == 0 || start >= end.Offset {
-		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", end.Offset)
+	return end.Offset, nil
+}
+
+// restore replays a store's changelog partition (or source topic
+// partition) into its engine from start (an offset, or -2 for the
+// earliest) to restoreEnd.
+func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, start int64) error {
+	store := sc.Name
+	topic := engine.ChangelogTopic(th.app.cfg.appID, sc)
+	end, err := th.restoreEnd(ctx, tk, sc, topic)
+	if err != nil {
+		return err
+	}
+	tk.changelog[store] = end
+	if end == 0 || start >= end {
+		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", end)
 		return nil
 	}
 	offset := kgo.NewOffset().AtStart()
@@ -171,8 +204,8 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, start int
 	began := time.Now()
 	lastLog := began
 	var restored int64
-	th.log.Info("restoring store", "task", tk.id.String(), "store", store, "from", start, "to", end.Offset)
-	for next := max(start, 0); next < end.Offset; {
+	th.log.Info("restoring store", "task", tk.id.String(), "store", store, "from", start, "to", end)
+	for next := max(start, 0); next < end; {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return err
@@ -183,8 +216,13 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, start int
 			return fmt.Errorf("fetch %s: %w", topic, ferr)
 		}
 		for _, r := range fetches.Records() {
-			if r.Offset >= end.Offset {
+			if r.Offset >= end {
+				next = end // the records below end were compacted away
 				break
+			}
+			next = r.Offset + 1
+			if r.Key == nil {
+				continue // a source topic's record without a key is not a row
 			}
 			if r.Value == nil {
 				err = engine.Delete(r.Key)
@@ -195,12 +233,11 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, start int
 				return err
 			}
 			restored++
-			next = r.Offset + 1
 		}
 		th.app.metrics.restored.Add(int64(len(fetches.Records())))
 		if time.Since(lastLog) > time.Second {
 			lastLog = time.Now()
-			th.log.Info("restoring store", "task", tk.id.String(), "store", store, "offset", next, "end", end.Offset)
+			th.log.Info("restoring store", "task", tk.id.String(), "store", store, "offset", next, "end", end)
 		}
 	}
 	if err := engine.Flush(); err != nil {
@@ -212,7 +249,8 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, start int
 }
 
 // checkpoint records the acknowledged changelog offsets of persistent
-// stores. Call it only after a successful commit.
+// stores, and for stores restored from a source topic the committed
+// offset. Call it only after a successful commit.
 func (tk *task) checkpoint() error {
 	tk.mu.Lock()
 	offsets := make(map[string]int64, len(tk.changelog))
@@ -220,6 +258,11 @@ func (tk *task) checkpoint() error {
 		offsets[k] = v
 	}
 	tk.mu.Unlock()
+	for store, topic := range tk.sourceStores {
+		if eo, ok := tk.consumed[topic]; ok {
+			offsets[store] = eo.Offset
+		}
+	}
 	if err := state.WriteCheckpoint(tk.dir, offsets); err != nil {
 		return fmt.Errorf("task %s: %w", tk.id, err)
 	}

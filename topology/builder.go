@@ -5,12 +5,17 @@
 // There are two ways to build one. The low-level Processor API (AddSource,
 // AddProcessor, AddSink, Builder.AddStore) wires nodes by name, like Kafka
 // Streams' Topology class. The typed DSL (FromTopics, Stream, Grouped,
-// Table) compiles to the same graph, inserting repartition topics and
-// materialized stores where needed, like Kafka Streams' StreamsBuilder.
+// Table, TableFrom, GlobalTableFrom, the joins) compiles to the same graph,
+// inserting repartition topics and materialized stores where needed, like
+// Kafka Streams' StreamsBuilder.
+//
+// Each DSL operation takes the options of its family (see Opt), and serdes
+// are typed arguments, so an option that does not apply, or a serde of the
+// wrong type, does not compile.
 //
 // Build validates the graph and returns a Topology. The graph is cut into
 // subtopologies at topics: nodes connected by edges or by a shared store form
-// one subtopology, and the runtime runs one Task per subtopology and
+// one subtopology, and the runtime runs one task per subtopology and
 // partition. Describe prints the result as Kafka Streams does.
 package topology
 

@@ -129,11 +129,18 @@ func streamJoin[K, VL, VR, VO any](l Stream[K, VL], r Stream[K, VR], w JoinWindo
 		b.fail(fmt.Errorf("%s: %w", name, err))
 		return out
 	}
-	if l.keyChanged {
+	// A repartitioned side takes the partition count of the other side when
+	// that one reads its topic directly, so the two are co-partitioned.
+	switch {
+	case l.keyChanged && r.keyChanged:
 		l = repartition(l, name+"-left-repartition", 0, nil)
-	}
-	if r.keyChanged {
 		r = repartition(r, name+"-right-repartition", 0, nil)
+	case l.keyChanged:
+		l = repartition(l, name+"-left-repartition", 0, nil)
+		b.readerPartitioned(l.node)
+	case r.keyChanged:
+		r = repartition(r, name+"-right-repartition", 0, nil)
+		b.readerPartitioned(r.node)
 	}
 	thisNode, otherNode := name+"-this-join", name+"-other-join"
 	thisStore, otherStore, outerStore := thisNode+"-store", otherNode+"-store", name+"-outer-shared-join-store"
@@ -170,6 +177,14 @@ func streamJoin[K, VL, VR, VO any](l Stream[K, VL], r Stream[K, VR], w JoinWindo
 		b.AddStore(state.KeyValueBuilder(outerStore, serde.Bytes(), serde.Bytes()), thisNode, otherNode)
 	}
 	return out
+}
+
+// readerPartitioned gives the internal source node the partition count of
+// the other sources of its subtopology.
+func (b *Builder) readerPartitioned(source string) {
+	if n, ok := b.nodes[source]; ok {
+		n.ReaderPartitioned = true
+	}
 }
 
 // joinTimes is what the two processors of a join share in one task

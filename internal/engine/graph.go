@@ -55,6 +55,10 @@ type Node struct {
 	// ExtractTimestamp, if not nil, gives a source's records their event
 	// time (see Task.Process).
 	ExtractTimestamp func(r processor.Record[any, any], partitionTime, now time.Time) time.Time
+	// ReaderPartitioned marks an internal source whose topic must have the
+	// partition count of the subtopology's other sources, which it is
+	// co-partitioned with, rather than that of its writer.
+	ReaderPartitioned bool
 
 	// NewProcessor creates a processor node's instance, once per task.
 	NewProcessor func() Runnable
@@ -204,6 +208,10 @@ type Subtopology struct {
 	// Repartitioned.withNumberOfPartitions); the others follow the
 	// subtopology writing them.
 	RepartitionPartitions map[string]int32
+	// ReaderPartitioned are the RepartitionSources whose partition count
+	// is that of the subtopology's other sources (a foreign-key join's
+	// subscription and response topics).
+	ReaderPartitioned []string
 	// Stores configures the subtopology's state stores.
 	Stores []state.Config
 }
@@ -226,6 +234,9 @@ func (g *Graph) Subtopologies(applicationID string) []Subtopology {
 					s.SourceTopics = append(s.SourceTopics, full)
 					if n.Internal {
 						s.RepartitionSources = append(s.RepartitionSources, full)
+					}
+					if n.ReaderPartitioned {
+						s.ReaderPartitioned = append(s.ReaderPartitioned, full)
 					}
 				}
 			case SinkNode:

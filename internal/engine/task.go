@@ -122,10 +122,10 @@ type fatalError struct {
 func (e *fatalError) Error() string { return fmt.Sprintf("node %s: %v", e.node, e.err) }
 func (e *fatalError) Unwrap() error { return e.err }
 
-// Stack puts the layers cfg asks for over a store's engine: changelogging
+// stack puts the layers cfg asks for over a store's engine: changelogging
 // to log when cfg.Logging, then a write-back cache of cfg.CacheMaxBytes.
 // It is the only place the store stack is assembled.
-func Stack(cfg state.Config, engine state.RawStore, log state.ChangeLogger) state.RawStore {
+func stack(cfg state.Config, engine state.RawStore, log state.ChangeLogger) state.RawStore {
 	raw := engine
 	if cfg.Logging {
 		raw = state.NewLoggedStore(raw, log)
@@ -177,7 +177,7 @@ func NewTask(g *Graph, cfg TaskConfig) (*Task, error) {
 		if b.Config().Logging {
 			log = cfg.ChangeLogger(name)
 		}
-		t.raw[name] = Stack(b.Config(), engine, log)
+		t.raw[name] = stack(b.Config(), engine, log)
 		t.stores[name] = b.Build(t.raw[name], ChangelogTopic(cfg.ApplicationID, b.Config()))
 	}
 	for _, name := range st.nodes {
