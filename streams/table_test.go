@@ -118,6 +118,8 @@ func TestTablesAndJoinsAtRuntime(t *testing.T) {
 			return app
 		}
 		app := run(t.TempDir())
+		// The users table holds every user before the views arrive.
+		waitFor(t, "the users table", 30*time.Second, func() bool { return app.Metrics().RecordsProcessed >= 21 })
 		produce("views", views...)
 		consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("enriched"),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -264,4 +266,85 @@ func runForeignKeyJoin(tb testing.TB, brokers []string, orders, products int) ti
 		fetches.EachRecord(func(r *kgo.Record) { got[string(r.Key)] = string(r.Value) })
 	}
 	return time.Since(began)
+}
+
+// TestJoinRepartitionTakesTheTablePartitionCount joins clicks re-keyed by
+// user (4 partitions) with a users table (2 partitions): the repartition
+// topic in between must have the table's 2 partitions.
+func TestJoinRepartitionTakesTheTablePartitionCount(t *testing.T) {
+	brokers := riffleCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for topic, n := range map[string]int32{"clicks": 4, "users": 2, "named-clicks": 1} {
+		if _, err := adm.CreateTopic(ctx, n, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := topology.NewBuilder()
+	users := topology.TableFrom[string, string](b, "users")
+	clicks := topology.FromTopics[string, string](b, []string{"clicks"}) // page -> user
+	byUser := topology.SelectKey(clicks, func(_, user string) string { return user })
+	topology.Join(byUser, users, func(user, name string) string { return name }, topology.Named("by-user")).To("named-clicks")
+	top, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := New(top, ApplicationID("clicks"), Brokers(brokers...), StateDir(t.TempDir()),
+		CommitInterval(100*time.Millisecond), Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(context.Background()) }()
+	defer func() {
+		app.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	var recs []*kgo.Record
+	for i := range 20 {
+		recs = append(recs, &kgo.Record{Topic: "users", Key: fmt.Appendf(nil, "u%d", i), Value: fmt.Appendf(nil, "name%d", i)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	recs = nil
+	want := make(map[string]bool)
+	for i := range 20 {
+		recs = append(recs, &kgo.Record{Topic: "clicks", Key: fmt.Appendf(nil, "page%d", i), Value: fmt.Appendf(nil, "u%d", i)})
+		want[fmt.Sprintf("name%d", i)] = true
+	}
+	// The table holds every user before the clicks arrive.
+	waitFor(t, "the users table", 30*time.Second, func() bool { return app.Metrics().RecordsProcessed >= 20 })
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("named-clicks"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	got := make(map[string]bool)
+	for len(got) < len(want) {
+		fetches := consumer.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("timed out: joined %d of %d clicks", len(got), len(want))
+		}
+		fetches.EachRecord(func(r *kgo.Record) { got[string(r.Value)] = true })
+	}
+	parts, err := adm.ListTopics(ctx, "clicks-by-user-repartition")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(parts["clicks-by-user-repartition"].Partitions); n != 2 {
+		t.Fatalf("repartition topic has %d partitions, want the table's 2", n)
+	}
 }

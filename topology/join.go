@@ -44,7 +44,12 @@ func streamTableJoin[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], prefix st
 	o := collect(opts)
 	name := o.nodeName(b, prefix)
 	if s.keyChanged {
+		// The repartition topic takes the table's partition count, so
+		// that the two are co-partitioned.
 		s = repartition(s, name+"-repartition", 0, nil)
+		if n, ok := b.nodes[s.node]; ok {
+			n.ReaderPartitioned = true
+		}
 	}
 	out := Stream[K, VR]{b: b, node: name, keys: s.keys, values: serde.Default[VR]()}
 	addNode[K, V, K, VR](b, name, lookupStep(t.get, func(get func(any) (any, error), ctx engine.NodeContext, r processor.Record[any, any]) error {
@@ -73,9 +78,9 @@ func streamTableJoin[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], prefix st
 // Updates of t produce no output; records with a null key or value are
 // dropped. The result keeps the stream's key and timestamp, and its values
 // are written with serde.Default[VR]() unless WithValueSerde sets one. If
-// the stream's key may have changed it is repartitioned first, so that s
-// and t are co-partitioned; the runtime checks their topics have the same
-// partition count.
+// the stream's key may have changed it is repartitioned first, through a
+// topic with t's partition count, so that s and t are co-partitioned;
+// otherwise the runtime checks their topics have the same partition count.
 func Join[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], joiner func(v V, row VT) VR, opts ...StreamOpt) Stream[K, VR] {
 	return streamTableJoin[K, V, VT, VR](s, t, "KSTREAM-JOIN", opts, func(v V, tv any) any {
 		if tv == nil {

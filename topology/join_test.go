@@ -183,7 +183,7 @@ func TestStreamTableJoinRepartitionsRekeyedStream(t *testing.T) {
 	}
 	subs := engine.Of(top).Subtopologies("app")
 	if len(subs) != 2 || len(subs[0].RepartitionSources) != 1 || subs[0].RepartitionSources[0] != "app-enrich-repartition" ||
-		len(subs[0].Stores) != 1 {
+		len(subs[0].Stores) != 1 || len(subs[0].ReaderPartitioned) != 1 {
 		t.Fatalf("want the re-keyed stream repartitioned into the table's subtopology:\n%s", top.Describe())
 	}
 	d, err := streamstest.New(top)
