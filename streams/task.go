@@ -65,7 +65,7 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 	}
 	for _, sc := range sub.Stores {
 		if sc.InMemory {
-			tk.engines[sc.Name] = state.NewMemoryStore(sc.Name)
+			tk.engines[sc.Name] = sc.WrapEngine(state.NewMemoryStore(sc.Name))
 			continue
 		}
 		if tk.db == nil {
@@ -73,7 +73,7 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 				return nil, fmt.Errorf("task %s: %w", id, err)
 			}
 		}
-		tk.engines[sc.Name] = tk.db.Store(sc.Name)
+		tk.engines[sc.Name] = sc.WrapEngine(tk.db.Store(sc.Name))
 	}
 	for _, sc := range sub.Stores {
 		start := int64(-2) // earliest
@@ -101,6 +101,7 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 		ProcessingErrors:      a.cfg.processing,
 		DeserializationErrors: a.cfg.deserialization,
 		Logger:                th.log,
+		Dropped:               func() { a.metrics.task(id).dropped.Add(1) },
 	})
 	if err != nil {
 		tk.closeStores()
