@@ -572,6 +572,7 @@ func (l *Log) swap(srcs []*cleanSource, outs []*segment, cleanedTo int64) error 
 			}
 		}
 		old := l.segs[idx[i]]
+		o.aborted = old.aborted // cleaning keeps offsets, and the .txnindex file
 		l.size += o.size - old.size
 		if err := old.close(); err != nil {
 			l.log.Warn("closing a cleaned-away segment", "dir", l.dir, "segment", old.name(), "err", err)
