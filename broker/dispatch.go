@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/broker/internal/metadata"
+	"github.com/riffle-stream/riffle/broker/internal/txn"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -51,6 +52,12 @@ func init() {
 		kmsg.IncrementalAlterConfigs.Int16(): {0, 1, inline((*Broker).handleIncrementalAlterConfigs)},
 		kmsg.DescribeCluster.Int16():         {0, 2, inline((*Broker).handleDescribeCluster)},
 		kmsg.DescribeQuorum.Int16():          {0, 2, inline((*Broker).handleDescribeQuorum)},
+		kmsg.TxnOffsetCommit.Int16():         {0, 4, inline((*Broker).handleTxnOffsetCommit)},
+		kmsg.DescribeProducers.Int16():       {0, 0, inline((*Broker).handleDescribeProducers)},
+	}
+	for _, key := range []kmsg.Key{kmsg.AddPartitionsToTxn, kmsg.AddOffsetsToTxn, kmsg.EndTxn, kmsg.DescribeTransactions, kmsg.ListTransactions} {
+		lo, hi := txn.SupportedVersions(key.Int16())
+		apis[key.Int16()] = api{lo, hi, serveTxn}
 	}
 }
 

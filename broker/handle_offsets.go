@@ -51,6 +51,9 @@ func (b *Broker) handleListOffsets(_ context.Context, req *kmsg.ListOffsetsReque
 				switch ts := tp.Timestamp; ts {
 				case offsetLatest:
 					rp.Offset = p.log.HighWatermark()
+					if req.IsolationLevel == isolationReadCommitted {
+						rp.Offset = p.log.LastStableOffset()
+					}
 				case offsetEarliest, offsetEarliestLocal:
 					rp.Offset = p.log.StartOffset()
 				case offsetTiered:

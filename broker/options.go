@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/broker/internal/metadata"
+	"github.com/riffle-stream/riffle/broker/internal/txn"
 )
 
 // Opt configures a Broker. Options are applied in order by New.
@@ -47,6 +48,10 @@ type config struct {
 	offsetsRetention time.Duration
 	logger           *slog.Logger
 
+	// Transactions.
+	txnMaxTimeout    time.Duration
+	txnAbortInterval time.Duration
+
 	maxTopicPartitions int32
 	maxPartitions      int
 
@@ -74,6 +79,8 @@ func defaultConfig() config {
 		cleanerBackoff:   15 * time.Second,
 		offsetsRetention: 7 * 24 * time.Hour,
 		logger:           slog.Default(),
+		txnMaxTimeout:    txn.DefaultMaxTimeout,
+		txnAbortInterval: txn.DefaultAbortInterval,
 
 		maxTopicPartitions: metadata.DefaultTopicPartitions,
 		maxPartitions:      metadata.DefaultPartitions,
@@ -124,6 +131,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("max partitions per topic %d is below 1", c.maxTopicPartitions)
 	case c.maxPartitions < 1:
 		return fmt.Errorf("max partitions %d is below 1", c.maxPartitions)
+	case c.txnMaxTimeout < time.Millisecond || c.txnMaxTimeout > math.MaxInt32*time.Millisecond:
+		return fmt.Errorf("transaction max timeout %v is outside [1ms, 2^31-1 ms]", c.txnMaxTimeout)
+	case c.txnAbortInterval < time.Millisecond:
+		return fmt.Errorf("transaction abort interval %v is below 1ms", c.txnAbortInterval)
 	}
 	return nil
 }
@@ -196,6 +207,22 @@ func CleanerBackoff(d time.Duration) Opt {
 // Default: 7 days (Kafka's offsets.retention.minutes).
 func OffsetsRetention(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.offsetsRetention = d })
+}
+
+// TransactionMaxTimeout sets the longest transaction.timeout.ms a
+// transactional producer may ask for; InitProducerId asking for more is
+// answered INVALID_TRANSACTION_TIMEOUT.
+// Default: 15 minutes (Kafka's transaction.max.timeout.ms).
+func TransactionMaxTimeout(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.txnMaxTimeout = d })
+}
+
+// TransactionAbortInterval sets how often the transaction coordinator
+// aborts the transactions open longer than their timeout.
+// Default: 10 seconds (Kafka's
+// transaction.abort.timed.out.transaction.cleanup.interval.ms).
+func TransactionAbortInterval(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.txnAbortInterval = d })
 }
 
 // Logger sets the structured logger. Default: slog.Default().

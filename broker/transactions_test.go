@@ -2,50 +2,502 @@ package broker_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/riffle-stream/riffle/broker"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// TestTransactionsRefusedAtOnce: until transactions are served, looking up
-// a transaction coordinator fails with an error clients do not retry, so
-// a transactional producer fails at once instead of retrying until its
-// timeout.
-func TestTransactionsRefusedAtOnce(t *testing.T) {
-	b := startBroker(t, "")
-	cl := newClient(t, b.Addr())
+// txnProducer is a transactional franz-go producer writing to topic.
+func txnProducer(t testing.TB, addr, id, topic string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	return newClient(t, addr, append([]kgo.Opt{kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.TransactionTimeout(10 * time.Second)}, opts...)...)
+}
+
+// produceTxn produces values in one transaction and ends it.
+func produceTxn(t testing.TB, cl *kgo.Client, commit bool, values ...string) {
+	t.Helper()
 	ctx := testContext(t)
-	for _, version := range []int16{3, 4} {
-		req := kmsg.NewPtrFindCoordinatorRequest()
-		req.Version = version
-		req.CoordinatorType = 1
-		req.CoordinatorKey = "txn"
-		req.CoordinatorKeys = []string{"txn"}
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatalf("produce %s: %v", v, err)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatalf("end transaction (commit %v): %v", commit, err)
+	}
+}
+
+// readValues reads topic from the start up to the partitions' latest
+// offsets at the isolation level and returns the values read, sorted.
+func readValues(t testing.TB, addr, topic string, level kgo.IsolationLevel) []string {
+	t.Helper()
+	ctx := testContext(t)
+	cl := newClient(t, addr)
+	adm := kadm.NewClient(cl)
+	var ends kadm.ListedOffsets
+	var err error
+	if level == kgo.ReadCommitted() {
+		ends, err = adm.ListCommittedOffsets(ctx, topic)
+	} else {
+		ends, err = adm.ListEndOffsets(ctx, topic)
+	}
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := make(map[int32]kgo.Offset)
+	want := make(map[int32]int64)
+	ends.Each(func(o kadm.ListedOffset) {
+		parts[o.Partition] = kgo.NewOffset().AtStart()
+		want[o.Partition] = o.Offset
+	})
+	consumer := newClient(t, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
+		kgo.FetchIsolationLevel(level), kgo.FetchMaxWait(100*time.Millisecond), kgo.KeepControlRecords())
+	var values []string
+	next := make(map[int32]int64)
+	for {
+		done := true
+		for p, end := range want {
+			done = done && next[p] >= end
+		}
+		if done {
+			break
+		}
+		fs := consumer.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s at %v: got to %v, want %v", topic, level, next, want)
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s[%d]: %v", tp, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			next[r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
+			values = append(values, string(r.Value))
+		})
+	}
+	slices.Sort(values)
+	return values
+}
+
+func values(prefix string, n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("%s-%03d", prefix, i))
+	}
+	return out
+}
+
+func sortedUnion(sets ...[]string) []string {
+	out := slices.Concat(sets...)
+	slices.Sort(out)
+	return out
+}
+
+// TestTransactionCommitAndAbort: read_committed consumers see the records
+// of committed transactions only, read_uncommitted ones see them all.
+func TestTransactionCommitAndAbort(t *testing.T) {
+	b := startBroker(t, "")
+	createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "t", 3, nil)
+	cl := txnProducer(t, b.Addr(), "tx", "t")
+	committed, aborted, later := values("commit", 20), values("abort", 20), values("later", 10)
+	produceTxn(t, cl, true, committed...)
+	produceTxn(t, cl, false, aborted...)
+	produceTxn(t, cl, true, later...)
+
+	if got, want := readValues(t, b.Addr(), "t", kgo.ReadCommitted()), sortedUnion(committed, later); !slices.Equal(got, want) {
+		t.Errorf("read_committed read %d records %v\nwant %d %v", len(got), got, len(want), want)
+	}
+	if got, want := readValues(t, b.Addr(), "t", kgo.ReadUncommitted()), sortedUnion(committed, aborted, later); !slices.Equal(got, want) {
+		t.Errorf("read_uncommitted read %d records, want %d", len(got), len(want))
+	}
+}
+
+// TestTransactionLastStableOffset: an open transaction holds
+// read_committed consumers and ListOffsets at its first offset, even for
+// records produced after it outside any transaction.
+func TestTransactionLastStableOffset(t *testing.T) {
+	b := startBroker(t, "")
+	adm := kadm.NewClient(newClient(t, b.Addr()))
+	createTopic(t, adm, "lso", 1, nil)
+	ctx := testContext(t)
+	plain := newClient(t, b.Addr(), kgo.DefaultProduceTopic("lso"))
+	if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("before")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl := txnProducer(t, b.Addr(), "lso-tx", "lso")
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("in-txn")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	lso, err := adm.ListCommittedOffsets(ctx, "lso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := adm.ListEndOffsets(ctx, "lso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lso.Lookup("lso", 0); o.Offset != 1 {
+		t.Errorf("read_committed latest offset %d with a transaction open at 1, want 1", o.Offset)
+	}
+	if o, _ := end.Lookup("lso", 0); o.Offset != 3 {
+		t.Errorf("read_uncommitted latest offset %d, want 3", o.Offset)
+	}
+	if got := readValues(t, b.Addr(), "lso", kgo.ReadCommitted()); !slices.Equal(got, []string{"before"}) {
+		t.Errorf("read_committed below the open transaction read %v", got)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if got := readValues(t, b.Addr(), "lso", kgo.ReadCommitted()); !slices.Equal(got, []string{"after", "before", "in-txn"}) {
+		t.Errorf("read_committed after the commit read %v", got)
+	}
+}
+
+// TestTransactionFencesZombie: a second producer with the same
+// transactional id fences the first, whose open transaction is aborted.
+func TestTransactionFencesZombie(t *testing.T) {
+	b := startBroker(t, "")
+	createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "z", 2, nil)
+	ctx := testContext(t)
+	zombie := txnProducer(t, b.Addr(), "same", "z")
+	if err := zombie.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values("zombie", 4) {
+		if err := zombie.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	successor := txnProducer(t, b.Addr(), "same", "z")
+	produceTxn(t, successor, true, values("successor", 4)...)
+
+	err := zombie.ProduceSync(ctx, &kgo.Record{Value: []byte("zombie-late")}).FirstErr()
+	if err == nil {
+		err = zombie.EndTransaction(ctx, kgo.TryCommit)
+	}
+	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Errorf("the zombie's produce or commit: %v, want PRODUCER_FENCED or INVALID_PRODUCER_EPOCH", err)
+	}
+	if got := readValues(t, b.Addr(), "z", kgo.ReadCommitted()); !slices.Equal(got, values("successor", 4)) {
+		t.Errorf("read_committed read %v, want the successor's records only", got)
+	}
+}
+
+// TestTransactionTimeoutAborts: a transaction open past its timeout is
+// aborted by the coordinator, and its producer is fenced.
+func TestTransactionTimeoutAborts(t *testing.T) {
+	b := startBroker(t, "", broker.TransactionAbortInterval(50*time.Millisecond))
+	createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "slow", 1, nil)
+	ctx := testContext(t)
+	cl := txnProducer(t, b.Addr(), "slow-tx", "slow", kgo.TransactionTimeout(300*time.Millisecond))
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("expired")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(newClient(t, b.Addr()))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := adm.DescribeTransactions(ctx, "slow-tx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := d["slow-tx"].State; s == "CompleteAbort" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("transaction still %s long after its timeout", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Error("committing a transaction the coordinator aborted succeeded")
+	}
+	if got := readValues(t, b.Addr(), "slow", kgo.ReadCommitted()); len(got) != 0 {
+		t.Errorf("read_committed read %v from an expired transaction", got)
+	}
+	if got := readValues(t, b.Addr(), "slow", kgo.ReadUncommitted()); !slices.Equal(got, []string{"expired"}) {
+		t.Errorf("read_uncommitted read %v", got)
+	}
+}
+
+// TestGroupTransactSession: consume-transform-produce with franz-go's
+// GroupTransactSession commits the output and the input offsets together;
+// an aborted round leaves neither.
+func TestGroupTransactSession(t *testing.T) {
+	b := startBroker(t, "")
+	adm := kadm.NewClient(newClient(t, b.Addr()))
+	createTopic(t, adm, "in", 2, nil)
+	createTopic(t, adm, "out", 2, nil)
+	ctx := testContext(t)
+	in := newClient(t, b.Addr(), kgo.DefaultProduceTopic("in"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	input := values("in", 40)
+	for _, v := range input {
+		if err := in.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(b.Addr()), kgo.TransactionalID("eos"), kgo.ConsumerGroup("eos-g"),
+		kgo.ConsumeTopics("in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.DefaultProduceTopic("out"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond), kgo.TransactionTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	seen, round := 0, 0
+	for seen < len(input) {
+		fs := sess.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d input records", seen, len(input))
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s[%d]: %v", tp, p, err) })
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		// The first round is aborted: its output must vanish and its
+		// input be consumed again.
+		abort := round == 0
+		round++
+		for _, r := range recs {
+			sess.Produce(ctx, &kgo.Record{Value: []byte(strings.Replace(string(r.Value), "in", "out", 1))}, nil)
+		}
+		committed, err := sess.End(ctx, kgo.TransactionEndTry(!abort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if committed {
+			seen += len(recs)
+		}
+	}
+	if got, want := readValues(t, b.Addr(), "out", kgo.ReadCommitted()), values("out", 40); !slices.Equal(got, want) {
+		t.Errorf("read_committed output: %d records %v, want the %d transformed inputs once", len(got), got, len(want))
+	}
+	offs, err := adm.FetchOffsets(ctx, "eos-g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	offs.Each(func(o kadm.OffsetResponse) { total += o.At })
+	if total != int64(len(input)) {
+		t.Errorf("the group committed offsets summing to %d, want %d", total, len(input))
+	}
+}
+
+// TestTransactionRestart: the coordinator's state and the open
+// transactions in the logs survive a broker restart: a transaction begun
+// before it commits after it, and one aborted before it stays aborted.
+func TestTransactionRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := startBroker(t, dir)
+	addr := b.Addr()
+	createTopic(t, kadm.NewClient(newClient(t, addr)), "r", 2, nil)
+	ctx := testContext(t)
+	cl := txnProducer(t, addr, "r-tx", "r")
+	produceTxn(t, cl, false, values("aborted", 4)...)
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values("across", 4) {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b = startBroker(t, dir, broker.ListenAddr(addr))
+	if got := readValues(t, addr, "r", kgo.ReadCommitted()); len(got) != 0 {
+		t.Errorf("read_committed after the restart, the transaction still open: %v", got)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if got := readValues(t, addr, "r", kgo.ReadCommitted()); !slices.Equal(got, values("across", 4)) {
+		t.Errorf("read_committed after the commit across the restart: %v", got)
+	}
+}
+
+// TestTransactionAdmin: DescribeTransactions, ListTransactions and
+// DescribeProducers through kadm.
+func TestTransactionAdmin(t *testing.T) {
+	b := startBroker(t, "")
+	adm := kadm.NewClient(newClient(t, b.Addr()))
+	createTopic(t, adm, "adm", 1, nil)
+	ctx := testContext(t)
+	cl := txnProducer(t, b.Addr(), "adm-tx", "adm")
+	produceTxn(t, cl, true, "one")
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("two")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := adm.DescribeTransactions(ctx, "adm-tx", "nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := d["adm-tx"]
+	if got.Err != nil || got.State != "Ongoing" || got.TimeoutMillis != 10000 || len(got.Topics["adm"]) != 1 || got.StartTimestamp <= 0 {
+		t.Errorf("describe adm-tx: %+v", got)
+	}
+	if !errors.Is(d["nope"].Err, kerr.TransactionalIDNotFound) {
+		t.Errorf("describe an unknown id: %v, want TRANSACTIONAL_ID_NOT_FOUND", d["nope"].Err)
+	}
+	listed, err := adm.ListTransactions(ctx, nil, []string{"Ongoing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := listed.TransactionalIDs(); !slices.Equal(ids, []string{"adm-tx"}) {
+		t.Errorf("ongoing transactions %v", ids)
+	}
+	if listed, err = adm.ListTransactions(ctx, nil, []string{"CompleteCommit"}); err != nil || len(listed) != 0 {
+		t.Errorf("CompleteCommit transactions while adm-tx is ongoing: %v, %v", listed.TransactionalIDs(), err)
+	}
+	producers, err := adm.DescribeProducers(ctx, kadm.TopicsSet{"adm": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := producers.SortedProducers()
+	if len(active) != 1 || active[0].ProducerID != got.ProducerID || active[0].CurrentTxnStartOffset != 2 || active[0].LastSequence != 1 {
+		t.Errorf("described producers %+v, want producer %d with its transaction open at 2 (after one record and its marker) and last sequence 1", active, got.ProducerID)
+	}
+}
+
+// TestTransactionProtocolErrors: the coordinator's answers to requests
+// out of place, at the wire level.
+func TestTransactionProtocolErrors(t *testing.T) {
+	b := startBroker(t, "", broker.TransactionMaxTimeout(time.Minute))
+	cl := newClient(t, b.Addr())
+	createTopic(t, kadm.NewClient(cl), "e", 1, nil)
+	ctx := testContext(t)
+
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.CoordinatorType, fc.CoordinatorKeys = 1, []string{"txn"}
+	if resp, err := fc.RequestWith(ctx, cl); err != nil || resp.Coordinators[0].ErrorCode != 0 || resp.Coordinators[0].NodeID != 1 {
+		t.Fatalf("FindCoordinator for a transactional id: %+v, %v", resp, err)
+	}
+
+	init := func(id string, timeout int32) *kmsg.InitProducerIDResponse {
+		t.Helper()
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr(id), timeout
 		resp, err := req.RequestWith(ctx, cl)
 		if err != nil {
 			t.Fatal(err)
 		}
-		code := resp.ErrorCode
-		if version >= 4 {
-			code = resp.Coordinators[0].ErrorCode
+		return resp
+	}
+	if resp := init("e-tx", 61_000); resp.ErrorCode != kerr.InvalidTransactionTimeout.Code {
+		t.Errorf("a timeout over TransactionMaxTimeout: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	first := init("e-tx", 5000)
+	second := init("e-tx", 5000)
+	if first.ErrorCode != 0 || second.ProducerID != first.ProducerID || second.ProducerEpoch != first.ProducerEpoch+1 {
+		t.Fatalf("two inits: %+v then %+v, want the same id and the epoch bumped", first, second)
+	}
+	pid, epoch := second.ProducerID, second.ProducerEpoch
+
+	// kgo rewrites a v3 AddPartitionsToTxn it sends, so each is new.
+	add := func(epoch int16, topics ...string) *kmsg.AddPartitionsToTxnResponse {
+		t.Helper()
+		req := kmsg.NewPtrAddPartitionsToTxnRequest()
+		req.Version = 3
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch = "e-tx", pid, epoch
+		for _, topic := range topics {
+			rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+			rt.Topic, rt.Partitions = topic, []int32{0}
+			req.Topics = append(req.Topics, rt)
 		}
-		if err := kerr.ErrorForCode(code); !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
-			t.Errorf("v%d: FindCoordinator for a transactional id: %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", version, err)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return resp
+	}
+	if resp := add(epoch-1, "e"); resp.Topics[0].Partitions[0].ErrorCode != kerr.ProducerFenced.Code {
+		t.Errorf("AddPartitionsToTxn at an old epoch: %+v, want PRODUCER_FENCED", resp)
+	}
+	if resp := add(epoch, "e", "missing"); resp.Topics[0].Partitions[0].ErrorCode != kerr.OperationNotAttempted.Code || resp.Topics[1].Partitions[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Errorf("AddPartitionsToTxn with an unknown topic: %+v, want OPERATION_NOT_ATTEMPTED and UNKNOWN_TOPIC_OR_PARTITION", resp)
 	}
 
-	txn := newClient(t, b.Addr(), kgo.TransactionalID("txn"), kgo.DefaultProduceTopic("t"))
-	start := time.Now()
-	if err := txn.BeginTransaction(); err == nil {
-		err = txn.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr()
-		if err == nil {
-			t.Fatal("a transactional produce succeeded")
+	// KIP-890's verification: the partition is not in the transaction.
+	verify := kmsg.NewPtrAddPartitionsToTxnRequest()
+	verify.Version = 4
+	tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+	tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = "e-tx", pid, epoch, true
+	vt := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+	vt.Topic, vt.Partitions = "e", []int32{0}
+	tx.Topics = []kmsg.AddPartitionsToTxnRequestTransactionTopic{vt}
+	verify.Transactions = []kmsg.AddPartitionsToTxnRequestTransaction{tx}
+	if resp, err := verify.RequestWith(ctx, cl); err != nil || resp.Transactions[0].Topics[0].Partitions[0].ErrorCode != kerr.InvalidTxnState.Code {
+		t.Errorf("verify a partition outside the transaction: %+v, %v, want INVALID_TXN_STATE", resp, err)
+	}
+	// The same for a produce: a transactional batch to a partition never
+	// added is refused, and one from an old epoch too.
+	batch := func(epoch int16) []byte {
+		return changed(recordBatch(pid, epoch, 0, 2), func(b *kmsg.RecordBatch) { b.Attributes |= 0x10 })
+	}
+	txnID := kmsg.StringPtr("e-tx")
+	if rp := produceTo(t, cl, "e", txnID, batch(epoch))[0]; rp.ErrorCode != kerr.InvalidTxnState.Code {
+		t.Errorf("produce to a partition outside the transaction: %v, want INVALID_TXN_STATE", kerr.ErrorForCode(rp.ErrorCode))
+	}
+	if resp := add(epoch, "e"); resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("AddPartitionsToTxn: %+v", resp)
+	}
+	if rp := produceTo(t, cl, "e", txnID, batch(epoch-1))[0]; rp.ErrorCode != kerr.InvalidProducerEpoch.Code {
+		t.Errorf("produce from an old epoch: %v, want INVALID_PRODUCER_EPOCH", kerr.ErrorForCode(rp.ErrorCode))
+	}
+	if rp := produceTo(t, cl, "e", txnID, batch(epoch))[0]; rp.ErrorCode != 0 {
+		t.Errorf("produce in the transaction: %v", kerr.ErrorForCode(rp.ErrorCode))
+	}
+	if rp := produceTo(t, cl, "e", nil, batch(epoch))[0]; rp.ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code {
+		t.Errorf("transactional batch without a transactional id: %v", kerr.ErrorForCode(rp.ErrorCode))
+	}
+
+	end := kmsg.NewPtrEndTxnRequest()
+	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = "unknown", 1, 0, true
+	if resp, err := end.RequestWith(ctx, cl); err != nil || resp.ErrorCode != kerr.InvalidProducerIDMapping.Code {
+		t.Errorf("EndTxn of an unknown transactional id: %v, %v", kerr.ErrorForCode(resp.ErrorCode), err)
+	}
+	end.TransactionalID, end.ProducerID, end.ProducerEpoch = "e-tx", pid, epoch
+	for i, want := range []*kerr.Error{nil, nil, kerr.InvalidTxnState} {
+		// A commit, its retry, and an abort of the committed transaction.
+		end.Commit = i < 2
+		wantCode := int16(0)
+		if want != nil {
+			wantCode = want.Code
+		}
+		if resp, err := end.RequestWith(ctx, cl); err != nil || resp.ErrorCode != wantCode {
+			t.Errorf("EndTxn %d (commit %v): %v, %v, want %v", i, end.Commit, kerr.ErrorForCode(resp.ErrorCode), err, want)
 		}
 	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("the transactional producer took %v to fail", d)
+	if got := readValues(t, b.Addr(), "e", kgo.ReadCommitted()); len(got) != 2 {
+		t.Errorf("read_committed read %v, want the two committed records", got)
 	}
 }

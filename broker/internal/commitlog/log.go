@@ -681,7 +681,7 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 				return AppendResult{}, fmt.Errorf("%w: non-transactional batch from producer %d, whose transaction is open", ErrInvalidTxnState, h.producerID)
 			}
 			h.baseOffset = next
-			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), next, h.lastOffset()}, transactional})
+			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), next, h.lastOffset()}, transactional, h.maxTimestamp})
 		}
 		next += int64(h.recordCount)
 		pos += h.size
@@ -708,7 +708,7 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 		return AppendResult{}, err
 	}
 	for _, p := range l.pending {
-		l.producers.apply(p.pid, p.epoch, p.meta, p.txn)
+		l.producers.apply(p.pid, p.epoch, p.meta, p.txn, p.ts)
 	}
 	return AppendResult{BaseOffset: base, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}, nil
 }

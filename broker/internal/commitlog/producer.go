@@ -35,6 +35,9 @@ type producerEntry struct {
 	// transaction marker; the log forgets the producer once its start
 	// offset passes it.
 	lastOffset int64
+	// lastTimestamp is the max timestamp of that batch, or the time of
+	// that marker, in ms.
+	lastTimestamp int64
 }
 
 // last is the producer's last batch in its epoch; n must be positive.
@@ -69,7 +72,8 @@ type pendingBatch struct {
 	pid   int64
 	epoch int16
 	meta  batchMeta
-	txn   bool // the batch is transactional
+	txn   bool  // the batch is transactional
+	ts    int64 // the batch's max timestamp
 }
 
 // producerState maps producer ids to their entries.
@@ -128,11 +132,12 @@ func (s producerState) entry(pid int64, epoch int16) *producerEntry {
 	return e
 }
 
-// apply records a stored idempotent batch; a transactional one opens the
-// producer's transaction if none is open.
-func (s producerState) apply(pid int64, epoch int16, m batchMeta, txn bool) {
+// apply records a stored idempotent batch with max timestamp ts; a
+// transactional one opens the producer's transaction if none is open.
+func (s producerState) apply(pid int64, epoch int16, m batchMeta, txn bool, ts int64) {
 	e := s.entry(pid, epoch)
 	e.push(epoch, m)
+	e.lastTimestamp = ts
 	if txn && e.txnStart < 0 {
 		e.txnStart = m.baseOffset
 	}
@@ -143,13 +148,13 @@ func (s producerState) apply(pid int64, epoch int16, m batchMeta, txn bool) {
 // the producer had none open here. A marker of a newer epoch (the
 // coordinator fenced the producer, or bumped its epoch at the end of the
 // transaction) starts the sequence over.
-func (s producerState) applyMarker(pid int64, epoch int16, offset int64) int64 {
+func (s producerState) applyMarker(pid int64, epoch int16, offset, ts int64) int64 {
 	e := s.entry(pid, epoch)
 	if epoch != e.epoch {
 		e.epoch, e.n = epoch, 0
 	}
 	start := e.txnStart
-	e.txnStart, e.lastOffset = -1, offset
+	e.txnStart, e.lastOffset, e.lastTimestamp = -1, offset, ts
 	return start
 }
 
@@ -162,14 +167,15 @@ func (s producerState) evictBefore(offset int64) {
 // applyHeader records a stored data batch read back from the log.
 func (s producerState) applyHeader(h *batchHeader) {
 	if h.idempotent() {
-		s.apply(h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), h.baseOffset, h.lastOffset()}, h.attributes&attrTransactional != 0)
+		s.apply(h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), h.baseOffset, h.lastOffset()}, h.attributes&attrTransactional != 0, h.maxTimestamp)
 	}
 }
 
 // Snapshot files hold the producer state as of the offset in their name:
 // a magic number, the entry count, the entries, and a CRC-32C of all that.
 // An entry of version 2 is the producer id, its epoch, the first offset of
-// its open transaction (-1 for none), its last offset, the batch count and
+// its open transaction (-1 for none), its last offset and timestamp, the
+// batch count and
 // the batches; version 1, written before transactions, has neither offset
 // and at least one batch.
 const (
@@ -189,6 +195,7 @@ func (s producerState) encode() []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(e.epoch))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.txnStart))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.lastOffset))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.lastTimestamp))
 		b = append(b, byte(e.n))
 		for _, m := range e.batches[:e.n] {
 			b = binary.BigEndian.AppendUint32(b, uint32(m.firstSeq))
@@ -215,16 +222,16 @@ func decodeSnapshot(b []byte) (producerState, error) {
 	b = b[8 : len(b)-4]
 	s := make(producerState, min(count, 1<<16))
 	for range count {
-		fixed := 27
+		fixed := 35
 		if v1 {
 			fixed = 11
 		}
 		if len(b) < fixed {
 			return nil, errBadSnapshot
 		}
-		pid, e := int64(be.Uint64(b)), &producerEntry{epoch: int16(be.Uint16(b[8:])), txnStart: -1}
+		pid, e := int64(be.Uint64(b)), &producerEntry{epoch: int16(be.Uint16(b[8:])), txnStart: -1, lastTimestamp: -1}
 		if !v1 {
-			e.txnStart, e.lastOffset = int64(be.Uint64(b[10:])), int64(be.Uint64(b[18:]))
+			e.txnStart, e.lastOffset, e.lastTimestamp = int64(be.Uint64(b[10:])), int64(be.Uint64(b[18:])), int64(be.Uint64(b[26:]))
 		}
 		e.n = int(b[fixed-1])
 		b = b[fixed:]

@@ -1,11 +1,13 @@
 package commitlog
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
@@ -202,14 +204,14 @@ func (l *Log) AppendMarker(pid int64, epoch int16, commit bool, coordinatorEpoch
 	if err := l.writeLocked(batch, off+1, now); err != nil {
 		return 0, err
 	}
-	l.closeTxnLocked(l.segs[len(l.segs)-1], pid, epoch, off, commit)
+	l.closeTxnLocked(l.segs[len(l.segs)-1], pid, epoch, off, now.UnixMilli(), commit)
 	return off, nil
 }
 
-// closeTxnLocked applies the marker of pid at offset, in segment s, to the
-// producer state and the aborted transactions.
-func (l *Log) closeTxnLocked(s *segment, pid int64, epoch int16, offset int64, commit bool) {
-	start := l.producers.applyMarker(pid, epoch, offset)
+// closeTxnLocked applies the marker of pid at offset, written at time ts,
+// in segment s, to the producer state and the aborted transactions.
+func (l *Log) closeTxnLocked(s *segment, pid int64, epoch int16, offset, ts int64, commit bool) {
+	start := l.producers.applyMarker(pid, epoch, offset, ts)
 	if commit || start < 0 {
 		return
 	}
@@ -335,6 +337,44 @@ func (l *Log) replayBatch(s *segment, h *batchHeader, pos int64) error {
 		l.log.Warn("skipping an unreadable control batch", "dir", l.dir, "segment", s.name(), "offset", h.baseOffset, "err", err)
 		return nil
 	}
-	l.closeTxnLocked(s, h.producerID, h.producerEpoch, h.baseOffset, commit)
+	l.closeTxnLocked(s, h.producerID, h.producerEpoch, h.baseOffset, h.maxTimestamp, commit)
 	return nil
+}
+
+// ProducerState is what a log knows of one producer, for
+// DescribeProducers.
+type ProducerState struct {
+	ProducerID int64
+	Epoch      int16
+	// LastSequence is the sequence of its last batch in its epoch, -1
+	// if it has none.
+	LastSequence int32
+	// LastTimestamp is the max timestamp of its last batch or the time
+	// of its last marker, in ms.
+	LastTimestamp int64
+	// TxnStartOffset is the first offset of its open transaction, -1 if
+	// none is open.
+	TxnStartOffset int64
+}
+
+// Producers returns the state of every producer the log remembers, by id.
+func (l *Log) Producers() []ProducerState {
+	l.mu.Lock()
+	out := make([]ProducerState, 0, len(l.producers))
+	for pid, e := range l.producers {
+		out = append(out, ProducerState{ProducerID: pid, Epoch: e.epoch, LastSequence: e.lastSeq(), LastTimestamp: e.lastTimestamp, TxnStartOffset: e.txnStart})
+	}
+	l.mu.Unlock()
+	slices.SortFunc(out, func(a, b ProducerState) int { return cmp.Compare(a.ProducerID, b.ProducerID) })
+	return out
+}
+
+// BatchProducer returns the producer id and epoch in the header of the
+// first batch of records, (-1, -1) if records is too short to hold one.
+func BatchProducer(records []byte) (int64, int16) {
+	if len(records) < batchHeaderSize {
+		return -1, -1
+	}
+	h := parseHeader(records)
+	return h.producerID, h.producerEpoch
 }
