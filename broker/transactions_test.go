@@ -1,10 +1,15 @@
 package broker_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -500,4 +505,147 @@ func TestTransactionProtocolErrors(t *testing.T) {
 	if got := readValues(t, b.Addr(), "e", kgo.ReadCommitted()); len(got) != 2 {
 		t.Errorf("read_committed read %v, want the two committed records", got)
 	}
+}
+
+// TestTransactionKill9 kills the broker with SIGKILL at random moments
+// while a transactional producer commits and aborts transactions of four
+// records over two partitions, so that kills land in every phase: between
+// transactions, while records are produced, while EndTxn prepares and
+// while the markers are written. A new producer instance (same
+// transactional id) takes over after every kill, fencing what its
+// predecessor left open. At the end every acknowledged commit is visible
+// to read_committed whole, no transaction that was not committed shows,
+// a commit whose answer was lost shows whole or not at all, and no
+// transaction is left open: the last stable offset is the high
+// watermark. RIFFLE_CHAOS_ROUNDS sets the number of kills (default 20).
+func TestTransactionKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test skipped in -short mode")
+	}
+	rounds := 20
+	if os.Getenv("RIFFLE_CHAOS_ROUNDS") != "" {
+		rounds = chaosRounds(t)
+	}
+	dir, addr := t.TempDir(), freeAddr(t)
+	cmd, _ := startChildAt(t, dir, addr)
+	createTopic(t, kadm.NewClient(newClient(t, addr, kgo.RetryTimeout(5*time.Second))), "kt", 2, nil)
+
+	const perTxn = 4
+	type outcome int
+	const (
+		notCommitted outcome = iota
+		committed
+		unknown // the commit was sent, its answer lost
+	)
+	var (
+		mu       sync.Mutex
+		outcomes []outcome
+	)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newProducer := func() *kgo.Client {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID("kill9"), kgo.DefaultProduceTopic("kt"),
+				kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.TransactionTimeout(time.Minute),
+				kgo.RequestTimeoutOverhead(time.Second), kgo.RetryTimeout(2*time.Second), kgo.RecordDeliveryTimeout(2*time.Second))
+			if err != nil {
+				panic(err)
+			}
+			return cl
+		}
+		cl := newProducer()
+		defer func() { cl.Close() }()
+		for n := 0; ctx.Err() == nil; n++ {
+			mu.Lock()
+			outcomes = append(outcomes, notCommitted)
+			mu.Unlock()
+			commit := n%3 != 2
+			err := cl.BeginTransaction()
+			for i := 0; err == nil && i < perTxn; i++ {
+				err = cl.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "%d/%d", n, i)}).FirstErr()
+			}
+			if err == nil {
+				if commit {
+					mu.Lock()
+					outcomes[n] = unknown
+					mu.Unlock()
+				}
+				ectx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				err = cl.EndTransaction(ectx, kgo.TransactionEndTry(commit))
+				cancel()
+				if err == nil && commit {
+					mu.Lock()
+					outcomes[n] = committed
+					mu.Unlock()
+				}
+			}
+			if err != nil {
+				// Start over with a new instance, which fences this one.
+				cl.Close()
+				cl = newProducer()
+			}
+		}
+	}()
+
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("seed %d, %d kills", seed, rounds)
+	for range rounds {
+		time.Sleep(100*time.Millisecond + time.Duration(rng.Int64N(int64(600*time.Millisecond))))
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		cmd, _ = startChildAt(t, dir, addr)
+	}
+	time.Sleep(time.Second)
+	stop()
+	<-done
+
+	// A last producer instance aborts whatever the previous left open.
+	last := newClient(t, addr, kgo.TransactionalID("kill9"), kgo.DefaultProduceTopic("kt"))
+	produceTxn(t, last, true, "final")
+
+	mu.Lock()
+	defer mu.Unlock()
+	seen := make(map[int]int)
+	for _, v := range readValues(t, addr, "kt", kgo.ReadCommitted()) {
+		var n, i int
+		if v == "final" {
+			continue
+		}
+		if _, err := fmt.Sscanf(v, "%d/%d", &n, &i); err != nil {
+			t.Fatalf("record %q", v)
+		}
+		seen[n]++
+	}
+	counts := make(map[outcome]int)
+	for n, o := range outcomes {
+		counts[o]++
+		switch got := seen[n]; {
+		case got != 0 && got != perTxn:
+			t.Errorf("transaction %d (%v) shows %d of its %d records", n, o, got, perTxn)
+		case o == committed && got == 0:
+			t.Errorf("committed transaction %d is not visible", n)
+		case o == notCommitted && got != 0:
+			t.Errorf("transaction %d was never committed, yet it is visible", n)
+		}
+	}
+	if counts[committed] == 0 {
+		t.Fatal("no transaction committed: the test proves nothing")
+	}
+	t.Logf("%d transactions committed, %d not, %d with the commit's answer lost", counts[committed], counts[notCommitted], counts[unknown])
+	adm := kadm.NewClient(newClient(t, addr))
+	lso, err := adm.ListCommittedOffsets(testContext(t), "kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := adm.ListEndOffsets(testContext(t), "kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lso.Each(func(o kadm.ListedOffset) {
+		if e, _ := end.Lookup(o.Topic, o.Partition); e.Offset != o.Offset {
+			t.Errorf("partition %d: last stable offset %d below the high watermark %d: a transaction is stuck open", o.Partition, o.Offset, e.Offset)
+		}
+	})
 }

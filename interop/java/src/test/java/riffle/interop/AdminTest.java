@@ -343,8 +343,7 @@ class AdminTest {
 
   /**
    * The Admin calls whose APIs Riffle does not serve fail at once with
-   * UnsupportedVersionException (or, for transactions, with the error the
-   * coordinator lookup gets), never by hanging until the timeout. This is
+   * UnsupportedVersionException, never by hanging until the timeout. This is
    * the list of unserved Admin APIs: a call that starts working belongs in
    * a real test instead.
    */
@@ -358,8 +357,6 @@ class AdminTest {
       calls.put("describeLogDirs", admin.describeLogDirs(List.of(1)).allDescriptions());
       calls.put("describeReplicaLogDirs", admin.describeReplicaLogDirs(
           List.of(new org.apache.kafka.common.TopicPartitionReplica(topic, 0, 1))).all());
-      calls.put("describeProducers", admin.describeProducers(List.of(tp)).all());
-      calls.put("listTransactions", admin.listTransactions().all());
       calls.put("describeClientQuotas", admin.describeClientQuotas(org.apache.kafka.common.quota.ClientQuotaFilter.all()).entities());
       calls.put("describeAcls", admin.describeAcls(org.apache.kafka.common.acl.AclBindingFilter.ANY).values());
       calls.put("describeUserScramCredentials", admin.describeUserScramCredentials().all());
@@ -373,9 +370,6 @@ class AdminTest {
         ExecutionException e = assertThrows(ExecutionException.class, () -> c.getValue().get(10, TimeUnit.SECONDS), c.getKey());
         assertInstanceOf(org.apache.kafka.common.errors.UnsupportedVersionException.class, e.getCause(), c.getKey());
       }
-      ExecutionException e = assertThrows(ExecutionException.class,
-          () -> admin.describeTransactions(List.of("some-txn")).all().get(10, TimeUnit.SECONDS));
-      assertInstanceOf(org.apache.kafka.common.errors.TransactionalIdAuthorizationException.class, e.getCause(), "describeTransactions");
     }
   }
 }
