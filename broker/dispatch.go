@@ -52,7 +52,7 @@ func init() {
 		kmsg.IncrementalAlterConfigs.Int16(): {0, 1, inline((*Broker).handleIncrementalAlterConfigs)},
 		kmsg.DescribeCluster.Int16():         {0, 2, inline((*Broker).handleDescribeCluster)},
 		kmsg.DescribeQuorum.Int16():          {0, 2, inline((*Broker).handleDescribeQuorum)},
-		kmsg.TxnOffsetCommit.Int16():         {0, 4, inline((*Broker).handleTxnOffsetCommit)},
+		kmsg.TxnOffsetCommit.Int16():         {0, 5, inline((*Broker).handleTxnOffsetCommit)},
 		kmsg.DescribeProducers.Int16():       {0, 0, inline((*Broker).handleDescribeProducers)},
 	}
 	for _, key := range []kmsg.Key{kmsg.AddPartitionsToTxn, kmsg.AddOffsetsToTxn, kmsg.EndTxn, kmsg.DescribeTransactions, kmsg.ListTransactions} {

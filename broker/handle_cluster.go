@@ -16,8 +16,21 @@ func (b *Broker) apiVersions() *kmsg.ApiVersionsResponse {
 			resp.ApiKeys = append(resp.ApiKeys, k)
 		}
 	}
+	// transaction.version tells clients which transaction flow to use
+	// (TransactionVersion). It never changes while the broker runs, so
+	// the epoch of the finalized features is fixed.
+	sf := kmsg.NewApiVersionsResponseSupportedFeature()
+	sf.Name, sf.MinVersion, sf.MaxVersion = transactionVersionFeature, 0, 2
+	ff := kmsg.NewApiVersionsResponseFinalizedFeature()
+	ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = transactionVersionFeature, b.cfg.txnVersion, b.cfg.txnVersion
+	resp.SupportedFeatures = append(resp.SupportedFeatures, sf)
+	resp.FinalizedFeaturesEpoch = 1
+	resp.FinalizedFeatures = append(resp.FinalizedFeatures, ff)
 	return resp
 }
+
+// transactionVersionFeature is the feature of the transaction protocol.
+const transactionVersionFeature = "transaction.version"
 
 func (b *Broker) handleApiVersions(_ context.Context, req *kmsg.ApiVersionsRequest) kmsg.Response {
 	resp := b.apiVersions()

@@ -93,7 +93,7 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 			switch {
 			case err != nil:
 			case req.TransactionID != nil && commitlog.Transactional(p.Records):
-				res, err = b.appendTransactional(*req.TransactionID, part, p.Records, now)
+				res, err = b.appendTransactional(req.Version, *req.TransactionID, part, p.Records, now)
 			default:
 				res, err = part.log.Append(p.Records, now)
 			}

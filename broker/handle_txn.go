@@ -104,10 +104,11 @@ var serveTxn = inline((*Broker).handleTxn)
 
 // handleTxnOffsetCommit stores the offsets of a transaction as pending in
 // their group once the coordinator has checked that the group is in the
-// producer's ongoing transaction.
+// producer's ongoing transaction, or, from v5 on (transaction version 2),
+// added it.
 func (b *Broker) handleTxnOffsetCommit(_ context.Context, req *kmsg.TxnOffsetCommitRequest) kmsg.Response {
 	var resp *kmsg.TxnOffsetCommitResponse
-	err := b.ext.txn.c.Verify(req.TransactionalID, req.ProducerID, req.ProducerEpoch, nil, req.Group, func() {
+	err := b.ext.txn.c.Verify(req.TransactionalID, req.ProducerID, req.ProducerEpoch, nil, req.Group, req.Version >= 5, func() {
 		resp = b.ext.groups.TxnOffsetCommit(req)
 	})
 	if err == nil {
@@ -132,14 +133,16 @@ func (b *Broker) handleTxnOffsetCommit(_ context.Context, req *kmsg.TxnOffsetCom
 
 // appendTransactional appends a transactional producer's records to part
 // once the coordinator has verified that the partition is in the
-// producer's ongoing transaction (KIP-890 part 1), with the coordinator
+// producer's ongoing transaction (KIP-890 part 1) or, for a Produce v12+
+// under transaction version 2, added it (part 2), with the coordinator
 // holding off the end of the transaction until the append is done. A
 // failed verification is its *kerr.Error.
-func (b *Broker) appendTransactional(txnID string, part *partition, records []byte, now time.Time) (commitlog.AppendResult, error) {
+func (b *Broker) appendTransactional(version int16, txnID string, part *partition, records []byte, now time.Time) (commitlog.AppendResult, error) {
 	pid, epoch := commitlog.BatchProducer(records)
 	var res commitlog.AppendResult
 	var err error
-	if kerrv := b.ext.txn.c.Verify(txnID, pid, epoch, &txn.Partition{Topic: part.topic, Partition: part.index}, "", func() {
+	add := version >= 12 && b.cfg.txnVersion >= 2
+	if kerrv := b.ext.txn.c.Verify(txnID, pid, epoch, &txn.Partition{Topic: part.topic, Partition: part.index}, "", add, func() {
 		res, err = part.log.AppendTransactional(records, now)
 	}); kerrv != nil {
 		return res, kerrv

@@ -51,6 +51,7 @@ type config struct {
 	// Transactions.
 	txnMaxTimeout    time.Duration
 	txnAbortInterval time.Duration
+	txnVersion       int16
 
 	maxTopicPartitions int32
 	maxPartitions      int
@@ -81,6 +82,7 @@ func defaultConfig() config {
 		logger:           slog.Default(),
 		txnMaxTimeout:    txn.DefaultMaxTimeout,
 		txnAbortInterval: txn.DefaultAbortInterval,
+		txnVersion:       2,
 
 		maxTopicPartitions: metadata.DefaultTopicPartitions,
 		maxPartitions:      metadata.DefaultPartitions,
@@ -135,6 +137,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("transaction max timeout %v is outside [1ms, 2^31-1 ms]", c.txnMaxTimeout)
 	case c.txnAbortInterval < time.Millisecond:
 		return fmt.Errorf("transaction abort interval %v is below 1ms", c.txnAbortInterval)
+	case c.txnVersion < 1 || c.txnVersion > 2:
+		return fmt.Errorf("transaction version %d is not 1 or 2", c.txnVersion)
 	}
 	return nil
 }
@@ -224,6 +228,15 @@ func TransactionMaxTimeout(d time.Duration) Opt {
 func TransactionAbortInterval(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.txnAbortInterval = d })
 }
+
+// TransactionVersion sets the transaction protocol the broker advertises
+// as its finalized transaction.version feature in ApiVersions. At 2
+// (KIP-890 part 2) clients skip AddPartitionsToTxn and AddOffsetsToTxn,
+// a Produce v12+ or TxnOffsetCommit v5+ adds its partition or group to
+// the transaction, and every EndTxn bumps the producer's epoch; at 1
+// clients use the older flow, which the broker serves in both.
+// Default: 2 (Kafka 4's transaction.version for a new cluster).
+func TransactionVersion(v int16) Opt { return optFunc(func(c *config) { c.txnVersion = v }) }
 
 // Logger sets the structured logger. Default: slog.Default().
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // txnProducer is a transactional franz-go producer writing to topic.
@@ -99,6 +100,16 @@ func readValues(t testing.TB, addr, topic string, level kgo.IsolationLevel) []st
 	return values
 }
 
+// eachTxnVersion runs test against a broker option for each transaction
+// version: 1, the flow with AddPartitionsToTxn and AddOffsetsToTxn, and
+// 2 (KIP-890 part 2), where franz-go adds partitions and groups with the
+// produce and the offset commit, and every EndTxn bumps the epoch.
+func eachTxnVersion(t *testing.T, test func(t *testing.T, version broker.Opt)) {
+	for _, v := range []int16{1, 2} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { test(t, broker.TransactionVersion(v)) })
+	}
+}
+
 func values(prefix string, n int) []string {
 	var out []string
 	for i := range n {
@@ -116,20 +127,31 @@ func sortedUnion(sets ...[]string) []string {
 // TestTransactionCommitAndAbort: read_committed consumers see the records
 // of committed transactions only, read_uncommitted ones see them all.
 func TestTransactionCommitAndAbort(t *testing.T) {
-	b := startBroker(t, "")
-	createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "t", 3, nil)
-	cl := txnProducer(t, b.Addr(), "tx", "t")
-	committed, aborted, later := values("commit", 20), values("abort", 20), values("later", 10)
-	produceTxn(t, cl, true, committed...)
-	produceTxn(t, cl, false, aborted...)
-	produceTxn(t, cl, true, later...)
+	eachTxnVersion(t, func(t *testing.T, version broker.Opt) {
+		b := startBroker(t, "", version)
+		createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "t", 3, nil)
+		cl := txnProducer(t, b.Addr(), "tx", "t")
+		committed, aborted, later := values("commit", 20), values("abort", 20), values("later", 10)
+		produceTxn(t, cl, true, committed...)
+		produceTxn(t, cl, false, aborted...)
+		produceTxn(t, cl, true, later...)
+		// Only transaction version 2 bumps the epoch at every EndTxn: this
+		// tells that franz-go took the flow of the version.
+		d, err := kadm.NewClient(cl).DescribeTransactions(testContext(t), "tx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int16{false: 0, true: 3}[t.Name() == "TestTransactionCommitAndAbort/v2"]; d["tx"].ProducerEpoch != want {
+			t.Errorf("epoch %d after three transactions, want %d", d["tx"].ProducerEpoch, want)
+		}
 
-	if got, want := readValues(t, b.Addr(), "t", kgo.ReadCommitted()), sortedUnion(committed, later); !slices.Equal(got, want) {
-		t.Errorf("read_committed read %d records %v\nwant %d %v", len(got), got, len(want), want)
-	}
-	if got, want := readValues(t, b.Addr(), "t", kgo.ReadUncommitted()), sortedUnion(committed, aborted, later); !slices.Equal(got, want) {
-		t.Errorf("read_uncommitted read %d records, want %d", len(got), len(want))
-	}
+		if got, want := readValues(t, b.Addr(), "t", kgo.ReadCommitted()), sortedUnion(committed, later); !slices.Equal(got, want) {
+			t.Errorf("read_committed read %d records %v\nwant %d %v", len(got), got, len(want), want)
+		}
+		if got, want := readValues(t, b.Addr(), "t", kgo.ReadUncommitted()), sortedUnion(committed, aborted, later); !slices.Equal(got, want) {
+			t.Errorf("read_uncommitted read %d records, want %d", len(got), len(want))
+		}
+	})
 }
 
 // TestTransactionLastStableOffset: an open transaction holds
@@ -182,169 +204,177 @@ func TestTransactionLastStableOffset(t *testing.T) {
 // TestTransactionFencesZombie: a second producer with the same
 // transactional id fences the first, whose open transaction is aborted.
 func TestTransactionFencesZombie(t *testing.T) {
-	b := startBroker(t, "")
-	createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "z", 2, nil)
-	ctx := testContext(t)
-	zombie := txnProducer(t, b.Addr(), "same", "z")
-	if err := zombie.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range values("zombie", 4) {
-		if err := zombie.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+	eachTxnVersion(t, func(t *testing.T, version broker.Opt) {
+		b := startBroker(t, "", version)
+		createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "z", 2, nil)
+		ctx := testContext(t)
+		zombie := txnProducer(t, b.Addr(), "same", "z")
+		if err := zombie.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	successor := txnProducer(t, b.Addr(), "same", "z")
-	produceTxn(t, successor, true, values("successor", 4)...)
+		for _, v := range values("zombie", 4) {
+			if err := zombie.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		successor := txnProducer(t, b.Addr(), "same", "z")
+		produceTxn(t, successor, true, values("successor", 4)...)
 
-	err := zombie.ProduceSync(ctx, &kgo.Record{Value: []byte("zombie-late")}).FirstErr()
-	if err == nil {
-		err = zombie.EndTransaction(ctx, kgo.TryCommit)
-	}
-	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
-		t.Errorf("the zombie's produce or commit: %v, want PRODUCER_FENCED or INVALID_PRODUCER_EPOCH", err)
-	}
-	if got := readValues(t, b.Addr(), "z", kgo.ReadCommitted()); !slices.Equal(got, values("successor", 4)) {
-		t.Errorf("read_committed read %v, want the successor's records only", got)
-	}
+		err := zombie.ProduceSync(ctx, &kgo.Record{Value: []byte("zombie-late")}).FirstErr()
+		if err == nil {
+			err = zombie.EndTransaction(ctx, kgo.TryCommit)
+		}
+		if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
+			t.Errorf("the zombie's produce or commit: %v, want PRODUCER_FENCED or INVALID_PRODUCER_EPOCH", err)
+		}
+		if got := readValues(t, b.Addr(), "z", kgo.ReadCommitted()); !slices.Equal(got, values("successor", 4)) {
+			t.Errorf("read_committed read %v, want the successor's records only", got)
+		}
+	})
 }
 
 // TestTransactionTimeoutAborts: a transaction open past its timeout is
 // aborted by the coordinator, and its producer is fenced.
 func TestTransactionTimeoutAborts(t *testing.T) {
-	b := startBroker(t, "", broker.TransactionAbortInterval(50*time.Millisecond))
-	createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "slow", 1, nil)
-	ctx := testContext(t)
-	cl := txnProducer(t, b.Addr(), "slow-tx", "slow", kgo.TransactionTimeout(300*time.Millisecond))
-	if err := cl.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("expired")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	adm := kadm.NewClient(newClient(t, b.Addr()))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		d, err := adm.DescribeTransactions(ctx, "slow-tx")
-		if err != nil {
+	eachTxnVersion(t, func(t *testing.T, version broker.Opt) {
+		b := startBroker(t, "", version, broker.TransactionAbortInterval(50*time.Millisecond))
+		createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "slow", 1, nil)
+		ctx := testContext(t)
+		cl := txnProducer(t, b.Addr(), "slow-tx", "slow", kgo.TransactionTimeout(300*time.Millisecond))
+		if err := cl.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
-		if s := d["slow-tx"].State; s == "CompleteAbort" {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("transaction still %s long after its timeout", s)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("expired")}).FirstErr(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := cl.EndTransaction(ctx, kgo.TryCommit); err == nil {
-		t.Error("committing a transaction the coordinator aborted succeeded")
-	}
-	if got := readValues(t, b.Addr(), "slow", kgo.ReadCommitted()); len(got) != 0 {
-		t.Errorf("read_committed read %v from an expired transaction", got)
-	}
-	if got := readValues(t, b.Addr(), "slow", kgo.ReadUncommitted()); !slices.Equal(got, []string{"expired"}) {
-		t.Errorf("read_uncommitted read %v", got)
-	}
+		adm := kadm.NewClient(newClient(t, b.Addr()))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			d, err := adm.DescribeTransactions(ctx, "slow-tx")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := d["slow-tx"].State; s == "CompleteAbort" {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("transaction still %s long after its timeout", s)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err == nil {
+			t.Error("committing a transaction the coordinator aborted succeeded")
+		}
+		if got := readValues(t, b.Addr(), "slow", kgo.ReadCommitted()); len(got) != 0 {
+			t.Errorf("read_committed read %v from an expired transaction", got)
+		}
+		if got := readValues(t, b.Addr(), "slow", kgo.ReadUncommitted()); !slices.Equal(got, []string{"expired"}) {
+			t.Errorf("read_uncommitted read %v", got)
+		}
+	})
 }
 
 // TestGroupTransactSession: consume-transform-produce with franz-go's
 // GroupTransactSession commits the output and the input offsets together;
 // an aborted round leaves neither.
 func TestGroupTransactSession(t *testing.T) {
-	b := startBroker(t, "")
-	adm := kadm.NewClient(newClient(t, b.Addr()))
-	createTopic(t, adm, "in", 2, nil)
-	createTopic(t, adm, "out", 2, nil)
-	ctx := testContext(t)
-	in := newClient(t, b.Addr(), kgo.DefaultProduceTopic("in"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	input := values("in", 40)
-	for _, v := range input {
-		if err := in.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
-			t.Fatal(err)
+	eachTxnVersion(t, func(t *testing.T, version broker.Opt) {
+		b := startBroker(t, "", version)
+		adm := kadm.NewClient(newClient(t, b.Addr()))
+		createTopic(t, adm, "in", 2, nil)
+		createTopic(t, adm, "out", 2, nil)
+		ctx := testContext(t)
+		in := newClient(t, b.Addr(), kgo.DefaultProduceTopic("in"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		input := values("in", 40)
+		for _, v := range input {
+			if err := in.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(b.Addr()), kgo.TransactionalID("eos"), kgo.ConsumerGroup("eos-g"),
-		kgo.ConsumeTopics("in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.DefaultProduceTopic("out"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond), kgo.TransactionTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	seen, round := 0, 0
-	for seen < len(input) {
-		fs := sess.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("consumed %d of %d input records", seen, len(input))
-		}
-		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s[%d]: %v", tp, p, err) })
-		recs := fs.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		if err := sess.Begin(); err != nil {
-			t.Fatal(err)
-		}
-		// The first round is aborted: its output must vanish and its
-		// input be consumed again.
-		abort := round == 0
-		round++
-		for _, r := range recs {
-			sess.Produce(ctx, &kgo.Record{Value: []byte(strings.Replace(string(r.Value), "in", "out", 1))}, nil)
-		}
-		committed, err := sess.End(ctx, kgo.TransactionEndTry(!abort))
+		sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(b.Addr()), kgo.TransactionalID("eos"), kgo.ConsumerGroup("eos-g"),
+			kgo.ConsumeTopics("in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.DefaultProduceTopic("out"),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond), kgo.TransactionTimeout(10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if committed {
-			seen += len(recs)
+		defer sess.Close()
+		seen, round := 0, 0
+		for seen < len(input) {
+			fs := sess.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("consumed %d of %d input records", seen, len(input))
+			}
+			fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s[%d]: %v", tp, p, err) })
+			recs := fs.Records()
+			if len(recs) == 0 {
+				continue
+			}
+			if err := sess.Begin(); err != nil {
+				t.Fatal(err)
+			}
+			// The first round is aborted: its output must vanish and its
+			// input be consumed again.
+			abort := round == 0
+			round++
+			for _, r := range recs {
+				sess.Produce(ctx, &kgo.Record{Value: []byte(strings.Replace(string(r.Value), "in", "out", 1))}, nil)
+			}
+			committed, err := sess.End(ctx, kgo.TransactionEndTry(!abort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if committed {
+				seen += len(recs)
+			}
 		}
-	}
-	if got, want := readValues(t, b.Addr(), "out", kgo.ReadCommitted()), values("out", 40); !slices.Equal(got, want) {
-		t.Errorf("read_committed output: %d records %v, want the %d transformed inputs once", len(got), got, len(want))
-	}
-	offs, err := adm.FetchOffsets(ctx, "eos-g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var total int64
-	offs.Each(func(o kadm.OffsetResponse) { total += o.At })
-	if total != int64(len(input)) {
-		t.Errorf("the group committed offsets summing to %d, want %d", total, len(input))
-	}
+		if got, want := readValues(t, b.Addr(), "out", kgo.ReadCommitted()), values("out", 40); !slices.Equal(got, want) {
+			t.Errorf("read_committed output: %d records %v, want the %d transformed inputs once", len(got), got, len(want))
+		}
+		offs, err := adm.FetchOffsets(ctx, "eos-g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total int64
+		offs.Each(func(o kadm.OffsetResponse) { total += o.At })
+		if total != int64(len(input)) {
+			t.Errorf("the group committed offsets summing to %d, want %d", total, len(input))
+		}
+	})
 }
 
 // TestTransactionRestart: the coordinator's state and the open
 // transactions in the logs survive a broker restart: a transaction begun
 // before it commits after it, and one aborted before it stays aborted.
 func TestTransactionRestart(t *testing.T) {
-	dir := t.TempDir()
-	b := startBroker(t, dir)
-	addr := b.Addr()
-	createTopic(t, kadm.NewClient(newClient(t, addr)), "r", 2, nil)
-	ctx := testContext(t)
-	cl := txnProducer(t, addr, "r-tx", "r")
-	produceTxn(t, cl, false, values("aborted", 4)...)
-	if err := cl.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range values("across", 4) {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+	eachTxnVersion(t, func(t *testing.T, version broker.Opt) {
+		dir := t.TempDir()
+		b := startBroker(t, dir, version)
+		addr := b.Addr()
+		createTopic(t, kadm.NewClient(newClient(t, addr)), "r", 2, nil)
+		ctx := testContext(t)
+		cl := txnProducer(t, addr, "r-tx", "r")
+		produceTxn(t, cl, false, values("aborted", 4)...)
+		if err := cl.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := b.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b = startBroker(t, dir, broker.ListenAddr(addr))
-	if got := readValues(t, addr, "r", kgo.ReadCommitted()); len(got) != 0 {
-		t.Errorf("read_committed after the restart, the transaction still open: %v", got)
-	}
-	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		t.Fatal(err)
-	}
-	if got := readValues(t, addr, "r", kgo.ReadCommitted()); !slices.Equal(got, values("across", 4)) {
-		t.Errorf("read_committed after the commit across the restart: %v", got)
-	}
+		for _, v := range values("across", 4) {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		b = startBroker(t, dir, version, broker.ListenAddr(addr))
+		if got := readValues(t, addr, "r", kgo.ReadCommitted()); len(got) != 0 {
+			t.Errorf("read_committed after the restart, the transaction still open: %v", got)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+		if got := readValues(t, addr, "r", kgo.ReadCommitted()); !slices.Equal(got, values("across", 4)) {
+			t.Errorf("read_committed after the commit across the restart: %v", got)
+		}
+	})
 }
 
 // TestTransactionAdmin: DescribeTransactions, ListTransactions and
@@ -388,16 +418,21 @@ func TestTransactionAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	active := producers.SortedProducers()
-	if len(active) != 1 || active[0].ProducerID != got.ProducerID || active[0].CurrentTxnStartOffset != 2 || active[0].LastSequence != 1 {
-		t.Errorf("described producers %+v, want producer %d with its transaction open at 2 (after one record and its marker) and last sequence 1", active, got.ProducerID)
+	// Under transaction version 2 the commit bumped the epoch, and the
+	// sequence started again.
+	if len(active) != 1 || active[0].ProducerID != got.ProducerID || int16(active[0].ProducerEpoch) != got.ProducerEpoch || active[0].CurrentTxnStartOffset != 2 || active[0].LastSequence != 0 {
+		t.Errorf("described producers %+v, want producer %d at epoch %d with its transaction open at 2 (after one record and its marker) and last sequence 0", active, got.ProducerID, got.ProducerEpoch)
 	}
 }
 
 // TestTransactionProtocolErrors: the coordinator's answers to requests
 // out of place, at the wire level.
 func TestTransactionProtocolErrors(t *testing.T) {
-	b := startBroker(t, "", broker.TransactionMaxTimeout(time.Minute))
-	cl := newClient(t, b.Addr())
+	// The raw requests are those of transaction version 1.
+	b := startBroker(t, "", broker.TransactionVersion(1), broker.TransactionMaxTimeout(time.Minute))
+	v1 := kversion.Stable()
+	v1.SetMaxKeyVersion(kmsg.EndTxn.Int16(), 4) // v5 is the transaction version 2 form
+	cl := newClient(t, b.Addr(), kgo.MaxVersions(v1))
 	createTopic(t, kadm.NewClient(cl), "e", 1, nil)
 	ctx := testContext(t)
 

@@ -3,8 +3,12 @@
 // (Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit,
 // CompleteAbort), its partitions and consumer groups, its timeout and
 // when it began, and drives the end of each transaction as Kafka's
-// coordinator does (the transaction version 1 flow: partitions and groups
-// are added explicitly, the epoch is bumped at InitProducerId).
+// coordinator does, in both flows of Kafka 4: transaction version 1, where
+// partitions and groups are added explicitly and the epoch is bumped at
+// InitProducerId, and transaction version 2 (KIP-890 part 2), where a
+// produce or a transactional offset commit adds its partition or group
+// implicitly and every EndTxn bumps the epoch, so that no late request of
+// an ended transaction can join the next one.
 //
 // Every change is synced to a Pebble store in Config.Dir before the
 // request that made it is answered. Ending a transaction first makes its
@@ -244,7 +248,7 @@ func (c *Coordinator) InitProducerID(id string, timeout time.Duration, pid int64
 	c.mu.Lock()
 	e := c.txns[id]
 	if e == nil {
-		e = &entry{id: id, rec: record{ProducerID: -1, Started: -1}}
+		e = &entry{id: id, rec: record{ProducerID: -1, PrevProducerID: -1, Started: -1}}
 		c.txns[id] = e
 	}
 	c.mu.Unlock()
@@ -274,7 +278,7 @@ func (c *Coordinator) InitProducerID(id string, timeout time.Duration, pid int64
 	} else {
 		r.Epoch++
 	}
-	r.TimeoutMs, r.State, r.Partitions, r.Groups, r.Started = int32(timeout.Milliseconds()), Empty, nil, nil, -1
+	r.TimeoutMs, r.State, r.Partitions, r.Groups, r.Started, r.PrevProducerID = int32(timeout.Milliseconds()), Empty, nil, nil, -1, -1
 	if err := c.putLocked(e, prev); err != nil {
 		return -1, -1, err
 	}
@@ -424,61 +428,111 @@ func (c *Coordinator) AddGroup(id string, pid int64, epoch int16, group string) 
 	if err := c.finishLocked(e); err != nil {
 		return err
 	}
-	prev := e.rec
-	prev.Groups = slices.Clone(prev.Groups)
-	r := &e.rec
-	r.begin(time.Now())
-	i, found := slices.BinarySearch(r.Groups, group)
-	if found && prev.State == Ongoing {
-		return nil
-	}
-	if !found {
-		r.Groups = slices.Insert(r.Groups, i, group)
-	}
-	return c.putLocked(e, prev)
+	return c.addLocked(e, nil, group)
 }
 
 // EndTxn commits or aborts the ongoing transaction of id. It answers once
 // the outcome is durable and, unless writing them failed (they are then
 // retried in the background), the markers are written. A retry of an
 // end already completed succeeds.
-func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool) *kerr.Error {
+//
+// With bump (EndTxn v5, transaction version 2) the epoch is bumped for
+// the markers and returned for the producer's next transaction, with a
+// new producer id once the epochs run out; a retry from the previous
+// epoch (or id) gets the current ones, and an abort with no transaction
+// ongoing only bumps the epoch. Without bump the producer keeps its id
+// and epoch, which are returned unchanged.
+func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit, bump bool) (int64, int16, *kerr.Error) {
 	e := c.lookup(id)
 	if e == nil {
-		return kerr.InvalidProducerIDMapping
+		return -1, -1, kerr.InvalidProducerIDMapping
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := checkProducerLocked(e, pid, epoch); err != nil {
-		return err
-	}
 	r := &e.rec
+	ended := commit && (r.State == PrepareCommit || r.State == CompleteCommit) || !commit && (r.State == PrepareAbort || r.State == CompleteAbort)
+	if bump && ended && r.ProducerID >= 0 && (pid == r.ProducerID && epoch == r.Epoch-1 || r.PrevProducerID >= 0 && pid == r.PrevProducerID) {
+		// The retry of an end whose answer was lost.
+		if err := c.finishLocked(e); err != nil {
+			return -1, -1, err
+		}
+		return r.ProducerID, r.Epoch, nil
+	}
+	if err := checkProducerLocked(e, pid, epoch); err != nil {
+		return -1, -1, err
+	}
 	switch r.State {
 	case Ongoing:
 	case PrepareCommit, PrepareAbort:
 		if (r.State == PrepareCommit) != commit {
-			return kerr.InvalidTxnState
+			return -1, -1, kerr.InvalidTxnState
 		}
-		return c.finishLocked(e)
-	case CompleteCommit, CompleteAbort:
-		if (r.State == CompleteCommit) != commit {
-			return kerr.InvalidTxnState
+		if err := c.finishLocked(e); err != nil {
+			return -1, -1, err
 		}
-		return nil
-	default:
-		return kerr.InvalidTxnState
+		return r.ProducerID, r.Epoch, nil
+	case Empty, CompleteCommit, CompleteAbort:
+		if bump && !commit {
+			// Transaction version 2: an abort of nothing bumps the epoch.
+			prev := *r
+			if err := c.bumpLocked(e); err != nil {
+				return -1, -1, err
+			}
+			r.State = CompleteAbort
+			if err := c.putLocked(e, prev); err != nil {
+				return -1, -1, err
+			}
+			return r.ProducerID, r.Epoch, nil
+		}
+		if r.State != Empty && (r.State == CompleteCommit) == commit && !bump {
+			return r.ProducerID, r.Epoch, nil
+		}
+		return -1, -1, kerr.InvalidTxnState
 	}
 	prev := *r
+	if bump {
+		if r.Epoch < math.MaxInt16 {
+			r.Epoch++
+		}
+	}
 	r.State = PrepareAbort
 	if commit {
 		r.State = PrepareCommit
 	}
 	if err := c.putLocked(e, prev); err != nil {
-		return err
+		return -1, -1, err
 	}
 	if err := c.completeLocked(e); err != nil {
 		c.log.Warn("ending a transaction; retrying in the background", "transactional_id", id, "err", err)
 	}
+	if bump && r.Epoch >= math.MaxInt16-1 {
+		// The next transaction needs a new producer id.
+		prev := *r
+		if err := c.bumpLocked(e); err != nil {
+			return -1, -1, err
+		}
+		if err := c.putLocked(e, prev); err != nil {
+			return -1, -1, err
+		}
+	}
+	return r.ProducerID, r.Epoch, nil
+}
+
+// bumpLocked moves e to the next epoch, or to a new producer id at epoch 0
+// once the epochs run out, remembering the id it replaces. The caller
+// stores the change.
+func (c *Coordinator) bumpLocked(e *entry) *kerr.Error {
+	r := &e.rec
+	if r.Epoch < math.MaxInt16-1 {
+		r.Epoch++
+		return nil
+	}
+	next, err := c.cfg.ProducerIDs()
+	if err != nil {
+		c.log.Error("allocate producer id", "transactional_id", e.id, "err", err)
+		return kerr.CoordinatorNotAvailable
+	}
+	r.PrevProducerID, r.ProducerID, r.Epoch = r.ProducerID, next, 0
 	return nil
 }
 
@@ -489,7 +543,11 @@ func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool) *ke
 // INVALID_PRODUCER_ID_MAPPING for another producer, INVALID_PRODUCER_EPOCH
 // for another epoch, and INVALID_TXN_STATE for a partition or group
 // outside an ongoing transaction.
-func (c *Coordinator) Verify(id string, pid int64, epoch int16, part *Partition, group string, apply func()) *kerr.Error {
+//
+// With add (transaction version 2: a Produce v12+ or a TxnOffsetCommit
+// v5+) the partition or group is added to the transaction instead, which
+// starts one if none is ongoing.
+func (c *Coordinator) Verify(id string, pid int64, epoch int16, part *Partition, group string, add bool, apply func()) *kerr.Error {
 	e := c.lookup(id)
 	if e == nil {
 		return kerr.InvalidProducerIDMapping
@@ -502,7 +560,16 @@ func (c *Coordinator) Verify(id string, pid int64, epoch int16, part *Partition,
 		return kerr.InvalidProducerIDMapping
 	case epoch != r.Epoch:
 		return kerr.InvalidProducerEpoch
-	case r.State != Ongoing:
+	}
+	if add {
+		if err := c.finishLocked(e); err != nil {
+			return err
+		}
+		if err := c.addLocked(e, part, group); err != nil {
+			return err
+		}
+	}
+	if r.State != Ongoing {
 		return kerr.InvalidTxnState
 	}
 	if part != nil {
@@ -516,6 +583,27 @@ func (c *Coordinator) Verify(id string, pid int64, epoch int16, part *Partition,
 		apply()
 	}
 	return nil
+}
+
+// addLocked adds part, or group if part is nil, to e's transaction,
+// starting one if none is ongoing, and stores the change.
+func (c *Coordinator) addLocked(e *entry, part *Partition, group string) *kerr.Error {
+	prev := e.rec
+	prev.Partitions, prev.Groups = slices.Clone(prev.Partitions), slices.Clone(prev.Groups)
+	r := &e.rec
+	r.begin(time.Now())
+	changed := prev.State != Ongoing
+	if part != nil {
+		if i, found := slices.BinarySearchFunc(r.Partitions, *part, Partition.compare); !found {
+			r.Partitions, changed = slices.Insert(r.Partitions, i, *part), true
+		}
+	} else if i, found := slices.BinarySearch(r.Groups, group); !found {
+		r.Groups, changed = slices.Insert(r.Groups, i, group), true
+	}
+	if !changed {
+		return nil
+	}
+	return c.putLocked(e, prev)
 }
 
 // Info describes one transactional id.

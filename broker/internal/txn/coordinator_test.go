@@ -136,7 +136,7 @@ func TestInitFencesOngoingTransaction(t *testing.T) {
 	if epoch2 != epoch+2 {
 		t.Errorf("new epoch %d, want %d", epoch2, epoch+2)
 	}
-	if err := c.EndTxn("a", pid, epoch, true); err != kerr.ProducerFenced {
+	if _, _, err := c.EndTxn("a", pid, epoch, true, false); err != kerr.ProducerFenced {
 		t.Errorf("the zombie's commit: %v, want PRODUCER_FENCED", err)
 	}
 }
@@ -156,7 +156,7 @@ func TestPreparedCompletedAfterPowerCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.fail = true
-	if err := c.EndTxn("a", pid, epoch, true); err != nil {
+	if _, _, err := c.EndTxn("a", pid, epoch, true, false); err != nil {
 		t.Fatalf("EndTxn with the markers failing: %v; the outcome is decided once prepared", err)
 	}
 	if in, _ := c.Describe("a"); in.State != PrepareCommit {
@@ -180,7 +180,7 @@ func TestPreparedCompletedAfterPowerCut(t *testing.T) {
 	if in, _ := c.Describe("a"); in.State != CompleteCommit || len(in.Partitions) != 0 {
 		t.Errorf("after reopening: %+v, want CompleteCommit with no partitions", in)
 	}
-	if err := c.EndTxn("a", pid, epoch, true); err != nil {
+	if _, _, err := c.EndTxn("a", pid, epoch, true, false); err != nil {
 		t.Errorf("retried commit: %v", err)
 	}
 }
@@ -211,7 +211,7 @@ func TestExpiredTransactionAborted(t *testing.T) {
 	if m := f.lastMarker(t); m.commit || m.epoch != epoch+1 {
 		t.Errorf("abort marker %+v, want epoch %d (the producer fenced)", m, epoch+1)
 	}
-	if err := c.EndTxn("a", pid, epoch, true); err != kerr.ProducerFenced {
+	if _, _, err := c.EndTxn("a", pid, epoch, true, false); err != kerr.ProducerFenced {
 		t.Errorf("commit after the timeout: %v, want PRODUCER_FENCED", err)
 	}
 }
@@ -236,17 +236,69 @@ func TestVerify(t *testing.T) {
 		{"a", pid, epoch - 1, p0, kerr.InvalidProducerEpoch},
 		{"a", pid, epoch, p0, kerr.InvalidTxnState},
 	} {
-		if err := c.Verify(tc.id, tc.pid, tc.epoch, tc.part, "", apply); err != tc.want {
+		if err := c.Verify(tc.id, tc.pid, tc.epoch, tc.part, "", false, apply); err != tc.want {
 			t.Errorf("verify %+v: %v, want %v", tc, err, tc.want)
 		}
 	}
 	if err, _ := c.AddPartitions("a", pid, epoch, []Partition{*p0}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Verify("a", pid, epoch, p0, "", apply); err != nil || applied != 1 {
+	if err := c.Verify("a", pid, epoch, p0, "", false, apply); err != nil || applied != 1 {
 		t.Errorf("verify an added partition: %v, applied %d times", err, applied)
 	}
-	if err := c.Verify("a", pid, epoch, nil, "g", apply); err != kerr.InvalidTxnState {
+	if err := c.Verify("a", pid, epoch, nil, "g", false, apply); err != kerr.InvalidTxnState {
 		t.Errorf("verify a group never added: %v", err)
+	}
+}
+
+// TestTransactionVersion2 drives the KIP-890 part 2 flow: the first
+// produce adds its partition, EndTxn bumps the epoch for the markers and
+// the next transaction, a retry of it from the old epoch succeeds, an
+// abort of nothing only bumps the epoch, and once the epochs run out the
+// producer gets a new id.
+func TestTransactionVersion2(t *testing.T) {
+	f := &fakeBroker{}
+	c := open(t, f.config(vfs.NewMem()))
+	defer c.Close()
+	pid, epoch := mustInit(t, c, "a")
+	if err := c.Verify("a", pid, epoch, &Partition{"t", 0}, "", true, nil); err != nil {
+		t.Fatalf("implicit add: %v", err)
+	}
+	if err := c.Verify("a", pid, epoch, nil, "g", true, nil); err != nil {
+		t.Fatalf("implicit group add: %v", err)
+	}
+	pid2, epoch2, err := c.EndTxn("a", pid, epoch, true, true)
+	if err != nil || pid2 != pid || epoch2 != epoch+1 {
+		t.Fatalf("EndTxn v5: %d/%d, %v, want %d/%d", pid2, epoch2, err, pid, epoch+1)
+	}
+	if m := f.lastMarker(t); !m.commit || m.epoch != epoch+1 {
+		t.Errorf("commit marker %+v, want the bumped epoch %d", m, epoch+1)
+	}
+	if p, e, err := c.EndTxn("a", pid, epoch, true, true); err != nil || p != pid || e != epoch+1 {
+		t.Errorf("retry from the old epoch: %d/%d, %v, want the current %d/%d", p, e, err, pid, epoch+1)
+	}
+	if _, _, err := c.EndTxn("a", pid, epoch, false, true); err != kerr.ProducerFenced {
+		t.Errorf("an abort from the old epoch after a commit: %v, want PRODUCER_FENCED", err)
+	}
+	if p, e, err := c.EndTxn("a", pid, epoch2, false, true); err != nil || p != pid || e != epoch2+1 {
+		t.Errorf("abort of nothing: %d/%d, %v, want the epoch bumped to %d", p, e, err, epoch2+1)
+	}
+	if err := c.Verify("a", pid, epoch2, &Partition{"t", 0}, "", true, nil); err != kerr.InvalidProducerEpoch {
+		t.Errorf("a produce from an ended epoch: %v, want INVALID_PRODUCER_EPOCH", err)
+	}
+
+	c.lookup("a").rec.Epoch = math.MaxInt16 - 2
+	if err := c.Verify("a", pid, math.MaxInt16-2, &Partition{"t", 1}, "", true, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, e, err := c.EndTxn("a", pid, math.MaxInt16-2, true, true)
+	if err != nil || p == pid || e != 0 {
+		t.Fatalf("EndTxn with the epochs running out: %d/%d, %v, want a new producer id at epoch 0", p, e, err)
+	}
+	if m := f.lastMarker(t); m.pid != pid || m.epoch != math.MaxInt16-1 {
+		t.Errorf("marker %+v, want the old producer id at the last epoch", m)
+	}
+	if p2, e2, err := c.EndTxn("a", pid, math.MaxInt16-2, true, true); err != nil || p2 != p || e2 != 0 {
+		t.Errorf("retry across the new producer id: %d/%d, %v, want %d/0", p2, e2, err, p)
 	}
 }

@@ -9,13 +9,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// apiVersions are the versions served: Kafka 4.x's, up to the transaction
-// version 1 flow. EndTxn v5 and TxnOffsetCommit v5 belong to transaction
-// version 2 (KIP-890 part 2), which the broker does not advertise.
+// apiVersions are the versions served: Kafka 4.x's. EndTxn v5 is the
+// transaction version 2 form (KIP-890 part 2), which clients send only
+// when the broker advertises that version.
 var apiVersions = map[int16][2]int16{
 	kmsg.AddPartitionsToTxn.Int16():   {0, 5},
 	kmsg.AddOffsetsToTxn.Int16():      {0, 4},
-	kmsg.EndTxn.Int16():               {0, 4},
+	kmsg.EndTxn.Int16():               {0, 5},
 	kmsg.DescribeTransactions.Int16(): {0, 0},
 	kmsg.ListTransactions.Int16():     {0, 2},
 }
@@ -127,7 +127,7 @@ func (c *Coordinator) handleAddPartitions(req *kmsg.AddPartitionsToTxnRequest) *
 				rp.Partition = p
 				err := cmpOr(all, each[Partition{t.Topic, p}])
 				if tx.VerifyOnly {
-					err = c.Verify(tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, &Partition{t.Topic, p}, "", nil)
+					err = c.Verify(tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, &Partition{t.Topic, p}, "", false, nil)
 				}
 				if err != nil {
 					rp.ErrorCode = err.Code
@@ -165,7 +165,9 @@ func (c *Coordinator) handleAddOffsets(req *kmsg.AddOffsetsToTxnRequest) *kmsg.A
 
 func (c *Coordinator) handleEndTxn(req *kmsg.EndTxnRequest) *kmsg.EndTxnResponse {
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-	if err := c.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit); err != nil {
+	pid, epoch, err := c.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, req.Version >= 5)
+	resp.ProducerID, resp.ProducerEpoch = pid, epoch
+	if err != nil {
 		resp.ErrorCode = compat(err, req.Version, 2).Code
 	}
 	return resp

@@ -17,12 +17,16 @@ const txnKeyTag = 't'
 
 // record is the durable state of one transactional id.
 type record struct {
-	ProducerID int64       `json:"producerId"`
-	Epoch      int16       `json:"epoch"`
-	TimeoutMs  int32       `json:"timeoutMs"`
-	State      State       `json:"state"`
-	Partitions []Partition `json:"partitions,omitempty"` // sorted
-	Groups     []string    `json:"groups,omitempty"`     // sorted
+	ProducerID int64 `json:"producerId"`
+	Epoch      int16 `json:"epoch"`
+	// PrevProducerID is the producer id an EndTxn of transaction
+	// version 2 replaced when its epochs ran out, so that a retry of that
+	// EndTxn is recognized; -1 when there is none.
+	PrevProducerID int64       `json:"prevProducerId"`
+	TimeoutMs      int32       `json:"timeoutMs"`
+	State          State       `json:"state"`
+	Partitions     []Partition `json:"partitions,omitempty"` // sorted
+	Groups         []string    `json:"groups,omitempty"`     // sorted
 	// Started is when the transaction began, in Unix milliseconds, -1
 	// when none is in progress.
 	Started int64 `json:"started"`
