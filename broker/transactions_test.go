@@ -684,3 +684,71 @@ func TestTransactionKill9(t *testing.T) {
 		}
 	})
 }
+
+// TestTransactionThroughput compares transactional produce with
+// idempotent produce under the same load: 1 KiB records to three
+// partitions, acks=all, fsync before the ack, transactions of 1,000
+// records. Set RIFFLE_TXN_PERF=1 to run it; RIFFLE_TXN_PERF_RECORDS sets
+// the records per run (default 200,000).
+func TestTransactionThroughput(t *testing.T) {
+	if os.Getenv("RIFFLE_TXN_PERF") != "1" {
+		t.Skip("set RIFFLE_TXN_PERF=1 to measure")
+	}
+	n := 200_000
+	if v := os.Getenv("RIFFLE_TXN_PERF_RECORDS"); v != "" {
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const perTxn = 1000
+	value := make([]byte, 1024)
+	run := func(name string, txn bool) {
+		b := startBroker(t, "")
+		createTopic(t, kadm.NewClient(newClient(t, b.Addr())), "perf", 3, nil)
+		opts := []kgo.Opt{kgo.DefaultProduceTopic("perf"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+			kgo.RequiredAcks(kgo.AllISRAcks()), kgo.MaxBufferedRecords(10_000)}
+		if txn {
+			opts = append(opts, kgo.TransactionalID("perf"))
+		}
+		cl := newClient(t, b.Addr(), opts...)
+		ctx := testContext(t)
+		var failed error
+		var mu sync.Mutex
+		done := func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				failed = err
+				mu.Unlock()
+			}
+		}
+		start := time.Now()
+		for i := 0; i < n; i += perTxn {
+			if txn {
+				if err := cl.BeginTransaction(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range perTxn {
+				cl.Produce(ctx, &kgo.Record{Value: value}, done)
+			}
+			if txn {
+				if err := cl.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		d := time.Since(start)
+		if failed != nil {
+			t.Fatal(failed)
+		}
+		t.Logf("%s: %d records in %v: %.0f records/s", name, n, d.Round(time.Millisecond), float64(n)/d.Seconds())
+	}
+	run("idempotent", false)
+	run("transactional", true)
+}

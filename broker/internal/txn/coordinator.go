@@ -11,7 +11,8 @@
 // an ended transaction can join the next one.
 //
 // Every change is synced to a Pebble store in Config.Dir before the
-// request that made it is answered. Ending a transaction first makes its
+// request that made it is answered, but for the last step of ending a
+// transaction (see completeLocked). Ending a transaction first makes its
 // Prepare state durable, so the outcome is decided; then the coordinator
 // writes the commit or abort markers to every partition of the
 // transaction (Config.Markers, durably), makes the group offsets of the
@@ -225,11 +226,16 @@ func (c *Coordinator) entries() []*entry {
 	return out
 }
 
-// putLocked stores e's record as changed, undoing the change if the write
-// fails, and returns the error to answer with.
+// putLocked stores e's record as changed, synced, undoing the change if
+// the write fails, and returns the error to answer with.
 func (c *Coordinator) putLocked(e *entry, prev record) *kerr.Error {
+	return c.writeLocked(e, prev, true)
+}
+
+// writeLocked is putLocked, syncing only if sync.
+func (c *Coordinator) writeLocked(e *entry, prev record, sync bool) *kerr.Error {
 	e.rec.Updated = time.Now().UnixMilli()
-	if err := c.store.put(e.id, &e.rec); err != nil {
+	if err := c.store.put(e.id, &e.rec, sync); err != nil {
 		c.log.Error("store transaction state", "transactional_id", e.id, "err", err)
 		e.rec = prev
 		return kerr.CoordinatorNotAvailable
@@ -336,7 +342,12 @@ func (c *Coordinator) completeLocked(e *entry) error {
 		r.State = CompleteCommit
 	}
 	r.Partitions, r.Groups, r.Started = nil, nil, -1
-	if err := c.putLocked(e, prev); err != nil {
+	// The Complete state is not synced: if a power cut takes it back, the
+	// next start completes the prepared transaction again, which writes
+	// markers for a producer with nothing open. It cannot close a later
+	// transaction of the producer: any change stored for one is synced,
+	// and the write-ahead log makes this write durable with it.
+	if err := c.writeLocked(e, prev, false); err != nil {
 		return errors.New("store the completed state")
 	}
 	return nil

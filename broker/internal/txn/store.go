@@ -46,8 +46,7 @@ func (r *record) valid() error {
 	return nil
 }
 
-// store keeps the records in Pebble, each write synced before the
-// coordinator answers.
+// store keeps the records in Pebble.
 type store struct {
 	db  *pebble.DB
 	log *slog.Logger
@@ -70,13 +69,18 @@ func (s *store) close() error {
 
 func txnKey(id string) []byte { return append([]byte{txnKeyTag}, id...) }
 
-// put writes the record of id durably.
-func (s *store) put(id string, r *record) error {
+// put writes the record of id, durably if sync; otherwise it becomes
+// durable with the next synced write.
+func (s *store) put(id string, r *record, sync bool) error {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode transaction %q: %w", id, err)
 	}
-	if err := s.db.Set(txnKey(id), v, pebble.Sync); err != nil {
+	opt := pebble.NoSync
+	if sync {
+		opt = pebble.Sync
+	}
+	if err := s.db.Set(txnKey(id), v, opt); err != nil {
 		return fmt.Errorf("write transaction %q: %w", id, err)
 	}
 	return nil
