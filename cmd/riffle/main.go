@@ -30,6 +30,7 @@ func commands() []command {
 		{"topic", "create, list, describe, delete topics and alter their configs", runTopic},
 		{"group", "list, describe, delete consumer groups and reset their offsets", runGroup},
 		{"share-group", "list, describe and reset share groups", runShareGroup},
+		{"transaction", "list and describe transactions", runTransaction},
 		{"perf", "measure produce, consume and end-to-end throughput and latency", runPerf},
 	}
 }
