@@ -752,3 +752,57 @@ func TestTransactionThroughput(t *testing.T) {
 	run("idempotent", false)
 	run("transactional", true)
 }
+
+// TestShareGroupReadCommitted: a share group with
+// share.isolation.level=read_committed is handed records below the last
+// stable offset only, and never the records of aborted transactions; a
+// read_uncommitted one is handed them all.
+func TestShareGroupReadCommitted(t *testing.T) {
+	b := startBroker(t, "")
+	cl := newClient(t, b.Addr(), kgo.DefaultProduceTopic("jobs"))
+	skipWithoutShareGroups(t, cl)
+	createTopic(t, kadm.NewClient(cl), "jobs", 1, nil)
+	setGroupConfigs(t, cl, "committed", map[string]string{"share.auto.offset.reset": "earliest", "share.isolation.level": "read_committed"})
+	setGroupConfigs(t, cl, "uncommitted", map[string]string{"share.auto.offset.reset": "earliest"})
+	ctx := testContext(t)
+	tx := txnProducer(t, b.Addr(), "share-tx", "jobs")
+	produceTxn(t, tx, true, "c1", "c2")
+	produceTxn(t, tx, false, "a1", "a2")
+	produce := func(v string) {
+		t.Helper()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce("p1")
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Value: []byte("o1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	produce("p2")
+
+	consume := func(group string, want []string) {
+		t.Helper()
+		c := shareConsumer(t, b.Addr(), "jobs", group)
+		var got []string
+		pollUntil(t, c, 5*time.Second, func(r *kgo.Record) {
+			r.Ack(kgo.AckAccept)
+			got = append(got, string(r.Value))
+		}, func() bool { return len(got) >= len(want) })
+		// Anything more that would come comes now.
+		pollUntil(t, c, 500*time.Millisecond, func(r *kgo.Record) { got = append(got, string(r.Value)) }, func() bool { return false })
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("share group %s was handed %v, want %v", group, got, want)
+		}
+		c.Close()
+	}
+	consume("committed", []string{"c1", "c2", "p1"})
+	consume("uncommitted", []string{"a1", "a2", "c1", "c2", "o1", "p1", "p2"})
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	consume("committed", []string{"o1", "p2"})
+}
