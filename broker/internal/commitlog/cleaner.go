@@ -164,8 +164,10 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 	firstDirty := max(l.cleanedTo, l.start)
 	lagLimit := now.Add(-cfg.MinCompactionLag).UnixMilli()
 	var srcs []*cleanSource
+	lso := l.boundsLocked().LastStableOffset
 	for _, s := range l.segs[:len(l.segs)-1] {
-		if (cfg.MinCompactionLag > 0 && s.maxTs > lagLimit) || slices.Contains(l.unsynced, s) {
+		// Records of open transactions may yet be aborted (txn.go).
+		if (cfg.MinCompactionLag > 0 && s.maxTs > lagLimit) || slices.Contains(l.unsynced, s) || s.next > lso {
 			break
 		}
 		srcs = append(srcs, &cleanSource{seg: s, next: s.next, size: s.size, maxTs: s.maxTs})
@@ -176,6 +178,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 			lastOfProducer[pid] = e.last().lastOffset
 		}
 	}
+	aborted := l.abortedLocked()
 	l.mu.Unlock()
 	if len(srcs) == 0 || srcs[len(srcs)-1].next <= firstDirty {
 		return CleanResult{}, nil
@@ -198,7 +201,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		src.f = f
 	}
 
-	m := offsetMap{seed: maphash.MakeSeed(), offsets: make(map[uint64]int64)}
+	m := offsetMap{seed: maphash.MakeSeed(), offsets: make(map[uint64]int64), aborted: aborted}
 	mappedEnd := firstDirty
 	for _, src := range srcs {
 		if src.next <= firstDirty {
@@ -273,6 +276,9 @@ var errCleanStale = errors.New("the segments changed during the pass")
 type offsetMap struct {
 	seed    maphash.Seed
 	offsets map[uint64]int64
+	// aborted are the log's aborted transactions, whose records never
+	// count as a key's latest.
+	aborted []AbortedTxn
 }
 
 func (m *offsetMap) hash(key []byte) uint64 { return maphash.Bytes(m.seed, key) }
@@ -282,7 +288,7 @@ func (m *offsetMap) hash(key []byte) uint64 { return maphash.Bytes(m.seed, key) 
 func (m *offsetMap) add(src *cleanSource, from int64, maxKeys int) (bool, error) {
 	full := false
 	err := eachBatch(src, func(h *batchHeader, batch []byte) (bool, error) {
-		if h.lastOffset() < from || h.attributes&attrControl != 0 {
+		if h.lastOffset() < from || h.attributes&attrControl != 0 || batchAborted(h, m.aborted) {
 			return true, nil
 		}
 		err := eachRecord(h, batch, func(rec *recordMeta, raw, key []byte) bool {

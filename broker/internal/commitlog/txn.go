@@ -24,6 +24,10 @@ import (
 // (FetchCommitted). The open transactions are part of the producer state,
 // and survive restarts in its snapshots.
 //
+// The cleaner of a compacted log cleans only below the last stable
+// offset, and maps no key to a record of an aborted transaction, so that
+// such a record never takes the place of the key's committed one.
+//
 // Each segment keeps the aborted transactions whose abort marker it holds,
 // in memory and in its .txnindex file, in Kafka's format: 34-byte entries
 // of a version (0), the producer id, the first offset of the transaction,
@@ -377,4 +381,30 @@ func BatchProducer(records []byte) (int64, int16) {
 	}
 	h := parseHeader(records)
 	return h.producerID, h.producerEpoch
+}
+
+// abortedLocked returns the aborted transactions of every segment, for
+// the cleaner: the records of an aborted transaction never replace a
+// key's committed record.
+func (l *Log) abortedLocked() []AbortedTxn {
+	var out []AbortedTxn
+	for _, s := range l.segs {
+		out = append(out, s.aborted...)
+	}
+	return out
+}
+
+// batchAborted reports whether the data batch h heads belongs to one of
+// the aborted transactions: it is transactional, of their producer, at
+// or after the transaction's first offset and before its abort marker.
+func batchAborted(h *batchHeader, aborted []AbortedTxn) bool {
+	if h.attributes&attrTransactional == 0 {
+		return false
+	}
+	for _, a := range aborted {
+		if a.ProducerID == h.producerID && a.FirstOffset <= h.baseOffset && h.baseOffset < a.LastOffset {
+			return true
+		}
+	}
+	return false
 }

@@ -1,14 +1,20 @@
 package commitlog
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func txnBatch(pid int64, epoch int16, seq int32, n int) spec {
@@ -264,4 +270,52 @@ func TestTransactionPowerCut(t *testing.T) {
 	if _, got := committedOffsets(t, l, 0); len(got) != 1 || got[0].LastOffset != abortAt {
 		t.Errorf("aborted transactions after the power cut: %v", got)
 	}
+}
+
+// TestCleanTransactions: the cleaner keeps a key's committed record over
+// a later aborted one, and leaves the records of open transactions alone.
+func TestCleanTransactions(t *testing.T) {
+	l := openLog(t, t.TempDir(), compactConfig())
+	ts := time.Now().Add(-time.Hour).UnixMilli()
+	txnKeyed := func(pid int64, seq int32, recs ...kv) []byte {
+		return changedAttrs(keyedBatch(t, recs, kgo.CompressionCodec{}, pid, seq, ts), attrTransactional)
+	}
+	mustAppend(t, l, keyedBatch(t, []kv{{"k", []byte("committed")}}, kgo.CompressionCodec{}, -1, 0, ts))
+	mustAppendTxn(t, l, txnKeyed(1, 0, kv{"k", []byte("aborted")}))
+	mustMarker(t, l, 1, 0, false)
+	mustAppendTxn(t, l, txnKeyed(2, 0, kv{"o", []byte("open-1")}))
+	for i := range 40 {
+		mustAppendTxn(t, l, txnKeyed(2, int32(i+1), kv{"o", fmt.Appendf(bytes.Repeat([]byte("o"), 200), "-%d", i+2)}))
+	}
+	mustAppend(t, l, keyedBatch(t, []kv{{"x", bytes.Repeat([]byte("x"), 1000)}}, kgo.CompressionCodec{}, -1, 0, ts))
+	if len(l.segs) < 3 {
+		t.Fatalf("%d segments; the test wants the open transaction to span rolled ones", len(l.segs))
+	}
+	before := len(readRecords(t, l))
+	if _, err := l.Clean(time.Now(), CleanOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var ks []string
+	opens := 0
+	for _, r := range readRecords(t, l) {
+		switch r.key {
+		case "k":
+			ks = append(ks, string(r.value))
+		case "o":
+			opens++
+		}
+	}
+	if !slices.Contains(ks, "committed") {
+		t.Errorf("the key's records after cleaning: %q; its committed record is gone", ks)
+	}
+	if opens != 41 {
+		t.Errorf("%d of the open transaction's 41 records left (of %d records before)", opens, before)
+	}
+}
+
+// changedAttrs sets attribute bits on a batch and signs it again.
+func changedAttrs(b []byte, attrs int16) []byte {
+	binary.BigEndian.PutUint16(b[offAttributes:], binary.BigEndian.Uint16(b[offAttributes:])|uint16(attrs))
+	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	return b
 }
