@@ -137,8 +137,12 @@ class TransactionsTest {
         assertEquals(d.producerId(), producers.get(0).producerId());
         assertEquals(0L, producers.get(0).currentTransactionStartOffset().getAsLong());
         p.commitTransaction();
+        TransactionDescription done = admin.describeTransactions(List.of(id)).description(id).get();
+        assertEquals(TransactionState.COMPLETE_COMMIT, done.state());
+        // Transaction version 2 (KIP-890 part 2), which the producer took
+        // from ApiVersions, bumps the epoch at the commit.
+        assertEquals(d.producerEpoch() + 1, done.producerEpoch(), "epoch after the commit");
       }
-      assertEquals(TransactionState.COMPLETE_COMMIT, admin.describeTransactions(List.of(id)).description(id).get().state());
     }
   }
 }
