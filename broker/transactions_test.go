@@ -163,17 +163,18 @@ func TestTransactionLastStableOffset(t *testing.T) {
 	createTopic(t, adm, "lso", 1, nil)
 	ctx := testContext(t)
 	plain := newClient(t, b.Addr(), kgo.DefaultProduceTopic("lso"))
-	if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("before")}).FirstErr(); err != nil {
+	hour := time.Now().Add(-time.Hour)
+	if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("before"), Timestamp: hour.Add(-2 * time.Hour)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	cl := txnProducer(t, b.Addr(), "lso-tx", "lso")
 	if err := cl.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("in-txn")}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("in-txn"), Timestamp: hour.Add(-time.Hour)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
+	if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("after"), Timestamp: hour}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	lso, err := adm.ListCommittedOffsets(ctx, "lso")
@@ -189,6 +190,29 @@ func TestTransactionLastStableOffset(t *testing.T) {
 	}
 	if o, _ := end.Lookup("lso", 0); o.Offset != 3 {
 		t.Errorf("read_uncommitted latest offset %d, want 3", o.Offset)
+	}
+	// By time, read_committed finds nothing from the open transaction on.
+	byTime := func(level int8, at time.Time) int64 {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.IsolationLevel = level
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "lso"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp = at.UnixMilli()
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].Offset
+	}
+	if uncommitted, committed := byTime(0, hour), byTime(1, hour); uncommitted != 2 || committed != -1 {
+		t.Errorf("the offset of the record after the open transaction by its time: read_uncommitted %d, read_committed %d, want 2 and -1", uncommitted, committed)
+	}
+	if committed := byTime(1, hour.Add(-3*time.Hour)); committed != 0 {
+		t.Errorf("by a time before the first record, read_committed: %d, want 0", committed)
 	}
 	if got := readValues(t, b.Addr(), "lso", kgo.ReadCommitted()); !slices.Equal(got, []string{"before"}) {
 		t.Errorf("read_committed below the open transaction read %v", got)
