@@ -569,8 +569,9 @@ func TestTransactionProtocolErrors(t *testing.T) {
 // TestTransactionKill9 kills the broker with SIGKILL at random moments
 // while a transactional producer commits and aborts transactions of four
 // records over two partitions, so that kills land in every phase: between
-// transactions, while records are produced, while EndTxn prepares and
-// while the markers are written. A new producer instance (same
+// transactions, while records are produced and, for every other kill,
+// within 3 ms of an EndTxn being sent: while it prepares, while the
+// markers are written and while it completes. A new producer instance (same
 // transactional id) takes over after every kill, fencing what its
 // predecessor left open. At the end every acknowledged commit is visible
 // to read_committed whole, no transaction that was not committed shows,
@@ -602,6 +603,8 @@ func TestTransactionKill9(t *testing.T) {
 	)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	// ending tells the killer that an EndTxn is about to be sent.
+	ending := make(chan struct{})
 	go func() {
 		defer close(done)
 		newProducer := func() *kgo.Client {
@@ -630,6 +633,10 @@ func TestTransactionKill9(t *testing.T) {
 					outcomes[n] = unknown
 					mu.Unlock()
 				}
+				select {
+				case ending <- struct{}{}:
+				default:
+				}
 				ectx, cancel := context.WithTimeout(ctx, 3*time.Second)
 				err = cl.EndTransaction(ectx, kgo.TransactionEndTry(commit))
 				cancel()
@@ -650,8 +657,19 @@ func TestTransactionKill9(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 0))
 	t.Logf("seed %d, %d kills", seed, rounds)
-	for range rounds {
+	endKills := 0
+	for i := range rounds {
 		time.Sleep(100*time.Millisecond + time.Duration(rng.Int64N(int64(600*time.Millisecond))))
+		if i%2 == 1 {
+			// Every other kill lands while a transaction ends: while
+			// EndTxn prepares, writes markers or completes.
+			select {
+			case <-ending:
+				time.Sleep(time.Duration(rng.Int64N(int64(3 * time.Millisecond))))
+				endKills++
+			case <-time.After(2 * time.Second):
+			}
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		cmd, _ = startChildAt(t, dir, addr)
@@ -692,7 +710,8 @@ func TestTransactionKill9(t *testing.T) {
 	if counts[committed] == 0 {
 		t.Fatal("no transaction committed: the test proves nothing")
 	}
-	t.Logf("%d transactions committed, %d not, %d with the commit's answer lost", counts[committed], counts[notCommitted], counts[unknown])
+	t.Logf("%d kills, %d of them as a transaction ended; %d transactions committed, %d not, %d with the commit's answer lost",
+		rounds, endKills, counts[committed], counts[notCommitted], counts[unknown])
 	adm := kadm.NewClient(newClient(t, addr))
 	lso, err := adm.ListCommittedOffsets(testContext(t), "kt")
 	if err != nil {
