@@ -4,13 +4,14 @@
 // A Broker speaks the Kafka wire protocol, so existing clients (franz-go,
 // librdkafka and kcat, kafkajs, sarama, kafka-python) use it unchanged. It
 // keeps each partition in a segmented log on disk, its cluster metadata in
-// a Raft quorum (KRaft-style, no ZooKeeper), and consumer and share group
-// state in stores of their own, all under one data directory:
+// a Raft quorum (KRaft-style, no ZooKeeper), and consumer group, share group and
+// transaction state in stores of their own, all under one data directory:
 //
 //	<data-dir>/logs/<topic>-<partition>/   partition logs
 //	<data-dir>/metadata/                   the metadata quorum's log and snapshots
 //	<data-dir>/groups/                     committed offsets and consumer group state
 //	<data-dir>/share/                      share group membership and record states
+//	<data-dir>/transactions/               the transaction coordinator's state
 //	<data-dir>/producer-ids                the next block of producer ids
 //	<data-dir>/meta.properties             the cluster and node the directory belongs to
 //

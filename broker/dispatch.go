@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/broker/internal/metadata"
+	"github.com/riffle-stream/riffle/broker/internal/txn"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -52,6 +53,12 @@ func init() {
 		kmsg.DescribeCluster.Int16():         {0, 2, inline((*Broker).handleDescribeCluster)},
 		kmsg.DescribeQuorum.Int16():          {0, 2, inline((*Broker).handleDescribeQuorum)},
 		kmsg.DescribeLogDirs.Int16():         {1, 5, inline((*Broker).handleDescribeLogDirs)},
+		kmsg.TxnOffsetCommit.Int16():         {0, 5, inline((*Broker).handleTxnOffsetCommit)},
+		kmsg.DescribeProducers.Int16():       {0, 0, inline((*Broker).handleDescribeProducers)},
+	}
+	for _, key := range []kmsg.Key{kmsg.AddPartitionsToTxn, kmsg.AddOffsetsToTxn, kmsg.EndTxn, kmsg.DescribeTransactions, kmsg.ListTransactions} {
+		lo, hi := txn.SupportedVersions(key.Int16())
+		apis[key.Int16()] = api{lo, hi, serveTxn}
 	}
 }
 

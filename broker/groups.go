@@ -18,6 +18,7 @@ import (
 type extensions struct {
 	groups *group.Coordinator
 	share  shareGroups
+	txn    transactions
 	topics atomic.Pointer[map[string]group.Topic]
 }
 
@@ -37,6 +38,9 @@ func (e *extensions) open(b *Broker) error {
 	e.groups = g
 	if err := e.share.open(b, g.Exists); err != nil {
 		return fmt.Errorf("broker: open share coordinator: %w", err)
+	}
+	if err := e.txn.open(b, g); err != nil {
+		return fmt.Errorf("broker: open transaction coordinator: %w", err)
 	}
 	return nil
 }
@@ -102,6 +106,7 @@ func (e *extensions) connClosed(id uint64) {
 
 func (e *extensions) close() error {
 	var errs []error
+	errs = append(errs, e.txn.close())
 	errs = append(errs, e.share.close())
 	if e.groups != nil {
 		errs = append(errs, e.groups.Close())

@@ -16,8 +16,21 @@ func (b *Broker) apiVersions() *kmsg.ApiVersionsResponse {
 			resp.ApiKeys = append(resp.ApiKeys, k)
 		}
 	}
+	// transaction.version tells clients which transaction flow to use
+	// (TransactionVersion). It never changes while the broker runs, so
+	// the epoch of the finalized features is fixed.
+	sf := kmsg.NewApiVersionsResponseSupportedFeature()
+	sf.Name, sf.MinVersion, sf.MaxVersion = transactionVersionFeature, 0, 2
+	ff := kmsg.NewApiVersionsResponseFinalizedFeature()
+	ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = transactionVersionFeature, b.cfg.txnVersion, b.cfg.txnVersion
+	resp.SupportedFeatures = append(resp.SupportedFeatures, sf)
+	resp.FinalizedFeaturesEpoch = 1
+	resp.FinalizedFeatures = append(resp.FinalizedFeatures, ff)
 	return resp
 }
+
+// transactionVersionFeature is the feature of the transaction protocol.
+const transactionVersionFeature = "transaction.version"
 
 func (b *Broker) handleApiVersions(_ context.Context, req *kmsg.ApiVersionsRequest) kmsg.Response {
 	resp := b.apiVersions()
@@ -94,10 +107,7 @@ const (
 )
 
 // handleFindCoordinator names this broker as the coordinator of every
-// group. Transactions are not served yet: a transactional id gets
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId answers it,
-// because clients retry COORDINATOR_NOT_AVAILABLE without end (Kafka's
-// Admin sends FindCoordinator in a tight loop until its timeout).
+// group and every transactional id.
 func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	keys := req.CoordinatorKeys
@@ -108,8 +118,8 @@ func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordina
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		c.Key, c.NodeID, c.Host, c.Port = key, b.cfg.nodeID, b.host, b.port
 		switch {
-		case req.CoordinatorType == coordinatorTransaction:
-			c.ErrorCode, c.ErrorMessage = kerr.TransactionalIDAuthorizationFailed.Code, kmsg.StringPtr("Riffle does not serve transactions yet")
+		case key == "" && req.CoordinatorType == coordinatorTransaction:
+			c.ErrorCode, c.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("empty transactional id")
 		case key == "" && req.CoordinatorType == coordinatorGroup:
 			c.ErrorCode, c.ErrorMessage = kerr.InvalidGroupID.Code, kmsg.StringPtr("empty group id")
 		}
@@ -126,17 +136,20 @@ func (b *Broker) handleFindCoordinator(_ context.Context, req *kmsg.FindCoordina
 	return resp
 }
 
-// handleInitProducerID gives idempotent producers a fresh id at epoch 0.
-// As in Kafka, a producer without a transactional id gets a new id even
-// when it presents its current id and epoch (KIP-360's recovery from an
-// unknown producer id): only a transaction coordinator bumps epochs, and
-// Riffle has no transactions.
+// handleInitProducerID gives idempotent producers a fresh id at epoch 0,
+// and hands transactional ones to the transaction coordinator. As in
+// Kafka, a producer without a transactional id gets a new id even when it
+// presents its current id and epoch (KIP-360's recovery from an unknown
+// producer id): only the transaction coordinator bumps epochs.
 func (b *Broker) handleInitProducerID(_ context.Context, req *kmsg.InitProducerIDRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp
+		if *req.TransactionalID == "" {
+			resp.ErrorCode = kerr.InvalidRequest.Code
+			return resp
+		}
+		return b.ext.txn.c.HandleInitProducerID(req)
 	}
 	id, err := b.pids.next()
 	if err != nil {

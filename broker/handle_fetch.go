@@ -87,6 +87,10 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, buf *[
 	}
 }
 
+// isolationReadCommitted is the isolation level of read_committed
+// consumers in Fetch and ListOffsets.
+const isolationReadCommitted = 1
+
 // noRecords is an empty record set. A nil one would be encoded as a null
 // (size -1), which librdkafka rejects; Kafka sends size 0.
 var noRecords = []byte{}
@@ -131,24 +135,37 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte, sent *[]sentByte
 				continue
 			}
 			if remaining <= 0 {
-				hw := part.log.HighWatermark()
-				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, part.log.StartOffset()
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = part.log.HighWatermark(), part.log.LastStableOffset(), part.log.StartOffset()
 				continue
 			}
 			// Taken before the read, so an append after it wakes the wait.
 			ch := part.log.Changed()
 			start := len(*buf)
-			out, bounds, err := part.log.Fetch(p.FetchOffset, min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1))), *buf)
+			maxBytes := min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1)))
+			var out []byte
+			var bounds commitlog.Bounds
+			var err error
+			if req.IsolationLevel == isolationReadCommitted {
+				var aborted []commitlog.AbortedTxn
+				out, bounds, aborted, err = part.log.FetchCommitted(p.FetchOffset, maxBytes, *buf)
+				for _, a := range aborted {
+					at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+					at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+					rp.AbortedTransactions = append(rp.AbortedTransactions, at)
+				}
+			} else {
+				out, bounds, err = part.log.Fetch(p.FetchOffset, maxBytes, *buf)
+			}
 			if err != nil {
 				rp.ErrorCode = kerr.KafkaStorageError.Code
 				if errors.Is(err, commitlog.ErrOffsetOutOfRange) {
 					rp.ErrorCode = kerr.OffsetOutOfRange.Code
-					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.HighWatermark, bounds.StartOffset
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.LastStableOffset, bounds.StartOffset
 				}
 				failed = true
 				continue
 			}
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.HighWatermark, bounds.StartOffset
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.LastStableOffset, bounds.StartOffset
 			*buf = out
 			data := out[start:]
 			if len(data) > 0 {

@@ -51,6 +51,9 @@ func (b *Broker) handleListOffsets(_ context.Context, req *kmsg.ListOffsetsReque
 				switch ts := tp.Timestamp; ts {
 				case offsetLatest:
 					rp.Offset = p.log.HighWatermark()
+					if req.IsolationLevel == isolationReadCommitted {
+						rp.Offset = p.log.LastStableOffset()
+					}
 				case offsetEarliest, offsetEarliestLocal:
 					rp.Offset = p.log.StartOffset()
 				case offsetTiered:
@@ -68,6 +71,11 @@ func (b *Broker) handleListOffsets(_ context.Context, req *kmsg.ListOffsetsReque
 					if off, at, ok := p.log.OffsetForTimestamp(ts); ok {
 						rp.Offset, rp.Timestamp = off, at
 					}
+				}
+				// A record found by its timestamp from the last stable
+				// offset on is not there yet for read_committed.
+				if ts := tp.Timestamp; (ts >= 0 || ts == offsetMaxTimestamp) && req.IsolationLevel == isolationReadCommitted && rp.Offset >= p.log.LastStableOffset() {
+					rp.Offset, rp.Timestamp = -1, -1
 				}
 				// Every batch is written in epoch 0; no offset found has
 				// no epoch either (-1), as in Kafka.

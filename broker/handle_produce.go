@@ -11,9 +11,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// appendError maps a log's append error to its Kafka error.
+// appendError maps a log's append error to its Kafka error; a
+// transaction coordinator's refusal is its own.
 func appendError(err error) *kerr.Error {
+	var ke *kerr.Error
 	switch {
+	case errors.As(err, &ke):
+		return ke
 	case errors.Is(err, commitlog.ErrCorruptMessage):
 		return kerr.CorruptMessage
 	case errors.Is(err, commitlog.ErrInvalidRecord):
@@ -52,10 +56,9 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 	switch {
 	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 		reqErr = kerr.InvalidRequiredAcks
-	case req.TransactionID != nil || hasTransactionalBatch(req):
-		// Riffle has no transactions. Kafka answers a request carrying
-		// transactional batches without a transactional id (or with one
-		// the client may not use) with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+	case req.TransactionID == nil && hasTransactionalBatch(req):
+		// Kafka answers a request carrying transactional batches without
+		// a transactional id with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 		// for every partition (KafkaApis.handleProduceRequest).
 		reqErr = kerr.TransactionalIDAuthorizationFailed
 	}
@@ -87,7 +90,11 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 			// (ProduceRequest.validateRecords).
 			err := commitlog.CheckSingleBatch(p.Records)
 			var res commitlog.AppendResult
-			if err == nil {
+			switch {
+			case err != nil:
+			case req.TransactionID != nil && commitlog.Transactional(p.Records):
+				res, err = b.appendTransactional(req.Version, *req.TransactionID, part, p.Records, now)
+			default:
 				res, err = part.log.Append(p.Records, now)
 			}
 			if err != nil {
@@ -163,7 +170,11 @@ func setAppendError(rp *kmsg.ProduceResponseTopicPartition, err error) {
 // clientError reports an append error caused by what the client sent,
 // which is answered but not worth a log line.
 func clientError(err error) bool {
-	for _, e := range []error{commitlog.ErrCorruptMessage, commitlog.ErrOutOfOrderSequence, commitlog.ErrInvalidRecord, commitlog.ErrInvalidTimestamp} {
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return true
+	}
+	for _, e := range []error{commitlog.ErrCorruptMessage, commitlog.ErrOutOfOrderSequence, commitlog.ErrInvalidRecord, commitlog.ErrInvalidTimestamp, commitlog.ErrInvalidTxnState, commitlog.ErrInvalidProducerEpoch} {
 		if errors.Is(err, e) {
 			return true
 		}

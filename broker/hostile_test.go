@@ -268,7 +268,7 @@ func (panickyResponse) AppendTo([]byte) []byte { panic("encoding exploded") }
 // the response is encoded: each panic is logged with its stack, counted,
 // and closes its own connection only.
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
-	inlineKey, asyncKey, encodeKey := kmsg.DescribeACLs.Int16(), kmsg.ElectLeaders.Int16(), kmsg.DescribeProducers.Int16()
+	inlineKey, asyncKey, encodeKey := kmsg.DescribeACLs.Int16(), kmsg.ElectLeaders.Int16(), kmsg.DescribeUserSCRAMCredentials.Int16()
 	for _, k := range []int16{inlineKey, asyncKey, encodeKey} {
 		if _, ok := apis[k]; ok {
 			t.Fatalf("api %s is served; pick another for this test", kmsg.NameForKey(k))
@@ -291,7 +291,7 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	bystander := dialWire(t, b.Addr())
 	bystander.roundTrip(apiVersions())
 
-	reqs := []kmsg.Request{kmsg.NewPtrDescribeACLsRequest(), kmsg.NewPtrElectLeadersRequest(), kmsg.NewPtrDescribeProducersRequest()}
+	reqs := []kmsg.Request{kmsg.NewPtrDescribeACLsRequest(), kmsg.NewPtrElectLeadersRequest(), kmsg.NewPtrDescribeUserSCRAMCredentialsRequest()}
 	for i, req := range reqs {
 		w := dialWire(t, b.Addr())
 		w.roundTrip(apiVersions())

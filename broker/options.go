@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/broker/internal/metadata"
+	"github.com/riffle-stream/riffle/broker/internal/txn"
 )
 
 // Opt configures a Broker. Options are applied in order by New.
@@ -49,6 +50,11 @@ type config struct {
 	offsetsRetention time.Duration
 	logger           *slog.Logger
 
+	// Transactions.
+	txnMaxTimeout    time.Duration
+	txnAbortInterval time.Duration
+	txnVersion       int16
+
 	maxTopicPartitions int32
 	maxPartitions      int
 
@@ -77,6 +83,9 @@ func defaultConfig() config {
 		cleanerThreads:   1,
 		offsetsRetention: 7 * 24 * time.Hour,
 		logger:           slog.Default(),
+		txnMaxTimeout:    txn.DefaultMaxTimeout,
+		txnAbortInterval: txn.DefaultAbortInterval,
+		txnVersion:       2,
 
 		maxTopicPartitions: metadata.DefaultTopicPartitions,
 		maxPartitions:      metadata.DefaultPartitions,
@@ -131,6 +140,12 @@ func (c *config) validate() error {
 		return fmt.Errorf("max partitions per topic %d is below 1", c.maxTopicPartitions)
 	case c.maxPartitions < 1:
 		return fmt.Errorf("max partitions %d is below 1", c.maxPartitions)
+	case c.txnMaxTimeout < time.Millisecond || c.txnMaxTimeout > math.MaxInt32*time.Millisecond:
+		return fmt.Errorf("transaction max timeout %v is outside [1ms, 2^31-1 ms]", c.txnMaxTimeout)
+	case c.txnAbortInterval < time.Millisecond:
+		return fmt.Errorf("transaction abort interval %v is below 1ms", c.txnAbortInterval)
+	case c.txnVersion < 1 || c.txnVersion > 2:
+		return fmt.Errorf("transaction version %d is not 1 or 2", c.txnVersion)
 	}
 	return nil
 }
@@ -223,6 +238,31 @@ func CleanerIOMaxBytesPerSecond(r float64) Opt {
 func OffsetsRetention(d time.Duration) Opt {
 	return optFunc(func(c *config) { c.offsetsRetention = d })
 }
+
+// TransactionMaxTimeout sets the longest transaction.timeout.ms a
+// transactional producer may ask for; InitProducerId asking for more is
+// answered INVALID_TRANSACTION_TIMEOUT.
+// Default: 15 minutes (Kafka's transaction.max.timeout.ms).
+func TransactionMaxTimeout(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.txnMaxTimeout = d })
+}
+
+// TransactionAbortInterval sets how often the transaction coordinator
+// aborts the transactions open longer than their timeout.
+// Default: 10 seconds (Kafka's
+// transaction.abort.timed.out.transaction.cleanup.interval.ms).
+func TransactionAbortInterval(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.txnAbortInterval = d })
+}
+
+// TransactionVersion sets the transaction protocol the broker advertises
+// as its finalized transaction.version feature in ApiVersions. At 2
+// (KIP-890 part 2) clients skip AddPartitionsToTxn and AddOffsetsToTxn,
+// a Produce v12+ or TxnOffsetCommit v5+ adds its partition or group to
+// the transaction, and every EndTxn bumps the producer's epoch; at 1
+// clients use the older flow, which the broker serves in both.
+// Default: 2 (Kafka 4's transaction.version for a new cluster).
+func TransactionVersion(v int16) Opt { return optFunc(func(c *config) { c.txnVersion = v }) }
 
 // Logger sets the structured logger. Default: slog.Default().
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *config) { c.logger = l }) }

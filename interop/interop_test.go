@@ -149,6 +149,70 @@ func TestKafkaJS(t *testing.T) {
 	}
 }
 
+// TestKafkaJSTransactions commits a kafkajs transaction with records and
+// group offsets, aborts another, and reads the topic back read_committed:
+// only the committed records show, and only the committed offset holds.
+func TestKafkaJSTransactions(t *testing.T) {
+	node := need(t, "node", "install Node.js")
+	dir, _ := filepath.Abs("kafkajs")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs")); err != nil {
+		if os.Getenv("RIFFLE_INTEROP_REQUIRED") == "1" {
+			t.Fatalf("kafkajs is not installed: run npm ci in %s", dir)
+		}
+		t.Skipf("kafkajs not installed (npm ci in %s); skipping", dir)
+	}
+	addr := startBroker(t)
+	out := run(t, "", node, filepath.Join(dir, "transactions.js"), addr, "kafkajs-txn")
+	var res struct {
+		CommittedOffset int64    `json:"committedOffset"`
+		Values          []string `json:"values"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("kafkajs output: %v\n%s", err, out)
+	}
+	if want := []string{"committed-0", "committed-1", "committed-2", "last"}; !slices.Equal(res.Values, want) {
+		t.Errorf("kafkajs read_committed read %q, want %q", res.Values, want)
+	}
+	if res.CommittedOffset != 2 {
+		t.Errorf("the group's offset is %d, want 2 from the committed transaction", res.CommittedOffset)
+	}
+}
+
+// TestLibrdkafkaTransactions does what TestKafkaJSTransactions does with
+// librdkafka, through confluent-kafka-python (Debian's
+// python3-confluent-kafka; kcat has no transactions).
+func TestLibrdkafkaTransactions(t *testing.T) {
+	python := ""
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(p, "-c", "import confluent_kafka").Run() == nil {
+			python = p
+			break
+		}
+	}
+	if python == "" {
+		if os.Getenv("RIFFLE_INTEROP_REQUIRED") == "1" {
+			t.Fatal("confluent-kafka-python is required (RIFFLE_INTEROP_REQUIRED=1): apt-get install python3-confluent-kafka")
+		}
+		t.Skip("confluent-kafka-python not installed (apt-get install python3-confluent-kafka); skipping")
+	}
+	script, _ := filepath.Abs(filepath.Join("librdkafka", "transactions.py"))
+	addr := startBroker(t)
+	out := run(t, "", python, script, addr, "rdkafka-txn")
+	var res struct {
+		CommittedOffset int64    `json:"committedOffset"`
+		Values          []string `json:"values"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("librdkafka output: %v\n%s", err, out)
+	}
+	if want := []string{"committed-0", "committed-1", "committed-2", "last"}; !slices.Equal(res.Values, want) {
+		t.Errorf("librdkafka read_committed read %q, want %q", res.Values, want)
+	}
+	if res.CommittedOffset != 2 {
+		t.Errorf("the group's offset is %d, want 2 from the committed transaction", res.CommittedOffset)
+	}
+}
+
 // TestKcatBalancedConsumer reads a four-partition topic with a kcat -G
 // member (librdkafka's classic group protocol): it gets every record once,
 // and its commits hold, so a later member of the group finds nothing left.

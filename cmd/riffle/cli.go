@@ -76,6 +76,7 @@ func root() *cmdSpec {
 			groupCmds(),
 			shareGroupCmds(),
 			clusterCmds(),
+			transactionCmds(),
 			perfCmds(),
 		},
 	}

@@ -197,9 +197,11 @@ func (l *Log) CleanState(now time.Time) CleanState {
 // MinCompactionLag. The caller holds mu.
 func (l *Log) cleanableLocked(now time.Time) int {
 	lagLimit := now.Add(-l.cfg.MinCompactionLag).UnixMilli()
+	lso := l.boundsLocked().LastStableOffset
 	n := 0
 	for _, s := range l.segs[:len(l.segs)-1] {
-		if (l.cfg.MinCompactionLag > 0 && s.maxTs > lagLimit) || slices.Contains(l.unsynced, s) {
+		// Records of open transactions may yet be aborted (txn.go).
+		if (l.cfg.MinCompactionLag > 0 && s.maxTs > lagLimit) || slices.Contains(l.unsynced, s) || s.next > lso {
 			break
 		}
 		n++
@@ -270,7 +272,7 @@ func (l *Log) Clean(now time.Time, opts CleanOptions) (CleanResult, error) {
 		l:              l,
 		cfg:            l.cfg,
 		throttle:       throttle,
-		m:              offsetMap{seed: maphash.MakeSeed(), offsets: make(map[uint64]int64)},
+		m:              offsetMap{seed: maphash.MakeSeed(), offsets: make(map[uint64]int64), aborted: l.abortedLocked()},
 		firstDirty:     max(l.cleanedTo, l.start),
 		deleteHorizon:  now.Add(-l.cfg.DeleteRetention).UnixMilli(),
 		lastOfProducer: make(map[int64]int64, len(l.producers)),
@@ -351,6 +353,9 @@ var errCleanStale = errors.New("the segments changed during the pass")
 type offsetMap struct {
 	seed    maphash.Seed
 	offsets map[uint64]int64
+	// aborted are the log's aborted transactions, whose records never
+	// count as a key's latest.
+	aborted []AbortedTxn
 }
 
 // mapSegment adds the keys of the records of src at or after the first
@@ -359,7 +364,7 @@ type offsetMap struct {
 func (p *cleanPass) mapSegment(src *cleanSource, maxKeys int) (bool, error) {
 	full := false
 	err := p.eachBatch(src, func(h *batchHeader, batch []byte) error {
-		if h.lastOffset() < p.firstDirty || h.attributes&attrControl != 0 {
+		if h.lastOffset() < p.firstDirty || h.attributes&attrControl != 0 || batchAborted(h, p.m.aborted) {
 			return nil
 		}
 		w := recordWalker{hashKeys: true, seed: p.m.seed}
@@ -758,6 +763,19 @@ func (l *Log) swap(groups []*cleanGroup, cleanedTo int64) (time.Duration, error)
 		return l.failLocked(fmt.Errorf("clean: %w", err))
 	}
 	for _, g := range groups {
+		// Cleaning keeps offsets, so a new segment holds the aborted
+		// transactions of the old ones it replaces. A merged segment's
+		// list is written over its first old segment's .txnindex before
+		// the swap is decided: should the swap not happen, that index
+		// lists transactions beyond its segment, and Open rebuilds it.
+		for _, src := range g.srcs {
+			g.out.aborted = append(g.out.aborted, src.seg.aborted...)
+		}
+		if len(g.srcs) > 1 {
+			if err := g.out.writeTxnIndex(); err != nil {
+				return 0, fail(0, err)
+			}
+		}
 		for _, suffix := range segmentSuffixes {
 			if err := l.fs.Rename(g.out.path(suffix+cleanedSuffix), g.out.path(suffix+swapSuffix)); err != nil {
 				return 0, fail(0, fmt.Errorf("rename to %s: %w", swapSuffix, err))
@@ -776,6 +794,9 @@ func (l *Log) swap(groups []*cleanGroup, cleanedTo int64) (time.Duration, error)
 			if err := l.fs.Remove(s.path(suffix + deletedSuffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				l.log.Warn("removing a merged-away segment", "dir", l.dir, "segment", s.name(), "err", err)
 			}
+		}
+		if err := s.removeTxnIndex(); err != nil {
+			l.log.Warn("removing a merged-away segment's transaction index", "dir", l.dir, "segment", s.name(), "err", err)
 		}
 	}
 	if err != nil {

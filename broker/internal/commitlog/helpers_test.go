@@ -20,6 +20,7 @@ type spec struct {
 	epoch     int16
 	seq       int32
 	codec     kgo.CompressionCodec // zero value: uncompressed
+	txn       bool                 // transactional
 }
 
 func plain(n int, ts int64) spec { return spec{n: n, ts: ts, valueSize: 10, pid: -1, seq: -1} }
@@ -46,6 +47,9 @@ func makeBatch(t testing.TB, s spec) []byte {
 		}
 		out, codec := c.Compress(new(bytes.Buffer), recs)
 		recs, attrs = append([]byte(nil), out...), int16(codec)
+	}
+	if s.txn {
+		attrs |= attrTransactional
 	}
 	b := kmsg.RecordBatch{
 		PartitionLeaderEpoch: -1,

@@ -398,7 +398,7 @@ func (l *Log) recover(now time.Time) error {
 	}
 	for _, name := range names {
 		stale := strings.HasSuffix(name, tmpSuffix)
-		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+		for _, suffix := range []string{indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 			if base, ok := parseBase(name, suffix); ok && !logs[base] {
 				stale = true
 			}
@@ -565,7 +565,8 @@ func parseBase(name, suffix string) (int64, bool) {
 }
 
 // recoverProducers loads the newest snapshot not beyond the end of the
-// log and replays the batch headers after it.
+// log and replays the batch headers after it, rebuilding the aborted
+// transactions of the segments it reads (see txn.go).
 func (l *Log) recoverProducers() error {
 	offs, err := snapshotOffsets(l.fs, l.dir)
 	if err != nil {
@@ -591,18 +592,30 @@ func (l *Log) recoverProducers() error {
 		}
 		l.log.Warn("ignoring producer snapshot", "dir", l.dir, "snapshot", snapshotName(off), "err", err)
 	}
+	rebuild := !l.loadTxnIndexes(from)
+	if rebuild {
+		l.producers, from = make(producerState), l.segs[0].base
+	}
 	for _, s := range l.segs {
 		if s.next <= from {
 			continue
 		}
-		err := walkHeaders(s.log, s.lookup(from), s.size, nil, func(h batchHeader, _ int64) bool {
+		var replayErr error
+		err := walkHeaders(s.log, s.lookup(from), s.size, nil, func(h batchHeader, pos int64) bool {
 			if h.baseOffset >= from {
-				l.producers.applyHeader(&h)
+				replayErr = l.replayBatch(s, &h, pos)
 			}
-			return true
+			return replayErr == nil
 		})
-		if err != nil {
+		if err = errors.Join(err, replayErr); err != nil {
 			return fmt.Errorf("rebuild producer state from segment %s: %w", s.name(), err)
+		}
+	}
+	if rebuild {
+		for _, s := range l.segs[:len(l.segs)-1] {
+			if err := s.writeTxnIndex(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -633,12 +646,26 @@ var scratch = sync.Pool{New: func() any { return new([]byte) }}
 // Duplicate. Append does not wait for durability: call WaitDurable with
 // LastOffset+1. Append does not modify or retain records.
 func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
+	return l.append(records, now, false)
+}
+
+// AppendTransactional is Append for a producer whose transaction the
+// coordinator has verified to include this partition: it accepts
+// transactional batches, and the first one opens the producer's
+// transaction in this log, holding the last stable offset at its first
+// offset until AppendMarker closes it.
+func (l *Log) AppendTransactional(records []byte, now time.Time) (AppendResult, error) {
+	return l.append(records, now, true)
+}
+
+func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, error) {
 	if len(records) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
 	}
 	l.mu.Lock()
 	v := newValidator(&l.cfg, now)
 	l.mu.Unlock()
+	v.txn = txn
 	for pos := 0; pos < len(records); {
 		h, err := v.validate(records[pos:])
 		if err != nil {
@@ -667,8 +694,12 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 			if dup != nil {
 				return AppendResult{BaseOffset: dup.baseOffset, LastOffset: dup.lastOffset, LogAppendTime: -1, LogStartOffset: l.start, Duplicate: true}, nil
 			}
+			transactional := h.attributes&attrTransactional != 0
+			if e := l.producers[h.producerID]; e != nil && e.txnStart >= 0 && !transactional {
+				return AppendResult{}, fmt.Errorf("%w: non-transactional batch from producer %d, whose transaction is open", ErrInvalidTxnState, h.producerID)
+			}
 			h.baseOffset = next
-			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), next, h.lastOffset()}})
+			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), next, h.lastOffset()}, transactional, h.maxTimestamp})
 		}
 		next += int64(h.recordCount)
 		pos += h.size
@@ -690,11 +721,25 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 		off += int64(h.recordCount)
 		pos += h.size
 	}
+	base := l.end
+	if err := l.writeLocked(wbuf, next, now); err != nil {
+		return AppendResult{}, err
+	}
+	for _, p := range l.pending {
+		l.producers.apply(p.pid, p.epoch, p.meta, p.txn, p.ts)
+	}
+	return AppendResult{BaseOffset: base, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}, nil
+}
+
+// writeLocked writes wbuf, batches already stamped with their offsets, at
+// the end of the active segment, indexes them and moves the end of the
+// log to next.
+func (l *Log) writeLocked(wbuf []byte, next int64, now time.Time) error {
 	s := l.segs[len(l.segs)-1]
 	if _, err := s.log.WriteAt(wbuf, s.size); err != nil {
 		// Whatever part of the batches reached the file lies past the
 		// segment's size, never read, and is cut off by the next Open.
-		return AppendResult{}, l.failLocked(fmt.Errorf("append to segment %s: %w", s.name(), err))
+		return l.failLocked(fmt.Errorf("append to segment %s: %w", s.name(), err))
 	}
 	if s.size == 0 {
 		s.rollTime = now
@@ -707,14 +752,10 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 		indexErr = errors.Join(indexErr, s.writeEntries(indexed, timeIndexed))
 		pos += h.size
 	}
-	for _, p := range l.pending {
-		l.producers.apply(p.pid, p.epoch, p.meta)
-	}
-	res := AppendResult{BaseOffset: l.end, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}
 	l.size += int64(len(wbuf))
 	l.end = next
 	if indexErr != nil {
-		return AppendResult{}, l.failLocked(indexErr)
+		return l.failLocked(indexErr)
 	}
 	if l.syncMode == SyncGroupCommit {
 		// The records become visible once durable; flush them soon
@@ -723,7 +764,7 @@ func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	} else {
 		l.notifyLocked()
 	}
-	return res, nil
+	return nil
 }
 
 // failLocked takes the log offline after a storage error, logging it
@@ -779,6 +820,9 @@ func (l *Log) maybeRoll(n, next int64, now time.Time) error {
 // whole. Under SyncNone the flusher does that in the background.
 func (l *Log) rollLocked() error {
 	old := l.segs[len(l.segs)-1]
+	if err := old.writeTxnIndex(); err != nil {
+		return err
+	}
 	if old.addTimeEntry() {
 		if err := old.writeLastTimeEntry(); err != nil {
 			return err
@@ -956,6 +1000,10 @@ type Bounds struct {
 	StartOffset int64
 	// HighWatermark is the offset of the first record not yet visible.
 	HighWatermark int64
+	// LastStableOffset is the first offset of the earliest transaction
+	// still open, or HighWatermark if it is lower: read_committed
+	// consumers read only below it.
+	LastStableOffset int64
 }
 
 // Fetch appends to dst whole batches starting with the one that contains
@@ -967,6 +1015,11 @@ type Bounds struct {
 // unchanged; an offset below StartOffset or beyond EndOffset is
 // ErrOffsetOutOfRange, returned with the bounds.
 func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, error) {
+	return l.fetch(offset, maxBytes, dst, false)
+}
+
+// fetch is Fetch, reading only below the last stable offset if committed.
+func (l *Log) fetch(offset int64, maxBytes int32, dst []byte, committed bool) ([]byte, Bounds, error) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
@@ -978,13 +1031,17 @@ func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, e
 		l.mu.Unlock()
 		return dst, Bounds{}, l.failed
 	}
-	bounds := Bounds{StartOffset: l.start, HighWatermark: l.hwmLocked()}
+	bounds := l.boundsLocked()
+	visible := bounds.HighWatermark
+	if committed {
+		visible = bounds.LastStableOffset
+	}
 	end := l.end
 	if offset < bounds.StartOffset || offset > end {
 		l.mu.Unlock()
 		return dst, bounds, fmt.Errorf("%w: offset %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, bounds.StartOffset, end)
 	}
-	if offset >= bounds.HighWatermark {
+	if offset >= visible {
 		l.mu.Unlock()
 		return dst, bounds, nil
 	}
@@ -1015,7 +1072,7 @@ func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, e
 		// on in the next one. segMu keeps the segments in place.
 		l.mu.Lock()
 		i++
-		if i >= len(l.segs) || l.segs[i].base >= bounds.HighWatermark {
+		if i >= len(l.segs) || l.segs[i].base >= visible {
 			l.mu.Unlock()
 			return dst, bounds, nil
 		}
@@ -1033,7 +1090,7 @@ func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, e
 	for cut+lengthPrefix <= want {
 		b := dst[n+int(cut):]
 		size := lengthPrefix + int64(binary.BigEndian.Uint32(b[offLength:]))
-		if cut+size > want || int64(binary.BigEndian.Uint64(b[offBaseOffset:])) >= bounds.HighWatermark {
+		if cut+size > want || int64(binary.BigEndian.Uint64(b[offBaseOffset:])) >= visible {
 			break
 		}
 		cut += size
@@ -1385,6 +1442,7 @@ func (l *Log) Close() error {
 	for _, s := range l.segs {
 		errs = append(errs, s.sync())
 	}
+	errs = append(errs, active.writeTxnIndex())
 	errs = append(errs, writeSnapshot(l.fs, l.dir, l.end, l.producers, true))
 	if l.start > l.segs[0].base {
 		errs = append(errs, l.writeOffset(startOffsetFile, l.start))

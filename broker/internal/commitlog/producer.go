@@ -26,11 +26,31 @@ type batchMeta struct {
 // producerEntry is what the log remembers of one producer id.
 type producerEntry struct {
 	epoch   int16
-	n       int // valid entries of batches, oldest first
+	n       int // valid entries of batches, oldest first; 0 after a marker bumped the epoch
 	batches [producerWindow]batchMeta
+	// txnStart is the first offset of the producer's open transaction
+	// in this log, -1 when none is open.
+	txnStart int64
+	// lastOffset is the offset of the producer's last batch or
+	// transaction marker; the log forgets the producer once its start
+	// offset passes it.
+	lastOffset int64
+	// lastTimestamp is the max timestamp of that batch, or the time of
+	// that marker, in ms.
+	lastTimestamp int64
 }
 
+// last is the producer's last batch in its epoch; n must be positive.
 func (e *producerEntry) last() batchMeta { return e.batches[e.n-1] }
+
+// lastSeq is the sequence of the producer's last batch in its epoch, -1
+// if it has none yet, so that the next batch must start at 0.
+func (e *producerEntry) lastSeq() int32 {
+	if e.n == 0 {
+		return -1
+	}
+	return e.last().lastSeq
+}
 
 // push records a stored batch under epoch, forgetting the oldest one
 // when the window is full and every batch of an older epoch.
@@ -44,6 +64,7 @@ func (e *producerEntry) push(epoch int16, m batchMeta) {
 	}
 	e.batches[e.n] = m
 	e.n++
+	e.lastOffset = m.lastOffset
 }
 
 // pendingBatch is an idempotent batch of the append being validated.
@@ -51,6 +72,8 @@ type pendingBatch struct {
 	pid   int64
 	epoch int16
 	meta  batchMeta
+	txn   bool  // the batch is transactional
+	ts    int64 // the batch's max timestamp
 }
 
 // producerState maps producer ids to their entries.
@@ -83,7 +106,7 @@ func (s producerState) check(h *batchHeader, pending []pendingBatch) (*batchMeta
 			}
 		}
 	}
-	return nil, checkNext(h, e.epoch, e.last().lastSeq)
+	return nil, checkNext(h, e.epoch, e.lastSeq())
 }
 
 // checkNext checks that h follows a batch of epoch ending at lastSeq.
@@ -99,34 +122,67 @@ func checkNext(h *batchHeader, epoch int16, lastSeq int32) error {
 	return nil
 }
 
-// apply records a stored idempotent batch.
-func (s producerState) apply(pid int64, epoch int16, m batchMeta) {
+// entry returns the entry of pid, creating it at epoch if there is none.
+func (s producerState) entry(pid int64, epoch int16) *producerEntry {
 	e := s[pid]
 	if e == nil {
-		e = &producerEntry{epoch: epoch}
+		e = &producerEntry{epoch: epoch, txnStart: -1}
 		s[pid] = e
 	}
+	return e
+}
+
+// apply records a stored idempotent batch with max timestamp ts; a
+// transactional one opens the producer's transaction if none is open.
+func (s producerState) apply(pid int64, epoch int16, m batchMeta, txn bool, ts int64) {
+	e := s.entry(pid, epoch)
 	e.push(epoch, m)
+	e.lastTimestamp = ts
+	if txn && e.txnStart < 0 {
+		e.txnStart = m.baseOffset
+	}
 }
 
-// evictBefore forgets the producers whose last batch ends below offset.
+// applyMarker records a transaction marker of pid at offset, written at
+// epoch, and returns the first offset of the transaction it closes, -1 if
+// the producer had none open here. A marker of a newer epoch (the
+// coordinator fenced the producer, or bumped its epoch at the end of the
+// transaction) starts the sequence over.
+func (s producerState) applyMarker(pid int64, epoch int16, offset, ts int64) int64 {
+	e := s.entry(pid, epoch)
+	if epoch != e.epoch {
+		e.epoch, e.n = epoch, 0
+	}
+	start := e.txnStart
+	e.txnStart, e.lastOffset, e.lastTimestamp = -1, offset, ts
+	return start
+}
+
+// evictBefore forgets the producers whose last batch or marker is below
+// offset.
 func (s producerState) evictBefore(offset int64) {
-	maps.DeleteFunc(s, func(_ int64, e *producerEntry) bool { return e.last().lastOffset < offset })
+	maps.DeleteFunc(s, func(_ int64, e *producerEntry) bool { return e.lastOffset < offset })
 }
 
-// applyHeader records a stored batch read back from the log.
+// applyHeader records a stored data batch read back from the log.
 func (s producerState) applyHeader(h *batchHeader) {
 	if h.idempotent() {
-		s.apply(h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), h.baseOffset, h.lastOffset()})
+		s.apply(h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), h.baseOffset, h.lastOffset()}, h.attributes&attrTransactional != 0, h.maxTimestamp)
 	}
 }
 
 // Snapshot files hold the producer state as of the offset in their name:
 // a magic number, the entry count, the entries, and a CRC-32C of all that.
+// An entry of version 2 is the producer id, its epoch, the first offset of
+// its open transaction (-1 for none), its last offset and timestamp, the
+// batch count and
+// the batches; version 1, written before transactions, has neither offset
+// and at least one batch.
 const (
-	snapshotSuffix = ".snapshot"
-	snapshotMagic  = 0x52504631 // "RPF1"
-	snapshotKeep   = 2
+	snapshotSuffix  = ".snapshot"
+	snapshotMagicV1 = 0x52504631 // "RPF1"
+	snapshotMagic   = 0x52504632 // "RPF2"
+	snapshotKeep    = 2
 )
 
 func snapshotName(offset int64) string { return fmt.Sprintf("%020d%s", offset, snapshotSuffix) }
@@ -137,6 +193,9 @@ func (s producerState) encode() []byte {
 	for pid, e := range s {
 		b = binary.BigEndian.AppendUint64(b, uint64(pid))
 		b = binary.BigEndian.AppendUint16(b, uint16(e.epoch))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.txnStart))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.lastOffset))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.lastTimestamp))
 		b = append(b, byte(e.n))
 		for _, m := range e.batches[:e.n] {
 			b = binary.BigEndian.AppendUint32(b, uint32(m.firstSeq))
@@ -152,24 +211,39 @@ var errBadSnapshot = errors.New("malformed producer snapshot")
 
 func decodeSnapshot(b []byte) (producerState, error) {
 	be := binary.BigEndian
-	if len(b) < 12 || be.Uint32(b) != snapshotMagic || crc32.Checksum(b[:len(b)-4], castagnoli) != be.Uint32(b[len(b)-4:]) {
+	if len(b) < 12 || crc32.Checksum(b[:len(b)-4], castagnoli) != be.Uint32(b[len(b)-4:]) {
+		return nil, errBadSnapshot
+	}
+	v1 := be.Uint32(b) == snapshotMagicV1
+	if !v1 && be.Uint32(b) != snapshotMagic {
 		return nil, errBadSnapshot
 	}
 	count := be.Uint32(b[4:])
 	b = b[8 : len(b)-4]
 	s := make(producerState, min(count, 1<<16))
 	for range count {
-		if len(b) < 11 {
+		fixed := 35
+		if v1 {
+			fixed = 11
+		}
+		if len(b) < fixed {
 			return nil, errBadSnapshot
 		}
-		pid, e := int64(be.Uint64(b)), &producerEntry{epoch: int16(be.Uint16(b[8:])), n: int(b[10])}
-		b = b[11:]
-		if e.n < 1 || e.n > producerWindow || len(b) < e.n*24 {
+		pid, e := int64(be.Uint64(b)), &producerEntry{epoch: int16(be.Uint16(b[8:])), txnStart: -1, lastTimestamp: -1}
+		if !v1 {
+			e.txnStart, e.lastOffset, e.lastTimestamp = int64(be.Uint64(b[10:])), int64(be.Uint64(b[18:])), int64(be.Uint64(b[26:]))
+		}
+		e.n = int(b[fixed-1])
+		b = b[fixed:]
+		if e.n < 0 || e.n > producerWindow || v1 && e.n == 0 || len(b) < e.n*24 || e.txnStart < -1 {
 			return nil, errBadSnapshot
 		}
 		for i := range e.n {
 			e.batches[i] = batchMeta{int32(be.Uint32(b)), int32(be.Uint32(b[4:])), int64(be.Uint64(b[8:])), int64(be.Uint64(b[16:]))}
 			b = b[24:]
+		}
+		if v1 {
+			e.lastOffset = e.batches[e.n-1].lastOffset
 		}
 		s[pid] = e
 	}

@@ -67,6 +67,9 @@ type segment struct {
 	maxTsOffset int64 // base offset of the batch holding maxTs
 	rollTime    time.Time
 	scratch     [timeIndexEntrySize]byte
+	// aborted lists the aborted transactions whose marker the segment
+	// holds, by marker offset; see txn.go.
+	aborted []AbortedTxn
 }
 
 func (s *segment) path(suffix string) string {
@@ -122,6 +125,7 @@ func (s *segment) remove() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, s.removeTxnIndex())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove segment %s: %w", s.name(), err)
 	}

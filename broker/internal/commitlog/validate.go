@@ -24,8 +24,10 @@ var (
 	// LogAppendTime.
 	ErrInvalidTimestamp = errors.New("invalid timestamp")
 	// ErrInvalidTxnState (INVALID_TXN_STATE) reports a transactional
-	// batch: the log keeps no transaction state, so no transaction is
-	// ever ongoing, which is Kafka's answer to a batch outside one.
+	// batch given to Append rather than AppendTransactional (the
+	// coordinator did not verify its transaction), which is Kafka's answer
+	// to a batch outside a transaction, or a non-transactional batch from
+	// a producer whose transaction is open in the log.
 	ErrInvalidTxnState = errors.New("invalid transaction state")
 )
 
@@ -79,6 +81,9 @@ type validator struct {
 	maxBatchBytes int
 	logAppendTime bool
 	keyRequired   bool
+	// txn accepts transactional batches, of a producer whose transaction
+	// the coordinator verified.
+	txn bool
 	// Timestamps of CreateTime records must lie in [minTs, maxTs].
 	minTs, maxTs int64
 }
@@ -138,8 +143,10 @@ func (v *validator) checkAttributes(h *batchHeader) error {
 	switch a := h.attributes; {
 	case a&attrControl != 0:
 		return fmt.Errorf("%w: control batches are written by the broker only", ErrInvalidRecord)
-	case a&attrTransactional != 0:
+	case a&attrTransactional != 0 && !v.txn:
 		return fmt.Errorf("%w: transactional batch from producer %d, which has no ongoing transaction", ErrInvalidTxnState, h.producerID)
+	case a&attrTransactional != 0 && h.producerID < 0:
+		return fmt.Errorf("%w: transactional batch without a producer id", ErrInvalidRecord)
 	case a&attrCompression > 4:
 		return fmt.Errorf("%w: unknown compression codec %d", ErrInvalidRecord, a&attrCompression)
 	case a&attrLogAppendTime != 0:

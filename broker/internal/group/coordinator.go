@@ -114,6 +114,9 @@ type group struct {
 	classic  *classicGroup
 	consumer *consumerGroup
 	offsets  map[tp]offset
+	// pending holds the offsets committed in open transactions, by
+	// producer id (txnoffsets.go).
+	pending map[int64]map[tp]offset
 	// emptySince is when the group last became empty (or was created
 	// empty): offsets retention counts from it.
 	emptySince time.Time
@@ -211,6 +214,12 @@ func Open(cfg Config) (*Coordinator, error) {
 			// record: keep them in an empty classic group.
 			c.groups[name] = &group{name: name, classic: newClassicGroup(), offsets: offs, emptySince: time.Now()}
 		}
+	}
+	for name, pend := range loaded.pending {
+		if _, ok := c.groups[name]; !ok {
+			c.groups[name] = &group{name: name, classic: newClassicGroup(), emptySince: time.Now()}
+		}
+		c.groups[name].pending = pend
 	}
 	for _, g := range c.groups {
 		if g.offsets == nil {
@@ -436,6 +445,11 @@ func (c *Coordinator) removeGroupLocked(g *group, b *batch) {
 	}
 	for p := range g.offsets {
 		b.deleteOffset(g.name, p)
+	}
+	for pid, offs := range g.pending {
+		for p := range offs {
+			b.deletePending(g.name, pid, p)
+		}
 	}
 	b.deleteGroup(g.name)
 	delete(c.groups, g.name)

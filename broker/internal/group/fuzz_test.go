@@ -23,6 +23,12 @@ func FuzzDecodeStoreRecord(f *testing.F) {
 	}
 	f.Add(groupKey("g"), []byte(`{"type":"consumer","generation":4,"emptySince":"2024-01-02T03:04:05Z"}`))
 	f.Add(groupKey("g"), []byte(`{"type":"classic","protocolType":"consumer","protocol":"range","generation":1}`))
+	pk, err := pendingKey("g", 7, tp{"topic", 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(pk, encodeOffset(offset{Offset: 9, Committed: time.UnixMilli(0)}))
+	f.Add([]byte{pendingKeyTag, 0, 1, 'g', 0xff}, []byte{})
 	f.Add([]byte{offsetKeyTag, 0xff, 0xff}, []byte{})
 	f.Add([]byte{}, []byte{1})
 	f.Fuzz(func(t *testing.T, k, v []byte) {

@@ -199,7 +199,7 @@ func (c *Coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetc
 				topics = append(topics, fetchTopic{t.Topic, t.Partitions})
 			}
 		}
-		code, results := c.fetchGroupOffsets(req.Group, nil, -1, topics)
+		code, results := c.fetchGroupOffsets(req.Group, nil, -1, topics, req.RequireStable)
 		resp.ErrorCode = code
 		for _, t := range results {
 			rt := kmsg.NewOffsetFetchResponseTopic()
@@ -221,7 +221,7 @@ func (c *Coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetc
 				topics = append(topics, fetchTopic{t.Topic, t.Partitions})
 			}
 		}
-		code, results := c.fetchGroupOffsets(rg.Group, rg.MemberID, rg.MemberEpoch, topics)
+		code, results := c.fetchGroupOffsets(rg.Group, rg.MemberID, rg.MemberEpoch, topics, req.RequireStable)
 		og := kmsg.NewOffsetFetchResponseGroup()
 		og.Group, og.ErrorCode, og.Topics = rg.Group, code, results
 		resp.Groups = append(resp.Groups, og)
@@ -232,8 +232,9 @@ func (c *Coordinator) offsetFetch(req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetc
 // fetchGroupOffsets reads the committed offsets of one group: of the
 // given partitions, or all of them when topics is nil. Partitions without
 // a commit read as offset -1. A member of a consumer group that names
-// itself must be at its current epoch.
-func (c *Coordinator) fetchGroupOffsets(name string, memberID *string, epoch int32, topics []fetchTopic) (int16, []kmsg.OffsetFetchResponseGroupTopic) {
+// itself must be at its current epoch. With requireStable, a partition
+// with an offset pending in an open transaction is UNSTABLE_OFFSET_COMMIT.
+func (c *Coordinator) fetchGroupOffsets(name string, memberID *string, epoch int32, topics []fetchTopic, requireStable bool) (int16, []kmsg.OffsetFetchResponseGroupTopic) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing() {
@@ -271,7 +272,9 @@ func (c *Coordinator) fetchGroupOffsets(name string, memberID *string, epoch int
 			rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
 			rp.Partition, rp.Offset = p, -1
 			rp.Metadata = new(string)
-			if o, ok := committed[tp{t.name, p}]; ok {
+			if requireStable && g != nil && g.unstableLocked(tp{t.name, p}) {
+				rp.ErrorCode = kerr.UnstableOffsetCommit.Code
+			} else if o, ok := committed[tp{t.name, p}]; ok {
 				rp.Offset, rp.LeaderEpoch, rp.Metadata = o.Offset, o.LeaderEpoch, o.Metadata
 				if rp.Metadata == nil {
 					rp.Metadata = new(string)

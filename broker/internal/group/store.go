@@ -19,9 +19,12 @@ import (
 //
 //	'o' len16(group) group len16(topic) topic be32(partition) -> committed offset
 //	'g' group                                                -> groupRecord (JSON)
+//	'p' len16(group) group be64(producer id) len16(topic) topic be32(partition)
+//	                                                         -> offset committed in a transaction (txnoffsets.go)
 const (
-	offsetKeyTag = 'o'
-	groupKeyTag  = 'g'
+	offsetKeyTag  = 'o'
+	groupKeyTag   = 'g'
+	pendingKeyTag = 'p'
 )
 
 // MaxGroupIDBytes is the longest group id the coordinator accepts; a
@@ -188,6 +191,9 @@ func decodeGroupRecord(b []byte) (groupRecord, error) {
 type contents struct {
 	groups  map[string]groupRecord
 	offsets map[string]map[tp]offset
+	// pending holds the offsets of open transactions, by group and
+	// producer id.
+	pending map[string]map[int64]map[tp]offset
 	// skipped counts records that did not decode.
 	skipped int
 }
@@ -217,6 +223,8 @@ func (c *contents) add(k, v []byte) error {
 			c.offsets[g] = make(map[tp]offset)
 		}
 		c.offsets[g][p] = o
+	case pendingKeyTag:
+		return c.addPending(k, v)
 	default:
 		return fmt.Errorf("unknown key %.32x", k)
 	}

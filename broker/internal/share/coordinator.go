@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
+	"github.com/riffle-stream/riffle/broker/internal/commitlog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -60,6 +61,12 @@ type Log interface {
 	StartOffset() int64
 	// HighWatermark is the offset of the first record not yet readable.
 	HighWatermark() int64
+	// LastStableOffset is the first offset of the earliest open
+	// transaction, or HighWatermark if lower.
+	LastStableOffset() int64
+	// FetchCommitted is Read below the last stable offset, with the
+	// aborted transactions among the batches it returns.
+	FetchCommitted(offset int64, maxBytes int32, dst []byte) ([]byte, commitlog.Bounds, []commitlog.AbortedTxn, error)
 	// Changed is closed when the high watermark next advances.
 	Changed() <-chan struct{}
 	// OffsetForTimestamp returns the first offset with a timestamp at or
@@ -388,6 +395,7 @@ type groupSettings struct {
 	sessionTimeout    time.Duration // share.session.timeout.ms
 	heartbeatInterval time.Duration // share.heartbeat.interval.ms
 	offsetReset       string        // share.auto.offset.reset
+	readCommitted     bool          // share.isolation.level=read_committed
 }
 
 // groupConfig reads a group's configs, with Kafka's defaults for keys not
@@ -415,6 +423,7 @@ func (c *Coordinator) groupConfig(group string) groupSettings {
 	if v, ok := kv["share.auto.offset.reset"]; ok {
 		s.offsetReset = v
 	}
+	s.readCommitted = kv["share.isolation.level"] == "read_committed"
 	return s
 }
 

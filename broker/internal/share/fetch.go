@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/riffle-stream/riffle/broker/internal/commitlog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -441,12 +442,15 @@ func (c *Coordinator) partitionLocked(g *group, key topicPartition, id [16]byte,
 
 // Record batch header fields (magic v2) the coordinator reads.
 const (
-	batchHeaderSize   = 61
-	offBatchLength    = 8
-	offAttributes     = 21
-	offLastDelta      = 23
-	controlAttribute  = 0x20
-	batchLengthPrefix = 12
+	batchHeaderSize = 61
+	offBatchLength  = 8
+	offAttributes   = 21
+	offLastDelta    = 23
+	offProducerID   = 43
+
+	transactionalAttribute = 0x10
+	controlAttribute       = 0x20
+	batchLengthPrefix      = 12
 )
 
 // batchBounds returns the size, base and last offset of the batch at the
@@ -463,6 +467,22 @@ func batchBounds(data []byte) (size int, base, last int64, control bool, err err
 	last = base + int64(int32(binary.BigEndian.Uint32(data[offLastDelta:])))
 	control = binary.BigEndian.Uint16(data[offAttributes:])&controlAttribute != 0
 	return size, base, last, control, nil
+}
+
+// inAborted reports whether the batch at the start of data, at offset
+// base, is transactional and of one of the aborted transactions: one of
+// its producer, begun at or before it, whose abort marker follows it.
+func inAborted(data []byte, base int64, aborted []commitlog.AbortedTxn) bool {
+	if len(aborted) == 0 || binary.BigEndian.Uint16(data[offAttributes:])&transactionalAttribute == 0 {
+		return false
+	}
+	pid := int64(binary.BigEndian.Uint64(data[offProducerID:]))
+	for _, a := range aborted {
+		if a.ProducerID == pid && a.FirstOffset <= base && base < a.LastOffset {
+			return true
+		}
+	}
+	return false
 }
 
 // acquire locks up to budget records of sp for member: available records
@@ -500,16 +520,31 @@ func acquire(sp *sharePartition, l Log, member string, budget int, maxBytes int3
 	if maxBytes <= 0 {
 		maxBytes = 1 << 20
 	}
-	for tries := 0; budget > 0 && len(sp.win.recs) < maxWindowRecords && sp.win.end() < l.HighWatermark() && tries < 8 && int32(len(out)) < maxBytes; tries++ {
-		data, err := l.Read(sp.win.end(), maxBytes-int32(len(out)), nil)
+	// Under read_committed the window grows only below the last stable
+	// offset, and the records of aborted transactions are archived as
+	// they join it, like control records: they are never delivered.
+	visible := l.HighWatermark
+	if gc.readCommitted {
+		visible = l.LastStableOffset
+	}
+	for tries := 0; budget > 0 && len(sp.win.recs) < maxWindowRecords && sp.win.end() < visible() && tries < 8 && int32(len(out)) < maxBytes; tries++ {
+		var data []byte
+		var aborted []commitlog.AbortedTxn
+		var err error
+		if gc.readCommitted {
+			data, _, aborted, err = l.FetchCommitted(sp.win.end(), maxBytes-int32(len(out)), nil)
+		} else {
+			data, err = l.Read(sp.win.end(), maxBytes-int32(len(out)), nil)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("read offset %d: %w", sp.win.end(), err)
 		}
 		for len(data) > 0 && budget > 0 && len(sp.win.recs) < maxWindowRecords {
-			size, _, last, control, err := batchBounds(data)
+			size, base, last, control, err := batchBounds(data)
 			if err != nil {
 				return nil, nil, fmt.Errorf("read offset %d: %w", sp.win.end(), err)
 			}
+			control = control || inAborted(data, base, aborted)
 			if first := sp.win.end(); last >= first {
 				last = min(last, first+int64(maxWindowRecords-len(sp.win.recs))-1)
 				if !control {

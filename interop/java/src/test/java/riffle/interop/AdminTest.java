@@ -381,8 +381,7 @@ class AdminTest {
 
   /**
    * The Admin calls whose APIs Riffle does not serve fail at once with
-   * UnsupportedVersionException (or, for transactions, with the error the
-   * coordinator lookup gets), never by hanging until the timeout. This is
+   * UnsupportedVersionException, never by hanging until the timeout. This is
    * the list of unserved Admin APIs: a call that starts working belongs in
    * a real test instead.
    */
@@ -393,8 +392,6 @@ class AdminTest {
       createTopics(admin, 1, topic);
       TopicPartition tp = new TopicPartition(topic, 0);
       Map<String, org.apache.kafka.common.KafkaFuture<?>> calls = new java.util.TreeMap<>();
-      calls.put("describeProducers", admin.describeProducers(List.of(tp)).all());
-      calls.put("listTransactions", admin.listTransactions().all());
       calls.put("describeClientQuotas", admin.describeClientQuotas(org.apache.kafka.common.quota.ClientQuotaFilter.all()).entities());
       calls.put("describeAcls", admin.describeAcls(org.apache.kafka.common.acl.AclBindingFilter.ANY).values());
       calls.put("describeUserScramCredentials", admin.describeUserScramCredentials().all());
@@ -408,9 +405,6 @@ class AdminTest {
         ExecutionException e = assertThrows(ExecutionException.class, () -> c.getValue().get(10, TimeUnit.SECONDS), c.getKey());
         assertInstanceOf(org.apache.kafka.common.errors.UnsupportedVersionException.class, e.getCause(), c.getKey());
       }
-      ExecutionException e = assertThrows(ExecutionException.class,
-          () -> admin.describeTransactions(List.of("some-txn")).all().get(10, TimeUnit.SECONDS));
-      assertInstanceOf(org.apache.kafka.common.errors.TransactionalIdAuthorizationException.class, e.getCause(), "describeTransactions");
     }
   }
 }

@@ -176,8 +176,6 @@ class StreamsTest {
   }
 
   @Test
-  @Disabled("known difference: Riffle does not serve transactions yet, so exactly_once_v2 cannot start "
-      + "(its producers' initTransactions is refused; see TransactionsTest)")
   void wordCountExactlyOnceV2() throws Exception {
     runWordCount(StreamsConfig.EXACTLY_ONCE_V2);
   }
