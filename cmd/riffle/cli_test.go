@@ -107,7 +107,7 @@ func TestCompletionCandidates(t *testing.T) {
 		words []string
 		want  []string
 	}{
-		{[]string{""}, []string{"broker", "cluster", "completion", "consume", "group", "help", "perf", "produce", "share-group", "topic"}},
+		{[]string{""}, []string{"broker", "cluster", "completion", "consume", "group", "help", "perf", "produce", "share-group", "topic", "transaction"}},
 		{[]string{"to"}, []string{"topic"}},
 		{[]string{"topic", "de"}, []string{"delete", "describe"}},
 		{[]string{"consume", "--iso"}, []string{"--isolation"}},
