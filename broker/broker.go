@@ -59,6 +59,8 @@ type Broker struct {
 	ext   extensions
 	// metrics is the broker's Prometheus registry and series.
 	metrics *series
+	// console is the web console HTTPHandler serves at "/".
+	console *webConsole
 	// started is set once Start has opened every store and listens, and
 	// never cleared: the metrics collector reads the stores only then.
 	started atomic.Bool
@@ -108,6 +110,7 @@ func New(opts ...Opt) (*Broker, error) {
 		refused: rateLog{every: 10 * time.Second},
 	}
 	b.metrics = newSeries(b)
+	b.console = &webConsole{b: b}
 	return b, nil
 }
 
@@ -231,6 +234,7 @@ func (b *Broker) Close(ctx context.Context) error {
 	b.closed = true
 	b.mu.Unlock()
 	b.cancel()
+	b.console.close()
 	if b.ln != nil {
 		b.ln.Close()
 	}

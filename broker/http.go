@@ -9,26 +9,25 @@ import (
 )
 
 // HTTPHandler returns a new mux serving the broker's operational
-// endpoints, for an HTTP server of the caller's (`riffle broker --http`
-// runs one):
+// endpoints and its web console, for an HTTP server of the caller's
+// (`riffle broker --http` runs one):
 //
 //	/metrics       the broker's series in Prometheus' exposition format
 //	/healthz       200 while the process is up
 //	/readyz        200 from the end of Start until Close, 503 otherwise
 //	/debug/pprof/  the Go runtime's profiles (net/http/pprof)
+//	/              the web console: pages and their JSON API under /api/
 //
 // The series are the broker's own registry, never Prometheus' global
-// one, so several brokers can run in one process. Other paths are not
-// served; the caller mounts what it wants beside them, a console at "/"
-// for example, whose patterns the more specific ones above take
-// precedence over:
-//
-//	mux := b.HTTPHandler()
-//	mux.Handle("/", console)
+// one, so several brokers can run in one process. The console reads the
+// cluster through the Kafka protocol with a client of the broker's own
+// listener, and answers 503 until Start has returned. The caller may
+// mount more beside them.
 //
 // It may be called before Start. The profiles reveal the process's
-// internals: serve the mux on a loopback address or behind access
-// control.
+// internals and the console shows every record: like the Kafka listener,
+// neither has authentication, so serve the mux on a loopback address or
+// behind access control.
 func (b *Broker) HTTPHandler() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{
@@ -53,6 +52,7 @@ func (b *Broker) HTTPHandler() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", b.console)
 	return mux
 }
 

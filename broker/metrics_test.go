@@ -379,16 +379,20 @@ func TestReadyzFollowsTheBroker(t *testing.T) {
 	}
 	check("/readyz", http.StatusServiceUnavailable)
 	check("/healthz", http.StatusOK)
-	scrape(t, url+"/metrics") // before Start: the process's series, no stores read
+	check("/", http.StatusServiceUnavailable) // the console needs the listener
+	scrape(t, url+"/metrics")                 // before Start: the process's series, no stores read
 	if err := b.Start(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
 	check("/readyz", http.StatusOK)
+	check("/", http.StatusOK)
+	if code, body := httpGet(t, url+"/api/overview"); code != http.StatusOK || !strings.Contains(body, `"127.0.0.1"`) {
+		t.Fatalf("GET /api/overview: %d %s, want 200 listing this broker", code, body)
+	}
 	if err := b.Close(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
 	check("/readyz", http.StatusServiceUnavailable)
 	check("/healthz", http.StatusOK)
 	scrape(t, url+"/metrics")
-	check("/no-such-page", http.StatusNotFound)
 }

@@ -34,7 +34,7 @@ func runBroker(ctx context.Context, args []string) error {
 	queuedMax := fs.Int64("queued-max-request-bytes", 0, "bytes of requests read but not yet handled, across connections; 0 for 256 MiB (Kafka's queued.max.request.bytes)")
 	cleanerThreads := fs.Int("cleaner-threads", 1, "partitions the log cleaner compacts at once (Kafka's log.cleaner.threads)")
 	cleanerIO := fs.Float64("cleaner-io-max-bytes-per-second", 0, "cap on the bytes the log cleaner reads and writes per second, 0 for none (Kafka's log.cleaner.io.max.bytes.per.second)")
-	httpAddr := fs.String("http", "", "serve /metrics, /healthz, /readyz and, on a loopback address, /debug/pprof on this host:port (off when empty)")
+	httpAddr := fs.String("http", "", "serve the web console, /metrics, /healthz, /readyz and, on a loopback address, /debug/pprof on this host:port (off when empty)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
