@@ -53,6 +53,11 @@ type taskStats struct {
 	// a record with a null key or value or a negative timestamp.
 	// Topologies without windowed operations never drop.
 	dropped atomic.Int64
+	// punctuations counts the punctuators that fired.
+	punctuations atomic.Int64
+	// nodes counts the records each node received; metrics.mu guards the
+	// map, the counters are atomic.
+	nodes map[string]*atomic.Int64
 	// process is the task's child of metrics.process.
 	process prometheus.Observer
 }
@@ -101,10 +106,23 @@ func (m *metrics) task(id processor.TaskID) *taskStats {
 	defer m.mu.Unlock()
 	ts := m.byTask[id]
 	if ts == nil {
-		ts = &taskStats{process: m.process.WithLabelValues(id.String())}
+		ts = &taskStats{process: m.process.WithLabelValues(id.String()), nodes: make(map[string]*atomic.Int64)}
 		m.byTask[id] = ts
 	}
 	return ts
+}
+
+// node returns the counter of the records node of task id receives.
+func (m *metrics) node(id processor.TaskID, node string) *atomic.Int64 {
+	ts := m.task(id)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := ts.nodes[node]
+	if c == nil {
+		c = new(atomic.Int64)
+		ts.nodes[node] = c
+	}
+	return c
 }
 
 func (m *metrics) setLag(topic string, partition int32, lag int64) {
@@ -140,6 +158,7 @@ func (m *metrics) sent(topic string, ts time.Time) {
 // countDescs describe the series countCollector makes.
 type countDescs struct {
 	processed, dropped, produced, commits, restored, tasks, lag, restoring *prometheus.Desc
+	nodeRecords, punctuations                                              *prometheus.Desc
 }
 
 func newCountDescs(app prometheus.Labels) countDescs {
@@ -155,6 +174,9 @@ func newCountDescs(app prometheus.Labels) countDescs {
 		tasks:     d("riffle_streams_tasks", "Tasks running in this instance."),
 		lag:       d("riffle_streams_consumer_lag", "Records of an input partition behind its high watermark, as of the last fetch.", "topic", "partition"),
 		restoring: d("riffle_streams_restore_remaining_records", "Changelog records a store of the task has left to replay; 0 once restored.", "task", "store"),
+		nodeRecords: d("riffle_streams_processor_records_total", "Records a node of the task's topology received (sources: records read; processors and sinks: records forwarded to them).",
+			"task", "processor"),
+		punctuations: d("riffle_streams_punctuations_total", "Punctuators of the task that fired.", "task"),
 	}
 }
 
@@ -166,7 +188,8 @@ type countCollector struct {
 
 func (c *countCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.descs
-	for _, desc := range []*prometheus.Desc{d.processed, d.dropped, d.produced, d.commits, d.restored, d.tasks, d.lag, d.restoring} {
+	for _, desc := range []*prometheus.Desc{d.processed, d.dropped, d.produced, d.commits, d.restored, d.tasks, d.lag, d.restoring,
+		d.nodeRecords, d.punctuations} {
 		ch <- desc
 	}
 }
@@ -188,6 +211,10 @@ func (c *countCollector) Collect(ch chan<- prometheus.Metric) {
 	for id, ts := range m.byTask {
 		counter(d.processed, ts.processed.Load(), id.String())
 		counter(d.dropped, ts.dropped.Load(), id.String())
+		counter(d.punctuations, ts.punctuations.Load(), id.String())
+		for node, n := range ts.nodes {
+			counter(d.nodeRecords, n.Load(), id.String(), node)
+		}
 	}
 	for topic, parts := range m.lag {
 		for p, l := range parts {

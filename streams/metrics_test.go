@@ -72,6 +72,8 @@ func TestMetricsOfARunningApp(t *testing.T) {
 		"riffle_streams_records_restored_total":    {"application_id"},
 		"riffle_streams_restore_remaining_records": {"application_id", "task", "store"},
 		"riffle_streams_tasks":                     {"application_id"},
+		"riffle_streams_processor_records_total":   {"application_id", "task", "processor"},
+		"riffle_streams_punctuations_total":        {"application_id", "task"},
 	} {
 		fam := first[name]
 		if fam == nil || len(fam.GetMetric()) == 0 {
@@ -96,6 +98,10 @@ func TestMetricsOfARunningApp(t *testing.T) {
 	m := r.app.Metrics()
 	if got := seriesValue(first["riffle_streams_records_processed_total"]); got != float64(m.RecordsProcessed) || got < 2000 {
 		t.Errorf("records processed: scrape %v, Metrics %d", got, m.RecordsProcessed)
+	}
+	// Every input record reaches its source node and at least one more.
+	if got := seriesValue(first["riffle_streams_processor_records_total"]); got < 2*float64(m.RecordsProcessed) {
+		t.Errorf("records received by nodes: %v, want at least twice the %d processed", got, m.RecordsProcessed)
 	}
 	if got := seriesValue(first["riffle_streams_process_duration_seconds"]); got != float64(m.RecordsProcessed) {
 		t.Errorf("process latency observed %v records, %d processed", got, m.RecordsProcessed)
@@ -124,8 +130,8 @@ func TestMetricsOfARunningApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fams) != 11 {
-		t.Errorf("MetricsRegisterer's registry holds %d families, want the 11 riffle_streams ones", len(fams))
+	if len(fams) != 13 {
+		t.Errorf("MetricsRegisterer's registry holds %d families, want the 13 riffle_streams ones", len(fams))
 	}
 
 	produceLines(t, brokers, 500, 5)

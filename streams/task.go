@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -102,6 +103,8 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 		DeserializationErrors: a.cfg.deserialization,
 		Logger:                th.log,
 		Dropped:               func() { a.metrics.task(id).dropped.Add(1) },
+		NodeCounter:           func(node string) *atomic.Int64 { return a.metrics.node(id, node) },
+		Punctuated:            func() { a.metrics.task(id).punctuations.Add(1) },
 	})
 	if err != nil {
 		tk.closeStores()

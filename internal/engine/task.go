@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/riffle-stream/riffle/processor"
@@ -72,6 +73,13 @@ type TaskConfig struct {
 	// Dropped, if not nil, is called for every record an operation drops
 	// (see DropRecorder).
 	Dropped func()
+	// NodeCounter, if not nil, is asked once per node of the subtopology
+	// for the counter of the records the node receives (a source counts
+	// the records it reads). It may return nil for nodes it does not
+	// count. The runtime may read the counters concurrently.
+	NodeCounter func(node string) *atomic.Int64
+	// Punctuated, if not nil, is called for every punctuator that fires.
+	Punctuated func()
 }
 
 // Task runs one subtopology for one partition: it deserializes input
@@ -99,6 +107,7 @@ type instance struct {
 	r        Runnable
 	t        *Task
 	children []*instance
+	received *atomic.Int64 // nil if not counted
 }
 
 type schedule struct {
@@ -183,6 +192,9 @@ func NewTask(g *Graph, cfg TaskConfig) (*Task, error) {
 	for _, name := range st.nodes {
 		n := g.Nodes[name]
 		in := &instance{n: n, t: t}
+		if cfg.NodeCounter != nil {
+			in.received = cfg.NodeCounter(n.Name)
+		}
 		if n.Kind == ProcessorNode {
 			in.r = n.NewProcessor()
 		}
@@ -276,6 +288,9 @@ func (t *Task) Process(rec InputRecord) error {
 	}
 	t.current = &rec
 	defer func() { t.current = nil }()
+	if src.received != nil {
+		src.received.Add(1)
+	}
 	var k, v any
 	err := src.call(func() (err error) {
 		k, v, err = src.n.Decode(rec.Topic, rec.Key, rec.Value)
@@ -326,6 +341,9 @@ func (t *Task) punctuate(typ processor.PunctuationType, now time.Time) error {
 		// Fire once for the whole gap, and schedule the next due time
 		// after now directly, however many intervals were skipped.
 		s.next = s.next.Add((now.Sub(s.next)/s.interval + 1) * s.interval)
+		if t.cfg.Punctuated != nil {
+			t.cfg.Punctuated()
+		}
 		if err := s.owner.call(func() error { return s.fn(now) }); err != nil {
 			if err := t.afterError(s.owner, err); err != nil {
 				return err
@@ -398,6 +416,9 @@ func (in *instance) call(fn func() error) (err error) {
 
 // deliver hands r to in and applies the processing error handler.
 func (in *instance) deliver(r processor.Record[any, any]) error {
+	if in.received != nil {
+		in.received.Add(1)
+	}
 	var err error
 	if in.n.Kind == SinkNode {
 		err = in.call(func() error { return in.sink(r) })
