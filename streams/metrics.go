@@ -125,6 +125,19 @@ func (m *metrics) node(id processor.TaskID, node string) *atomic.Int64 {
 	return c
 }
 
+// nodeTotals returns the records each node received, summed over tasks.
+func (m *metrics) nodeTotals() map[string]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int64)
+	for _, ts := range m.byTask {
+		for node, n := range ts.nodes {
+			out[node] += n.Load()
+		}
+	}
+	return out
+}
+
 func (m *metrics) setLag(topic string, partition int32, lag int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

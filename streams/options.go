@@ -37,6 +37,8 @@ type config struct {
 	clientOpts      []kgo.Opt
 	protocol        GroupProtocol
 	registerer      prometheus.Registerer
+	consoleURL      string
+	consoleEvery    time.Duration
 }
 
 func defaultConfig() config {

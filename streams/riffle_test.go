@@ -14,7 +14,11 @@ import (
 func init() { clusters["riffle"] = riffleCluster }
 
 // riffleCluster starts Riffle's own broker in-process.
-func riffleCluster(t testing.TB) []string {
+func riffleCluster(t testing.TB) []string { return []string{riffleBroker(t).Addr()} }
+
+// riffleBroker starts Riffle's own broker in-process with the input and
+// output topics.
+func riffleBroker(t testing.TB) *broker.Broker {
 	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()),
 		broker.Sync(broker.SyncNone), broker.Logger(testLogger(t).With("component", "broker")))
 	if err != nil {
@@ -53,5 +57,5 @@ func riffleCluster(t testing.TB) []string {
 			t.Fatalf("create %s on the Riffle broker: %v", topic, err)
 		}
 	}
-	return []string{b.Addr()}
+	return b
 }

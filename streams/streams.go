@@ -159,6 +159,9 @@ func (a *App) Run(ctx context.Context) error {
 	log.Info("starting", "threads", a.cfg.threads, "kip848", nextGen, "topics", plan.sourceTopics)
 
 	g, gctx := errgroup.WithContext(ctx)
+	if a.cfg.consoleURL != "" {
+		g.Go(func() error { a.reportToConsole(gctx, log); return nil })
+	}
 	for i := range a.cfg.threads {
 		th, err := newThread(a, i, brokers, plan, nextGen, adm)
 		if err != nil {
