@@ -16,8 +16,9 @@ import (
 	"github.com/riffle-stream/riffle/broker"
 )
 
-func runBroker(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("riffle broker", flag.ContinueOnError)
+// brokerServe defines the flags of riffle broker and returns what runs
+// the broker until ctx ends.
+func brokerServe(fs *flag.FlagSet) runFunc {
 	listen := fs.String("listen", "127.0.0.1:9092", "host:port to accept Kafka clients on")
 	advertised := fs.String("advertised-addr", "", "host:port clients are told to connect to (default: the listen address)")
 	dataDir := fs.String("data-dir", "riffle-data", "directory for partition logs, metadata and group state")
@@ -36,71 +37,70 @@ func runBroker(ctx context.Context, args []string) error {
 	cleanerIO := fs.Float64("cleaner-io-max-bytes-per-second", 0, "cap on the bytes the log cleaner reads and writes per second, 0 for none (Kafka's log.cleaner.io.max.bytes.per.second)")
 	httpAddr := fs.String("http", "", "serve the web console, /metrics, /healthz, /readyz and, on a loopback address, /debug/pprof on this host:port (off when empty)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("broker: unexpected argument %q", fs.Arg(0))
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("broker: --log-level: %w", err)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	var policy broker.SyncPolicy
-	switch *fsync {
-	case "group-commit":
-		policy = broker.SyncGroupCommit
-	case "none":
-		policy = broker.SyncNone
-	default:
-		return fmt.Errorf("broker: --fsync must be group-commit or none, not %q", *fsync)
-	}
-	opts := []broker.Opt{
-		broker.ListenAddr(*listen),
-		broker.DataDir(*dataDir),
-		broker.NodeID(int32(*nodeID)),
-		broker.Sync(policy),
-		broker.DefaultPartitions(int32(*partitions)),
-		broker.AutoCreateTopics(*autoCreate),
-		broker.FetchMaxBytes(int32(*fetchMax)),
-		broker.MaxTopicPartitions(int32(min(*maxTopicParts, math.MaxInt32))),
-		broker.MaxPartitions(*maxParts),
-		broker.Logger(logger),
-	}
-	opts = append(opts, broker.ConnectionsMaxIdle(*maxIdle), broker.QueuedMaxRequestBytes(*queuedMax),
-		broker.CleanerThreads(*cleanerThreads), broker.CleanerIOMaxBytesPerSecond(*cleanerIO))
-	if *maxConns != 0 {
-		opts = append(opts, broker.MaxConnections(*maxConns))
-	}
-	if *maxConnsPerIP != 0 {
-		opts = append(opts, broker.MaxConnectionsPerIP(*maxConnsPerIP))
-	}
-	if *advertised != "" {
-		opts = append(opts, broker.AdvertisedAddr(*advertised))
-	}
-	b, err := broker.New(opts...)
-	if err != nil {
-		return err
-	}
-	// The HTTP endpoint comes up first, so /readyz answers during a long
-	// recovery; more handlers can join the mux once the broker runs.
-	mux := b.HTTPHandler()
-	if *httpAddr != "" {
-		stop, err := serveHTTP(*httpAddr, mux, logger)
+	return func(ctx context.Context, _ *output, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("broker: unexpected argument %q", args[0])
+		}
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+			return fmt.Errorf("broker: --log-level: %w", err)
+		}
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+		var policy broker.SyncPolicy
+		switch *fsync {
+		case "group-commit":
+			policy = broker.SyncGroupCommit
+		case "none":
+			policy = broker.SyncNone
+		default:
+			return fmt.Errorf("broker: --fsync must be group-commit or none, not %q", *fsync)
+		}
+		opts := []broker.Opt{
+			broker.ListenAddr(*listen),
+			broker.DataDir(*dataDir),
+			broker.NodeID(int32(*nodeID)),
+			broker.Sync(policy),
+			broker.DefaultPartitions(int32(*partitions)),
+			broker.AutoCreateTopics(*autoCreate),
+			broker.FetchMaxBytes(int32(*fetchMax)),
+			broker.MaxTopicPartitions(int32(min(*maxTopicParts, math.MaxInt32))),
+			broker.MaxPartitions(*maxParts),
+			broker.Logger(logger),
+		}
+		opts = append(opts, broker.ConnectionsMaxIdle(*maxIdle), broker.QueuedMaxRequestBytes(*queuedMax),
+			broker.CleanerThreads(*cleanerThreads), broker.CleanerIOMaxBytesPerSecond(*cleanerIO))
+		if *maxConns != 0 {
+			opts = append(opts, broker.MaxConnections(*maxConns))
+		}
+		if *maxConnsPerIP != 0 {
+			opts = append(opts, broker.MaxConnectionsPerIP(*maxConnsPerIP))
+		}
+		if *advertised != "" {
+			opts = append(opts, broker.AdvertisedAddr(*advertised))
+		}
+		b, err := broker.New(opts...)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		// The HTTP endpoint comes up first, so /readyz answers during a long
+		// recovery.
+		mux := b.HTTPHandler()
+		if *httpAddr != "" {
+			stop, err := serveHTTP(*httpAddr, mux, logger)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+		if err := b.Start(ctx); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		logger.Info("shutting down")
+		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return b.Close(closeCtx)
 	}
-	if err := b.Start(ctx); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	logger.Info("shutting down")
-	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return b.Close(closeCtx)
 }
 
 // serveHTTP serves the broker's HTTP handler on addr until stop is

@@ -29,7 +29,8 @@ func TestBrokerServesHTTP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runBroker(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--http", httpAddr, "--log-level", "error"})
+		_, _, err := runCLI(ctx, "broker", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--http", httpAddr, "--log-level", "error")
+		done <- err
 	}()
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + httpAddr + path)

@@ -22,13 +22,11 @@ type cmdSpec struct {
 	examples []string
 	// setup registers a leaf's flags and returns what runs it.
 	setup func(fs *flag.FlagSet) runFunc
-	// raw runs a leaf that parses its own arguments (riffle broker).
-	raw  func(ctx context.Context, args []string) error
-	subs []*cmdSpec
+	subs  []*cmdSpec
 	// values completes a positional argument, e.g. the shells of completion.
 	values []string
 	// textOnly leaves out --output: the command prints text for people
-	// (help) or for a shell (completion), never JSON.
+	// (help, broker's logs) or for a shell (completion), never JSON.
 	textOnly bool
 }
 
@@ -65,11 +63,12 @@ func root() *cmdSpec {
 			"riffle help topic describe",
 		},
 		subs: []*cmdSpec{
-			{name: "broker", summary: "run a Riffle broker", raw: runBroker,
-				synopsis: "[flags]",
-				about: []string{"Runs a broker in the foreground until SIGINT or SIGTERM. " +
-					"Run \"riffle broker -h\" for its flags."},
-				examples: []string{"riffle broker --listen 0.0.0.0:9092 --advertised-addr kafka.example:9092"}},
+			{name: "broker", summary: "run a Riffle broker", synopsis: "[flags]",
+				about: []string{"Runs a broker in the foreground until SIGINT or SIGTERM, which shut it down cleanly. " +
+					"Its data (partition logs, metadata quorum, group, share-group and transaction state) lives under --data-dir."},
+				examples: []string{"riffle broker --data-dir /var/lib/riffle",
+					"riffle broker --listen 0.0.0.0:9092 --advertised-addr kafka.example:9092 --http 127.0.0.1:8080"},
+				textOnly: true, setup: brokerServe},
 			produceCmd(),
 			consumeCmd(),
 			topicCmds(),
@@ -118,8 +117,6 @@ func execute(ctx context.Context, o *output, args []string) error {
 	c, path, rest := root().resolve(args)
 	name := strings.Join(path, " ")
 	switch {
-	case c.raw != nil:
-		return c.raw(ctx, rest)
 	case c.setup != nil:
 		return runLeaf(ctx, o, c, name, rest)
 	case len(rest) > 0 && isHelp(rest[0]):
