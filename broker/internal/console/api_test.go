@@ -116,9 +116,9 @@ func TestAPI(t *testing.T) {
 		if i < 0 || o.Topics[i].Partitions != 3 || o.Topics[i].Records != fixtureOrders || o.Topics[i].EndOffsets != fixtureOrders {
 			t.Fatalf("topics: %+v", o.Topics)
 		}
-		// Riffle's broker does not serve DescribeLogDirs: no sizes.
-		if o.Topics[i].Size != nil {
-			t.Fatalf("size %d from a broker without DescribeLogDirs", *o.Topics[i].Size)
+		// Riffle's broker serves DescribeLogDirs: the topic's bytes on disk.
+		if o.Topics[i].Size == nil || *o.Topics[i].Size <= 0 {
+			t.Fatalf("size %v of a topic with %d records", o.Topics[i].Size, fixtureOrders)
 		}
 	})
 

@@ -247,9 +247,9 @@ func TestBrowser(t *testing.T) {
 		p.t = t
 		p.route("#/topics")
 		p.wait("topic list", rowWith("#topics", ordersTopic, "3", "42"))
-		// Riffle's broker does not serve DescribeLogDirs: no size column.
-		if eval[bool](p, `[...document.querySelectorAll('#topics th')].some(th => th.innerText === 'Size')`) {
-			t.Fatal("a size column without DescribeLogDirs")
+		// Riffle's broker serves DescribeLogDirs: a size column.
+		if !eval[bool](p, `[...document.querySelectorAll('#topics th')].some(th => th.innerText === 'Size')`) {
+			t.Fatal("no size column though the broker serves DescribeLogDirs")
 		}
 		p.shot("topics")
 		p.noErrors()
