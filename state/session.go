@@ -1,9 +1,7 @@
 package state
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"iter"
 	"math"
@@ -55,14 +53,11 @@ func SessionBuilder[K, V any](name string, keys serde.Serde[K], values serde.Ser
 func (b *sessionBuilder[K, V]) Config() Config { return b.cfg }
 
 func (b *sessionBuilder[K, V]) Build(raw RawStore, topic string) Store {
-	return &sessionStore[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values}
+	return &sessionStore[K, V]{windowedCodec[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values}}
 }
 
 type sessionStore[K, V any] struct {
-	raw    RawStore
-	topic  string
-	keys   serde.Serde[K]
-	values serde.Serde[V]
+	windowedCodec[K, V]
 }
 
 // sessionKey returns Kafka's session store key: the serialized key, the
@@ -74,27 +69,14 @@ func sessionKey(kb []byte, startMs, endMs int64) []byte {
 	return binary.BigEndian.AppendUint64(out, uint64(startMs))
 }
 
-func (s *sessionStore[K, V]) Name() string { return s.raw.Name() }
-
-func (s *sessionStore[K, V]) key(k K) ([]byte, error) {
-	kb, err := s.keys.Serialize(s.topic, k)
-	if err != nil {
-		return nil, fmt.Errorf("store %s: serialize key: %w", s.raw.Name(), err)
-	}
-	return kb, nil
-}
-
 func (s *sessionStore[K, V]) Put(session serde.Windowed[K], value V) error {
 	kb, err := s.key(session.Key)
 	if err != nil {
 		return err
 	}
-	vb, err := s.values.Serialize(s.topic, value)
+	vb, err := s.value(value)
 	if err != nil {
-		return fmt.Errorf("store %s: serialize value: %w", s.raw.Name(), err)
-	}
-	if vb == nil {
-		vb = []byte{}
+		return err
 	}
 	return s.raw.Put(sessionKey(kb, session.Window.StartMs(), session.Window.EndMs()), vb)
 }
@@ -108,55 +90,27 @@ func (s *sessionStore[K, V]) Remove(session serde.Windowed[K]) error {
 }
 
 func (s *sessionStore[K, V]) FetchSession(key K, start, end time.Time) (V, bool, error) {
-	var zero V
 	kb, err := s.key(key)
 	if err != nil {
+		var zero V
 		return zero, false, err
 	}
-	vb, err := s.raw.Get(sessionKey(kb, start.UnixMilli(), end.UnixMilli()))
-	if err != nil || vb == nil {
-		return zero, false, err
-	}
-	v, err := s.values.Deserialize(s.topic, vb)
-	if err != nil {
-		return zero, false, fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
-	}
-	return v, true, nil
+	return s.get(sessionKey(kb, start.UnixMilli(), end.UnixMilli()))
 }
 
+// scan yields the sessions of raw between the byte bounds whose record key
+// equals only (when only is not nil) that end at or after earliestEnd and
+// start at or before latestStart.
 func (s *sessionStore[K, V]) scan(only, from, to []byte, earliestEnd, latestStart int64) iter.Seq2[KeyValue[serde.Windowed[K], V], error] {
-	return func(yield func(KeyValue[serde.Windowed[K], V], error) bool) {
-		var stopped bool
-		var decodeErr error
-		err := scanTime(s.raw, earliestEnd, math.MaxInt64, from, to, func(k, vb []byte) bool {
-			split := len(k) - sessionSuffix
-			kb := k[:split]
-			endMs := int64(binary.BigEndian.Uint64(k[split:]))
-			startMs := int64(binary.BigEndian.Uint64(k[split+timestampSize:]))
-			if endMs < earliestEnd || startMs > latestStart || only != nil && !bytes.Equal(kb, only) {
-				return true
-			}
-			key, err := s.keys.Deserialize(s.topic, kb)
-			if err != nil {
-				decodeErr = fmt.Errorf("store %s: deserialize key: %w", s.raw.Name(), err)
-				return false
-			}
-			v, err := s.values.Deserialize(s.topic, vb)
-			if err != nil {
-				decodeErr = fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
-				return false
-			}
-			w := serde.Windowed[K]{Key: key, Window: serde.NewWindow(startMs, endMs)}
-			if !yield(KeyValue[serde.Windowed[K], V]{Key: w, Value: v}, nil) {
-				stopped = true
-				return false
-			}
-			return true
-		})
-		if err = errors.Join(err, decodeErr); err != nil && !stopped {
-			yield(KeyValue[serde.Windowed[K], V]{}, err)
+	return s.windowedCodec.scan(only, from, to, earliestEnd, math.MaxInt64, func(k []byte) ([]byte, serde.Window, bool) {
+		split := len(k) - sessionSuffix
+		endMs := int64(binary.BigEndian.Uint64(k[split:]))
+		startMs := int64(binary.BigEndian.Uint64(k[split+timestampSize:]))
+		if endMs < earliestEnd || startMs > latestStart {
+			return nil, serde.Window{}, false
 		}
-	}
+		return k[:split], serde.NewWindow(startMs, endMs), true
+	})
 }
 
 func (s *sessionStore[K, V]) FindSessions(key K, earliestEnd, latestStart time.Time) iter.Seq2[KeyValue[serde.Windowed[K], V], error] {

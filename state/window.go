@@ -111,15 +111,12 @@ func WindowBuilder[K, V any](name string, keys serde.Serde[K], values serde.Serd
 func (b *windowBuilder[K, V]) Config() Config { return b.cfg }
 
 func (b *windowBuilder[K, V]) Build(raw RawStore, topic string) Store {
-	return &windowStore[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values,
+	return &windowStore[K, V]{windowedCodec: windowedCodec[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values},
 		sizeMs: b.spec.Size.Milliseconds(), dups: b.spec.RetainDuplicates}
 }
 
 type windowStore[K, V any] struct {
-	raw    RawStore
-	topic  string
-	keys   serde.Serde[K]
-	values serde.Serde[V]
+	windowedCodec[K, V]
 	sizeMs int64
 	dups   bool
 	seq    uint32
@@ -134,27 +131,14 @@ func windowKey(kb []byte, startMs int64, seq uint32) []byte {
 	return binary.BigEndian.AppendUint32(out, seq)
 }
 
-func (s *windowStore[K, V]) Name() string { return s.raw.Name() }
-
-func (s *windowStore[K, V]) key(k K) ([]byte, error) {
-	kb, err := s.keys.Serialize(s.topic, k)
-	if err != nil {
-		return nil, fmt.Errorf("store %s: serialize key: %w", s.raw.Name(), err)
-	}
-	return kb, nil
-}
-
 func (s *windowStore[K, V]) Put(key K, value V, start time.Time) error {
 	kb, err := s.key(key)
 	if err != nil {
 		return err
 	}
-	vb, err := s.values.Serialize(s.topic, value)
+	vb, err := s.value(value)
 	if err != nil {
-		return fmt.Errorf("store %s: serialize value: %w", s.raw.Name(), err)
-	}
-	if vb == nil {
-		vb = []byte{}
+		return err
 	}
 	var seq uint32
 	if s.dups {
@@ -176,60 +160,29 @@ func (s *windowStore[K, V]) Delete(key K, start time.Time) error {
 }
 
 func (s *windowStore[K, V]) Fetch(key K, start time.Time) (V, bool, error) {
-	var zero V
 	kb, err := s.key(key)
 	if err != nil {
+		var zero V
 		return zero, false, err
 	}
-	vb, err := s.raw.Get(windowKey(kb, start.UnixMilli(), 0))
-	if err != nil || vb == nil {
-		return zero, false, err
-	}
-	v, err := s.values.Deserialize(s.topic, vb)
-	if err != nil {
-		return zero, false, fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
-	}
-	return v, true, nil
+	return s.get(windowKey(kb, start.UnixMilli(), 0))
 }
 
-// scan yields the decoded entries of raw between the byte bounds whose
-// record key equals only (when only is not nil) and whose start lies in
-// [fromMs, toMs].
+// scan yields the entries of raw between the byte bounds whose record key
+// equals only (when only is not nil) and whose start lies in [fromMs, toMs].
 func (s *windowStore[K, V]) scan(only, from, to []byte, fromMs, toMs int64) iter.Seq2[KeyValue[serde.Windowed[K], V], error] {
-	return func(yield func(KeyValue[serde.Windowed[K], V], error) bool) {
-		var stopped bool
-		var decodeErr error
-		err := scanTime(s.raw, fromMs, toMs, from, to, func(k, vb []byte) bool {
-			split := len(k) - windowSuffix
-			kb, startMs := k[:split], int64(binary.BigEndian.Uint64(k[split:]))
-			if startMs < fromMs || startMs > toMs || only != nil && !bytes.Equal(kb, only) {
-				return true
-			}
-			key, err := s.keys.Deserialize(s.topic, kb)
-			if err != nil {
-				decodeErr = fmt.Errorf("store %s: deserialize key: %w", s.raw.Name(), err)
-				return false
-			}
-			v, err := s.values.Deserialize(s.topic, vb)
-			if err != nil {
-				decodeErr = fmt.Errorf("store %s: deserialize value: %w", s.raw.Name(), err)
-				return false
-			}
-			end := int64(math.MaxInt64)
-			if startMs <= math.MaxInt64-s.sizeMs {
-				end = startMs + s.sizeMs
-			}
-			w := serde.Windowed[K]{Key: key, Window: serde.NewWindow(startMs, end)}
-			if !yield(KeyValue[serde.Windowed[K], V]{Key: w, Value: v}, nil) {
-				stopped = true
-				return false
-			}
-			return true
-		})
-		if err = errors.Join(err, decodeErr); err != nil && !stopped {
-			yield(KeyValue[serde.Windowed[K], V]{}, err)
+	return s.windowedCodec.scan(only, from, to, fromMs, toMs, func(k []byte) ([]byte, serde.Window, bool) {
+		split := len(k) - windowSuffix
+		kb, startMs := k[:split], int64(binary.BigEndian.Uint64(k[split:]))
+		if startMs < fromMs || startMs > toMs {
+			return nil, serde.Window{}, false
 		}
-	}
+		end := int64(math.MaxInt64)
+		if startMs <= math.MaxInt64-s.sizeMs {
+			end = startMs + s.sizeMs
+		}
+		return kb, serde.NewWindow(startMs, end), true
+	})
 }
 
 func (s *windowStore[K, V]) FetchRange(key K, from, to time.Time) iter.Seq2[KeyValue[serde.Windowed[K], V], error] {
@@ -248,6 +201,91 @@ func (s *windowStore[K, V]) FetchAll(from, to time.Time) iter.Seq2[KeyValue[serd
 
 func (s *windowStore[K, V]) All() iter.Seq2[KeyValue[serde.Windowed[K], V], error] {
 	return s.scan(nil, nil, nil, math.MinInt64, math.MaxInt64)
+}
+
+// windowedCodec is what window and session stores share: the raw store,
+// the changelog topic their serdes are called with, and the serdes of keys
+// and values.
+type windowedCodec[K, V any] struct {
+	raw    RawStore
+	topic  string
+	keys   serde.Serde[K]
+	values serde.Serde[V]
+}
+
+func (c *windowedCodec[K, V]) Name() string { return c.raw.Name() }
+
+// key serializes the record key k.
+func (c *windowedCodec[K, V]) key(k K) ([]byte, error) {
+	kb, err := c.keys.Serialize(c.topic, k)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: serialize key: %w", c.raw.Name(), err)
+	}
+	return kb, nil
+}
+
+// value serializes v, a nil result as empty bytes so that it is stored.
+func (c *windowedCodec[K, V]) value(v V) ([]byte, error) {
+	vb, err := c.values.Serialize(c.topic, v)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: serialize value: %w", c.raw.Name(), err)
+	}
+	if vb == nil {
+		vb = []byte{}
+	}
+	return vb, nil
+}
+
+// get returns the deserialized value stored under the raw key rawKey.
+func (c *windowedCodec[K, V]) get(rawKey []byte) (V, bool, error) {
+	var zero V
+	vb, err := c.raw.Get(rawKey)
+	if err != nil || vb == nil {
+		return zero, false, err
+	}
+	v, err := c.values.Deserialize(c.topic, vb)
+	if err != nil {
+		return zero, false, fmt.Errorf("store %s: deserialize value: %w", c.raw.Name(), err)
+	}
+	return v, true, nil
+}
+
+// scan yields the decoded entries of raw between the byte bounds, in the
+// segments of times first to last, whose raw key window accepts and whose
+// record key equals only (when only is not nil). window splits a raw key
+// into the serialized record key and its window, or reports false to skip
+// the entry. A decoding or scanning error ends the iteration as its last
+// element.
+func (c *windowedCodec[K, V]) scan(only, from, to []byte, first, last int64,
+	window func(rawKey []byte) ([]byte, serde.Window, bool)) iter.Seq2[KeyValue[serde.Windowed[K], V], error] {
+	return func(yield func(KeyValue[serde.Windowed[K], V], error) bool) {
+		var stopped bool
+		var decodeErr error
+		err := scanTime(c.raw, first, last, from, to, func(k, vb []byte) bool {
+			kb, win, ok := window(k)
+			if !ok || only != nil && !bytes.Equal(kb, only) {
+				return true
+			}
+			key, err := c.keys.Deserialize(c.topic, kb)
+			if err != nil {
+				decodeErr = fmt.Errorf("store %s: deserialize key: %w", c.raw.Name(), err)
+				return false
+			}
+			v, err := c.values.Deserialize(c.topic, vb)
+			if err != nil {
+				decodeErr = fmt.Errorf("store %s: deserialize value: %w", c.raw.Name(), err)
+				return false
+			}
+			if !yield(KeyValue[serde.Windowed[K], V]{Key: serde.Windowed[K]{Key: key, Window: win}, Value: v}, nil) {
+				stopped = true
+				return false
+			}
+			return true
+		})
+		if err = errors.Join(err, decodeErr); err != nil && !stopped {
+			yield(KeyValue[serde.Windowed[K], V]{}, err)
+		}
+	}
 }
 
 func failWindowed[K, V any](err error) iter.Seq2[KeyValue[serde.Windowed[K], V], error] {
