@@ -141,19 +141,13 @@ type WindowedTable[K, V any] struct {
 // Count counts the records per key and window, skipping records with a
 // null key or value as Kafka Streams does.
 func (t TimeWindowedGrouped[K, V]) Count(opts ...MaterializeOpt) WindowedTable[K, int64] {
-	return windowedAggregate(t, "KSTREAM-AGGREGATE", serde.Int64(), opts,
-		func(_ K, _ V, n int64, _ bool) int64 { return n + 1 })
+	return windowedAggregate(t, "KSTREAM-AGGREGATE", serde.Int64(), opts, countRecord[K, V])
 }
 
 // Reduce combines the values per key and window with fn; the first value of
 // a window is kept as is.
 func (t TimeWindowedGrouped[K, V]) Reduce(fn func(acc, v V) V, opts ...MaterializeOpt) WindowedTable[K, V] {
-	return windowedAggregate(t, "KSTREAM-REDUCE", t.g.s.values, opts, func(_ K, v V, acc V, found bool) V {
-		if !found {
-			return v
-		}
-		return fn(acc, v)
-	})
+	return windowedAggregate(t, "KSTREAM-REDUCE", t.g.s.values, opts, reduceRecord[K](fn))
 }
 
 // WindowedAggregate folds the values per key and window into an aggregate
@@ -166,12 +160,34 @@ func WindowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], initial func()
 // WindowedAggregateWith is WindowedAggregate with the aggregate stored with
 // values.
 func WindowedAggregateWith[K, V, VA any](t TimeWindowedGrouped[K, V], initial func() VA, fn func(K, V, VA) VA, values serde.Serde[VA], opts ...MaterializeOpt) WindowedTable[K, VA] {
-	return windowedAggregate(t, "KSTREAM-AGGREGATE", values, opts, func(k K, v V, acc VA, found bool) VA {
+	return windowedAggregate(t, "KSTREAM-AGGREGATE", values, opts, aggregateRecord(initial, fn))
+}
+
+// countRecord is the step of a windowed count: it adds one to the window's
+// count n (zero for a new window).
+func countRecord[K, V any](_ K, _ V, n int64, _ bool) int64 { return n + 1 }
+
+// reduceRecord returns the step of a windowed reduce: a window's first value
+// is kept as is, later ones are combined into it with fn.
+func reduceRecord[K, V any](fn func(acc, v V) V) func(K, V, V, bool) V {
+	return func(_ K, v V, acc V, found bool) V {
+		if !found {
+			return v
+		}
+		return fn(acc, v)
+	}
+}
+
+// aggregateRecord returns the step of a windowed aggregate: it folds the
+// record into the window's aggregate with fn, starting a new window from
+// initial().
+func aggregateRecord[K, V, VA any](initial func() VA, fn func(K, V, VA) VA) func(K, V, VA, bool) VA {
+	return func(k K, v V, acc VA, found bool) VA {
 		if !found {
 			acc = initial()
 		}
 		return fn(k, v, acc)
-	})
+	}
 }
 
 // windowStoreGetter reads a windowed table's value from its window store.
@@ -192,91 +208,174 @@ func windowStoreGetter[K, V any](name string) *getter {
 	}}
 }
 
-// windowedAggregate repartitions t's stream if needed and adds the
-// processor that keeps one aggregate per key and window in a window store.
-func windowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], prefix string, values serde.Serde[VA], opts []MaterializeOpt,
-	next func(K, V, VA, bool) VA) WindowedTable[K, VA] {
-	b := t.g.s.b
-	o := collect(opts)
-	w := t.windows
-	storeName := o.storeNameOr(b, prefix)
-	s := repartitionIfNeeded(t.g.s, t.g.name, storeName)
-	out := WindowedTable[K, VA]{grace: w.grace, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix),
-		keys: serde.TimeWindowed(s.keys, w.size), values: values, store: storeName, get: windowStoreGetter[K, VA](storeName)}}
-	if err := w.validate(); err != nil {
-		b.fail(fmt.Errorf("%s: %w", out.node, err))
+// windowedAggregation is one windowed aggregation as a kind of windows
+// (time, session or sliding) describes it to addWindowedAggregate.
+type windowedAggregation[K, V, VA any] struct {
+	g      Grouped[K, V]
+	prefix string
+	values serde.Serde[VA]
+	opts   []MaterializeOpt
+	emit   EmitStrategy
+	// invalid is the windows' validation error, nil for valid windows.
+	invalid      error
+	grace        time.Duration
+	inclusiveEnd bool
+	// retention is the store retention asked for, 0 for minRetention, the
+	// least the windows need; minRetentionIs names it in the error for a
+	// shorter retention.
+	retention, minRetention time.Duration
+	minRetentionIs          string
+	// windowKeys returns the serde of the table's keys given that of the
+	// stream's keys.
+	windowKeys func(serde.Serde[K]) serde.Serde[Windowed[K]]
+	// getter reads the table's values from the store named name.
+	getter func(name string) *getter
+	// store returns the builder of the store named name, keeping windows
+	// for retention.
+	store func(name string, keys serde.Serde[K], retention time.Duration, opts []state.Opt) (state.Builder, error)
+	// newStep returns a fresh step function of the aggregation's processor,
+	// keeping its aggregates in the store named storeName.
+	newStep func(storeName string) stepFunc
+}
+
+// addWindowedAggregate repartitions a's stream if needed and adds the
+// processor of the aggregation with its store, suppressed until each
+// window closes under OnWindowClose. Invalid windows or a retention
+// shorter than the windows need fail the build.
+func addWindowedAggregate[K, V, VA any](a windowedAggregation[K, V, VA]) WindowedTable[K, VA] {
+	b := a.g.s.b
+	o := collect(a.opts)
+	storeName := o.storeNameOr(b, a.prefix)
+	s := repartitionIfNeeded(a.g.s, a.g.name, storeName)
+	out := WindowedTable[K, VA]{grace: a.grace, inclusiveEnd: a.inclusiveEnd, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, a.prefix),
+		keys: a.windowKeys(s.keys), values: a.values, store: storeName, get: a.getter(storeName)}}
+	if a.invalid != nil {
+		b.fail(fmt.Errorf("%s: %w", out.node, a.invalid))
 		return out
 	}
-	retention := t.retention
+	retention := a.retention
 	if retention == 0 {
-		retention = w.size + w.grace
-	} else if retention < w.size+w.grace {
-		b.fail(fmt.Errorf("%s: retention %v is shorter than the window size plus grace %v", out.node, retention, w.size+w.grace))
+		retention = a.minRetention
+	} else if retention < a.minRetention {
+		b.fail(fmt.Errorf("%s: retention %v is shorter than %s %v", out.node, retention, a.minRetentionIs, a.minRetention))
 		return out
 	}
-	sb, err := state.WindowBuilder(storeName, s.keys, state.ValueAndTimestampSerde(values),
-		state.WindowSpec{Size: w.size, Retention: retention}, o.storeOpts...)
+	sb, err := a.store(storeName, s.keys, retention, o.storeOpts)
 	if err != nil {
 		b.fail(fmt.Errorf("%s: %w", out.node, err))
 		return out
 	}
-	size, grace := w.size.Milliseconds(), w.grace.Milliseconds()
-	addNode[K, V, Windowed[K], change[VA]](b, out.node, func() stepFunc {
-		var store state.WindowStore[K, state.ValueAndTimestamp[VA]]
-		observed := int64(-1)
-		return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
-			if store == nil {
-				var err error
-				if store, err = processor.Store[state.WindowStore[K, state.ValueAndTimestamp[VA]]](ctx, storeName); err != nil {
-					return err
-				}
-			}
-			ts := r.Timestamp.UnixMilli()
-			if isNull(r.Key) || isNull(r.Value) || ts < 0 {
-				recordDropped(ctx)
-				return nil
-			}
-			key, value := engine.As[K](r.Key), engine.As[V](r.Value)
-			observed = max(observed, ts)
-			closeTime := observed - grace
-			for _, start := range w.starts(ts) {
-				end := start + size
-				if end <= closeTime {
-					recordDropped(ctx)
-					continue
-				}
-				startTime := time.UnixMilli(start).UTC()
-				old, found, err := store.Fetch(key, startTime)
-				if err != nil {
-					return err
-				}
-				stamp := r.Timestamp
-				if found && old.Timestamp.After(stamp) {
-					stamp = old.Timestamp
-				}
-				agg := next(key, value, old.Value, found)
-				if err := store.Put(key, state.ValueAndTimestamp[VA]{Value: agg, Timestamp: stamp}, startTime); err != nil {
-					return err
-				}
-				c := change[VA]{New: agg}
-				if found {
-					c.Old = old.Value
-				}
-				win := Windowed[K]{Key: key, Window: serde.NewWindow(start, end)}
-				if err := ctx.Forward(processor.Record[any, any]{Key: win, Value: c, Timestamp: stamp, Headers: r.Headers}, ""); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-	}, s.node)
+	addNode[K, V, Windowed[K], change[VA]](b, out.node, func() stepFunc { return a.newStep(storeName) }, s.node)
 	b.AddStore(sb, out.node)
-	if t.emit == OnWindowClose {
+	if a.emit == OnWindowClose {
 		final := out.SuppressUntilWindowCloses(UnboundedBuffer())
 		final.store, final.get = out.store, out.get
 		return final
 	}
 	return out
+}
+
+// windowStoreBuilder returns the store of a windowed aggregation whose
+// windows have size: a window store of aggregates with the timestamp of
+// their latest record.
+func windowStoreBuilder[K, VA any](values serde.Serde[VA], size time.Duration) func(string, serde.Serde[K], time.Duration, []state.Opt) (state.Builder, error) {
+	return func(name string, keys serde.Serde[K], retention time.Duration, opts []state.Opt) (state.Builder, error) {
+		return state.WindowBuilder(name, keys, state.ValueAndTimestampSerde(values),
+			state.WindowSpec{Size: size, Retention: retention}, opts...)
+	}
+}
+
+// lazyStore is a processor's store, opened on the first record, once the
+// task's stores exist.
+type lazyStore[S any] struct {
+	name   string
+	store  S
+	opened bool
+}
+
+// get returns the store, opening it from ctx on first use.
+func (l *lazyStore[S]) get(ctx processor.StoreProvider) (S, error) {
+	if !l.opened {
+		s, err := processor.Store[S](ctx, l.name)
+		if err != nil {
+			return s, err
+		}
+		l.store, l.opened = s, true
+	}
+	return l.store, nil
+}
+
+// windowableTime returns r's timestamp in milliseconds, or false, after
+// counting r dropped, when no window takes r: its key or value is null or
+// its timestamp negative (as Kafka Streams' windowed aggregations skip).
+func windowableTime(ctx processor.BaseContext, r processor.Record[any, any]) (int64, bool) {
+	ts := r.Timestamp.UnixMilli()
+	if isNull(r.Key) || isNull(r.Value) || ts < 0 {
+		recordDropped(ctx)
+		return 0, false
+	}
+	return ts, true
+}
+
+// windowedAggregate adds the processor that keeps one aggregate per key and
+// time window in a window store.
+func windowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], prefix string, values serde.Serde[VA], opts []MaterializeOpt,
+	next func(K, V, VA, bool) VA) WindowedTable[K, VA] {
+	w := t.windows
+	size, grace := w.size.Milliseconds(), w.grace.Milliseconds()
+	return addWindowedAggregate(windowedAggregation[K, V, VA]{g: t.g, prefix: prefix, values: values, opts: opts, emit: t.emit,
+		invalid: w.validate(), grace: w.grace,
+		retention: t.retention, minRetention: w.size + w.grace, minRetentionIs: "the window size plus grace",
+		windowKeys: func(keys serde.Serde[K]) serde.Serde[Windowed[K]] { return serde.TimeWindowed(keys, w.size) },
+		getter:     windowStoreGetter[K, VA],
+		store:      windowStoreBuilder[K](values, w.size),
+		newStep: func(storeName string) stepFunc {
+			opened := lazyStore[state.WindowStore[K, state.ValueAndTimestamp[VA]]]{name: storeName}
+			observed := int64(-1)
+			return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
+				store, err := opened.get(ctx)
+				if err != nil {
+					return err
+				}
+				ts, ok := windowableTime(ctx, r)
+				if !ok {
+					return nil
+				}
+				key, value := engine.As[K](r.Key), engine.As[V](r.Value)
+				observed = max(observed, ts)
+				closeTime := observed - grace
+				for _, start := range w.starts(ts) {
+					end := start + size
+					if end <= closeTime {
+						recordDropped(ctx)
+						continue
+					}
+					startTime := time.UnixMilli(start).UTC()
+					old, found, err := store.Fetch(key, startTime)
+					if err != nil {
+						return err
+					}
+					stamp := r.Timestamp
+					if found && old.Timestamp.After(stamp) {
+						stamp = old.Timestamp
+					}
+					agg := next(key, value, old.Value, found)
+					if err := store.Put(key, state.ValueAndTimestamp[VA]{Value: agg, Timestamp: stamp}, startTime); err != nil {
+						return err
+					}
+					c := change[VA]{New: agg}
+					if found {
+						c.Old = old.Value
+					}
+					win := Windowed[K]{Key: key, Window: serde.NewWindow(start, end)}
+					if err := ctx.Forward(processor.Record[any, any]{Key: win, Value: c, Timestamp: stamp, Headers: r.Headers}, ""); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		},
+	})
 }
 
 // recordDropped counts a record a windowed operation dropped, in the

@@ -81,22 +81,14 @@ func (t SessionWindowedGrouped[K, V]) WithRetention(d time.Duration) SessionWind
 // Count counts the records per session, skipping records with a null key
 // or value.
 func (t SessionWindowedGrouped[K, V]) Count(opts ...MaterializeOpt) WindowedTable[K, int64] {
-	return sessionAggregate(t, "KSTREAM-AGGREGATE", serde.Int64(), opts,
-		func(_ K, _ V, n int64, _ bool) int64 { return n + 1 },
-		func(_ K, acc int64, _ bool, n int64) int64 { return acc + n })
+	return sessionAggregate(t, "KSTREAM-AGGREGATE", serde.Int64(), opts, countRecord[K, V],
+		func(_ K, n, acc int64, _ bool) int64 { return acc + n })
 }
 
 // Reduce combines the values per session with fn, which also combines the
 // aggregates of merged sessions.
 func (t SessionWindowedGrouped[K, V]) Reduce(fn func(acc, v V) V, opts ...MaterializeOpt) WindowedTable[K, V] {
-	combine := func(_ K, acc V, found bool, v V) V {
-		if !found {
-			return v
-		}
-		return fn(acc, v)
-	}
-	return sessionAggregate(t, "KSTREAM-REDUCE", t.g.s.values, opts,
-		func(k K, v V, acc V, found bool) V { return combine(k, acc, found, v) }, combine)
+	return sessionAggregate(t, "KSTREAM-REDUCE", t.g.s.values, opts, reduceRecord[K](fn), reduceRecord[K](fn))
 }
 
 // SessionAggregate folds the values per session into an aggregate of type
@@ -111,15 +103,8 @@ func SessionAggregate[K, V, VA any](t SessionWindowedGrouped[K, V], initial func
 // SessionAggregateWith is SessionAggregate with the aggregate stored with
 // values.
 func SessionAggregateWith[K, V, VA any](t SessionWindowedGrouped[K, V], initial func() VA, fn func(K, V, VA) VA, merger func(k K, a, b VA) VA, values serde.Serde[VA], opts ...MaterializeOpt) WindowedTable[K, VA] {
-	start := func(acc VA, found bool) VA {
-		if !found {
-			return initial()
-		}
-		return acc
-	}
-	return sessionAggregate(t, "KSTREAM-AGGREGATE", values, opts,
-		func(k K, v V, acc VA, found bool) VA { return fn(k, v, start(acc, found)) },
-		func(k K, acc VA, found bool, v VA) VA { return merger(k, start(acc, found), v) })
+	return sessionAggregate(t, "KSTREAM-AGGREGATE", values, opts, aggregateRecord(initial, fn),
+		aggregateRecord(initial, func(k K, v, acc VA) VA { return merger(k, acc, v) }))
 }
 
 // sessionStoreGetter reads a session table's value from its session store.
@@ -140,97 +125,74 @@ func sessionStoreGetter[K, V any](name string) *getter {
 	}}
 }
 
-// sessionAggregate adds the processor keeping one aggregate per session:
-// add folds a record into an aggregate, merge folds a merged session's
-// aggregate into another (found is false for the first).
+// sessionAggregate adds the processor keeping one aggregate per session in
+// a session store: add folds a record into an aggregate, merge folds a
+// merged session's aggregate into another (found is false for the first).
 func sessionAggregate[K, V, VA any](t SessionWindowedGrouped[K, V], prefix string, values serde.Serde[VA], opts []MaterializeOpt,
-	add func(K, V, VA, bool) VA, merge func(k K, acc VA, found bool, v VA) VA) WindowedTable[K, VA] {
-	b := t.g.s.b
-	o := collect(opts)
+	add func(K, V, VA, bool) VA, merge func(k K, v, acc VA, found bool) VA) WindowedTable[K, VA] {
 	w := t.windows
-	storeName := o.storeNameOr(b, prefix)
-	s := repartitionIfNeeded(t.g.s, t.g.name, storeName)
-	out := WindowedTable[K, VA]{grace: w.grace, inclusiveEnd: true, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix),
-		keys: serde.SessionWindowed(s.keys), values: values, store: storeName, get: sessionStoreGetter[K, VA](storeName)}}
-	if err := w.validate(); err != nil {
-		b.fail(fmt.Errorf("%s: %w", out.node, err))
-		return out
-	}
-	retention := t.retention
-	if retention == 0 {
-		retention = w.gap + w.grace
-	} else if retention < w.gap+w.grace {
-		b.fail(fmt.Errorf("%s: retention %v is shorter than the gap plus grace %v", out.node, retention, w.gap+w.grace))
-		return out
-	}
-	sb, err := state.SessionBuilder(storeName, s.keys, values, retention, o.storeOpts...)
-	if err != nil {
-		b.fail(fmt.Errorf("%s: %w", out.node, err))
-		return out
-	}
 	gap, grace := w.gap, w.grace.Milliseconds()
-	addNode[K, V, Windowed[K], change[VA]](b, out.node, func() stepFunc {
-		var store state.SessionStore[K, VA]
-		observed := int64(-1)
-		return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
-			if store == nil {
-				var err error
-				if store, err = processor.Store[state.SessionStore[K, VA]](ctx, storeName); err != nil {
-					return err
-				}
-			}
-			ts := r.Timestamp.UnixMilli()
-			if isNull(r.Key) || isNull(r.Value) || ts < 0 {
-				recordDropped(ctx)
-				return nil
-			}
-			key := engine.As[K](r.Key)
-			observed = max(observed, ts)
-			closeTime := observed - grace
-			var merged []state.KeyValue[Windowed[K], VA]
-			var agg VA
-			found := false
-			mergedStart, mergedEnd := ts, ts
-			for kv, err := range store.FindSessions(key, r.Timestamp.Add(-gap), r.Timestamp.Add(gap)) {
+	return addWindowedAggregate(windowedAggregation[K, V, VA]{g: t.g, prefix: prefix, values: values, opts: opts, emit: t.emit,
+		invalid: w.validate(), grace: w.grace, inclusiveEnd: true,
+		retention: t.retention, minRetention: w.gap + w.grace, minRetentionIs: "the gap plus grace",
+		windowKeys: serde.SessionWindowed[K],
+		getter:     sessionStoreGetter[K, VA],
+		store: func(name string, keys serde.Serde[K], retention time.Duration, opts []state.Opt) (state.Builder, error) {
+			return state.SessionBuilder(name, keys, values, retention, opts...)
+		},
+		newStep: func(storeName string) stepFunc {
+			opened := lazyStore[state.SessionStore[K, VA]]{name: storeName}
+			observed := int64(-1)
+			return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
+				store, err := opened.get(ctx)
 				if err != nil {
 					return err
 				}
-				merged = append(merged, kv)
-				agg = merge(key, agg, found, kv.Value)
-				found = true
-				mergedStart = min(mergedStart, kv.Key.Window.StartMs())
-				mergedEnd = max(mergedEnd, kv.Key.Window.EndMs())
-			}
-			// Kafka's rule for sessions, whose end is inclusive: late when
-			// the merged session ends before stream time minus grace.
-			if mergedEnd < closeTime {
-				recordDropped(ctx)
-				return nil
-			}
-			if mergedStart != ts || mergedEnd != ts {
-				for _, kv := range merged {
-					if err := store.Remove(kv.Key); err != nil {
+				ts, ok := windowableTime(ctx, r)
+				if !ok {
+					return nil
+				}
+				key := engine.As[K](r.Key)
+				observed = max(observed, ts)
+				closeTime := observed - grace
+				var merged []state.KeyValue[Windowed[K], VA]
+				var agg VA
+				found := false
+				mergedStart, mergedEnd := ts, ts
+				for kv, err := range store.FindSessions(key, r.Timestamp.Add(-gap), r.Timestamp.Add(gap)) {
+					if err != nil {
 						return err
 					}
-					del := processor.Record[any, any]{Key: kv.Key, Value: change[VA]{Old: kv.Value}, Timestamp: kv.Key.Window.End, Headers: r.Headers}
-					if err := ctx.Forward(del, ""); err != nil {
-						return err
+					merged = append(merged, kv)
+					agg = merge(key, kv.Value, agg, found)
+					found = true
+					mergedStart = min(mergedStart, kv.Key.Window.StartMs())
+					mergedEnd = max(mergedEnd, kv.Key.Window.EndMs())
+				}
+				// Kafka's rule for sessions, whose end is inclusive: late when
+				// the merged session ends before stream time minus grace.
+				if mergedEnd < closeTime {
+					recordDropped(ctx)
+					return nil
+				}
+				if mergedStart != ts || mergedEnd != ts {
+					for _, kv := range merged {
+						if err := store.Remove(kv.Key); err != nil {
+							return err
+						}
+						del := processor.Record[any, any]{Key: kv.Key, Value: change[VA]{Old: kv.Value}, Timestamp: kv.Key.Window.End, Headers: r.Headers}
+						if err := ctx.Forward(del, ""); err != nil {
+							return err
+						}
 					}
 				}
+				agg = add(key, engine.As[V](r.Value), agg, found)
+				session := Windowed[K]{Key: key, Window: serde.NewWindow(mergedStart, mergedEnd)}
+				if err := store.Put(session, agg); err != nil {
+					return err
+				}
+				return ctx.Forward(processor.Record[any, any]{Key: session, Value: change[VA]{New: agg}, Timestamp: session.Window.End, Headers: r.Headers}, "")
 			}
-			agg = add(key, engine.As[V](r.Value), agg, found)
-			session := Windowed[K]{Key: key, Window: serde.NewWindow(mergedStart, mergedEnd)}
-			if err := store.Put(session, agg); err != nil {
-				return err
-			}
-			return ctx.Forward(processor.Record[any, any]{Key: session, Value: change[VA]{New: agg}, Timestamp: session.Window.End, Headers: r.Headers}, "")
-		}
-	}, s.node)
-	b.AddStore(sb, out.node)
-	if t.emit == OnWindowClose {
-		final := out.SuppressUntilWindowCloses(UnboundedBuffer())
-		final.store, final.get = out.store, out.get
-		return final
-	}
-	return out
+		},
+	})
 }

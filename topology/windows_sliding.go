@@ -80,18 +80,12 @@ func (t SlidingWindowedGrouped[K, V]) WithRetention(d time.Duration) SlidingWind
 // Count counts the records per key and sliding window, skipping records
 // with a null key or value.
 func (t SlidingWindowedGrouped[K, V]) Count(opts ...MaterializeOpt) WindowedTable[K, int64] {
-	return slidingAggregate(t, "KSTREAM-AGGREGATE", serde.Int64(), opts,
-		func(_ K, _ V, n int64, _ bool) int64 { return n + 1 })
+	return slidingAggregate(t, "KSTREAM-AGGREGATE", serde.Int64(), opts, countRecord[K, V])
 }
 
 // Reduce combines the values per key and sliding window with fn.
 func (t SlidingWindowedGrouped[K, V]) Reduce(fn func(acc, v V) V, opts ...MaterializeOpt) WindowedTable[K, V] {
-	return slidingAggregate(t, "KSTREAM-REDUCE", t.g.s.values, opts, func(_ K, v V, acc V, found bool) V {
-		if !found {
-			return v
-		}
-		return fn(acc, v)
-	})
+	return slidingAggregate(t, "KSTREAM-REDUCE", t.g.s.values, opts, reduceRecord[K](fn))
 }
 
 // SlidingAggregate folds the values per key and sliding window into an
@@ -104,52 +98,26 @@ func SlidingAggregate[K, V, VA any](t SlidingWindowedGrouped[K, V], initial func
 // SlidingAggregateWith is SlidingAggregate with the aggregate stored with
 // values.
 func SlidingAggregateWith[K, V, VA any](t SlidingWindowedGrouped[K, V], initial func() VA, fn func(K, V, VA) VA, values serde.Serde[VA], opts ...MaterializeOpt) WindowedTable[K, VA] {
-	return slidingAggregate(t, "KSTREAM-AGGREGATE", values, opts, func(k K, v V, acc VA, found bool) VA {
-		if !found {
-			acc = initial()
-		}
-		return fn(k, v, acc)
-	})
+	return slidingAggregate(t, "KSTREAM-AGGREGATE", values, opts, aggregateRecord(initial, fn))
 }
 
+// slidingAggregate adds the processor that keeps the aggregates of the
+// sliding windows per key in a window store.
 func slidingAggregate[K, V, VA any](t SlidingWindowedGrouped[K, V], prefix string, values serde.Serde[VA], opts []MaterializeOpt,
 	next func(K, V, VA, bool) VA) WindowedTable[K, VA] {
-	b := t.g.s.b
-	o := collect(opts)
 	w := t.windows
-	storeName := o.storeNameOr(b, prefix)
-	s := repartitionIfNeeded(t.g.s, t.g.name, storeName)
-	out := WindowedTable[K, VA]{grace: w.grace, inclusiveEnd: true, Table: Table[Windowed[K], VA]{b: b, node: o.nodeName(b, prefix),
-		keys: serde.TimeWindowed(s.keys, w.diff), values: values, store: storeName, get: windowStoreGetter[K, VA](storeName)}}
-	if err := w.validate(); err != nil {
-		b.fail(fmt.Errorf("%s: %w", out.node, err))
-		return out
-	}
-	retention := t.retention
-	if retention == 0 {
-		retention = 2*w.diff + w.grace
-	} else if retention < 2*w.diff+w.grace {
-		b.fail(fmt.Errorf("%s: retention %v is shorter than twice the time difference plus grace %v", out.node, retention, 2*w.diff+w.grace))
-		return out
-	}
-	sb, err := state.WindowBuilder(storeName, s.keys, state.ValueAndTimestampSerde(values),
-		state.WindowSpec{Size: w.diff, Retention: retention}, o.storeOpts...)
-	if err != nil {
-		b.fail(fmt.Errorf("%s: %w", out.node, err))
-		return out
-	}
-	addNode[K, V, Windowed[K], change[VA]](b, out.node, func() stepFunc {
-		p := &slidingAggregator[K, V, VA]{storeName: storeName, diff: w.diff.Milliseconds(), grace: w.grace.Milliseconds(),
-			next: next, observed: -1}
-		return p.process
-	}, s.node)
-	b.AddStore(sb, out.node)
-	if t.emit == OnWindowClose {
-		final := out.SuppressUntilWindowCloses(UnboundedBuffer())
-		final.store, final.get = out.store, out.get
-		return final
-	}
-	return out
+	return addWindowedAggregate(windowedAggregation[K, V, VA]{g: t.g, prefix: prefix, values: values, opts: opts, emit: t.emit,
+		invalid: w.validate(), grace: w.grace, inclusiveEnd: true,
+		retention: t.retention, minRetention: 2*w.diff + w.grace, minRetentionIs: "twice the time difference plus grace",
+		windowKeys: func(keys serde.Serde[K]) serde.Serde[Windowed[K]] { return serde.TimeWindowed(keys, w.diff) },
+		getter:     windowStoreGetter[K, VA],
+		store:      windowStoreBuilder[K](values, w.diff),
+		newStep: func(storeName string) stepFunc {
+			p := &slidingAggregator[K, V, VA]{opened: lazyStore[state.WindowStore[K, state.ValueAndTimestamp[VA]]]{name: storeName},
+				diff: w.diff.Milliseconds(), grace: w.grace.Milliseconds(), next: next, observed: -1}
+			return p.process
+		},
+	})
 }
 
 // slidingAggregator follows Kafka's KStreamSlidingWindowAggregate: for
@@ -158,14 +126,14 @@ func slidingAggregate[K, V, VA any](t SlidingWindowedGrouped[K, V], prefix strin
 // when later records fall in that, and the right window of the record
 // before it when the new record falls in that.
 type slidingAggregator[K, V, VA any] struct {
-	storeName   string
+	opened      lazyStore[state.WindowStore[K, state.ValueAndTimestamp[VA]]]
 	diff, grace int64
 	next        func(K, V, VA, bool) VA
-	store       state.WindowStore[K, state.ValueAndTimestamp[VA]]
 	observed    int64
 
 	// Per record.
 	ctx       engine.NodeContext
+	store     state.WindowStore[K, state.ValueAndTimestamp[VA]]
 	r         processor.Record[any, any]
 	key       K
 	value     V
@@ -181,19 +149,16 @@ type slidingWindow[VA any] struct {
 }
 
 func (p *slidingAggregator[K, V, VA]) process(ctx engine.NodeContext, r processor.Record[any, any]) error {
-	if p.store == nil {
-		var err error
-		if p.store, err = processor.Store[state.WindowStore[K, state.ValueAndTimestamp[VA]]](ctx, p.storeName); err != nil {
-			return err
-		}
+	store, err := p.opened.get(ctx)
+	if err != nil {
+		return err
 	}
-	ts := r.Timestamp.UnixMilli()
-	if isNull(r.Key) || isNull(r.Value) || ts < 0 {
-		recordDropped(ctx)
+	ts, ok := windowableTime(ctx, r)
+	if !ok {
 		return nil
 	}
 	p.observed = max(p.observed, ts)
-	p.ctx, p.r, p.key, p.value, p.ts = ctx, r, engine.As[K](r.Key), engine.As[V](r.Value), ts
+	p.ctx, p.store, p.r, p.key, p.value, p.ts = ctx, store, r, engine.As[K](r.Key), engine.As[V](r.Value), ts
 	p.closeTime = p.observed - p.grace
 	if ts+1+p.diff <= p.closeTime {
 		// Even the record's right window has closed.
