@@ -21,8 +21,8 @@ type timed struct {
 	ts  int64
 }
 
-// windowed renders windowed records as "key@start=value/timestamp".
-func windowed[V any](t *testing.T, out *streamstest.OutputTopic[topology.Windowed[string], V]) []string {
+// render reads every record of out and renders each with f.
+func render[V any](t *testing.T, out *streamstest.OutputTopic[topology.Windowed[string], V], f func(processor.Record[topology.Windowed[string], V]) string) []string {
 	t.Helper()
 	recs, err := out.ReadAll()
 	if err != nil {
@@ -30,9 +30,17 @@ func windowed[V any](t *testing.T, out *streamstest.OutputTopic[topology.Windowe
 	}
 	var s []string
 	for _, r := range recs {
-		s = append(s, fmt.Sprintf("%s@%d=%v/%d", r.Key.Key, r.Key.Window.StartMs(), r.Value, r.Timestamp.UnixMilli()))
+		s = append(s, f(r))
 	}
 	return s
+}
+
+// windowed renders windowed records as "key@start=value/timestamp".
+func windowed[V any](t *testing.T, out *streamstest.OutputTopic[topology.Windowed[string], V]) []string {
+	t.Helper()
+	return render(t, out, func(r processor.Record[topology.Windowed[string], V]) string {
+		return fmt.Sprintf("%s@%d=%v/%d", r.Key.Key, r.Key.Window.StartMs(), r.Value, r.Timestamp.UnixMilli())
+	})
 }
 
 func pipeAt(t *testing.T, in *streamstest.InputTopic[string, string], recs ...timed) {
@@ -180,12 +188,7 @@ func TestWindowValidation(t *testing.T) {
 // with "null" for a delete.
 func sessions(t *testing.T, out *streamstest.OutputTopic[topology.Windowed[string], []byte]) []string {
 	t.Helper()
-	recs, err := out.ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s []string
-	for _, r := range recs {
+	return render(t, out, func(r processor.Record[topology.Windowed[string], []byte]) string {
 		v := "null"
 		if r.Value != nil {
 			n, err := serde.Int64().Deserialize("", r.Value)
@@ -194,9 +197,8 @@ func sessions(t *testing.T, out *streamstest.OutputTopic[topology.Windowed[strin
 			}
 			v = fmt.Sprint(n)
 		}
-		s = append(s, fmt.Sprintf("%s@%d-%d=%s/%d", r.Key.Key, r.Key.Window.StartMs(), r.Key.Window.EndMs(), v, r.Timestamp.UnixMilli()))
-	}
-	return s
+		return fmt.Sprintf("%s@%d-%d=%s/%d", r.Key.Key, r.Key.Window.StartMs(), r.Key.Window.EndMs(), v, r.Timestamp.UnixMilli())
+	})
 }
 
 func TestSessionWindowCountMergesSessions(t *testing.T) {
