@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,5 +309,82 @@ func TestSlidingWindowCount(t *testing.T) {
 	}
 	if n := d.DroppedRecords(); n != 1 {
 		t.Fatalf("dropped %d, want the late record", n)
+	}
+}
+
+// TestWindowedReduceAndAggregate runs Reduce and the aggregates of time,
+// session and sliding windows over the same records.
+func TestWindowedReduceAndAggregate(t *testing.T) {
+	b := topology.NewBuilder()
+	g := topology.FromTopics[string, string](b, []string{"in"}).GroupByKey()
+	concat := func(acc, v string) string { return acc + v }
+	initial := func() string { return "<" }
+	add := func(_ string, v, acc string) string { return acc + v }
+	tumbling, sliding := topology.TumblingWindows(10*time.Millisecond), topology.SlidingWindowsOf(10*time.Millisecond)
+	topology.WindowedBy(g, tumbling).Reduce(concat).ToStream().To("time-reduce")
+	topology.WindowedAggregateWith(topology.WindowedBy(g, tumbling), initial, add, serde.String()).ToStream().To("time-aggregate")
+	topology.SessionWindowedBy(g, topology.SessionWindowsWithGap(5*time.Millisecond)).Reduce(concat).ToStream().To("session-reduce")
+	topology.SlidingWindowedBy(g, sliding).Reduce(concat).ToStream().To("sliding-reduce")
+	topology.SlidingAggregateWith(topology.SlidingWindowedBy(g, sliding), initial, add, serde.String()).ToStream().To("sliding-aggregate")
+	d := build(t, b)
+	input := streamstest.NewInputTopic(d, "in", serde.String(), serde.String())
+	for _, r := range []struct {
+		v  string
+		ts int64
+	}{{"x", 1}, {"y", 4}, {"z", 12}} {
+		if err := input.PipeAt("k", r.v, at(r.ts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for topic, want := range map[string][]string{
+		"time-reduce":    {"k@0-10=x/1", "k@0-10=xy/4", "k@10-20=z/12"},
+		"time-aggregate": {"k@0-10=<x/1", "k@0-10=<xy/4", "k@10-20=<z/12"},
+		// y@4 merges x's session [1,1] away: a delete, then [1,4].
+		"session-reduce": {"k@1-1=x/1", "k@1-1=/1", "k@1-4=xy/4", "k@12-12=z/12"},
+		// y@4 falls in x's right window [2,12], which z@12 ends; z@12 also
+		// falls in y's right window [5,15].
+		"sliding-reduce":    {"k@0-10=x/1", "k@2-12=y/4", "k@0-10=xy/4", "k@2-12=yz/12", "k@5-15=z/12"},
+		"sliding-aggregate": {"k@0-10=<x/1", "k@2-12=<y/4", "k@0-10=<xy/4", "k@2-12=<yz/12", "k@5-15=<z/12"},
+	} {
+		keys := serde.TimeWindowed(serde.String(), 10*time.Millisecond)
+		if topic == "session-reduce" {
+			keys = serde.SessionWindowed(serde.String())
+		}
+		got := render(t, streamstest.NewOutputTopic(d, topic, keys, serde.String()), func(r processor.Record[topology.Windowed[string], string]) string {
+			return fmt.Sprintf("%s@%d-%d=%s/%d", r.Key.Key, r.Key.Window.StartMs(), r.Key.Window.EndMs(), r.Value, r.Timestamp.UnixMilli())
+		})
+		if !slices.Equal(got, want) {
+			t.Errorf("%s:\n%v\nwant:\n%v", topic, got, want)
+		}
+	}
+}
+
+// TestWindowRetention checks that each kind of windows rejects a store
+// retention shorter than its windows need and accepts a longer one.
+func TestWindowRetention(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		add  func(topology.Grouped[string, string], time.Duration) topology.WindowedTable[string, int64]
+		min  time.Duration
+		is   string
+	}{
+		{"time", func(g topology.Grouped[string, string], d time.Duration) topology.WindowedTable[string, int64] {
+			return topology.WindowedBy(g, topology.TumblingWindows(time.Second).WithGrace(time.Second)).WithRetention(d).Count()
+		}, 2 * time.Second, "the window size plus grace"},
+		{"session", func(g topology.Grouped[string, string], d time.Duration) topology.WindowedTable[string, int64] {
+			return topology.SessionWindowedBy(g, topology.SessionWindowsWithGap(time.Second).WithGrace(time.Second)).WithRetention(d).Count()
+		}, 2 * time.Second, "the gap plus grace"},
+		{"sliding", func(g topology.Grouped[string, string], d time.Duration) topology.WindowedTable[string, int64] {
+			return topology.SlidingWindowedBy(g, topology.SlidingWindowsOf(time.Second).WithGrace(time.Second)).WithRetention(d).Count()
+		}, 3 * time.Second, "twice the time difference plus grace"},
+	} {
+		for _, d := range []time.Duration{c.min - time.Millisecond, c.min, time.Hour} {
+			b := topology.NewBuilder()
+			c.add(topology.FromTopics[string, string](b, []string{"in"}).GroupByKey(), d).ToStream().To("out")
+			_, err := b.Build()
+			if short := d < c.min; short != (err != nil) || short && !strings.Contains(err.Error(), "shorter than "+c.is) {
+				t.Errorf("%s windows with retention %v: Build: %v", c.name, d, err)
+			}
+		}
 	}
 }
