@@ -285,36 +285,33 @@ func windowStoreBuilder[K, VA any](values serde.Serde[VA], size time.Duration) f
 	}
 }
 
-// lazyStore is a processor's store, opened on the first record, once the
-// task's stores exist.
-type lazyStore[S any] struct {
-	name   string
-	store  S
-	opened bool
-}
-
-// get returns the store, opening it from ctx on first use.
-func (l *lazyStore[S]) get(ctx processor.StoreProvider) (S, error) {
-	if !l.opened {
-		s, err := processor.Store[S](ctx, l.name)
-		if err != nil {
-			return s, err
+// windowedStep returns the step function of a windowed aggregation's
+// processor: it opens the store named storeName on the first record, drops
+// the records no window takes (a null key or value or a negative
+// timestamp, as Kafka Streams' windowed aggregations skip), advances stream
+// time and hands every other record to step with the store, the record's
+// timestamp and the close time (stream time minus grace), in milliseconds.
+func windowedStep[S any](storeName string, grace time.Duration,
+	step func(ctx engine.NodeContext, r processor.Record[any, any], store S, ts, closeTime int64) error) stepFunc {
+	var store S
+	opened := false
+	observed := int64(-1)
+	return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
+		if !opened {
+			var err error
+			if store, err = processor.Store[S](ctx, storeName); err != nil {
+				return err
+			}
+			opened = true
 		}
-		l.store, l.opened = s, true
+		ts := r.Timestamp.UnixMilli()
+		if isNull(r.Key) || isNull(r.Value) || ts < 0 {
+			recordDropped(ctx)
+			return nil
+		}
+		observed = max(observed, ts)
+		return step(ctx, r, store, ts, observed-grace.Milliseconds())
 	}
-	return l.store, nil
-}
-
-// windowableTime returns r's timestamp in milliseconds, or false, after
-// counting r dropped, when no window takes r: its key or value is null or
-// its timestamp negative (as Kafka Streams' windowed aggregations skip).
-func windowableTime(ctx processor.BaseContext, r processor.Record[any, any]) (int64, bool) {
-	ts := r.Timestamp.UnixMilli()
-	if isNull(r.Key) || isNull(r.Value) || ts < 0 {
-		recordDropped(ctx)
-		return 0, false
-	}
-	return ts, true
 }
 
 // windowedAggregate adds the processor that keeps one aggregate per key and
@@ -322,7 +319,7 @@ func windowableTime(ctx processor.BaseContext, r processor.Record[any, any]) (in
 func windowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], prefix string, values serde.Serde[VA], opts []MaterializeOpt,
 	next func(K, V, VA, bool) VA) WindowedTable[K, VA] {
 	w := t.windows
-	size, grace := w.size.Milliseconds(), w.grace.Milliseconds()
+	size := w.size.Milliseconds()
 	return addWindowedAggregate(windowedAggregation[K, V, VA]{g: t.g, prefix: prefix, values: values, opts: opts, emit: t.emit,
 		invalid: w.validate(), grace: w.grace,
 		retention: t.retention, minRetention: w.size + w.grace, minRetentionIs: "the window size plus grace",
@@ -330,20 +327,9 @@ func windowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], prefix string,
 		getter:     windowStoreGetter[K, VA],
 		store:      windowStoreBuilder[K](values, w.size),
 		newStep: func(storeName string) stepFunc {
-			opened := lazyStore[state.WindowStore[K, state.ValueAndTimestamp[VA]]]{name: storeName}
-			observed := int64(-1)
-			return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
-				store, err := opened.get(ctx)
-				if err != nil {
-					return err
-				}
-				ts, ok := windowableTime(ctx, r)
-				if !ok {
-					return nil
-				}
+			return windowedStep(storeName, w.grace, func(ctx engine.NodeContext, r processor.Record[any, any],
+				store state.WindowStore[K, state.ValueAndTimestamp[VA]], ts, closeTime int64) error {
 				key, value := engine.As[K](r.Key), engine.As[V](r.Value)
-				observed = max(observed, ts)
-				closeTime := observed - grace
 				for _, start := range w.starts(ts) {
 					end := start + size
 					if end <= closeTime {
@@ -373,7 +359,7 @@ func windowedAggregate[K, V, VA any](t TimeWindowedGrouped[K, V], prefix string,
 					}
 				}
 				return nil
-			}
+			})
 		},
 	})
 }

@@ -131,7 +131,7 @@ func sessionStoreGetter[K, V any](name string) *getter {
 func sessionAggregate[K, V, VA any](t SessionWindowedGrouped[K, V], prefix string, values serde.Serde[VA], opts []MaterializeOpt,
 	add func(K, V, VA, bool) VA, merge func(k K, v, acc VA, found bool) VA) WindowedTable[K, VA] {
 	w := t.windows
-	gap, grace := w.gap, w.grace.Milliseconds()
+	gap := w.gap
 	return addWindowedAggregate(windowedAggregation[K, V, VA]{g: t.g, prefix: prefix, values: values, opts: opts, emit: t.emit,
 		invalid: w.validate(), grace: w.grace, inclusiveEnd: true,
 		retention: t.retention, minRetention: w.gap + w.grace, minRetentionIs: "the gap plus grace",
@@ -141,20 +141,9 @@ func sessionAggregate[K, V, VA any](t SessionWindowedGrouped[K, V], prefix strin
 			return state.SessionBuilder(name, keys, values, retention, opts...)
 		},
 		newStep: func(storeName string) stepFunc {
-			opened := lazyStore[state.SessionStore[K, VA]]{name: storeName}
-			observed := int64(-1)
-			return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
-				store, err := opened.get(ctx)
-				if err != nil {
-					return err
-				}
-				ts, ok := windowableTime(ctx, r)
-				if !ok {
-					return nil
-				}
+			return windowedStep(storeName, w.grace, func(ctx engine.NodeContext, r processor.Record[any, any],
+				store state.SessionStore[K, VA], ts, closeTime int64) error {
 				key := engine.As[K](r.Key)
-				observed = max(observed, ts)
-				closeTime := observed - grace
 				var merged []state.KeyValue[Windowed[K], VA]
 				var agg VA
 				found := false
@@ -192,7 +181,7 @@ func sessionAggregate[K, V, VA any](t SessionWindowedGrouped[K, V], prefix strin
 					return err
 				}
 				return ctx.Forward(processor.Record[any, any]{Key: session, Value: change[VA]{New: agg}, Timestamp: session.Window.End, Headers: r.Headers}, "")
-			}
+			})
 		},
 	})
 }

@@ -113,9 +113,8 @@ func slidingAggregate[K, V, VA any](t SlidingWindowedGrouped[K, V], prefix strin
 		getter:     windowStoreGetter[K, VA],
 		store:      windowStoreBuilder[K](values, w.diff),
 		newStep: func(storeName string) stepFunc {
-			p := &slidingAggregator[K, V, VA]{opened: lazyStore[state.WindowStore[K, state.ValueAndTimestamp[VA]]]{name: storeName},
-				diff: w.diff.Milliseconds(), grace: w.grace.Milliseconds(), next: next, observed: -1}
-			return p.process
+			p := &slidingAggregator[K, V, VA]{diff: w.diff.Milliseconds(), next: next}
+			return windowedStep(storeName, w.grace, p.process)
 		},
 	})
 }
@@ -126,10 +125,8 @@ func slidingAggregate[K, V, VA any](t SlidingWindowedGrouped[K, V], prefix strin
 // when later records fall in that, and the right window of the record
 // before it when the new record falls in that.
 type slidingAggregator[K, V, VA any] struct {
-	opened      lazyStore[state.WindowStore[K, state.ValueAndTimestamp[VA]]]
-	diff, grace int64
-	next        func(K, V, VA, bool) VA
-	observed    int64
+	diff int64
+	next func(K, V, VA, bool) VA
 
 	// Per record.
 	ctx       engine.NodeContext
@@ -148,18 +145,10 @@ type slidingWindow[VA any] struct {
 	agg   state.ValueAndTimestamp[VA]
 }
 
-func (p *slidingAggregator[K, V, VA]) process(ctx engine.NodeContext, r processor.Record[any, any]) error {
-	store, err := p.opened.get(ctx)
-	if err != nil {
-		return err
-	}
-	ts, ok := windowableTime(ctx, r)
-	if !ok {
-		return nil
-	}
-	p.observed = max(p.observed, ts)
-	p.ctx, p.store, p.r, p.key, p.value, p.ts = ctx, store, r, engine.As[K](r.Key), engine.As[V](r.Value), ts
-	p.closeTime = p.observed - p.grace
+// process is the windowedStep of the sliding aggregation.
+func (p *slidingAggregator[K, V, VA]) process(ctx engine.NodeContext, r processor.Record[any, any],
+	store state.WindowStore[K, state.ValueAndTimestamp[VA]], ts, closeTime int64) error {
+	p.ctx, p.store, p.r, p.key, p.value, p.ts, p.closeTime = ctx, store, r, engine.As[K](r.Key), engine.As[V](r.Value), ts, closeTime
 	if ts+1+p.diff <= p.closeTime {
 		// Even the record's right window has closed.
 		recordDropped(ctx)
