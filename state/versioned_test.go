@@ -8,7 +8,6 @@ import (
 	"github.com/riffle-stream/riffle/state"
 )
 
-
 func versionedStore(t *testing.T, raw state.RawStore, retention time.Duration) state.VersionedKeyValueStore[string, string] {
 	t.Helper()
 	b, err := state.VersionedKeyValueBuilder("v", serde.String(), serde.String(), retention)
