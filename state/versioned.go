@@ -31,10 +31,10 @@ type VersionedKeyValueStore[K, V any] interface {
 	// whether it was written: a write older than the history retention is
 	// dropped, as in Kafka.
 	Put(key K, value V, ts time.Time) (bool, error)
-	// Delete writes a delete of key from ts on and returns the version it
-	// ends, if any; like Put, it is dropped when older than the history
+	// Delete writes a delete of key from ts on and reports whether it was
+	// written: like Put, it is dropped when older than the history
 	// retention.
-	Delete(key K, ts time.Time) (VersionedRecord[V], bool, error)
+	Delete(key K, ts time.Time) (bool, error)
 	// Get returns the latest version of key, unless it is a delete.
 	Get(key K) (VersionedRecord[V], bool, error)
 	// GetAsOf returns the version of key valid at asOf: the latest written
@@ -202,65 +202,50 @@ func (s *versionedStore[K, V]) Put(key K, value V, ts time.Time) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("store %s: serialize value: %w", s.raw.Name(), err)
 	}
-	written, _, err := s.write(key, ts, append([]byte{versionValue}, vb...))
-	return written, err
+	return s.write(key, ts, append([]byte{versionValue}, vb...))
 }
 
-func (s *versionedStore[K, V]) Delete(key K, ts time.Time) (VersionedRecord[V], bool, error) {
-	written, ended, err := s.write(key, ts, []byte{versionDelete})
-	if err != nil || !written || ended == nil {
-		return VersionedRecord[V]{}, false, err
-	}
-	return s.record(*ended)
+func (s *versionedStore[K, V]) Delete(key K, ts time.Time) (bool, error) {
+	return s.write(key, ts, []byte{versionDelete})
 }
 
 // write stores entry as key's version at ts, advances the observed stream
 // time and drops the versions of key that have left the history. It
-// returns whether it wrote and the version valid at ts before the write.
-func (s *versionedStore[K, V]) write(key K, ts time.Time, entry []byte) (bool, *version, error) {
+// reports whether it wrote.
+func (s *versionedStore[K, V]) write(key K, ts time.Time, entry []byte) (bool, error) {
 	observed, err := s.observedTime()
 	if err != nil {
-		return false, nil, err
+		return false, err
 	}
 	at := ts.UnixMilli()
 	if at < observed-s.retention {
-		return false, nil, nil
+		return false, nil
 	}
 	p, err := s.prefix(key)
 	if err != nil {
-		return false, nil, err
-	}
-	vs, err := s.versions(p)
-	if err != nil {
-		return false, nil, err
-	}
-	var ended *version
-	for i := len(vs) - 1; i >= 0; i-- {
-		if vs[i].ts <= at {
-			ended = &vs[i]
-			break
-		}
+		return false, err
 	}
 	if err := s.raw.Put(binary.BigEndian.AppendUint64(p, uint64(at)), entry); err != nil {
-		return false, nil, err
+		return false, err
 	}
 	if at > observed {
 		observed = at
 		if err := s.raw.Put(observedKey, binary.BigEndian.AppendUint64(nil, uint64(at))); err != nil {
-			return false, nil, err
+			return false, err
 		}
 		s.observed = at
 	}
 	// A version has left the history once the next version, which ends
 	// its validity, is no later than the oldest time still readable; the
 	// latest version never leaves.
-	if vs, err = s.versions(p); err != nil {
-		return false, nil, err
+	vs, err := s.versions(p)
+	if err != nil {
+		return false, err
 	}
 	for i := 0; i+1 < len(vs) && vs[i+1].ts <= observed-s.retention; i++ {
 		if err := s.raw.Delete(binary.BigEndian.AppendUint64(p, uint64(vs[i].ts))); err != nil {
-			return false, nil, err
+			return false, err
 		}
 	}
-	return true, ended, nil
+	return true, nil
 }

@@ -54,23 +54,34 @@ func streamTableJoin[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], prefix st
 		}
 	}
 	out := Stream[K, VR]{b: b, node: name, keys: s.keys, values: serde.Default[VR]()}
-	addNode[K, V, K, VR](b, name, lookupStep(t.get, func(get lookup, ctx engine.NodeContext, r processor.Record[any, any]) error {
-		// Records with a null key or value do not join (Kafka Streams
-		// drops them).
-		if isNull(r.Key) || isNull(r.Value) {
-			return nil
+	addNode[K, V, K, VR](b, name, func() stepFunc {
+		// A versioned table is read as of the stream record's time
+		// (KIP-914), any other at its latest.
+		var get asOfLookup
+		return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
+			// Records with a null key or value do not join (Kafka Streams
+			// drops them).
+			if isNull(r.Key) || isNull(r.Value) {
+				return nil
+			}
+			if get == nil {
+				var err error
+				if get, err = t.get.openAsOf(ctx); err != nil {
+					return err
+				}
+			}
+			tv, err := get(r.Key, r.Timestamp.UnixMilli())
+			if err != nil {
+				return err
+			}
+			res := joined(engine.As[V](r.Value), tv)
+			if res == nil {
+				return nil
+			}
+			r.Value = res
+			return ctx.Forward(r, "")
 		}
-		tv, _, err := get(r.Key)
-		if err != nil {
-			return err
-		}
-		res := joined(engine.As[V](r.Value), tv)
-		if res == nil {
-			return nil
-		}
-		r.Value = res
-		return ctx.Forward(r, "")
-	}), s.node)
+	}, s.node)
 	b.connect(name, t.get)
 	return out
 }

@@ -19,6 +19,8 @@ type change[V any] struct{ New, Old any }
 type getter struct {
 	stores []string
 	open   func(p processor.StoreProvider) (lookup, error)
+	// asOf, set for a versioned table, reads the row valid at a time.
+	asOf func(p processor.StoreProvider) (asOfLookup, error)
 }
 
 // lookup returns a table's current value of key (nil if absent) and its
