@@ -10,8 +10,8 @@ import (
 
 // ValueAndTimestamp is a stored value with the timestamp of the record that
 // produced it (Kafka Streams' ValueAndTimestamp). Windowed aggregations keep
-// one per window, so an aggregate's result carries the largest timestamp of
-// its inputs.
+// one per window and TimestampedKeyValueStores one per key, so an
+// aggregate's result carries the largest timestamp of its inputs.
 type ValueAndTimestamp[V any] struct {
 	Value     V
 	Timestamp time.Time

@@ -94,6 +94,7 @@ func streamTableJoin[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], prefix st
 // the stream's key may have changed it is repartitioned first, through a
 // topic with t's partition count, so that s and t are co-partitioned;
 // otherwise the runtime checks their topics have the same partition count.
+// A table from VersionedTableFrom is read as of each record's timestamp.
 func Join[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], joiner func(v V, row VT) VR, opts ...StreamOpt) Stream[K, VR] {
 	return streamTableJoin[K, V, VT, VR](s, t, "KSTREAM-JOIN", opts, func(v V, tv any) any {
 		if tv == nil {

@@ -164,7 +164,9 @@ func (t Table[K, V]) WithValueSerde(values serde.Serde[V]) Table[K, V] {
 }
 
 // Grouped is a stream grouped by key, ready for aggregation (Kafka Streams'
-// KGroupedStream).
+// KGroupedStream). An aggregation's store is a
+// state.TimestampedKeyValueStore[K, VA]: each row carries the largest
+// timestamp of the records it reflects, and so does each update forwarded.
 type Grouped[K, V any] struct {
 	s    Stream[K, V]
 	name string
