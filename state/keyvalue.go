@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/riffle-stream/riffle/serde"
 )
@@ -27,6 +28,10 @@ type Config struct {
 	// that topic as its changelog (Kafka Streams' source-topic
 	// optimization), so Logging is off.
 	SourceTopic string
+	// SourceConverter, when set, converts each value read from SourceTopic
+	// during a restore to the store's layout (TimestampedRestore for a
+	// timestamped store); nil stores the values as they are.
+	SourceConverter func(value []byte, timestamp time.Time) []byte
 }
 
 // Builder describes a store and turns the engine the runtime opens for it

@@ -14,6 +14,11 @@
 // bottom of the stack that cuts the engine into time segments and drops
 // expired ones whole (Config.WrapEngine); they are not cached, and their
 // changelogs use Kafka Streams' windowed key layouts.
+//
+// A TimestampedKeyValueStore keeps each value with the timestamp of the
+// record that produced it, in Kafka Streams' ValueAndTimestamp layout; a
+// VersionedKeyValueStore keeps every version of a key over time for a
+// history retention (KIP-889).
 package state
 
 import (

@@ -10,8 +10,8 @@ import (
 
 // ValueAndTimestamp is a stored value with the timestamp of the record that
 // produced it (Kafka Streams' ValueAndTimestamp). Windowed aggregations keep
-// one per window, so an aggregate's result carries the largest timestamp of
-// its inputs.
+// one per window and TimestampedKeyValueStores one per key, so an
+// aggregate's result carries the largest timestamp of its inputs.
 type ValueAndTimestamp[V any] struct {
 	Value     V
 	Timestamp time.Time
@@ -32,9 +32,13 @@ func (s valueAndTimestamp[V]) Serialize(topic string, v ValueAndTimestamp[V]) ([
 		return nil, err
 	}
 	out := make([]byte, timestampSize, timestampSize+len(vb))
-	binary.BigEndian.PutUint64(out, uint64(v.Timestamp.UnixMilli()))
+	putTimestamp(out, v.Timestamp)
 	return append(out, vb...), nil
 }
+
+// putTimestamp writes ts into b as an 8-byte big-endian count of
+// milliseconds since the epoch.
+func putTimestamp(b []byte, ts time.Time) { binary.BigEndian.PutUint64(b, uint64(ts.UnixMilli())) }
 
 func (s valueAndTimestamp[V]) Deserialize(topic string, data []byte) (ValueAndTimestamp[V], error) {
 	var v ValueAndTimestamp[V]

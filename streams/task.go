@@ -228,9 +228,12 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, start 
 			if r.Key == nil {
 				continue // a source topic's record without a key is not a row
 			}
-			if r.Value == nil {
+			switch {
+			case r.Value == nil:
 				err = engine.Delete(r.Key)
-			} else {
+			case sc.SourceConverter != nil:
+				err = engine.Put(r.Key, sc.SourceConverter(r.Value, r.Timestamp))
+			default:
 				err = engine.Put(r.Key, r.Value)
 			}
 			if err != nil {

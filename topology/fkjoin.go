@@ -159,7 +159,7 @@ func fkJoin[K, VL, KO, VR, VO any](l Table[K, VL], r Table[KO, VR], prefix strin
 	subscriptions, updates := name+"-SUBSCRIPTIONS", name+"-RIGHT-UPDATES"
 	addNode[[]byte, []byte, []byte, []byte](b, subscriptions, func() stepFunc {
 		var store state.KeyValueStore[[]byte, []byte]
-		var get func(any) (any, error)
+		var get lookup
 		return func(ctx engine.NodeContext, rec processor.Record[any, any]) error {
 			if store == nil {
 				var err error
@@ -187,14 +187,14 @@ func fkJoin[K, VL, KO, VR, VO any](l Table[K, VL], r Table[KO, VR], prefix strin
 			if err != nil {
 				return err
 			}
-			right, err := get(fk)
+			right, _, err := get(fk)
 			if err != nil {
 				return err
 			}
 			return respond(ctx, rec, kb, hash, right)
 		}
 	}, subSource)
-	addNode[KO, change[VR], []byte, []byte](b, updates, storeStep[[]byte, []byte](subStore, func(store state.KeyValueStore[[]byte, []byte], ctx engine.NodeContext, rec processor.Record[any, any]) error {
+	addNode[KO, change[VR], []byte, []byte](b, updates, storeStep(subStore, func(store state.KeyValueStore[[]byte, []byte], ctx engine.NodeContext, rec processor.Record[any, any]) error {
 		if isNull(rec.Key) {
 			return nil
 		}
@@ -245,7 +245,7 @@ func fkJoin[K, VL, KO, VR, VO any](l Table[K, VL], r Table[KO, VR], prefix strin
 	t := Table[K, VO]{b: b, node: name, keys: l.keys, values: values, store: storeName, get: storeGetter[K, VO](storeName)}
 	addNode[[]byte, []byte, K, change[VO]](b, name, func() stepFunc {
 		var results state.KeyValueStore[K, VO]
-		var get func(any) (any, error)
+		var get lookup
 		return func(ctx engine.NodeContext, rec processor.Record[any, any]) error {
 			if results == nil {
 				var err error
@@ -264,7 +264,7 @@ func fkJoin[K, VL, KO, VR, VO any](l Table[K, VL], r Table[KO, VR], prefix strin
 			if err != nil {
 				return err
 			}
-			left, err := get(k)
+			left, _, err := get(k)
 			if err != nil {
 				return err
 			}

@@ -196,16 +196,17 @@ func tableAggregate[K, V, VA any](g GroupedTable[K, V], prefix string, values se
 	b.add(newSource[K, change[V]](src, g.keys, cs, []string{topic}, nil, true))
 	t := Table[K, VA]{b: b, node: o.nodeName(b, prefix), keys: g.keys, values: values, store: storeName,
 		get: storeGetter[K, VA](storeName)}
-	addNode[K, change[V], K, change[VA]](b, t.node, storeStep[K, VA](storeName, func(store state.KeyValueStore[K, VA], ctx engine.NodeContext, r processor.Record[any, any]) error {
+	addNode[K, change[V], K, change[VA]](b, t.node, storeStep(storeName, func(store state.TimestampedKeyValueStore[K, VA], ctx engine.NodeContext, r processor.Record[any, any]) error {
 		if isNull(r.Key) {
 			return nil
 		}
 		k := engine.As[K](r.Key)
 		c := r.Value.(change[V])
-		old, found, err := store.Get(k)
+		stored, found, err := store.GetWithTimestamp(k)
 		if err != nil {
 			return err
 		}
+		old := stored.Value
 		agg, have := old, found
 		if c.Old != nil {
 			agg, have = next(k, engine.As[V](c.Old), agg, have, false), true
@@ -216,7 +217,7 @@ func tableAggregate[K, V, VA any](g GroupedTable[K, V], prefix string, values se
 		if !have {
 			return nil
 		}
-		if err := store.Put(k, agg); err != nil {
+		if r.Timestamp, err = putStamped(store, k, agg, r, stored, found); err != nil {
 			return err
 		}
 		out := change[VA]{New: agg}
@@ -226,7 +227,7 @@ func tableAggregate[K, V, VA any](g GroupedTable[K, V], prefix string, values se
 		r.Value = out
 		return ctx.Forward(r, "")
 	}), src)
-	b.AddStore(state.KeyValueBuilder(storeName, g.keys, values, o.storeOpts...), t.node)
+	b.AddStore(state.TimestampedKeyValueBuilder(storeName, g.keys, values, o.storeOpts...), t.node)
 	return t
 }
 

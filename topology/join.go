@@ -1,6 +1,8 @@
 package topology
 
 import (
+	"time"
+
 	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
@@ -21,9 +23,9 @@ func (b *Builder) connect(node string, g *getter) {
 
 // lookupStep returns a node factory whose instances open g on first use and
 // run fn with it.
-func lookupStep(g *getter, fn func(get func(any) (any, error), ctx engine.NodeContext, r processor.Record[any, any]) error) func() stepFunc {
+func lookupStep(g *getter, fn func(get lookup, ctx engine.NodeContext, r processor.Record[any, any]) error) func() stepFunc {
 	return func() stepFunc {
-		var get func(any) (any, error)
+		var get lookup
 		return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
 			if get == nil {
 				var err error
@@ -52,23 +54,34 @@ func streamTableJoin[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], prefix st
 		}
 	}
 	out := Stream[K, VR]{b: b, node: name, keys: s.keys, values: serde.Default[VR]()}
-	addNode[K, V, K, VR](b, name, lookupStep(t.get, func(get func(any) (any, error), ctx engine.NodeContext, r processor.Record[any, any]) error {
-		// Records with a null key or value do not join (Kafka Streams
-		// drops them).
-		if isNull(r.Key) || isNull(r.Value) {
-			return nil
+	addNode[K, V, K, VR](b, name, func() stepFunc {
+		// A versioned table is read as of the stream record's time
+		// (KIP-914), any other at its latest.
+		var get asOfLookup
+		return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
+			// Records with a null key or value do not join (Kafka Streams
+			// drops them).
+			if isNull(r.Key) || isNull(r.Value) {
+				return nil
+			}
+			if get == nil {
+				var err error
+				if get, err = t.get.openAsOf(ctx); err != nil {
+					return err
+				}
+			}
+			tv, err := get(r.Key, r.Timestamp.UnixMilli())
+			if err != nil {
+				return err
+			}
+			res := joined(engine.As[V](r.Value), tv)
+			if res == nil {
+				return nil
+			}
+			r.Value = res
+			return ctx.Forward(r, "")
 		}
-		tv, err := get(r.Key)
-		if err != nil {
-			return err
-		}
-		res := joined(engine.As[V](r.Value), tv)
-		if res == nil {
-			return nil
-		}
-		r.Value = res
-		return ctx.Forward(r, "")
-	}), s.node)
+	}, s.node)
 	b.connect(name, t.get)
 	return out
 }
@@ -81,6 +94,7 @@ func streamTableJoin[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], prefix st
 // the stream's key may have changed it is repartitioned first, through a
 // topic with t's partition count, so that s and t are co-partitioned;
 // otherwise the runtime checks their topics have the same partition count.
+// A table from VersionedTableFrom is read as of each record's timestamp.
 func Join[K, V, VT, VR any](s Stream[K, V], t Table[K, VT], joiner func(v V, row VT) VR, opts ...StreamOpt) Stream[K, VR] {
 	return streamTableJoin[K, V, VT, VR](s, t, "KSTREAM-JOIN", opts, func(v V, tv any) any {
 		if tv == nil {
@@ -105,14 +119,14 @@ func streamGlobalJoin[K, V, KG, VG, VR any](s Stream[K, V], g GlobalTable[KG, VG
 	o := collect(opts)
 	name := o.nodeName(b, prefix)
 	out := Stream[K, VR]{b: b, node: name, keys: s.keys, values: serde.Default[VR](), keyChanged: s.keyChanged}
-	addNode[K, V, K, VR](b, name, lookupStep(g.get, func(get func(any) (any, error), ctx engine.NodeContext, r processor.Record[any, any]) error {
+	addNode[K, V, K, VR](b, name, lookupStep(g.get, func(get lookup, ctx engine.NodeContext, r processor.Record[any, any]) error {
 		if isNull(r.Value) {
 			return nil
 		}
 		var gv any
 		if gk := key(engine.As[K](r.Key), engine.As[V](r.Value)); !isNull(gk) {
 			var err error
-			if gv, err = get(gk); err != nil {
+			if gv, _, err = get(gk); err != nil {
 				return err
 			}
 		}
@@ -158,13 +172,13 @@ func tableJoin[K, VL, VR, VO any](l Table[K, VL], r Table[K, VR], prefix string,
 	o := collect(opts)
 	name := o.nodeName(b, prefix)
 	side := func(other *getter, pair func(own, other any) any) func() stepFunc {
-		return lookupStep(other, func(get func(any) (any, error), ctx engine.NodeContext, rec processor.Record[any, any]) error {
+		return lookupStep(other, func(get lookup, ctx engine.NodeContext, rec processor.Record[any, any]) error {
 			if isNull(rec.Key) {
 				return nil
 			}
 			c := rec.Value.(interface{ values() (any, any) })
 			newV, oldV := c.values()
-			ov, err := get(rec.Key)
+			ov, ots, err := get(rec.Key)
 			if err != nil {
 				return err
 			}
@@ -173,6 +187,11 @@ func tableJoin[K, VL, VR, VO any](l Table[K, VL], r Table[K, VR], prefix string,
 				return nil
 			}
 			rec.Value = change[VO]{New: n, Old: old}
+			// The joined row is as recent as the later of its two sides
+			// (Kafka Streams' KTable-KTable join).
+			if ots > rec.Timestamp.UnixMilli() {
+				rec.Timestamp = time.UnixMilli(ots).UTC()
+			}
 			return ctx.Forward(rec, "")
 		})
 	}
@@ -183,7 +202,7 @@ func tableJoin[K, VL, VR, VO any](l Table[K, VL], r Table[K, VR], prefix string,
 	b.connect(rightNode, l.get)
 	addStep[K, change[VO], K, change[VO]](b, name, pass, leftNode, rightNode)
 	get := &getter{stores: append(append([]string(nil), l.get.stores...), r.get.stores...),
-		open: func(p processor.StoreProvider) (func(any) (any, error), error) {
+		open: func(p processor.StoreProvider) (lookup, error) {
 			lget, err := l.get.open(p)
 			if err != nil {
 				return nil, err
@@ -192,16 +211,16 @@ func tableJoin[K, VL, VR, VO any](l Table[K, VL], r Table[K, VR], prefix string,
 			if err != nil {
 				return nil, err
 			}
-			return func(k any) (any, error) {
-				lv, err := lget(k)
+			return func(k any) (any, int64, error) {
+				lv, lts, err := lget(k)
 				if err != nil {
-					return nil, err
+					return nil, noTimestamp, err
 				}
-				rv, err := rget(k)
+				rv, rts, err := rget(k)
 				if err != nil {
-					return nil, err
+					return nil, noTimestamp, err
 				}
-				return joined(lv, rv), nil
+				return joined(lv, rv), max(lts, rts), nil
 			}, nil
 		}}
 	return Table[K, VO]{b: b, node: name, keys: l.keys, values: serde.Default[VO](), get: get}

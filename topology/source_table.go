@@ -16,6 +16,11 @@ func sourceChangelog(topic string) state.Opt {
 	return func(c *state.Config) { c.SourceTopic, c.Logging = topic, false }
 }
 
+// timestampedSource makes a store restored from a topic of plain values
+// stamp them with their records' timestamps, the layout of a timestamped
+// store.
+func timestampedSource(c *state.Config) { c.SourceConverter = state.TimestampedRestore }
+
 // TableFrom returns the table whose rows are the latest records per key of
 // topic, read with serde.Default[K]() and serde.Default[V]() (Kafka
 // Streams' StreamsBuilder.table). A record with a null value (a tombstone)
@@ -35,7 +40,7 @@ func TableFromWith[K, V any](b *Builder, topic string, keys serde.Serde[K], valu
 	storeName := o.storeNameOr(b, "KTABLE-SOURCE")
 	t := Table[K, V]{b: b, node: o.nodeName(b, "KTABLE-SOURCE"), keys: keys, values: values, store: storeName,
 		get: storeGetter[K, V](storeName)}
-	addNode[K, V, K, change[V]](b, t.node, storeStep[K, V](storeName, func(store state.KeyValueStore[K, V], ctx engine.NodeContext, r processor.Record[any, any]) error {
+	addNode[K, V, K, change[V]](b, t.node, storeStep(storeName, func(store state.TimestampedKeyValueStore[K, V], ctx engine.NodeContext, r processor.Record[any, any]) error {
 		if isNull(r.Key) {
 			return nil
 		}
@@ -56,13 +61,13 @@ func TableFromWith[K, V any](b *Builder, topic string, keys serde.Serde[K], valu
 			if _, _, err := store.Delete(k); err != nil {
 				return err
 			}
-		} else if err := store.Put(k, engine.As[V](r.Value)); err != nil {
+		} else if err := store.PutWithTimestamp(k, state.ValueAndTimestamp[V]{Value: engine.As[V](r.Value), Timestamp: r.Timestamp}); err != nil {
 			return err
 		}
 		r.Value = c
 		return ctx.Forward(r, "")
 	}), src)
-	b.AddStore(state.KeyValueBuilder(storeName, keys, values, append(o.storeOpts, sourceChangelog(topic))...), t.node)
+	b.AddStore(state.TimestampedKeyValueBuilder(storeName, keys, values, append(o.storeOpts, sourceChangelog(topic), timestampedSource)...), t.node)
 	return t
 }
 

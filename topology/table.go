@@ -1,6 +1,8 @@
 package topology
 
 import (
+	"time"
+
 	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
@@ -16,22 +18,42 @@ type change[V any] struct{ New, Old any }
 // the Filter and MapValues steps derived from it.
 type getter struct {
 	stores []string
-	open   func(p processor.StoreProvider) (func(key any) (any, error), error)
+	open   func(p processor.StoreProvider) (lookup, error)
+	// asOf, set for a versioned table, reads the row valid at a time.
+	asOf func(p processor.StoreProvider) (asOfLookup, error)
 }
 
-// storeGetter reads the store name of a materialized table.
+// lookup returns a table's current value of key (nil if absent) and its
+// timestamp in milliseconds (noTimestamp if the store keeps none).
+type lookup func(key any) (value any, ts int64, err error)
+
+// noTimestamp is the timestamp of a row from a store without timestamps
+// (Kafka's ConsumerRecord.NO_TIMESTAMP); it never wins a max.
+const noTimestamp = -1
+
+// storeGetter reads the store name of a materialized table, with its
+// timestamps if the store is a TimestampedKeyValueStore.
 func storeGetter[K, V any](name string) *getter {
-	return &getter{stores: []string{name}, open: func(p processor.StoreProvider) (func(any) (any, error), error) {
+	return &getter{stores: []string{name}, open: func(p processor.StoreProvider) (lookup, error) {
 		s, err := processor.Store[state.KeyValueStore[K, V]](p, name)
 		if err != nil {
 			return nil, err
 		}
-		return func(key any) (any, error) {
+		if ts, ok := s.(state.TimestampedKeyValueStore[K, V]); ok {
+			return func(key any) (any, int64, error) {
+				v, ok, err := ts.GetWithTimestamp(engine.As[K](key))
+				if err != nil || !ok {
+					return nil, noTimestamp, err
+				}
+				return v.Value, v.Timestamp.UnixMilli(), nil
+			}, nil
+		}
+		return func(key any) (any, int64, error) {
 			v, ok, err := s.Get(engine.As[K](key))
 			if err != nil || !ok {
-				return nil, err
+				return nil, noTimestamp, err
 			}
-			return v, nil
+			return v, noTimestamp, nil
 		}, nil
 	}}
 }
@@ -39,17 +61,17 @@ func storeGetter[K, V any](name string) *getter {
 // derive returns a getter applying fn to what g reads; fn sees and
 // returns nil for absent values.
 func (g *getter) derive(fn func(key, v any) any) *getter {
-	return &getter{stores: g.stores, open: func(p processor.StoreProvider) (func(any) (any, error), error) {
+	return &getter{stores: g.stores, open: func(p processor.StoreProvider) (lookup, error) {
 		get, err := g.open(p)
 		if err != nil {
 			return nil, err
 		}
-		return func(key any) (any, error) {
-			v, err := get(key)
+		return func(key any) (any, int64, error) {
+			v, ts, err := get(key)
 			if err != nil {
-				return nil, err
+				return nil, noTimestamp, err
 			}
-			return fn(key, v), nil
+			return fn(key, v), ts, nil
 		}, nil
 	}}
 }
@@ -142,7 +164,9 @@ func (t Table[K, V]) WithValueSerde(values serde.Serde[V]) Table[K, V] {
 }
 
 // Grouped is a stream grouped by key, ready for aggregation (Kafka Streams'
-// KGroupedStream).
+// KGroupedStream). An aggregation's store is a
+// state.TimestampedKeyValueStore[K, VA]: each row carries the largest
+// timestamp of the records it reflects, and so does each update forwarded.
 type Grouped[K, V any] struct {
 	s    Stream[K, V]
 	name string
@@ -242,44 +266,57 @@ func aggregate[K, V, VA any](g Grouped[K, V], prefix string, values serde.Serde[
 	s := repartitionIfNeeded(g.s, g.name, storeName)
 	t := Table[K, VA]{b: b, node: o.nodeName(b, prefix), keys: s.keys, values: values, store: storeName,
 		get: storeGetter[K, VA](storeName)}
-	addNode[K, V, K, change[VA]](b, t.node, storeStep[K, VA](storeName, func(store state.KeyValueStore[K, VA], ctx engine.NodeContext, r processor.Record[any, any]) error {
+	addNode[K, V, K, change[VA]](b, t.node, storeStep(storeName, func(store state.TimestampedKeyValueStore[K, VA], ctx engine.NodeContext, r processor.Record[any, any]) error {
 		if isNull(r.Key) || isNull(r.Value) {
 			return nil
 		}
 		k := engine.As[K](r.Key)
-		old, found, err := store.Get(k)
+		old, found, err := store.GetWithTimestamp(k)
 		if err != nil {
 			return err
 		}
-		agg := next(k, engine.As[V](r.Value), old, found)
-		if err := store.Put(k, agg); err != nil {
+		agg := next(k, engine.As[V](r.Value), old.Value, found)
+		if r.Timestamp, err = putStamped(store, k, agg, r, old, found); err != nil {
 			return err
 		}
 		c := change[VA]{New: agg}
 		if found {
-			c.Old = old
+			c.Old = old.Value
 		}
 		r.Value = c
 		return ctx.Forward(r, "")
 	}), s.node)
-	b.AddStore(state.KeyValueBuilder(storeName, s.keys, values, o.storeOpts...), t.node)
+	b.AddStore(state.TimestampedKeyValueBuilder(storeName, s.keys, values, o.storeOpts...), t.node)
 	return t
 }
 
-// storeStep returns a node factory whose instances open the key-value store
-// named name on first use and run fn with it.
-func storeStep[K, V any](name string, fn func(state.KeyValueStore[K, V], engine.NodeContext, processor.Record[any, any]) error) func() stepFunc {
+// storeStep returns a node factory whose instances open the store named
+// name, of type S, on first use and run fn with it.
+func storeStep[S state.Store](name string, fn func(S, engine.NodeContext, processor.Record[any, any]) error) func() stepFunc {
 	return func() stepFunc {
-		var store state.KeyValueStore[K, V]
+		var store S
+		opened := false
 		return func(ctx engine.NodeContext, r processor.Record[any, any]) error {
-			if store == nil {
-				s, err := processor.Store[state.KeyValueStore[K, V]](ctx, name)
+			if !opened {
+				s, err := processor.Store[S](ctx, name)
 				if err != nil {
 					return err
 				}
-				store = s
+				store, opened = s, true
 			}
 			return fn(store, ctx, r)
 		}
 	}
+}
+
+// putStamped stores agg under k with the later of r's timestamp and that
+// of the value it replaces, found old, and returns that timestamp: a
+// table's row is as recent as the latest record it reflects (Kafka
+// Streams' timestamped aggregations).
+func putStamped[K, V any](store state.TimestampedKeyValueStore[K, V], k K, agg V, r processor.Record[any, any], old state.ValueAndTimestamp[V], found bool) (time.Time, error) {
+	stamp := r.Timestamp
+	if found && old.Timestamp.After(stamp) {
+		stamp = old.Timestamp
+	}
+	return stamp, store.PutWithTimestamp(k, state.ValueAndTimestamp[V]{Value: agg, Timestamp: stamp})
 }

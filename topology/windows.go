@@ -192,18 +192,18 @@ func aggregateRecord[K, V, VA any](initial func() VA, fn func(K, V, VA) VA) func
 
 // windowStoreGetter reads a windowed table's value from its window store.
 func windowStoreGetter[K, V any](name string) *getter {
-	return &getter{stores: []string{name}, open: func(p processor.StoreProvider) (func(any) (any, error), error) {
+	return &getter{stores: []string{name}, open: func(p processor.StoreProvider) (lookup, error) {
 		s, err := processor.Store[state.WindowStore[K, state.ValueAndTimestamp[V]]](p, name)
 		if err != nil {
 			return nil, err
 		}
-		return func(key any) (any, error) {
+		return func(key any) (any, int64, error) {
 			w := engine.As[Windowed[K]](key)
 			v, ok, err := s.Fetch(w.Key, w.Window.Start)
 			if err != nil || !ok {
-				return nil, err
+				return nil, noTimestamp, err
 			}
-			return v.Value, nil
+			return v.Value, v.Timestamp.UnixMilli(), nil
 		}, nil
 	}}
 }

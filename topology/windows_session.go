@@ -109,18 +109,19 @@ func SessionAggregateWith[K, V, VA any](t SessionWindowedGrouped[K, V], initial 
 
 // sessionStoreGetter reads a session table's value from its session store.
 func sessionStoreGetter[K, V any](name string) *getter {
-	return &getter{stores: []string{name}, open: func(p processor.StoreProvider) (func(any) (any, error), error) {
+	return &getter{stores: []string{name}, open: func(p processor.StoreProvider) (lookup, error) {
 		s, err := processor.Store[state.SessionStore[K, V]](p, name)
 		if err != nil {
 			return nil, err
 		}
-		return func(key any) (any, error) {
+		return func(key any) (any, int64, error) {
 			w := engine.As[Windowed[K]](key)
 			v, ok, err := s.FetchSession(w.Key, w.Window.Start, w.Window.End)
 			if err != nil || !ok {
-				return nil, err
+				return nil, noTimestamp, err
 			}
-			return v, nil
+			// A session's timestamp is its end, as Kafka Streams stamps it.
+			return v, w.Window.EndMs(), nil
 		}, nil
 	}}
 }
