@@ -35,6 +35,7 @@ type config struct {
 	pollTimeout     time.Duration
 	clientOpts      []kgo.Opt
 	protocol        GroupProtocol
+	closeTimeout    time.Duration
 }
 
 func defaultConfig() config {
@@ -46,6 +47,7 @@ func defaultConfig() config {
 		logger:         slog.Default(),
 		replication:    -1,
 		pollTimeout:    100 * time.Millisecond,
+		closeTimeout:   30 * time.Second,
 	}
 }
 
@@ -130,3 +132,10 @@ const (
 // GroupProtocolAuto (the Kafka consumer's group.protocol, which Kafka
 // defaults to classic).
 func WithGroupProtocol(p GroupProtocol) Option { return func(c *config) { c.protocol = p } }
+
+// CloseTimeout bounds how long each thread takes to shut down when Run
+// ends: its final commit, its last repartition purge and leaving the group.
+// Past it, a thread gives up (its tasks are closed dirty if the commit did
+// not finish) so that Close returns even when the cluster cannot be
+// reached. Default: 30s (the Kafka consumer's default close timeout).
+func CloseTimeout(d time.Duration) Option { return func(c *config) { c.closeTimeout = d } }

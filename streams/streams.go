@@ -57,11 +57,12 @@ import (
 
 // App is a running (or runnable) stream processing application.
 type App struct {
-	cfg     config
-	graph   *engine.Graph
-	subs    []engine.Subtopology
-	metrics metrics
-	globals *globals // set by Run before the threads start
+	cfg      config
+	graph    *engine.Graph
+	subs     []engine.Subtopology
+	metrics  metrics
+	globals  *globals // set by Run before the threads start
+	taskDirs taskDirs
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -85,6 +86,8 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("streams: Threads(%d): need at least 1", cfg.threads)
 	case cfg.commitInterval <= 0:
 		return nil, fmt.Errorf("streams: CommitInterval(%v) must be positive", cfg.commitInterval)
+	case cfg.closeTimeout <= 0:
+		return nil, fmt.Errorf("streams: CloseTimeout(%v) must be positive", cfg.closeTimeout)
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}

@@ -37,6 +37,7 @@ type thread struct {
 	lastCommit time.Time
 	lastPurge  time.Time
 	failed     error
+	stopping   bool          // set by shutdown: revocations no longer commit
 	purged     chan struct{} // closed once the last purge request is done
 
 	partitions map[string]knownCount // sink topic -> partition count, for partitioners
@@ -198,6 +199,7 @@ func (th *thread) unassign(lost map[string][]int32) []processor.TaskID {
 	for topic, parts := range lost {
 		for _, p := range parts {
 			delete(th.assigned[topic], p)
+			th.app.metrics.dropLag(topic, p)
 			id := processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}
 			if _, ok := th.tasks[id]; ok && !slices.Contains(ids, id) {
 				ids = append(ids, id)
@@ -211,14 +213,18 @@ func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[stri
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Info("partitions revoked", "partitions", revoked)
-	if th.app.aborted() {
+	if th.app.aborted() || th.stopping {
 		return
 	}
-	if err := th.commit(ctx); err != nil {
+	err := th.commit(ctx)
+	switch {
+	case errors.Is(err, errTaskMigrated):
+		th.log.Warn("tasks migrated before their commit, closing them dirty", "err", err)
+	case err != nil:
 		th.fail(fmt.Errorf("commit on revocation: %w", err))
 	}
 	for _, id := range th.unassign(revoked) {
-		th.closeTask(id, true)
+		th.closeTask(id, err == nil)
 	}
 }
 
@@ -240,8 +246,9 @@ func (th *thread) fail(err error) {
 	}
 }
 
-// closeTask closes a task; a clean close writes its checkpoint, a dirty one
-// removes it so that its state is rebuilt from the changelog next time.
+// closeTask closes a task; a clean close (after a successful commit)
+// writes its checkpoint, a dirty one removes it so that its state is
+// rebuilt from the changelog next time.
 func (th *thread) closeTask(id processor.TaskID, clean bool) {
 	tk := th.tasks[id]
 	delete(th.tasks, id)
@@ -251,6 +258,8 @@ func (th *thread) closeTask(id processor.TaskID, clean bool) {
 		errs = append(errs, tk.t.Close())
 		if clean {
 			errs = append(errs, tk.checkpoint())
+		} else {
+			errs = append(errs, tk.removeCheckpoint())
 		}
 	}
 	errs = append(errs, tk.closeStores())
@@ -258,6 +267,16 @@ func (th *thread) closeTask(id processor.TaskID, clean bool) {
 		th.log.Error("close task", "task", id.String(), "err", err)
 	}
 	th.log.Info("task closed", "task", id.String(), "clean", clean)
+}
+
+// closeAllDirty closes every task dirty, as Kafka Streams does when the
+// group has moved its tasks away before a commit: the progress since the
+// last commit belongs to whoever owns the partitions now.
+func (th *thread) closeAllDirty(err error) {
+	th.log.Warn("tasks migrated before their commit, closing them dirty", "err", err)
+	for id := range th.tasks {
+		th.closeTask(id, false)
+	}
 }
 
 // ensureTasks opens a task for every assigned partition that lacks one.
@@ -308,22 +327,25 @@ func (th *thread) commit(ctx context.Context) error {
 	if len(offsets) == 0 {
 		return nil
 	}
-	var commitErr error
+	var commitErrs []error
 	th.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
-			commitErr = err
+			commitErrs = append(commitErrs, err)
 			return
 		}
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
 				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-					commitErr = errors.Join(commitErr, fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err))
+					commitErrs = append(commitErrs, fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err))
 				}
 			}
 		}
 	})
-	if commitErr != nil {
-		return fmt.Errorf("commit offsets: %w", commitErr)
+	if len(commitErrs) > 0 {
+		if migrated(commitErrs) {
+			return fmt.Errorf("commit offsets: %w: %w", errTaskMigrated, errors.Join(commitErrs...))
+		}
+		return fmt.Errorf("commit offsets: %w", errors.Join(commitErrs...))
 	}
 	th.app.metrics.commits.Add(1)
 	for _, tk := range committed {
@@ -333,6 +355,30 @@ func (th *thread) commit(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// errTaskMigrated marks a commit refused because the member no longer owns
+// the partitions at the generation or member epoch it committed with
+// (Kafka Streams' TaskMigratedException). franz-go has already retried a
+// KIP-848 commit answered STALE_MEMBER_EPOCH with the epoch its heartbeat
+// learnt, for the partitions still owned; what remains is not fatal: the
+// thread closes its tasks dirty and carries on with what the group
+// assigns it.
+var errTaskMigrated = errors.New("tasks migrated")
+
+// migrated reports whether every error of a commit is one with which the
+// group says the member's assignment changed under it.
+func migrated(errs []error) bool {
+	for _, e := range errs {
+		switch {
+		case errors.Is(e, kerr.StaleMemberEpoch), errors.Is(e, kerr.FencedMemberEpoch),
+			errors.Is(e, kerr.IllegalGeneration), errors.Is(e, kerr.UnknownMemberID),
+			errors.Is(e, kerr.RebalanceInProgress):
+		default:
+			return false
+		}
+	}
+	return len(errs) > 0
 }
 
 // run is the thread's loop: poll, create tasks, process, punctuate, commit.
@@ -412,10 +458,15 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	if commitNow {
-		if err := th.commit(ctx); err != nil {
+		err := th.commit(ctx)
+		switch {
+		case errors.Is(err, errTaskMigrated):
+			th.closeAllDirty(err)
+		case err != nil:
 			return err
+		default:
+			th.maybePurge(ctx)
 		}
-		th.maybePurge(ctx)
 	}
 	return nil
 }
@@ -482,23 +533,37 @@ func inputRecord(r *kgo.Record) engine.InputRecord {
 		Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Headers: headers}
 }
 
-// shutdown commits and closes every task and leaves the group; after a
-// simulated crash it only releases resources.
+// shutdown commits and closes every task and leaves the group, within the
+// App's CloseTimeout even when the cluster cannot be reached; after a
+// simulated crash it only releases resources. A task is closed clean only
+// if the final commit succeeded.
 func (th *thread) shutdown(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), th.app.cfg.closeTimeout)
+	defer cancel()
 	th.mu.Lock()
-	if !th.app.aborted() && th.failed == nil {
-		if err := th.commit(context.WithoutCancel(ctx)); err != nil {
+	th.stopping = true
+	clean := !th.app.aborted() && th.failed == nil
+	if clean {
+		if err := th.commit(ctx); err != nil {
 			th.log.Error("final commit", "err", err)
+			clean = false
 		}
 	}
 	for id := range th.tasks {
-		th.closeTask(id, !th.app.aborted())
+		th.closeTask(id, clean)
 	}
 	purged := th.purged
 	th.mu.Unlock()
 	if purged != nil {
-		<-purged
+		select {
+		case <-purged:
+		case <-ctx.Done():
+		}
 	}
-	th.cl.CloseAllowingRebalance()
+	th.cl.AllowRebalance()
+	if err := th.cl.LeaveGroupContext(ctx); err != nil {
+		th.log.Warn("leave group", "err", err)
+	}
+	th.cl.Close()
 	th.log.Info("thread stopped")
 }
