@@ -36,6 +36,7 @@ type config struct {
 	clientOpts      []kgo.Opt
 	protocol        GroupProtocol
 	closeTimeout    time.Duration
+	restoreListener RestoreListener
 }
 
 func defaultConfig() config {

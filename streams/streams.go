@@ -6,7 +6,10 @@
 // member per thread. Its input partitions are grouped into tasks, one per
 // subtopology and partition; each task owns its processors and state stores
 // and is created, restored from its changelogs, and closed as the group's
-// assignment changes. Processing is at-least-once: on every commit the
+// assignment changes. A task restores on its own goroutine, its input
+// partitions paused meanwhile, so that the thread goes on processing its
+// other tasks and a rebalance can revoke a restoring task at once
+// (OnRestore reports the progress). Processing is at-least-once: on every commit the
 // stores are flushed (sending their changelog records), everything produced
 // is awaited, and only then are the input offsets committed.
 //

@@ -246,13 +246,17 @@ const restoreIdle = time.Second
 // and when the partition loses its tail while it restores (deleted and
 // recreated): after restoreIdle without records it reads the end offset
 // again and stops if it has reached it.
-func (th *thread) restore(ctx context.Context, tk *task, store string, r restoreRange) error {
+func (th *thread) restore(ctx context.Context, tk *task, store string, r restoreRange) (err error) {
 	start := max(r.start, r.logStart)
 	tk.changelog[store] = r.end
 	if start >= r.end {
 		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", r.end)
 		return nil
 	}
+	events := restoreEvents{l: th.app.cfg.restoreListener, r: StoreRestore{Task: tk.id, Store: store, Topic: r.topic, Partition: tk.id.Partition}}
+	events.start(start, r.end)
+	var restored int64
+	defer func() { events.end(restored, err) }()
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(th.brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {tk.id.Partition: kgo.NewOffset().At(start)}}),
@@ -266,7 +270,6 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, r restore
 	engine := tk.engines[store]
 	began := time.Now()
 	lastLog := began
-	var restored int64
 	th.log.Info("restoring store", "task", tk.id.String(), "store", store, "from", start, "to", r.end)
 	for next := start; next < r.end; {
 		pollCtx, cancel := context.WithTimeout(ctx, restoreIdle)
@@ -313,6 +316,7 @@ func (th *thread) restore(ctx context.Context, tk *task, store string, r restore
 			restored++
 		}
 		th.app.metrics.restored.Add(int64(len(records)))
+		events.batch(next-1, len(records))
 		if time.Since(lastLog) > time.Second {
 			lastLog = time.Now()
 			th.log.Info("restoring store", "task", tk.id.String(), "store", store, "offset", next, "end", r.end)

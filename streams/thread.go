@@ -34,6 +34,7 @@ type thread struct {
 	mu         sync.Mutex
 	assigned   map[string]map[int32]bool
 	tasks      map[processor.TaskID]*task
+	restoring  map[processor.TaskID]*restoration
 	lastCommit time.Time
 	lastPurge  time.Time
 	failed     error
@@ -52,6 +53,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		log:        a.cfg.logger.With("application.id", a.cfg.appID, "thread", id),
 		assigned:   make(map[string]map[int32]bool),
 		tasks:      make(map[processor.TaskID]*task),
+		restoring:  make(map[processor.TaskID]*restoration),
 		partitions: make(map[string]knownCount),
 	}
 	for topic, n := range p.partitions {
@@ -201,6 +203,7 @@ func (th *thread) unassign(lost map[string][]int32) []processor.TaskID {
 			delete(th.assigned[topic], p)
 			th.app.metrics.dropLag(topic, p)
 			id := processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}
+			th.stopRestore(id)
 			if _, ok := th.tasks[id]; ok && !slices.Contains(ids, id) {
 				ids = append(ids, id)
 			}
@@ -279,21 +282,22 @@ func (th *thread) closeAllDirty(err error) {
 	}
 }
 
-// ensureTasks opens a task for every assigned partition that lacks one.
+// ensureTasks starts opening a task for every assigned partition that
+// lacks one, and installs those whose restore has finished.
 func (th *thread) ensureTasks(ctx context.Context) error {
+	if err := th.installRestored(); err != nil {
+		return err
+	}
 	for _, topic := range slices.Sorted(maps.Keys(th.assigned)) {
 		for p := range th.assigned[topic] {
 			id := processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}
 			if _, ok := th.tasks[id]; ok {
 				continue
 			}
-			tk, err := th.openTask(ctx, id)
-			if err != nil {
-				return err
+			if _, ok := th.restoring[id]; ok {
+				continue
 			}
-			th.tasks[id] = tk
-			th.app.metrics.tasks.Add(1)
-			th.log.Info("task created", "task", id.String())
+			th.startRestore(ctx, id)
 		}
 	}
 	return nil
@@ -429,7 +433,10 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		id := processor.TaskID{Subtopology: th.plan.subOf[fp.Topic], Partition: fp.Partition}
 		tk, ok := th.tasks[id]
 		if !ok {
-			return // revoked meanwhile; the records will be fetched again by the new owner
+			if _, restoring := th.restoring[id]; restoring {
+				th.rewind(fp) // fetched before the pause: processed once restored
+			}
+			return
 		}
 		for _, r := range fp.Records {
 			if err := tk.t.Process(inputRecord(r)); err != nil {
@@ -542,6 +549,9 @@ func (th *thread) shutdown(ctx context.Context) {
 	defer cancel()
 	th.mu.Lock()
 	th.stopping = true
+	for id := range th.restoring {
+		th.stopRestore(id)
+	}
 	clean := !th.app.aborted() && th.failed == nil
 	if clean {
 		if err := th.commit(ctx); err != nil {
