@@ -59,6 +59,7 @@ func (th *thread) startRestore(ctx context.Context, id processor.TaskID) {
 	rctx, cancel := context.WithCancel(ctx)
 	r := &restoration{cancel: cancel, done: make(chan struct{})}
 	th.restoring[id] = r
+	th.app.local.setRestoring(id, true)
 	th.cl.PauseFetchPartitions(th.inputsOf(id))
 	go func() {
 		defer close(r.done)
@@ -78,10 +79,12 @@ func (th *thread) installRestored() error {
 		}
 		delete(th.restoring, id)
 		r.cancel()
+		th.app.local.setRestoring(id, false)
 		if r.err != nil {
 			return r.err
 		}
 		th.tasks[id] = r.tk
+		th.app.local.add(r.tk)
 		th.app.metrics.tasks.Add(1)
 		th.cl.ResumeFetchPartitions(th.inputsOf(id))
 		th.log.Info("task created", "task", id.String())
@@ -102,6 +105,7 @@ func (th *thread) stopRestore(id processor.TaskID) {
 	r.cancel()
 	<-r.done
 	th.cl.ResumeFetchPartitions(th.inputsOf(id))
+	th.app.local.setRestoring(id, false)
 	if r.err == nil {
 		th.tasks[id] = r.tk
 		th.app.metrics.tasks.Add(1)

@@ -66,6 +66,7 @@ type App struct {
 	metrics  metrics
 	globals  *globals // set by Run before the threads start
 	taskDirs taskDirs
+	local    localTasks
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -140,6 +141,9 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
+	a.local.mu.Lock()
+	a.local.partitions = plan.subParts
+	a.local.mu.Unlock()
 	globalCtx, stopGlobals := context.WithCancel(ctx)
 	a.globals, err = a.startGlobals(globalCtx, brokers, adm, log)
 	if err != nil {

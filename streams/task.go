@@ -34,6 +34,9 @@ type task struct {
 
 	sourceStores map[string]string // store restored from a source topic -> that topic
 	unlock       func()            // releases the state directory
+
+	queryMu sync.RWMutex // held by queries reading engines; closeStores takes it
+	closed  bool         // stores closed: queries must not read
 }
 
 // openTask opens the task's stores, restores them from their changelogs
@@ -363,6 +366,9 @@ func (tk *task) removeCheckpoint() error {
 // closeStores closes the task's Pebble instance and releases its state
 // directory.
 func (tk *task) closeStores() error {
+	tk.queryMu.Lock()
+	defer tk.queryMu.Unlock()
+	tk.closed = true
 	var err error
 	if tk.db != nil {
 		err = tk.db.Close()

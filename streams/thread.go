@@ -255,6 +255,7 @@ func (th *thread) fail(err error) {
 func (th *thread) closeTask(id processor.TaskID, clean bool) {
 	tk := th.tasks[id]
 	delete(th.tasks, id)
+	th.app.local.remove(id)
 	th.app.metrics.tasks.Add(-1)
 	var errs []error
 	if !th.app.aborted() {
