@@ -37,6 +37,7 @@ type config struct {
 	protocol        GroupProtocol
 	closeTimeout    time.Duration
 	restoreListener RestoreListener
+	server          string
 }
 
 func defaultConfig() config {

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"sync"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/processor"
@@ -59,16 +60,9 @@ func KeyValueStore[K, V any](a *App, store string) (state.KeyValueStore[K, V], e
 	if !ok || entry.Builder.Config().InMemory {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownStore, store)
 	}
-	sub := -1
-	for _, s := range a.subs {
-		for _, sc := range s.Stores {
-			if sc.Name == store {
-				sub = s.ID
-			}
-		}
-	}
-	if sub < 0 {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownStore, store)
+	sub, err := a.subOfStore(store)
+	if err != nil {
+		return nil, err
 	}
 	raw := &queriedStore{app: a, name: store, sub: sub}
 	kv, ok := entry.Builder.Build(raw, state.ChangelogTopic(a.cfg.appID, store)).(state.KeyValueStore[K, V])
@@ -85,6 +79,10 @@ type localTasks struct {
 	running    map[processor.TaskID]*task
 	restoring  map[processor.TaskID]bool
 	partitions []int32 // per subtopology, set by Run
+	subOf      map[string]int
+	admCl      *kgo.Client
+	adm        *kadm.Client
+	nextGen    bool
 }
 
 func (l *localTasks) setRestoring(id processor.TaskID, restoring bool) {
@@ -124,9 +122,9 @@ func (l *localTasks) lookup(id processor.TaskID, store string) (*task, error) {
 		return tk, nil
 	}
 	if l.restoring[id] {
-		return nil, fmt.Errorf("%w: store %s, partition %d", ErrRestoring, store, id.Partition)
+		return nil, &PartitionError{Err: ErrRestoring, Store: store, Partition: id.Partition}
 	}
-	return nil, fmt.Errorf("%w: store %s, partition %d", ErrNotLocal, store, id.Partition)
+	return nil, &PartitionError{Err: ErrNotLocal, Store: store, Partition: id.Partition}
 }
 
 // runningOf returns the running tasks of a subtopology, by partition.
@@ -177,7 +175,7 @@ func (q *queriedStore) read(tk *task, fn func(state.RawStore) error) error {
 	tk.queryMu.RLock()
 	defer tk.queryMu.RUnlock()
 	if tk.closed {
-		return fmt.Errorf("%w: store %s, partition %d", ErrNotLocal, q.name, tk.id.Partition)
+		return &PartitionError{Err: ErrNotLocal, Store: q.name, Partition: tk.id.Partition}
 	}
 	return fn(tk.engines[q.name])
 }

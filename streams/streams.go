@@ -141,9 +141,17 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
+	nextGen := a.cfg.protocol == GroupProtocolConsumer ||
+		a.cfg.protocol == GroupProtocolAuto && supportsKIP848(ctx, adm)
 	a.local.mu.Lock()
-	a.local.partitions = plan.subParts
+	a.local.partitions, a.local.subOf, a.local.nextGen = plan.subParts, plan.subOf, nextGen
+	a.local.admCl, a.local.adm = admCl, adm
 	a.local.mu.Unlock()
+	defer func() {
+		a.local.mu.Lock()
+		a.local.admCl, a.local.adm = nil, nil
+		a.local.mu.Unlock()
+	}()
 	globalCtx, stopGlobals := context.WithCancel(ctx)
 	a.globals, err = a.startGlobals(globalCtx, brokers, adm, log)
 	if err != nil {
@@ -156,8 +164,6 @@ func (a *App) Run(ctx context.Context) error {
 			log.Error("close global stores", "err", err)
 		}
 	}()
-	nextGen := a.cfg.protocol == GroupProtocolConsumer ||
-		a.cfg.protocol == GroupProtocolAuto && supportsKIP848(ctx, adm)
 	log.Info("starting", "threads", a.cfg.threads, "kip848", nextGen, "topics", plan.sourceTopics)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -61,7 +61,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
-		kgo.ClientID(fmt.Sprintf("%s-thread-%d", a.cfg.appID, id)),
+		kgo.ClientID(a.cfg.clientID(id)),
 		kgo.ConsumerGroup(a.cfg.appID),
 		kgo.ConsumeTopics(p.sourceTopics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
