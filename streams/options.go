@@ -38,6 +38,7 @@ type config struct {
 	closeTimeout    time.Duration
 	restoreListener RestoreListener
 	server          string
+	instanceID      string
 }
 
 func defaultConfig() config {
@@ -141,3 +142,12 @@ func WithGroupProtocol(p GroupProtocol) Option { return func(c *config) { c.prot
 // not finish) so that Close returns even when the cluster cannot be
 // reached. Default: 30s (the Kafka consumer's default close timeout).
 func CloseTimeout(d time.Duration) Option { return func(c *config) { c.closeTimeout = d } }
+
+// StaticMembership makes every thread a static member of the group with
+// group.instance.id "<id>-<thread>" (KIP-345; KIP-848 members too), so an
+// instance restarted within the group's session timeout takes its tasks
+// back and the others keep theirs: a rolling restart moves no task. id must
+// be unique to the instance and stable across its restarts. Default: none,
+// dynamic members (Kafka Streams passes the consumer's group.instance.id
+// the same way, with a thread suffix).
+func StaticMembership(id string) Option { return func(c *config) { c.instanceID = id } }

@@ -75,6 +75,9 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.DisableIdempotentWrite(),
 	}
+	if a.cfg.instanceID != "" {
+		opts = append(opts, kgo.InstanceID(fmt.Sprintf("%s-%d", a.cfg.instanceID, id)))
+	}
 	if nextGen {
 		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()))
 	} else if coPartitioned(a.subs) {
