@@ -329,3 +329,18 @@ func TestMigratedCommitErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestThreadsShareTasksAtOnce starts an instance with two threads under the
+// KIP-848 protocol: the second thread takes the partitions the first gives
+// up at once, not a heartbeat interval (5 s) later.
+func TestThreadsShareTasksAtOnce(t *testing.T) {
+	t.Parallel()
+	forEachCluster(t, func(t *testing.T, brokers []string) {
+		began := time.Now()
+		a := startApp(t, brokers, t.TempDir(), Threads(2), WithGroupProtocol(GroupProtocolConsumer))
+		waitRestored(t, a)
+		if took := time.Since(began); took > 4*time.Second {
+			t.Fatalf("the two threads ran every task after %v", took)
+		}
+	})
+}

@@ -68,11 +68,38 @@ type App struct {
 	taskDirs taskDirs
 	local    localTasks
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
-	abort  bool // set by tests simulating a crash
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+	abort   bool // set by tests simulating a crash
+	threads []*thread
 }
+
+// nudgeThreads makes the other threads of the instance heartbeat now,
+// after th has given partitions up under the KIP-848 protocol. The broker
+// hands a released partition to its new owner in that owner's next
+// heartbeat response, up to a heartbeat interval (5 s) later; a sibling
+// thread waiting for the partition takes it at once instead. Without this
+// Threads(2) started slower than one thread: the second thread sat idle
+// for the first interval while the first had given it half the partitions.
+func (a *App) nudgeThreads(th *thread) {
+	a.mu.Lock()
+	others := slices.DeleteFunc(slices.Clone(a.threads), func(o *thread) bool { return o == th })
+	a.mu.Unlock()
+	for _, o := range others {
+		go func() {
+			// The request is dropped while the heartbeat loop is busy,
+			// and the broker must have seen th's release first: repeat.
+			for _, d := range nudgeDelays {
+				time.Sleep(d)
+				o.cl.ForceRebalance()
+			}
+		}()
+	}
+}
+
+// nudgeDelays space the heartbeats nudgeThreads asks for.
+var nudgeDelays = []time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 150 * time.Millisecond, 500 * time.Millisecond}
 
 // New checks the configuration and returns an App; nothing connects until
 // Run.
@@ -174,6 +201,9 @@ func (a *App) Run(ctx context.Context) error {
 			_ = g.Wait()
 			return fmt.Errorf("streams: %w", err)
 		}
+		a.mu.Lock()
+		a.threads = append(a.threads, th)
+		a.mu.Unlock()
 		g.Go(func() error { return th.run(gctx) })
 	}
 	err = g.Wait()

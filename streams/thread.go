@@ -38,6 +38,8 @@ type thread struct {
 	lastCommit time.Time
 	lastPurge  time.Time
 	failed     error
+	nextGen    bool          // a KIP-848 member
+	released   bool          // revoked partitions since the last assignment
 	stopping   bool          // set by shutdown: revocations no longer commit
 	purged     chan struct{} // closed once the last purge request is done
 
@@ -55,6 +57,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		tasks:      make(map[processor.TaskID]*task),
 		restoring:  make(map[processor.TaskID]*restoration),
 		partitions: make(map[string]knownCount),
+		nextGen:    nextGen,
 	}
 	for topic, n := range p.partitions {
 		th.partitions[topic] = knownCount{n: n, read: time.Now()}
@@ -188,6 +191,10 @@ func (th *thread) send(o engine.OutputRecord) {
 func (th *thread) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	th.mu.Lock()
 	defer th.mu.Unlock()
+	if th.released {
+		th.released = false
+		th.app.nudgeThreads(th)
+	}
 	for topic, parts := range assigned {
 		if th.assigned[topic] == nil {
 			th.assigned[topic] = make(map[int32]bool)
@@ -221,6 +228,9 @@ func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[stri
 	th.log.Info("partitions revoked", "partitions", revoked)
 	if th.app.aborted() || th.stopping {
 		return
+	}
+	if th.nextGen && len(revoked) > 0 {
+		th.released = true
 	}
 	err := th.commit(ctx)
 	switch {
