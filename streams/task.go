@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/internal/engine"
@@ -201,15 +203,11 @@ func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Confi
 func (th *thread) restoreRange(ctx context.Context, tk *task, sc state.Config) (restoreRange, error) {
 	topic := engine.ChangelogTopic(th.app.cfg.appID, sc)
 	r := restoreRange{topic: topic, start: -1}
-	starts, err := th.adm.ListStartOffsets(ctx, topic)
+	logStart, err := listOffset(ctx, th.adm.ListStartOffsets, "start", topic, tk.id.Partition)
 	if err != nil {
-		return r, fmt.Errorf("list start offsets of %s: %w", topic, err)
+		return r, err
 	}
-	so, ok := starts.Lookup(topic, tk.id.Partition)
-	if !ok || so.Err != nil {
-		return r, fmt.Errorf("start offset of %s[%d]: %v", topic, tk.id.Partition, so.Err)
-	}
-	r.logStart = so.Offset
+	r.logStart = logStart
 	if sc.SourceTopic != "" {
 		committed, err := th.adm.FetchOffsets(ctx, th.app.cfg.appID)
 		if err != nil {
@@ -227,15 +225,41 @@ func (th *thread) restoreRange(ctx context.Context, tk *task, sc state.Config) (
 
 // endOffset returns the end offset of a partition.
 func (th *thread) endOffset(ctx context.Context, topic string, partition int32) (int64, error) {
-	ends, err := th.adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	return listOffset(ctx, th.adm.ListEndOffsets, "end", topic, partition)
+}
+
+// listOffsetTimeout bounds how long listOffset retries retriable errors,
+// such as NOT_LEADER_FOR_PARTITION for a changelog another instance has
+// just created.
+const listOffsetTimeout = 30 * time.Second
+
+// listOffset returns the start or end offset of a partition, retrying
+// retriable errors.
+func listOffset(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error), which, topic string, partition int32) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, listOffsetTimeout)
+	defer cancel()
+	for {
+		listed, err := list(ctx, topic)
+		if err == nil {
+			o, ok := listed.Lookup(topic, partition)
+			switch {
+			case !ok:
+				err = kerr.UnknownTopicOrPartition
+			case o.Err == nil:
+				return o.Offset, nil
+			default:
+				err = o.Err
+			}
+		}
+		if !kerr.IsRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return 0, fmt.Errorf("%s offset of %s[%d]: %w", which, topic, partition, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%s offset of %s[%d]: %w (%w)", which, topic, partition, err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	end, ok := ends.Lookup(topic, partition)
-	if !ok || end.Err != nil {
-		return 0, fmt.Errorf("end offset of %s[%d]: %v", topic, partition, end.Err)
-	}
-	return end.Offset, nil
 }
 
 // restoreIdle is how long a restore waits for records before it checks
