@@ -17,6 +17,12 @@
 // broker offers it, and the classic protocol with cooperative rebalancing
 // otherwise.
 //
+// KeyValueStore reads the Pebble stores of the instance's tasks while they
+// run (interactive queries); ApplicationServer advertises where an instance
+// answers, AllInstances and QueryMetadataForKey find the instance holding a
+// key, and a QueryServer answers over HTTP from any instance, forwarding to
+// the owner.
+//
 // Run creates the internal topics (repartition topics with the partition
 // count set for them or else that of the subtopology writing them,
 // compacted changelogs with that of the subtopology owning the store) and
