@@ -19,6 +19,9 @@ type Config struct {
 	LogConfig map[string]string
 	// CacheMaxBytes bounds the write-back cache; 0 disables caching.
 	CacheMaxBytes int
+	// Segments, set for window and session stores, cuts the store into
+	// time segments; see WrapEngine.
+	Segments *Segments
 	// SourceTopic, when set, is the topic the store is restored from
 	// instead of a changelog of its own: a table read from a topic uses
 	// that topic as its changelog (Kafka Streams' source-topic

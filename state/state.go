@@ -9,6 +9,11 @@
 // assignment the runtime restores the engine from the changelog, starting at
 // the offset recorded in the task's checkpoint file when local state is
 // valid. Keys are ordered by their serialized bytes, as in Kafka Streams.
+//
+// Window and session stores (WindowStore, SessionStore) add a layer at the
+// bottom of the stack that cuts the engine into time segments and drops
+// expired ones whole (Config.WrapEngine); they are not cached, and their
+// changelogs use Kafka Streams' windowed key layouts.
 package state
 
 import (

@@ -30,8 +30,8 @@ func admin(t testing.TB, brokers []string) *kadm.Client {
 	return kadm.NewClient(cl)
 }
 
-// endOffsets returns the end offset of every partition of topic.
-func endOffsets(t testing.TB, adm *kadm.Client, topic string) map[int32]int64 {
+// partitionEnds returns the end offset of every partition of topic.
+func partitionEnds(t testing.TB, adm *kadm.Client, topic string) map[int32]int64 {
 	t.Helper()
 	ends, err := adm.ListEndOffsets(context.Background(), topic)
 	if err != nil {
@@ -47,7 +47,7 @@ func endOffsets(t testing.TB, adm *kadm.Client, topic string) map[int32]int64 {
 func nextCount(t *testing.T, brokers []string, line, word string) int64 {
 	t.Helper()
 	from := make(map[int32]kgo.Offset)
-	for p, end := range endOffsets(t, admin(t, brokers), outputTopic) {
+	for p, end := range partitionEnds(t, admin(t, brokers), outputTopic) {
 		from[p] = kgo.NewOffset().At(end)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
@@ -100,7 +100,7 @@ func TestRestoreWithDeletedChangelog(t *testing.T) {
 		a.stop(t)
 		adm := admin(t, brokers)
 		deleteTo := make(kadm.Offsets)
-		for p, end := range endOffsets(t, adm, countsChangelog) {
+		for p, end := range partitionEnds(t, adm, countsChangelog) {
 			deleteTo.AddOffset(countsChangelog, p, end, -1)
 		}
 		resp, err := adm.DeleteRecords(context.Background(), deleteTo)

@@ -10,6 +10,7 @@ type metrics struct {
 	produced  atomic.Int64
 	commits   atomic.Int64
 	restored  atomic.Int64
+	dropped   atomic.Int64
 	tasks     atomic.Int64
 
 	mu  sync.Mutex
@@ -48,6 +49,11 @@ type Metrics struct {
 	Commits int64
 	// RecordsRestored counts changelog records replayed into stores.
 	RecordsRestored int64
+	// RecordsDropped counts the records windowed operations dropped, once
+	// per window a record was late for, and once for a record with a null
+	// key or value or a negative timestamp (Kafka Streams' dropped-records
+	// metric).
+	RecordsDropped int64
 	// Tasks is the number of tasks currently running.
 	Tasks int64
 	// Lag is, per input topic and partition the instance owns, the number
@@ -74,6 +80,7 @@ func (a *App) Metrics() Metrics {
 		RecordsProduced:  m.produced.Load(),
 		Commits:          m.commits.Load(),
 		RecordsRestored:  m.restored.Load(),
+		RecordsDropped:   m.dropped.Load(),
 		Tasks:            m.tasks.Load(),
 		Lag:              make(map[string]map[int32]int64),
 	}

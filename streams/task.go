@@ -78,6 +78,7 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 		ProcessingErrors:      a.cfg.processing,
 		DeserializationErrors: a.cfg.deserialization,
 		Logger:                th.log,
+		Dropped:               func() { a.metrics.dropped.Add(1) },
 	})
 	if err != nil {
 		tk.closeStores()
@@ -169,7 +170,7 @@ func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Confi
 	}
 	for _, sc := range stores {
 		if sc.InMemory {
-			tk.engines[sc.Name] = state.NewMemoryStore(sc.Name)
+			tk.engines[sc.Name] = sc.WrapEngine(state.NewMemoryStore(sc.Name))
 			continue
 		}
 		if tk.db == nil {
@@ -177,7 +178,7 @@ func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Confi
 				return err
 			}
 		}
-		tk.engines[sc.Name] = tk.db.Store(sc.Name)
+		tk.engines[sc.Name] = sc.WrapEngine(tk.db.Store(sc.Name))
 	}
 	for _, sc := range stores {
 		r, ok := ranges[sc.Name]

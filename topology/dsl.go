@@ -50,6 +50,7 @@ func FromTopicsWith[K, V any](b *Builder, topics []string, keys serde.Serde[K], 
 	o := collect(opts)
 	s := Stream[K, V]{b: b, node: o.nodeName(b, "KSTREAM-SOURCE"), keys: keys, values: values}
 	AddSource(b, s.node, keys, values, topics...)
+	b.setTimestamps(s.node, o)
 	return s
 }
 
@@ -65,6 +66,7 @@ func FromPatternWith[K, V any](b *Builder, pattern *regexp.Regexp, keys serde.Se
 	o := collect(opts)
 	s := Stream[K, V]{b: b, node: o.nodeName(b, "KSTREAM-SOURCE"), keys: keys, values: values}
 	AddSourcePattern(b, s.node, keys, values, pattern)
+	b.setTimestamps(s.node, o)
 	return s
 }
 

@@ -1,6 +1,9 @@
 package topology
 
 import (
+	"time"
+
+	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/state"
 )
 
@@ -65,6 +68,7 @@ type options struct {
 	stores      []string
 	partitioner Partitioner
 	partitions  int32
+	timestamps  func(r processor.Record[any, any], partitionTime, now time.Time) time.Time
 }
 
 func collect[O Opt](opts []O) options {

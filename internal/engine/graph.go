@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/state"
@@ -51,6 +52,9 @@ type Node struct {
 	Pattern  *regexp.Regexp
 	Internal bool
 	Decode   func(topic string, key, value []byte) (any, any, error)
+	// ExtractTimestamp, if not nil, gives a source's records their event
+	// time (see Task.Process).
+	ExtractTimestamp func(r processor.Record[any, any], partitionTime, now time.Time) time.Time
 	// ReaderPartitioned marks an internal source whose topic must have the
 	// partition count of the subtopology's other sources, which it is
 	// co-partitioned with, rather than that of its writer.

@@ -69,6 +69,9 @@ type TaskConfig struct {
 	Now func() time.Time
 	// Logger receives the task's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Dropped, if not nil, is called for every record an operation drops
+	// (see DropRecorder).
+	Dropped func()
 }
 
 // Task runs one subtopology for one partition: it deserializes input
@@ -85,6 +88,7 @@ type Task struct {
 	stores     map[string]state.Store
 	schedules  []*schedule
 	streamTime time.Time
+	partTime   map[string]time.Time // input topic -> largest extracted timestamp
 	current    *InputRecord
 	commit     bool
 	fatal      error
@@ -280,10 +284,15 @@ func (t *Task) Process(rec InputRecord) error {
 	if err != nil {
 		return t.handle(src.n.Name, t.cfg.DeserializationErrors, err)
 	}
-	if rec.Timestamp.After(t.streamTime) {
-		t.streamTime = rec.Timestamp
-	}
 	r := processor.Record[any, any]{Key: k, Value: v, Timestamp: rec.Timestamp, Headers: rec.Headers}
+	if extract := src.n.ExtractTimestamp; extract != nil {
+		if ok, err := t.eventTime(src, rec, &r, extract); !ok {
+			return err
+		}
+	}
+	if r.Timestamp.After(t.streamTime) {
+		t.streamTime = r.Timestamp
+	}
 	if err := src.forward(r, ""); err != nil && t.fatal == nil {
 		t.fatal = err
 	}

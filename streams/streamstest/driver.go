@@ -70,6 +70,7 @@ type Driver struct {
 	queue   []engine.InputRecord
 	offsets map[string]int64
 	now     time.Time
+	dropped int64
 }
 
 // ErrNoRecord is returned when reading an output topic that holds no more
@@ -96,7 +97,7 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 	for _, st := range g.Subtopologies(cfg.appID) {
 		engines := make(map[string]state.RawStore)
 		for _, sc := range st.Stores {
-			engines[sc.Name] = state.NewMemoryStore(sc.Name)
+			engines[sc.Name] = sc.WrapEngine(state.NewMemoryStore(sc.Name))
 		}
 		task, err := engine.NewTask(g, engine.TaskConfig{
 			ApplicationID: cfg.appID,
@@ -115,6 +116,7 @@ func New(top *topology.Topology, opts ...Option) (*Driver, error) {
 			DeserializationErrors: cfg.deserialized,
 			Now:                   func() time.Time { return d.now },
 			Logger:                cfg.logger,
+			Dropped:               func() { d.dropped++ },
 		})
 		if err != nil {
 			return nil, fmt.Errorf("streamstest: %w", err)
@@ -180,6 +182,12 @@ func (d *Driver) run() error {
 	}
 	return nil
 }
+
+// DroppedRecords returns how many records windowed operations have
+// dropped, once per window a record was late for, and once for a record
+// with a null key or value or a negative timestamp (Kafka Streams'
+// dropped-records metric).
+func (d *Driver) DroppedRecords() int64 { return d.dropped }
 
 // Now returns the driver's wall-clock time.
 func (d *Driver) Now() time.Time { return d.now }
