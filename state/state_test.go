@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cockroachdb/pebble/vfs"
+
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
 )
@@ -158,7 +160,7 @@ func TestPebblePersistsAndCheckpoint(t *testing.T) {
 	if err := db.Store("s").Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := state.WriteCheckpoint(dir, map[string]int64{"s": 42}); err != nil {
+	if err := state.WriteCheckpoint(vfs.Default, dir, map[string]int64{"s": 42}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -172,14 +174,14 @@ func TestPebblePersistsAndCheckpoint(t *testing.T) {
 	if _, ok, err := state.NewKeyValueStore(db.Store("s"), "s-changelog", serde.String(), serde.String()).Get("k"); !ok || err != nil {
 		t.Fatalf("after reopen: present=%v err=%v", ok, err)
 	}
-	cp, err := state.ReadCheckpoint(dir)
+	cp, err := state.ReadCheckpoint(vfs.Default, dir)
 	if err != nil || cp["s"] != 42 {
 		t.Fatalf("checkpoint = %v %v", cp, err)
 	}
-	if err := state.RemoveCheckpoint(dir); err != nil {
+	if err := state.RemoveCheckpoint(vfs.Default, dir); err != nil {
 		t.Fatal(err)
 	}
-	if cp, err := state.ReadCheckpoint(dir); cp != nil || err != nil {
+	if cp, err := state.ReadCheckpoint(vfs.Default, dir); cp != nil || err != nil {
 		t.Fatalf("after remove: %v %v", cp, err)
 	}
 }

@@ -239,6 +239,16 @@ func (c *countCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// dropLag forgets the lag of a partition the instance no longer owns.
+func (m *metrics) dropLag(topic string, partition int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.lag[topic], partition)
+	if len(m.lag[topic]) == 0 {
+		delete(m.lag, topic)
+	}
+}
+
 // Metrics is a snapshot of an App's counters, for logging or export.
 type Metrics struct {
 	// RecordsProcessed counts input records pushed through tasks.
@@ -255,8 +265,8 @@ type Metrics struct {
 	RecordsDropped int64
 	// Tasks is the number of tasks currently running.
 	Tasks int64
-	// Lag is, per input topic and partition owned at the time of the last
-	// fetch, the number of records behind the high watermark.
+	// Lag is, per input topic and partition the instance owns, the number
+	// of records behind the high watermark at the last fetch.
 	Lag map[string]map[int32]int64
 }
 

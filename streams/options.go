@@ -39,6 +39,10 @@ type config struct {
 	registerer      prometheus.Registerer
 	consoleURL      string
 	consoleEvery    time.Duration
+	closeTimeout    time.Duration
+	restoreListener RestoreListener
+	server          string
+	instanceID      string
 }
 
 func defaultConfig() config {
@@ -50,6 +54,7 @@ func defaultConfig() config {
 		logger:         slog.Default(),
 		replication:    -1,
 		pollTimeout:    100 * time.Millisecond,
+		closeTimeout:   30 * time.Second,
 	}
 }
 
@@ -141,3 +146,19 @@ func WithGroupProtocol(p GroupProtocol) Option { return func(c *config) { c.prot
 // one application id in one process need registerers of their own.
 // Default: none; App.MetricsHandler serves them either way.
 func MetricsRegisterer(r prometheus.Registerer) Option { return func(c *config) { c.registerer = r } }
+
+// CloseTimeout bounds how long each thread takes to shut down when Run
+// ends: its final commit, its last repartition purge and leaving the group.
+// Past it, a thread gives up (its tasks are closed dirty if the commit did
+// not finish) so that Close returns even when the cluster cannot be
+// reached. Default: 30s (the Kafka consumer's default close timeout).
+func CloseTimeout(d time.Duration) Option { return func(c *config) { c.closeTimeout = d } }
+
+// StaticMembership makes every thread a static member of the group with
+// group.instance.id "<id>-<thread>" (KIP-345; KIP-848 members too), so an
+// instance restarted within the group's session timeout takes its tasks
+// back and the others keep theirs: a rolling restart moves no task. id must
+// be unique to the instance and stable across its restarts. Default: none,
+// dynamic members (Kafka Streams passes the consumer's group.instance.id
+// the same way, with a thread suffix).
+func StaticMembership(id string) Option { return func(c *config) { c.instanceID = id } }

@@ -6,13 +6,22 @@
 // member per thread. Its input partitions are grouped into tasks, one per
 // subtopology and partition; each task owns its processors and state stores
 // and is created, restored from its changelogs, and closed as the group's
-// assignment changes. Processing is at-least-once: on every commit the
+// assignment changes. A task restores on its own goroutine, its input
+// partitions paused meanwhile, so that the thread goes on processing its
+// other tasks and a rebalance can revoke a restoring task at once
+// (OnRestore reports the progress). Processing is at-least-once: on every commit the
 // stores are flushed (sending their changelog records), everything produced
 // is awaited, and only then are the input offsets committed.
 //
 // The group uses the KIP-848 protocol (server-side assignment) when the
 // broker offers it, and the classic protocol with cooperative rebalancing
 // otherwise.
+//
+// KeyValueStore reads the Pebble stores of the instance's tasks while they
+// run (interactive queries); ApplicationServer advertises where an instance
+// answers, AllInstances and QueryMetadataForKey find the instance holding a
+// key, and a QueryServer answers over HTTP from any instance, forwarding to
+// the owner.
 //
 // Run creates the internal topics (repartition topics with the partition
 // count set for them or else that of the subtopology writing them,
@@ -57,17 +66,46 @@ import (
 
 // App is a running (or runnable) stream processing application.
 type App struct {
-	cfg     config
-	graph   *engine.Graph
-	subs    []engine.Subtopology
-	metrics *metrics
-	globals *globals // set by Run before the threads start
+	cfg      config
+	graph    *engine.Graph
+	subs     []engine.Subtopology
+	metrics  *metrics
+	globals  *globals // set by Run before the threads start
+	taskDirs taskDirs
+	local    localTasks
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
-	abort  bool // set by tests simulating a crash
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+	abort   bool // set by tests simulating a crash
+	threads []*thread
 }
+
+// nudgeThreads makes the other threads of the instance heartbeat now,
+// after th has given partitions up under the KIP-848 protocol. The broker
+// hands a released partition to its new owner in that owner's next
+// heartbeat response, up to a heartbeat interval (5 s) later; a sibling
+// thread waiting for the partition takes it at once instead. Without this
+// Threads(2) started slower than one thread: the second thread sat idle
+// for the first interval while the first had given it half the partitions.
+func (a *App) nudgeThreads(th *thread) {
+	a.mu.Lock()
+	others := slices.DeleteFunc(slices.Clone(a.threads), func(o *thread) bool { return o == th })
+	a.mu.Unlock()
+	for _, o := range others {
+		go func() {
+			// The request is dropped while the heartbeat loop is busy,
+			// and the broker must have seen th's release first: repeat.
+			for _, d := range nudgeDelays {
+				time.Sleep(d)
+				o.cl.ForceRebalance()
+			}
+		}()
+	}
+}
+
+// nudgeDelays space the heartbeats nudgeThreads asks for.
+var nudgeDelays = []time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 150 * time.Millisecond, 500 * time.Millisecond}
 
 // New checks the configuration and returns an App; nothing connects until
 // Run.
@@ -85,6 +123,8 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("streams: Threads(%d): need at least 1", cfg.threads)
 	case cfg.commitInterval <= 0:
 		return nil, fmt.Errorf("streams: CommitInterval(%v) must be positive", cfg.commitInterval)
+	case cfg.closeTimeout <= 0:
+		return nil, fmt.Errorf("streams: CloseTimeout(%v) must be positive", cfg.closeTimeout)
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
@@ -142,6 +182,17 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
+	nextGen := a.cfg.protocol == GroupProtocolConsumer ||
+		a.cfg.protocol == GroupProtocolAuto && supportsKIP848(ctx, adm)
+	a.local.mu.Lock()
+	a.local.partitions, a.local.subOf, a.local.nextGen = plan.subParts, plan.subOf, nextGen
+	a.local.admCl, a.local.adm = admCl, adm
+	a.local.mu.Unlock()
+	defer func() {
+		a.local.mu.Lock()
+		a.local.admCl, a.local.adm = nil, nil
+		a.local.mu.Unlock()
+	}()
 	globalCtx, stopGlobals := context.WithCancel(ctx)
 	a.globals, err = a.startGlobals(globalCtx, brokers, adm, log)
 	if err != nil {
@@ -154,8 +205,6 @@ func (a *App) Run(ctx context.Context) error {
 			log.Error("close global stores", "err", err)
 		}
 	}()
-	nextGen := a.cfg.protocol == GroupProtocolConsumer ||
-		a.cfg.protocol == GroupProtocolAuto && supportsKIP848(ctx, adm)
 	log.Info("starting", "threads", a.cfg.threads, "kip848", nextGen, "topics", plan.sourceTopics)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -169,6 +218,9 @@ func (a *App) Run(ctx context.Context) error {
 			_ = g.Wait()
 			return fmt.Errorf("streams: %w", err)
 		}
+		a.mu.Lock()
+		a.threads = append(a.threads, th)
+		a.mu.Unlock()
 		g.Go(func() error { return th.run(gctx) })
 	}
 	err = g.Wait()

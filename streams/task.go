@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/internal/engine"
@@ -33,11 +36,17 @@ type task struct {
 	dirty    bool
 
 	sourceStores map[string]string // store restored from a source topic -> that topic
+	unlock       func()            // releases the state directory
 
+	queryMu sync.RWMutex // held by queries reading engines; closeStores takes it
+	closed  bool         // stores closed: queries must not read
 }
 
 // openTask opens the task's stores, restores them from their changelogs
-// and creates its processors.
+// and creates its processors. It holds the task's state directory from
+// here until closeTask, so that a task moving between threads of the
+// process is opened, and its state possibly wiped, only once its previous
+// thread has closed it.
 func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, error) {
 	a := th.app
 	sub := a.subs[id.Subtopology]
@@ -50,46 +59,14 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 
 		sourceStores: make(map[string]string),
 	}
-	if err := os.MkdirAll(tk.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("task %s: create state dir: %w", id, err)
-	}
-	checkpoint, err := state.ReadCheckpoint(tk.dir)
+	unlock, err := a.taskDirs.lock(ctx, tk.dir)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", id, err)
 	}
-	pebbleDir := filepath.Join(tk.dir, "pebble")
-	if checkpoint == nil {
-		// Local state without a checkpoint cannot be trusted: start over.
-		if err := os.RemoveAll(pebbleDir); err != nil {
-			return nil, fmt.Errorf("task %s: wipe state: %w", id, err)
-		}
-	}
-	for _, sc := range sub.Stores {
-		if sc.InMemory {
-			tk.engines[sc.Name] = sc.WrapEngine(state.NewMemoryStore(sc.Name))
-			continue
-		}
-		if tk.db == nil {
-			if tk.db, err = openPebbleRetry(ctx, pebbleDir, a); err != nil {
-				return nil, fmt.Errorf("task %s: %w", id, err)
-			}
-		}
-		tk.engines[sc.Name] = sc.WrapEngine(tk.db.Store(sc.Name))
-	}
-	for _, sc := range sub.Stores {
-		start := int64(-2) // earliest
-		if off, ok := checkpoint[sc.Name]; ok && !sc.InMemory {
-			start = off
-		}
-		if sc.SourceTopic != "" {
-			tk.sourceStores[sc.Name] = sc.SourceTopic
-		}
-		if sc.Logging || sc.SourceTopic != "" {
-			if err := th.restore(ctx, tk, sc, start); err != nil {
-				tk.closeStores()
-				return nil, fmt.Errorf("task %s: restore store %s: %w", id, sc.Name, err)
-			}
-		}
+	tk.unlock = unlock
+	if err := th.openStores(ctx, tk, sub.Stores); err != nil {
+		tk.closeStores()
+		return nil, fmt.Errorf("task %s: %w", id, err)
 	}
 	tk.t, err = engine.NewTask(a.graph, engine.TaskConfig{
 		ApplicationID:         a.cfg.appID,
@@ -113,23 +90,6 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 	return tk, nil
 }
 
-func openPebbleRetry(ctx context.Context, dir string, a *App) (*state.PebbleDB, error) {
-	// A task moving between threads of this process may still be closing.
-	var err error
-	for range 50 {
-		var db *state.PebbleDB
-		if db, err = state.OpenPebble(dir, a.cfg.logger); err == nil {
-			return db, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return nil, err
-}
-
 // changeLogger sends a store's writes to its changelog partition and
 // tracks the acknowledged offset for the checkpoint.
 func (th *thread) changeLogger(tk *task, store string) state.ChangeLogger {
@@ -150,55 +110,191 @@ func (th *thread) changeLogger(tk *task, store string) state.ChangeLogger {
 	})
 }
 
-// restoreEnd returns the offset a store's restore stops at: the end of its
-// changelog partition or, for a store restored from its source topic, the
-// application's committed offset in that partition, since the records
-// after it will be processed again (none if nothing is committed).
-func (th *thread) restoreEnd(ctx context.Context, tk *task, sc state.Config, topic string) (int64, error) {
-	if sc.SourceTopic != "" {
-		committed, err := th.adm.FetchOffsets(ctx, th.app.cfg.appID)
-		if err != nil {
-			return 0, fmt.Errorf("fetch committed offsets: %w", err)
-		}
-		if o, ok := committed.Lookup(topic, tk.id.Partition); ok && o.Err == nil && o.At >= 0 {
-			return o.At, nil
-		}
-		return 0, nil
-	}
-	ends, err := th.adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	end, ok := ends.Lookup(topic, tk.id.Partition)
-	if !ok || end.Err != nil {
-		return 0, fmt.Errorf("end offset of %s[%d]: %v", topic, tk.id.Partition, end.Err)
-	}
-	return end.Offset, nil
+// restoreRange is the part of a changelog (or source topic) partition a
+// store is restored from.
+type restoreRange struct {
+	topic      string
+	start, end int64 // start is -1 for the log start offset
+	logStart   int64
 }
 
-// restore replays a store's changelog partition (or source topic
-// partition) into its engine from start (an offset, or -2 for the
-// earliest) to restoreEnd.
-func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, start int64) error {
-	store := sc.Name
-	topic := engine.ChangelogTopic(th.app.cfg.appID, sc)
-	end, err := th.restoreEnd(ctx, tk, sc, topic)
+// openStores opens the task's store engines and restores them. Local state
+// is trusted only up to a valid checkpoint: one that parses and whose
+// offsets lie within their changelog partitions. A checkpoint past the
+// end (the changelog was truncated or recreated) or below the log start
+// offset (records were deleted that the local state may be missing)
+// means, as in Kafka Streams, that the state is wiped and rebuilt from the
+// whole changelog.
+func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Config) error {
+	if err := os.MkdirAll(tk.dir, 0o755); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	checkpoint, err := state.ReadCheckpoint(vfs.Default, tk.dir)
+	if errors.Is(err, state.ErrBadCheckpoint) {
+		th.log.Warn("checkpoint cannot be trusted, restoring from the changelogs", "task", tk.id.String(), "err", err)
+		checkpoint, err = nil, nil
+	}
 	if err != nil {
 		return err
 	}
-	tk.changelog[store] = end
-	th.app.metrics.setRestoring(tk.id, store, end-max(start, 0))
-	if end == 0 || start >= end {
-		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", end)
+	ranges := make(map[string]restoreRange)
+	for _, sc := range stores {
+		if sc.SourceTopic != "" {
+			tk.sourceStores[sc.Name] = sc.SourceTopic
+		}
+		if !sc.Logging && sc.SourceTopic == "" {
+			continue
+		}
+		r, err := th.restoreRange(ctx, tk, sc)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", sc.Name, err)
+		}
+		if off, ok := checkpoint[sc.Name]; ok && !sc.InMemory {
+			if off > r.end || off < r.logStart {
+				th.log.Warn("checkpoint outside the changelog, restoring from the changelogs", "task", tk.id.String(),
+					"store", sc.Name, "checkpoint", off, "log_start", r.logStart, "end", r.end)
+				checkpoint = nil
+			} else {
+				r.start = off
+			}
+		}
+		ranges[sc.Name] = r
+	}
+	pebbleDir := filepath.Join(tk.dir, "pebble")
+	if checkpoint == nil {
+		// Local state without a valid checkpoint cannot be trusted: start
+		// over, and let no crash from here on trust the old checkpoint.
+		if err := state.RemoveCheckpoint(vfs.Default, tk.dir); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(pebbleDir); err != nil {
+			return fmt.Errorf("wipe state: %w", err)
+		}
+	}
+	for _, sc := range stores {
+		if sc.InMemory {
+			tk.engines[sc.Name] = sc.WrapEngine(state.NewMemoryStore(sc.Name))
+			continue
+		}
+		if tk.db == nil {
+			if tk.db, err = state.OpenPebble(pebbleDir, th.app.cfg.logger); err != nil {
+				return err
+			}
+		}
+		tk.engines[sc.Name] = sc.WrapEngine(tk.db.Store(sc.Name))
+	}
+	for _, sc := range stores {
+		r, ok := ranges[sc.Name]
+		if !ok {
+			continue
+		}
+		if checkpoint == nil || sc.InMemory {
+			r.start = -1
+		}
+		if err := th.restore(ctx, tk, sc, r); err != nil {
+			return fmt.Errorf("restore store %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// restoreRange returns the partition a store is restored from, its log
+// start offset and the offset its restore stops at: the end of its
+// changelog partition or, for a store restored from its source topic, the
+// application's committed offset in that partition, since the records
+// after it will be processed again (the log start if nothing is
+// committed).
+func (th *thread) restoreRange(ctx context.Context, tk *task, sc state.Config) (restoreRange, error) {
+	topic := engine.ChangelogTopic(th.app.cfg.appID, sc)
+	r := restoreRange{topic: topic, start: -1}
+	logStart, err := listOffset(ctx, th.adm.ListStartOffsets, "start", topic, tk.id.Partition)
+	if err != nil {
+		return r, err
+	}
+	r.logStart = logStart
+	if sc.SourceTopic != "" {
+		committed, err := th.adm.FetchOffsets(ctx, th.app.cfg.appID)
+		if err != nil {
+			return r, fmt.Errorf("fetch committed offsets: %w", err)
+		}
+		r.end = r.logStart
+		if o, ok := committed.Lookup(topic, tk.id.Partition); ok && o.Err == nil && o.At >= 0 {
+			r.end = o.At
+		}
+		return r, nil
+	}
+	r.end, err = th.endOffset(ctx, topic, tk.id.Partition)
+	return r, err
+}
+
+// endOffset returns the end offset of a partition.
+func (th *thread) endOffset(ctx context.Context, topic string, partition int32) (int64, error) {
+	return listOffset(ctx, th.adm.ListEndOffsets, "end", topic, partition)
+}
+
+// listOffsetTimeout bounds how long listOffset retries retriable errors,
+// such as NOT_LEADER_FOR_PARTITION for a changelog another instance has
+// just created.
+const listOffsetTimeout = 30 * time.Second
+
+// listOffset returns the start or end offset of a partition, retrying
+// retriable errors.
+func listOffset(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error), which, topic string, partition int32) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, listOffsetTimeout)
+	defer cancel()
+	for {
+		listed, err := list(ctx, topic)
+		if err == nil {
+			o, ok := listed.Lookup(topic, partition)
+			switch {
+			case !ok:
+				err = kerr.UnknownTopicOrPartition
+			case o.Err == nil:
+				return o.Offset, nil
+			default:
+				err = o.Err
+			}
+		}
+		if !kerr.IsRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return 0, fmt.Errorf("%s offset of %s[%d]: %w", which, topic, partition, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%s offset of %s[%d]: %w (%w)", which, topic, partition, err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// restoreIdle is how long a restore waits for records before it checks
+// whether its changelog partition has lost its tail.
+const restoreIdle = time.Second
+
+// restore replays a store's changelog partition (or source topic
+// partition) into its engine from r.start (the log start offset if
+// negative) to r.end. It stops at the end even when the end is reached
+// through transaction markers (control records, which it reads and skips),
+// and when the partition loses its tail while it restores (deleted and
+// recreated): after restoreIdle without records it reads the end offset
+// again and stops if it has reached it.
+func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, r restoreRange) (err error) {
+	store := sc.Name
+	start := max(r.start, r.logStart)
+	tk.changelog[store] = r.end
+	th.app.metrics.setRestoring(tk.id, store, r.end-start)
+	if start >= r.end {
+		th.log.Info("store up to date", "task", tk.id.String(), "store", store, "offset", r.end)
 		return nil
 	}
-	offset := kgo.NewOffset().AtStart()
-	if start >= 0 {
-		offset = kgo.NewOffset().At(start)
-	}
+	events := restoreEvents{l: th.app.cfg.restoreListener, r: StoreRestore{Task: tk.id, Store: store, Topic: r.topic, Partition: tk.id.Partition}}
+	events.start(start, r.end)
+	var restored int64
+	defer func() { events.end(restored, err) }()
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(th.brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {tk.id.Partition: offset}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {tk.id.Partition: kgo.NewOffset().At(start)}}),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.KeepControlRecords(),
 	}, th.app.cfg.clientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("restore client: %w", err)
@@ -207,45 +303,60 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, start 
 	engine := tk.engines[store]
 	began := time.Now()
 	lastLog := began
-	var restored int64
-	th.log.Info("restoring store", "task", tk.id.String(), "store", store, "from", start, "to", end)
-	for next := max(start, 0); next < end; {
-		fetches := cl.PollFetches(ctx)
+	th.log.Info("restoring store", "task", tk.id.String(), "store", store, "from", start, "to", r.end)
+	for next := start; next < r.end; {
+		pollCtx, cancel := context.WithTimeout(ctx, restoreIdle)
+		fetches := cl.PollFetches(pollCtx)
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) { ferr = errors.Join(ferr, err) })
+		fetches.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				ferr = errors.Join(ferr, err)
+			}
+		})
 		if ferr != nil {
-			return fmt.Errorf("fetch %s: %w", topic, ferr)
+			return fmt.Errorf("fetch %s: %w", r.topic, ferr)
 		}
-		for _, r := range fetches.Records() {
-			if r.Offset >= end {
-				next = end // the records below end were compacted away
+		records := fetches.Records()
+		if len(records) == 0 {
+			if end, err := th.endOffset(ctx, r.topic, tk.id.Partition); err == nil && end < r.end {
+				th.log.Warn("changelog lost its tail while restoring", "task", tk.id.String(), "store", store, "end", end, "was", r.end)
+				r.end = max(end, next)
+				tk.changelog[store] = r.end
+			}
+			continue
+		}
+		for _, rec := range records {
+			if rec.Offset >= r.end {
+				next = r.end
 				break
 			}
-			next = r.Offset + 1
-			if r.Key == nil {
-				continue // a source topic's record without a key is not a row
+			next = rec.Offset + 1
+			if rec.Key == nil || rec.Attrs.IsControl() {
+				continue // a transaction marker, or a source topic's record without a key: not a row
 			}
 			switch {
-			case r.Value == nil:
-				err = engine.Delete(r.Key)
+			case rec.Value == nil:
+				err = engine.Delete(rec.Key)
 			case sc.SourceConverter != nil:
-				err = engine.Put(r.Key, sc.SourceConverter(r.Value, r.Timestamp))
+				err = engine.Put(rec.Key, sc.SourceConverter(rec.Value, rec.Timestamp))
 			default:
-				err = engine.Put(r.Key, r.Value)
+				err = engine.Put(rec.Key, rec.Value)
 			}
 			if err != nil {
 				return err
 			}
 			restored++
 		}
-		th.app.metrics.restored.Add(int64(len(fetches.Records())))
-		th.app.metrics.setRestoring(tk.id, store, end-next)
+		th.app.metrics.restored.Add(int64(len(records)))
+		events.batch(next-1, len(records))
+		th.app.metrics.setRestoring(tk.id, store, r.end-next)
 		if time.Since(lastLog) > time.Second {
 			lastLog = time.Now()
-			th.log.Info("restoring store", "task", tk.id.String(), "store", store, "offset", next, "end", end)
+			th.log.Info("restoring store", "task", tk.id.String(), "store", store, "offset", next, "end", r.end)
 		}
 	}
 	if err := engine.Flush(); err != nil {
@@ -271,19 +382,73 @@ func (tk *task) checkpoint() error {
 			offsets[store] = eo.Offset
 		}
 	}
-	if err := state.WriteCheckpoint(tk.dir, offsets); err != nil {
+	if err := state.WriteCheckpoint(vfs.Default, tk.dir, offsets); err != nil {
 		return fmt.Errorf("task %s: %w", tk.id, err)
 	}
 	return nil
 }
 
-func (tk *task) closeStores() error {
-	if tk.db == nil {
-		return nil
+// removeCheckpoint marks the task's local state as not trusted, for a
+// dirty close.
+func (tk *task) removeCheckpoint() error {
+	if err := state.RemoveCheckpoint(vfs.Default, tk.dir); err != nil {
+		return fmt.Errorf("task %s: %w", tk.id, err)
 	}
-	err := tk.db.Close()
-	tk.db = nil
+	return nil
+}
+
+// closeStores closes the task's Pebble instance and releases its state
+// directory.
+func (tk *task) closeStores() error {
+	tk.queryMu.Lock()
+	defer tk.queryMu.Unlock()
+	tk.closed = true
+	var err error
+	if tk.db != nil {
+		err = tk.db.Close()
+		tk.db = nil
+	}
+	if tk.unlock != nil {
+		tk.unlock()
+		tk.unlock = nil
+	}
 	return err
+}
+
+// taskDirs serialises the use of task state directories within the
+// process: a task's directory has at most one holder, from the opening of
+// the task until its stores are closed.
+type taskDirs struct {
+	mu   sync.Mutex
+	held map[string]chan struct{} // dir -> closed when released
+}
+
+// lock waits until dir is free, or ctx is done, and takes it.
+func (d *taskDirs) lock(ctx context.Context, dir string) (unlock func(), err error) {
+	for {
+		d.mu.Lock()
+		if d.held == nil {
+			d.held = make(map[string]chan struct{})
+		}
+		released, busy := d.held[dir]
+		if !busy {
+			ch := make(chan struct{})
+			d.held[dir] = ch
+			d.mu.Unlock()
+			return func() {
+				d.mu.Lock()
+				delete(d.held, dir)
+				d.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		d.mu.Unlock()
+		select {
+		case <-released:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for state directory %s: %w", dir, ctx.Err())
+		}
+	}
 }
 
 // commitOffsets adds what to commit for the task's consumed partitions.

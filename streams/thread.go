@@ -34,9 +34,13 @@ type thread struct {
 	mu         sync.Mutex
 	assigned   map[string]map[int32]bool
 	tasks      map[processor.TaskID]*task
+	restoring  map[processor.TaskID]*restoration
 	lastCommit time.Time
 	lastPurge  time.Time
 	failed     error
+	nextGen    bool          // a KIP-848 member
+	released   bool          // revoked partitions since the last assignment
+	stopping   bool          // set by shutdown: revocations no longer commit
 	purged     chan struct{} // closed once the last purge request is done
 
 	partitions map[string]knownCount // sink topic -> partition count, for partitioners
@@ -51,14 +55,16 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		log:        a.cfg.logger.With("application.id", a.cfg.appID, "thread", id),
 		assigned:   make(map[string]map[int32]bool),
 		tasks:      make(map[processor.TaskID]*task),
+		restoring:  make(map[processor.TaskID]*restoration),
 		partitions: make(map[string]knownCount),
+		nextGen:    nextGen,
 	}
 	for topic, n := range p.partitions {
 		th.partitions[topic] = knownCount{n: n, read: time.Now()}
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
-		kgo.ClientID(fmt.Sprintf("%s-thread-%d", a.cfg.appID, id)),
+		kgo.ClientID(a.cfg.clientID(id)),
 		kgo.ConsumerGroup(a.cfg.appID),
 		kgo.ConsumeTopics(p.sourceTopics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -71,6 +77,9 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.DisableIdempotentWrite(),
+	}
+	if a.cfg.instanceID != "" {
+		opts = append(opts, kgo.InstanceID(fmt.Sprintf("%s-%d", a.cfg.instanceID, id)))
 	}
 	if nextGen {
 		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()))
@@ -183,6 +192,10 @@ func (th *thread) send(o engine.OutputRecord) {
 func (th *thread) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	th.mu.Lock()
 	defer th.mu.Unlock()
+	if th.released {
+		th.released = false
+		th.app.nudgeThreads(th)
+	}
 	for topic, parts := range assigned {
 		if th.assigned[topic] == nil {
 			th.assigned[topic] = make(map[int32]bool)
@@ -199,7 +212,9 @@ func (th *thread) unassign(lost map[string][]int32) []processor.TaskID {
 	for topic, parts := range lost {
 		for _, p := range parts {
 			delete(th.assigned[topic], p)
+			th.app.metrics.dropLag(topic, p)
 			id := processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}
+			th.stopRestore(id)
 			if _, ok := th.tasks[id]; ok && !slices.Contains(ids, id) {
 				ids = append(ids, id)
 			}
@@ -212,14 +227,21 @@ func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[stri
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Info("partitions revoked", "partitions", revoked)
-	if th.app.aborted() {
+	if th.app.aborted() || th.stopping {
 		return
 	}
-	if err := th.commit(ctx); err != nil {
+	if th.nextGen && len(revoked) > 0 {
+		th.released = true
+	}
+	err := th.commit(ctx)
+	switch {
+	case errors.Is(err, errTaskMigrated):
+		th.log.Warn("tasks migrated before their commit, closing them dirty", "err", err)
+	case err != nil:
 		th.fail(fmt.Errorf("commit on revocation: %w", err))
 	}
 	for _, id := range th.unassign(revoked) {
-		th.closeTask(id, true)
+		th.closeTask(id, err == nil)
 	}
 }
 
@@ -241,17 +263,21 @@ func (th *thread) fail(err error) {
 	}
 }
 
-// closeTask closes a task; a clean close writes its checkpoint, a dirty one
-// removes it so that its state is rebuilt from the changelog next time.
+// closeTask closes a task; a clean close (after a successful commit)
+// writes its checkpoint, a dirty one removes it so that its state is
+// rebuilt from the changelog next time.
 func (th *thread) closeTask(id processor.TaskID, clean bool) {
 	tk := th.tasks[id]
 	delete(th.tasks, id)
+	th.app.local.remove(id)
 	th.app.metrics.tasks.Add(-1)
 	var errs []error
 	if !th.app.aborted() {
 		errs = append(errs, tk.t.Close())
 		if clean {
 			errs = append(errs, tk.checkpoint())
+		} else {
+			errs = append(errs, tk.removeCheckpoint())
 		}
 	}
 	errs = append(errs, tk.closeStores())
@@ -261,21 +287,32 @@ func (th *thread) closeTask(id processor.TaskID, clean bool) {
 	th.log.Info("task closed", "task", id.String(), "clean", clean)
 }
 
-// ensureTasks opens a task for every assigned partition that lacks one.
+// closeAllDirty closes every task dirty, as Kafka Streams does when the
+// group has moved its tasks away before a commit: the progress since the
+// last commit belongs to whoever owns the partitions now.
+func (th *thread) closeAllDirty(err error) {
+	th.log.Warn("tasks migrated before their commit, closing them dirty", "err", err)
+	for id := range th.tasks {
+		th.closeTask(id, false)
+	}
+}
+
+// ensureTasks starts opening a task for every assigned partition that
+// lacks one, and installs those whose restore has finished.
 func (th *thread) ensureTasks(ctx context.Context) error {
+	if err := th.installRestored(); err != nil {
+		return err
+	}
 	for _, topic := range slices.Sorted(maps.Keys(th.assigned)) {
 		for p := range th.assigned[topic] {
 			id := processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}
 			if _, ok := th.tasks[id]; ok {
 				continue
 			}
-			tk, err := th.openTask(ctx, id)
-			if err != nil {
-				return err
+			if _, ok := th.restoring[id]; ok {
+				continue
 			}
-			th.tasks[id] = tk
-			th.app.metrics.tasks.Add(1)
-			th.log.Info("task created", "task", id.String())
+			th.startRestore(ctx, id)
 		}
 	}
 	return nil
@@ -310,22 +347,25 @@ func (th *thread) commit(ctx context.Context) error {
 	if len(offsets) == 0 {
 		return nil
 	}
-	var commitErr error
+	var commitErrs []error
 	th.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
-			commitErr = err
+			commitErrs = append(commitErrs, err)
 			return
 		}
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
 				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-					commitErr = errors.Join(commitErr, fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err))
+					commitErrs = append(commitErrs, fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err))
 				}
 			}
 		}
 	})
-	if commitErr != nil {
-		return fmt.Errorf("commit offsets: %w", commitErr)
+	if len(commitErrs) > 0 {
+		if migrated(commitErrs) {
+			return fmt.Errorf("commit offsets: %w: %w", errTaskMigrated, errors.Join(commitErrs...))
+		}
+		return fmt.Errorf("commit offsets: %w", errors.Join(commitErrs...))
 	}
 	th.app.metrics.commits.Add(1)
 	th.app.metrics.commit.Observe(time.Since(began).Seconds())
@@ -336,6 +376,30 @@ func (th *thread) commit(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// errTaskMigrated marks a commit refused because the member no longer owns
+// the partitions at the generation or member epoch it committed with
+// (Kafka Streams' TaskMigratedException). franz-go has already retried a
+// KIP-848 commit answered STALE_MEMBER_EPOCH with the epoch its heartbeat
+// learnt, for the partitions still owned; what remains is not fatal: the
+// thread closes its tasks dirty and carries on with what the group
+// assigns it.
+var errTaskMigrated = errors.New("tasks migrated")
+
+// migrated reports whether every error of a commit is one with which the
+// group says the member's assignment changed under it.
+func migrated(errs []error) bool {
+	for _, e := range errs {
+		switch {
+		case errors.Is(e, kerr.StaleMemberEpoch), errors.Is(e, kerr.FencedMemberEpoch),
+			errors.Is(e, kerr.IllegalGeneration), errors.Is(e, kerr.UnknownMemberID),
+			errors.Is(e, kerr.RebalanceInProgress):
+		default:
+			return false
+		}
+	}
+	return len(errs) > 0
 }
 
 // run is the thread's loop: poll, create tasks, process, punctuate, commit.
@@ -385,7 +449,10 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		id := processor.TaskID{Subtopology: th.plan.subOf[fp.Topic], Partition: fp.Partition}
 		tk, ok := th.tasks[id]
 		if !ok {
-			return // revoked meanwhile; the records will be fetched again by the new owner
+			if _, restoring := th.restoring[id]; restoring {
+				th.rewind(fp) // fetched before the pause: processed once restored
+			}
+			return
 		}
 		stats := th.app.metrics.task(id)
 		var processed int64
@@ -420,10 +487,15 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	if commitNow {
-		if err := th.commit(ctx); err != nil {
+		err := th.commit(ctx)
+		switch {
+		case errors.Is(err, errTaskMigrated):
+			th.closeAllDirty(err)
+		case err != nil:
 			return err
+		default:
+			th.maybePurge(ctx)
 		}
-		th.maybePurge(ctx)
 	}
 	return nil
 }
@@ -490,23 +562,40 @@ func inputRecord(r *kgo.Record) engine.InputRecord {
 		Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Headers: headers}
 }
 
-// shutdown commits and closes every task and leaves the group; after a
-// simulated crash it only releases resources.
+// shutdown commits and closes every task and leaves the group, within the
+// App's CloseTimeout even when the cluster cannot be reached; after a
+// simulated crash it only releases resources. A task is closed clean only
+// if the final commit succeeded.
 func (th *thread) shutdown(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), th.app.cfg.closeTimeout)
+	defer cancel()
 	th.mu.Lock()
-	if !th.app.aborted() && th.failed == nil {
-		if err := th.commit(context.WithoutCancel(ctx)); err != nil {
+	th.stopping = true
+	for id := range th.restoring {
+		th.stopRestore(id)
+	}
+	clean := !th.app.aborted() && th.failed == nil
+	if clean {
+		if err := th.commit(ctx); err != nil {
 			th.log.Error("final commit", "err", err)
+			clean = false
 		}
 	}
 	for id := range th.tasks {
-		th.closeTask(id, !th.app.aborted())
+		th.closeTask(id, clean)
 	}
 	purged := th.purged
 	th.mu.Unlock()
 	if purged != nil {
-		<-purged
+		select {
+		case <-purged:
+		case <-ctx.Done():
+		}
 	}
-	th.cl.CloseAllowingRebalance()
+	th.cl.AllowRebalance()
+	if err := th.cl.LeaveGroupContext(ctx); err != nil {
+		th.log.Warn("leave group", "err", err)
+	}
+	th.cl.Close()
 	th.log.Info("thread stopped")
 }
