@@ -33,13 +33,24 @@ func admin(t testing.TB, brokers []string) *kadm.Client {
 // partitionEnds returns the end offset of every partition of topic.
 func partitionEnds(t testing.TB, adm *kadm.Client, topic string) map[int32]int64 {
 	t.Helper()
-	ends, err := adm.ListEndOffsets(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
+	// A topic just created on Apache Kafka may answer
+	// UNKNOWN_TOPIC_OR_PARTITION until its metadata has spread.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ends, err := adm.ListEndOffsets(context.Background(), topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			out := make(map[int32]int64)
+			ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("end offsets of %s: %v", topic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	out := make(map[int32]int64)
-	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-	return out
 }
 
 // nextCount produces line and returns the first count of word written to
@@ -99,6 +110,16 @@ func TestRestoreWithDeletedChangelog(t *testing.T) {
 		}
 		a.stop(t)
 		adm := admin(t, brokers)
+		// Kafka refuses DeleteRecords on a topic that is only compacted
+		// (POLICY_VIOLATION), as Riffle's broker does.
+		alter, err := adm.AlterTopicConfigs(context.Background(),
+			[]kadm.AlterConfig{{Name: "cleanup.policy", Value: kadm.StringPtr("compact,delete")}}, countsChangelog)
+		if err == nil {
+			_, err = alter.On(countsChangelog, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 		deleteTo := make(kadm.Offsets)
 		for p, end := range partitionEnds(t, adm, countsChangelog) {
 			deleteTo.AddOffset(countsChangelog, p, end, -1)
@@ -143,7 +164,7 @@ func TestRestoreStopsAtTransactionMarker(t *testing.T) {
 	if err := tx.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := serde.Int64().Serialize(countsChangelog, 41)
+	v, _ := state.ValueAndTimestampSerde(serde.Int64()).Serialize(countsChangelog, state.ValueAndTimestamp[int64]{Value: 41, Timestamp: time.Now()})
 	for p := range int32(partitions) {
 		if err := tx.ProduceSync(ctx, &kgo.Record{Topic: countsChangelog, Partition: p, Key: []byte("pear"), Value: v}).FirstErr(); err != nil {
 			t.Fatal(err)

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +17,11 @@ func TestStaticMembershipRestartMovesNoTask(t *testing.T) {
 	for _, protocol := range []GroupProtocol{GroupProtocolClassic, GroupProtocolConsumer} {
 		t.Run(map[GroupProtocol]string{GroupProtocolClassic: "classic", GroupProtocolConsumer: "kip848"}[protocol], func(t *testing.T) {
 			forEachCluster(t, func(t *testing.T, brokers []string) {
+				if protocol == GroupProtocolConsumer && strings.HasSuffix(t.Name(), "/kafka") {
+					t.Skip("known difference: Apache Kafka answers the restarted KIP-848 static member " +
+						"UNRELEASED_INSTANCE_ID, because the stopped instance's leave does not release its " +
+						"instance id; Riffle's broker and kfake let it rejoin (README, Restore and checkpoints)")
+				}
 				dirA := t.TempDir()
 				a := startApp(t, brokers, dirA, StaticMembership("a"), WithGroupProtocol(protocol))
 				b := startApp(t, brokers, t.TempDir(), StaticMembership("b"), WithGroupProtocol(protocol))
