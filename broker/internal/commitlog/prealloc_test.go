@@ -2,6 +2,8 @@ package commitlog
 
 import (
 	"context"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,7 +58,12 @@ func TestZeroTailIsACleanEnd(t *testing.T) {
 			fs.ResetToSyncedState()
 			fs.SetIgnoreSyncs(false)
 
+			var warned warnings
+			cfg.Logger = slog.New(&warned)
 			l = openLog(t, "log", cfg)
+			if warned.n.Load() > 0 {
+				t.Errorf("recovery warned %d times about a tail of zeros", warned.n.Load())
+			}
 			if got := l.EndOffset(); got != 15 {
 				t.Fatalf("end offset %d after reopening, want 15", got)
 			}
@@ -79,3 +86,11 @@ func TestZeroTailIsACleanEnd(t *testing.T) {
 		})
 	}
 }
+
+// warnings is a slog handler counting the records at Warn and above.
+type warnings struct{ n atomic.Int32 }
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(context.Context, slog.Record) error    { w.n.Add(1); return nil }
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler           { return w }
+func (w *warnings) WithGroup(string) slog.Handler                { return w }
