@@ -28,6 +28,7 @@ func TestSegmentPreallocation(t *testing.T) {
 	cfg := testConfig()
 	cfg.FS = nil
 	cfg.SegmentBytes = 1 << 20
+	cfg.SegmentAge = time.Hour
 	l, err := Open(dir, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -47,24 +48,34 @@ func TestSegmentPreallocation(t *testing.T) {
 	if blocks < preallocMin {
 		t.Skipf("the file system did not preallocate: %d bytes of blocks for %d of records", blocks, size)
 	}
-	var next int64 = 10
-	for l.segs[0] == l.segs[len(l.segs)-1] {
-		if _, err := l.Append(batch, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		next += 10
+	// A roll by age leaves the segment far below its size limit, with
+	// most of its reservation unused.
+	if err := l.EnforceRetention(time.Now().Add(2 * time.Hour)); err != nil {
+		t.Fatal(err)
 	}
+	if len(l.segs) != 2 {
+		t.Fatalf("%d segments after a roll by age, want 2", len(l.segs))
+	}
+	// Blocks are 4 KiB, and the file system may count a block of its own.
+	const slack = 16 << 10
+	if blocks, size := allocated(t, first); blocks > size+slack {
+		t.Errorf("rolled segment holds %d bytes of blocks for %d of records", blocks, size)
+	}
+	if _, err := l.Append(batch, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	const next = 20
 	if err := l.WaitDurable(context.Background(), next); err != nil {
 		t.Fatal(err)
 	}
-	if blocks, size := allocated(t, first); blocks > size+4096 {
-		t.Errorf("rolled segment holds %d bytes of blocks for %d of records", blocks, size)
+	active := filepath.Join(dir, l.segs[1].name())
+	if blocks, _ := allocated(t, active); blocks < preallocMin {
+		t.Errorf("new active segment holds %d bytes of blocks, want its reservation of %d", blocks, preallocMin)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	active := filepath.Join(dir, l.segs[len(l.segs)-1].name())
-	if blocks, size := allocated(t, active); blocks > size+4096 {
+	if blocks, size := allocated(t, active); blocks > size+slack {
 		t.Errorf("closed active segment holds %d bytes of blocks for %d of records", blocks, size)
 	}
 	l = openLog(t, dir, cfg)
