@@ -53,15 +53,6 @@
 // by truncation. A log with no recovery-point file, as one written before
 // it existed, is scanned whole.
 //
-// The active segment's log file is preallocated ahead of its appends, in
-// chunks of 64 KiB to 4 MiB that grow with the segment, without changing
-// its size (fallocate with FALLOC_FL_KEEP_SIZE on Linux, nothing where
-// the file system cannot): the appends then allocate no blocks, which
-// makes a group commit's fsync cheaper. A roll and Close give the space
-// past the end back. A file system that exposes zeros past the last
-// batch after a crash costs nothing: recovery cuts them off as a torn
-// tail.
-//
 // Indexes are kept in memory too (8 bytes per offset index entry and 12
 // per time index entry, a few MiB per GiB of log at the default interval);
 // the index files are read only when the log is opened. A rolled segment
@@ -745,9 +736,6 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 // log to next.
 func (l *Log) writeLocked(wbuf []byte, next int64, now time.Time) error {
 	s := l.segs[len(l.segs)-1]
-	if err := s.reserve(s.size+int64(len(wbuf)), l.cfg.SegmentBytes); err != nil {
-		l.log.Debug("appending without preallocation", "dir", l.dir, "err", err)
-	}
 	if _, err := s.log.WriteAt(wbuf, s.size); err != nil {
 		// Whatever part of the batches reached the file lies past the
 		// segment's size, never read, and is cut off by the next Open.
@@ -832,9 +820,6 @@ func (l *Log) maybeRoll(n, next int64, now time.Time) error {
 // whole. Under SyncNone the flusher does that in the background.
 func (l *Log) rollLocked() error {
 	old := l.segs[len(l.segs)-1]
-	if err := old.release(); err != nil {
-		l.log.Warn("rolling a segment", "dir", l.dir, "err", err)
-	}
 	if err := old.writeTxnIndex(); err != nil {
 		return err
 	}
@@ -1451,9 +1436,6 @@ func (l *Log) Close() error {
 	}
 	var errs []error
 	active := l.segs[len(l.segs)-1]
-	if err := active.release(); err != nil {
-		l.log.Warn("closing a log", "dir", l.dir, "err", err)
-	}
 	if active.addTimeEntry() {
 		errs = append(errs, active.writeLastTimeEntry())
 	}

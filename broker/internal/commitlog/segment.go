@@ -57,7 +57,6 @@ type segment struct {
 	timeIndex vfs.File // nil once the segment is rolled and synced
 
 	size     int64 // bytes of whole batches
-	reserved int64 // bytes of the log file preallocated, from 0
 	next     int64 // offset after the segment's last record
 	entries  []indexEntry
 	tentries []timeEntry
@@ -130,47 +129,6 @@ func (s *segment) remove() error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove segment %s: %w", s.name(), err)
 	}
-	return nil
-}
-
-// Preallocation of an active segment's log file: chunks that grow with
-// the segment, from preallocMin to preallocMax, so that an idle partition
-// reserves little and a busy one seldom asks.
-const (
-	preallocMin = 64 << 10
-	preallocMax = 4 << 20
-)
-
-// reserve preallocates the log file's disk blocks up to at least end
-// bytes, never past limit unless end is, keeping the file's size: the
-// appends that fill them then allocate nothing, and the fdatasync of a
-// group commit writes less file system metadata. An error means only
-// that the file system cannot preallocate; appends work without.
-func (s *segment) reserve(end, limit int64) error {
-	if end <= s.reserved {
-		return nil
-	}
-	chunk := min(max(s.size, preallocMin), preallocMax)
-	to := max(end, min(s.reserved+chunk, limit))
-	from := s.reserved
-	s.reserved = to
-	if err := s.log.Preallocate(from, to-from); err != nil {
-		return fmt.Errorf("preallocate segment %s: %w", s.name(), err)
-	}
-	return nil
-}
-
-// release frees the blocks preallocated past the end of a rolled
-// segment's log file, on file systems whose files can be truncated.
-func (s *segment) release() error {
-	t, ok := s.log.(interface{ Truncate(int64) error })
-	if !ok || s.reserved <= s.size {
-		return nil
-	}
-	if err := t.Truncate(s.size); err != nil {
-		return fmt.Errorf("release preallocated space of segment %s: %w", s.name(), err)
-	}
-	s.reserved = s.size
 	return nil
 }
 
@@ -395,7 +353,7 @@ func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time) (bo
 			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
 		}
 		if zeros {
-			logger.Info("cutting zeros past the last batch of segment, space preallocated before a crash",
+			logger.Info("cutting zeros past the last batch of segment",
 				"dir", s.dir, "segment", s.name(), "at_byte", pos, "at_offset", s.next, "dropped_bytes", fileSize-pos)
 		} else {
 			logger.Warn("truncating torn or corrupt tail of segment",

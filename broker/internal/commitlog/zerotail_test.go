@@ -11,7 +11,7 @@ import (
 )
 
 // TestZeroTailIsACleanEnd opens logs whose segment files end in zeros, as
-// a file system may leave a preallocated file after a power cut: the
+// a file system may leave a file extended but not written by a power cut: the
 // zeros are neither records nor damage that keeps the log from opening,
 // and appends continue at the true end.
 func TestZeroTailIsACleanEnd(t *testing.T) {
@@ -21,7 +21,7 @@ func TestZeroTailIsACleanEnd(t *testing.T) {
 	}{
 		{"shorter than a header", batchHeaderSize - 1},
 		{"a header", batchHeaderSize},
-		{"a preallocation chunk", preallocMin},
+		{"64 KiB", 64 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := vfs.NewStrictMem()
