@@ -255,8 +255,12 @@ type Result struct {
 	Records int64
 	Bytes   int64
 	Elapsed time.Duration
-	// Latency is set for e2e runs only.
+	// Latency is set for e2e runs only: from each record's stamp to its
+	// consumption.
 	Latency *LatencySummary
+	// ProduceLatency is set for e2e runs only: from each record's stamp
+	// to its acknowledgement by the producer.
+	ProduceLatency *LatencySummary
 }
 
 // RecordsPerSec is the run's average throughput in records.
@@ -279,6 +283,9 @@ func (r Result) String() string {
 		r.Mode, r.Topic, r.Records, r.Elapsed.Seconds(), r.RecordsPerSec(), r.MBPerSec())
 	if r.Latency != nil {
 		s += ", latency " + r.Latency.String()
+	}
+	if r.ProduceLatency != nil {
+		s += ", produce latency " + r.ProduceLatency.String()
 	}
 	return s
 }
@@ -303,12 +310,16 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		RecordsPerSec  float64  `json:"records_per_s"`
 		MBPerSec       float64  `json:"mb_per_s"`
 		Latency        *latency `json:"latency,omitempty"`
+		ProduceLatency *latency `json:"produce_latency,omitempty"`
 	}{
 		Mode: r.Mode, Topic: r.Topic, Records: r.Records, Bytes: r.Bytes,
 		ElapsedSeconds: r.Elapsed.Seconds(), RecordsPerSec: r.RecordsPerSec(), MBPerSec: r.MBPerSec(),
 	}
 	if l := r.Latency; l != nil {
 		out.Latency = &latency{l.Count, ms(l.Mean), ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max)}
+	}
+	if l := r.ProduceLatency; l != nil {
+		out.ProduceLatency = &latency{l.Count, ms(l.Mean), ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max)}
 	}
 	return json.Marshal(out)
 }

@@ -43,7 +43,7 @@ func Produce(ctx context.Context, opts ...Opt) (Result, error) {
 		acked := ctr.acked.Load()
 		return acked, ctr.bytes.Load(), ctr.sent.Load() - acked - ctr.failed.Load()
 	})
-	elapsed, err := c.produce(ctx, cl, &ctr, func(time.Time) []byte { return value })
+	elapsed, err := c.produce(ctx, cl, &ctr, func(time.Time) []byte { return value }, nil)
 	stop()
 	res := Result{Mode: ModeProduce, Topic: c.topic, Records: ctr.acked.Load(), Bytes: ctr.bytes.Load(), Elapsed: elapsed}
 	if err != nil {
@@ -122,9 +122,10 @@ func Consume(ctx context.Context, opts ...Opt) (Result, error) {
 
 // EndToEnd produces records stamped with the time each was due (or sent, if
 // earlier), consumes them with a second client, and reports the latency
-// from that stamp to consumption alongside the consumer's throughput. With a Rate the latency
-// is what an application producing at that rate would see; without one it
-// includes the queueing of a saturated producer.
+// from that stamp to consumption alongside the consumer's throughput, and
+// from that stamp to the producer's acknowledgement (ProduceLatency). With a
+// Rate the latency is what an application producing at that rate would see;
+// without one it includes the queueing of a saturated producer.
 func EndToEnd(ctx context.Context, opts ...Opt) (Result, error) {
 	c, err := newConfig(ModeEndToEnd, opts)
 	if err != nil {
@@ -153,6 +154,8 @@ func EndToEnd(ctx context.Context, opts ...Opt) (Result, error) {
 		ctr              counters
 		consumed, cbytes atomic.Int64
 		lat              Latencies
+		platMu           sync.Mutex // promises may run on several goroutines
+		plat             Latencies
 		produceDone      = make(chan struct{})
 		consumeErr       = make(chan error, 1)
 		last             time.Time
@@ -176,6 +179,11 @@ func EndToEnd(ctx context.Context, opts ...Opt) (Result, error) {
 		stamp := min(due.UnixNano(), time.Now().UnixNano())
 		binary.BigEndian.PutUint64(v, uint64(stamp))
 		return v
+	}, func(r *kgo.Record) {
+		acked := time.Now()
+		platMu.Lock()
+		plat.Add(acked.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(r.Value)))))
+		platMu.Unlock()
 	})
 	close(produceDone)
 	cerr := <-consumeErr
@@ -185,6 +193,10 @@ func EndToEnd(ctx context.Context, opts ...Opt) (Result, error) {
 	}
 	summary := lat.Summary()
 	res.Latency = &summary
+	platMu.Lock()
+	psummary := plat.Summary()
+	platMu.Unlock()
+	res.ProduceLatency = &psummary
 	if err := errors.Join(perr, cerr); err != nil {
 		return res, fmt.Errorf("e2e: %w", err)
 	}
@@ -245,9 +257,9 @@ type counters struct {
 }
 
 // produce sends records until the count or duration bound is reached, then
-// flushes, and returns the time from the first record to the last
+// flushes, calling onAck, if set, with each acknowledged record, and returns the time from the first record to the last
 // acknowledgement. It stops at the first failed record and returns its error.
-func (c config) produce(ctx context.Context, cl *kgo.Client, ctr *counters, value func(due time.Time) []byte) (time.Duration, error) {
+func (c config) produce(ctx context.Context, cl *kgo.Client, ctr *counters, value func(due time.Time) []byte, onAck func(*kgo.Record)) (time.Duration, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	promise := func(r *kgo.Record, err error) {
@@ -258,6 +270,9 @@ func (c config) produce(ctx context.Context, cl *kgo.Client, ctr *counters, valu
 		}
 		ctr.acked.Add(1)
 		ctr.bytes.Add(int64(len(r.Value)))
+		if onAck != nil {
+			onAck(r)
+		}
 	}
 	start := time.Now()
 	p := newPacer(start, c.rate)

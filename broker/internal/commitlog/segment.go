@@ -348,8 +348,17 @@ func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time) (bo
 		pos += int64(h.size)
 	}
 	if bad != nil {
-		logger.Warn("truncating torn or corrupt tail of segment",
-			"dir", s.dir, "segment", s.name(), "at_byte", pos, "at_offset", s.next, "dropped_bytes", fileSize-pos, "reason", bad)
+		zeros, err := s.zerosFrom(pos, fileSize, buf)
+		if err != nil {
+			return false, fmt.Errorf("read segment %s: %w", s.name(), err)
+		}
+		if zeros {
+			logger.Info("cutting zeros past the last batch of segment",
+				"dir", s.dir, "segment", s.name(), "at_byte", pos, "at_offset", s.next, "dropped_bytes", fileSize-pos)
+		} else {
+			logger.Warn("truncating torn or corrupt tail of segment",
+				"dir", s.dir, "segment", s.name(), "at_byte", pos, "at_offset", s.next, "dropped_bytes", fileSize-pos, "reason", bad)
+		}
 		if err := s.truncate(pos); err != nil {
 			return false, fmt.Errorf("truncate segment %s: %w", s.name(), err)
 		}
@@ -359,6 +368,24 @@ func (s *segment) repair(logger *slog.Logger, interval int64, now time.Time) (bo
 	}
 	s.addTimeEntry()
 	return bad != nil, s.writeIndexes()
+}
+
+// zerosFrom reports whether the log file holds only zero bytes from pos
+// to end, reading through buf.
+func (s *segment) zerosFrom(pos, end int64, buf []byte) (bool, error) {
+	for pos < end {
+		n := min(int64(len(buf)), end-pos)
+		if _, err := s.log.ReadAt(buf[:n], pos); err != nil {
+			return false, err
+		}
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false, nil
+			}
+		}
+		pos += n
+	}
+	return true, nil
 }
 
 // sync fsyncs the segment's files that are open.
