@@ -62,6 +62,9 @@ type App struct {
 	subs    []engine.Subtopology
 	metrics *metrics
 	globals *globals // set by Run before the threads start
+	// processID names this instance in transactional ids, new at each New
+	// (Kafka Streams' process id).
+	processID string
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -83,13 +86,18 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, errors.New("streams: no Brokers configured and no Embedded broker")
 	case cfg.threads < 1:
 		return nil, fmt.Errorf("streams: Threads(%d): need at least 1", cfg.threads)
-	case cfg.commitInterval <= 0:
+	case cfg.guarantee != AtLeastOnce && cfg.guarantee != ExactlyOnceV2:
+		return nil, fmt.Errorf("streams: ProcessingGuarantee(%v): unknown", cfg.guarantee)
+	case cfg.commitSet && cfg.commitInterval <= 0:
 		return nil, fmt.Errorf("streams: CommitInterval(%v) must be positive", cfg.commitInterval)
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
+	if !cfg.commitSet {
+		cfg.commitInterval = defaultCommitInterval(cfg.guarantee)
+	}
 	g := engine.Of(top)
-	a := &App{cfg: cfg, graph: g, subs: g.Subtopologies(cfg.appID), metrics: newMetrics(cfg.appID)}
+	a := &App{cfg: cfg, processID: newProcessID(), graph: g, subs: g.Subtopologies(cfg.appID), metrics: newMetrics(cfg.appID)}
 	if cfg.registerer != nil {
 		for _, c := range a.metrics.collectors {
 			if err := cfg.registerer.Register(c); err != nil {

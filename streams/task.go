@@ -56,6 +56,14 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", id, err)
 	}
+	if a.cfg.guarantee == ExactlyOnceV2 {
+		// Under exactly-once the checkpoint is written only on a clean
+		// close: once processing starts, local state runs ahead of the
+		// changelogs' committed records until the next commit.
+		if err := state.RemoveCheckpoint(tk.dir); err != nil {
+			return nil, fmt.Errorf("task %s: %w", id, err)
+		}
+	}
 	pebbleDir := filepath.Join(tk.dir, "pebble")
 	if checkpoint == nil {
 		// Local state without a checkpoint cannot be trusted: start over.
@@ -133,6 +141,7 @@ func (th *thread) changeLogger(tk *task, store string) state.ChangeLogger {
 	topic := state.ChangelogTopic(th.app.cfg.appID, store)
 	return state.ChangeLoggerFunc(func(k, v []byte) {
 		r := &kgo.Record{Topic: topic, Partition: tk.id.Partition, Key: k, Value: v}
+		th.wrote.Store(true)
 		th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 			if err != nil {
 				th.produceFailed(fmt.Errorf("produce to changelog %s: %w", topic, err))
@@ -162,7 +171,11 @@ func (th *thread) restoreEnd(ctx context.Context, tk *task, sc state.Config, top
 		}
 		return 0, nil
 	}
-	ends, err := th.adm.ListEndOffsets(ctx, topic)
+	list := th.adm.ListEndOffsets
+	if th.app.cfg.guarantee == ExactlyOnceV2 {
+		list = th.adm.ListCommittedOffsets // the last stable offset
+	}
+	ends, err := list(ctx, topic)
 	if err != nil {
 		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
@@ -193,10 +206,16 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, start 
 	if start >= 0 {
 		offset = kgo.NewOffset().At(start)
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(th.brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {tk.id.Partition: offset}}),
-	}, th.app.cfg.clientOpts...)...)
+	}
+	if th.app.cfg.guarantee == ExactlyOnceV2 {
+		// Committed records only; the markers too, so that a partition
+		// ending in one is read to its end.
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	}
+	cl, err := kgo.NewClient(append(opts, th.app.cfg.clientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("restore client: %w", err)
 	}
@@ -222,8 +241,8 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, start 
 				break
 			}
 			next = r.Offset + 1
-			if r.Key == nil {
-				continue // a source topic's record without a key is not a row
+			if r.Attrs.IsControl() || r.Key == nil {
+				continue // a marker, or a source topic's record without a key: not a row
 			}
 			if r.Value == nil {
 				err = engine.Delete(r.Key)

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -30,6 +31,15 @@ type thread struct {
 	plan    *plan
 	adm     *kadm.Client
 	cl      *kgo.Client
+	opts    []kgo.Opt // of cl, to connect again after a fencing
+
+	// Under ExactlyOnceV2, sess wraps cl; inTxn says a transaction is
+	// open, wrote that something was produced in it, and abortNow that a
+	// rebalance dooms it.
+	sess     *kgo.GroupTransactSession
+	inTxn    bool
+	wrote    atomic.Bool
+	abortNow bool
 
 	mu         sync.Mutex
 	assigned   map[string]map[int32]bool
@@ -70,7 +80,6 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		kgo.RecordPartitioner(partitioner{keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.DisableIdempotentWrite(),
 	}
 	if nextGen {
 		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()))
@@ -80,11 +89,10 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	} else {
 		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
 	}
-	cl, err := kgo.NewClient(append(opts, a.cfg.clientOpts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("thread %d: client: %w", id, err)
+	th.opts = append(opts, a.cfg.clientOpts...)
+	if err := th.connect(); err != nil {
+		return nil, err
 	}
-	th.cl = cl
 	return th, nil
 }
 
@@ -173,6 +181,7 @@ func (th *thread) send(o engine.OutputRecord) {
 	r := &kgo.Record{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp, Headers: headers}
 	th.app.metrics.produced.Add(1)
 	th.app.metrics.sent(o.Topic, o.Timestamp)
+	th.wrote.Store(true)
 	th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 		if err != nil {
 			th.produceFailed(fmt.Errorf("produce to %s: %w", r.Topic, err))
@@ -215,6 +224,15 @@ func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[stri
 	if th.app.aborted() {
 		return
 	}
+	if th.sess != nil {
+		// The session aborts the open transaction at its next end: the
+		// revoked tasks' state has effects of it.
+		th.abortNow = true
+		for _, id := range th.unassign(revoked) {
+			th.closeTask(id, false)
+		}
+		return
+	}
 	if err := th.commit(ctx); err != nil {
 		th.fail(fmt.Errorf("commit on revocation: %w", err))
 	}
@@ -230,6 +248,7 @@ func (th *thread) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Warn("partitions lost", "partitions", lost)
+	th.abortNow = true
 	for _, id := range th.unassign(lost) {
 		th.closeTask(id, false)
 	}
@@ -293,6 +312,9 @@ func (th *thread) commit(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if th.sess != nil {
+		return th.commitTxn(ctx, began)
+	}
 	if err := th.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("flush producer: %w", err)
 	}
@@ -352,8 +374,17 @@ func (th *thread) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		err := th.step(ctx, fetches)
+		if errors.Is(err, errFenced) {
+			th.log.Warn("rejoining with a new producer", "err", err)
+			err = th.rejoin()
+		}
 		th.cl.AllowRebalance()
 		if err != nil {
+			if th.sess != nil {
+				th.mu.Lock()
+				th.fail(err) // no final commit of the failed transaction
+				th.mu.Unlock()
+			}
 			return err
 		}
 	}
@@ -375,6 +406,9 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		return ferr
 	}
 	if err := th.ensureTasks(ctx); err != nil {
+		return err
+	}
+	if err := th.begin(); err != nil {
 		return err
 	}
 	var procErr error
@@ -410,7 +444,7 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		return procErr
 	}
 	now := time.Now()
-	commitNow := now.Sub(th.lastCommit) >= th.app.cfg.commitInterval
+	commitNow := th.abortNow || now.Sub(th.lastCommit) >= th.app.cfg.commitInterval
 	for _, tk := range th.tasks {
 		if err := tk.t.Punctuate(now); err != nil {
 			return fmt.Errorf("task %s: %w", tk.id, err)
@@ -494,13 +528,22 @@ func inputRecord(r *kgo.Record) engine.InputRecord {
 // simulated crash it only releases resources.
 func (th *thread) shutdown(ctx context.Context) {
 	th.mu.Lock()
-	if !th.app.aborted() && th.failed == nil {
+	clean := !th.app.aborted()
+	if clean && th.failed == nil {
 		if err := th.commit(context.WithoutCancel(ctx)); err != nil {
 			th.log.Error("final commit", "err", err)
+			clean = th.sess == nil
 		}
 	}
+	if th.sess != nil && !th.app.aborted() && th.inTxn {
+		// Not committed: abort, and let the tasks restore next time.
+		if _, err := th.sess.End(context.WithoutCancel(ctx), kgo.TryAbort); err != nil {
+			th.log.Error("abort transaction", "err", err)
+		}
+		th.inTxn, clean = false, false
+	}
 	for id := range th.tasks {
-		th.closeTask(id, !th.app.aborted())
+		th.closeTask(id, clean)
 	}
 	purged := th.purged
 	th.mu.Unlock()
