@@ -12,9 +12,9 @@ import (
 )
 
 // committedUpdates reads topic with read_committed from the start until
-// done reports true for every key's values in offset order, or a minute
-// passes.
-func committedUpdates(t testing.TB, brokers []string, topic string, done func(map[string][]int64) bool) map[string][]int64 {
+// done reports true for every key's values in offset order, or the
+// timeout passes.
+func committedUpdates(t testing.TB, brokers []string, topic string, timeout time.Duration, done func(map[string][]int64) bool) map[string][]int64 {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -24,7 +24,7 @@ func committedUpdates(t testing.TB, brokers []string, topic string, done func(ma
 	}
 	defer cl.Close()
 	got := make(map[string][]int64)
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(timeout)
 	for !done(got) && time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		fetches := cl.PollFetches(ctx)
@@ -104,9 +104,9 @@ func TestExactlyOnceSurvivesCrash(t *testing.T) {
 			truth[w] += n
 		}
 		victim.crash(t)
-		checkExactlyOnce(t, truth, committedUpdates(t, brokers, outputTopic, updatesReach(truth)))
+		checkExactlyOnce(t, truth, committedUpdates(t, brokers, outputTopic, time.Minute, updatesReach(truth)))
 		survivor.stop(t)
-		changelog := committedUpdates(t, brokers, state.ChangelogTopic("wordcount", "counts"), lastReach(truth))
+		changelog := committedUpdates(t, brokers, state.ChangelogTopic("wordcount", "counts"), time.Minute, lastReach(truth))
 		for w, n := range truth {
 			if vs := changelog[w]; len(vs) == 0 || vs[len(vs)-1] != n {
 				t.Fatalf("%s: committed changelog ends at %v, want %d", w, vs[max(0, len(vs)-1):], n)
