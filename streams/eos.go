@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/riffle-stream/riffle/processor"
 )
 
 // eosTransactionTimeout is the transaction timeout of a thread's
@@ -127,6 +129,18 @@ func (th *thread) commitTxn(ctx context.Context, began time.Time) error {
 		tk.dirty = false
 	}
 	return nil
+}
+
+// missingTasks reports whether an assigned partition has no task yet.
+func (th *thread) missingTasks() bool {
+	for topic, parts := range th.assigned {
+		for p := range parts {
+			if _, ok := th.tasks[processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}]; !ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // fenced marks err with errFenced when the producer was fenced.

@@ -171,11 +171,12 @@ func (th *thread) restoreEnd(ctx context.Context, tk *task, sc state.Config, top
 		}
 		return 0, nil
 	}
-	list := th.adm.ListEndOffsets
-	if th.app.cfg.guarantee == ExactlyOnceV2 {
-		list = th.adm.ListCommittedOffsets // the last stable offset
-	}
-	ends, err := list(ctx, topic)
+	// Under exactly-once too the restore reads to the high watermark, not
+	// the last stable offset: a crashed owner's open transaction holds the
+	// latter back while the next owner commits after it, and reading
+	// committed records to the high watermark waits for that transaction
+	// to be aborted.
+	ends, err := th.adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}

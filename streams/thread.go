@@ -405,6 +405,12 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 	if ferr != nil {
 		return ferr
 	}
+	if th.inTxn && th.missingTasks() {
+		// A restore must not hold a transaction open past its timeout.
+		if err := th.commit(ctx); err != nil {
+			return err
+		}
+	}
 	if err := th.ensureTasks(ctx); err != nil {
 		return err
 	}
