@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	crand "crypto/rand"
 	"fmt"
 	"os"
 	"slices"
@@ -19,14 +20,14 @@ import (
 // processed records per second under at-least-once and exactly_once_v2
 // (both committing every 100 ms, the same 20,000 lines of 10 words), and
 // franz-go's produce throughput with an idempotent and with a
-// transactional producer committing every 100 ms (200,000 records of
-// 1 KiB, acks=all, 3 partitions, group commit). It prints medians of 3
+// transactional producer committing every 100 ms (500,000 records of
+// 1 KiB of random bytes, acks=all, 3 partitions, group commit). It prints medians of 5
 // rounds. Run with RIFFLE_EOS_BENCH=1.
 func TestEOSFigures(t *testing.T) {
 	if os.Getenv("RIFFLE_EOS_BENCH") == "" {
 		t.Skip("set RIFFLE_EOS_BENCH=1 to measure")
 	}
-	const rounds = 3
+	const rounds = 5
 	for _, g := range []Guarantee{AtLeastOnce, ExactlyOnceV2} {
 		var rates []float64
 		for range rounds {
@@ -79,10 +80,11 @@ func wordCountRate(t *testing.T, g Guarantee) float64 {
 	return float64(app.Metrics().RecordsProcessed) / elapsed.Seconds()
 }
 
-// produceRate produces 200,000 records of 1 KiB to a fresh broker and
-// returns the records acknowledged (and committed, if txn) per second.
+// produceRate produces 500,000 records of 1 KiB (random bytes) to a fresh
+// broker and returns the records acknowledged (and committed, if txn) per
+// second.
 func produceRate(t *testing.T, txn bool) float64 {
-	const records, topic = 200000, "produce"
+	const records, topic = 500000, "produce"
 	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()),
 		broker.Logger(testLogger(t).With("component", "broker")))
 	if err != nil {
@@ -106,6 +108,7 @@ func produceRate(t *testing.T, txn bool) float64 {
 		t.Fatal(err, resp.Err)
 	}
 	value := make([]byte, 1024)
+	crand.Read(value) // incompressible, as in riffle perf
 	var (
 		mu     sync.Mutex
 		failed error
@@ -128,7 +131,13 @@ func produceRate(t *testing.T, txn bool) float64 {
 		cl.Produce(ctx, &kgo.Record{Key: fmt.Appendf(nil, "%d", i), Value: value}, promise)
 		if txn && time.Since(lastCommit) >= 100*time.Millisecond {
 			lastCommit = time.Now()
-			if err := cl.EndAndBeginTransaction(ctx, kgo.EndBeginTxnSafe, kgo.TryCommit, nil); err != nil {
+			if err := cl.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.BeginTransaction(); err != nil {
 				t.Fatal(err)
 			}
 		}
