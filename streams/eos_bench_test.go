@@ -21,8 +21,8 @@ import (
 // (both committing every 100 ms, the same 20,000 lines of 10 words), and
 // franz-go's produce throughput with an idempotent and with a
 // transactional producer committing every 100 ms (500,000 records of
-// 1 KiB of random bytes, acks=all, 3 partitions, group commit). It prints medians of 5
-// rounds. Run with RIFFLE_EOS_BENCH=1.
+// 1 KiB of random bytes, acks=all, 3 partitions, group commit). It prints
+// medians of 5 rounds. Run with RIFFLE_EOS_BENCH=1.
 func TestEOSFigures(t *testing.T) {
 	if os.Getenv("RIFFLE_EOS_BENCH") == "" {
 		t.Skip("set RIFFLE_EOS_BENCH=1 to measure")
