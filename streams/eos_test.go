@@ -2,13 +2,17 @@ package streams
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/riffle-stream/riffle/broker"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
+	"github.com/riffle-stream/riffle/topology"
 )
 
 // committedUpdates reads topic with read_committed from the start until
@@ -138,5 +142,73 @@ func TestProcessingGuaranteeOptions(t *testing.T) {
 	}
 	if _, err := New(top, ApplicationID("a"), Brokers("x"), CommitInterval(0)); err == nil {
 		t.Error("CommitInterval(0): want error")
+	}
+}
+
+// TestExactlyOnceStalledProducer stalls the only instance's thread past
+// its transaction timeout, so that the broker aborts its transaction and
+// bumps its producer's epoch: the thread must notice at its next commit,
+// close its tasks dirty, restore them, and still count every word once.
+func TestExactlyOnceStalledProducer(t *testing.T) {
+	t.Parallel()
+	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()), broker.Sync(broker.SyncNone),
+		broker.TransactionAbortInterval(100*time.Millisecond), broker.Logger(testLogger(t).With("component", "broker")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(context.Background()) })
+	brokers := []string{b.Addr()}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, topic := range []string{inputTopic, outputTopic} {
+		if resp, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, topic); err != nil || resp.Err != nil {
+			t.Fatal(err, resp.Err)
+		}
+	}
+	var stalled atomic.Bool
+	tb := topology.NewBuilder()
+	lines := topology.MapValues(topology.FromTopics[string, string](tb, []string{inputTopic}), func(_, l string) string {
+		if l == "stall" && !stalled.Swap(true) {
+			time.Sleep(3 * time.Second)
+		}
+		return l
+	})
+	topology.GroupBy(topology.FlatMapValues(lines, func(_, l string) []string { return words(l) }),
+		func(_, w string) string { return w }).
+		Count(topology.Materialized("counts")).
+		ToStream().To(outputTopic)
+	top, err := tb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := New(top, ApplicationID("wordcount"), Brokers(brokers...), StateDir(t.TempDir()),
+		ProcessingGuarantee(ExactlyOnceV2), Logger(testLogger(t)),
+		ClientOpts(kgo.TransactionTimeout(time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(context.Background()) }()
+	truth := produceLines(t, brokers, 2000, 5)
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: inputTopic, Value: []byte("stall")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	truth["stall"]++
+	for w, n := range produceLines(t, brokers, 2000, 5) {
+		truth[w] += n
+	}
+	checkExactlyOnce(t, truth, committedUpdates(t, brokers, outputTopic, time.Minute, updatesReach(truth)))
+	if !stalled.Load() {
+		t.Fatal("the thread never stalled")
+	}
+	app.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
