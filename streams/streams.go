@@ -6,9 +6,13 @@
 // member per thread. Its input partitions are grouped into tasks, one per
 // subtopology and partition; each task owns its processors and state stores
 // and is created, restored from its changelogs, and closed as the group's
-// assignment changes. Processing is at-least-once: on every commit the
-// stores are flushed (sending their changelog records), everything produced
-// is awaited, and only then are the input offsets committed.
+// assignment changes. Processing is at-least-once by default: on every
+// commit the stores are flushed (sending their changelog records),
+// everything produced is awaited, and only then are the input offsets
+// committed. Under ProcessingGuarantee(ExactlyOnceV2) each thread commits
+// the input offsets, output and changelog records of a commit in one
+// transaction, and a task whose transaction aborts restores its stores
+// from the changelogs' committed records.
 //
 // The group uses the KIP-848 protocol (server-side assignment) when the
 // broker offers it, and the classic protocol with cooperative rebalancing
