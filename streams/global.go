@@ -69,6 +69,14 @@ func (a *App) startGlobals(ctx context.Context, brokers []string, adm *kadm.Clie
 		g.stores[name] = gs.Builder.Build(raw, gs.Topic)
 		topics = append(topics, gs.Topic)
 	}
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	if a.cfg.guarantee == ExactlyOnceV2 {
+		// Committed records to the high watermark, which waits for the
+		// transactions open now; the markers too, so that a partition
+		// ending in one is read to its end.
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	}
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		g.close()
@@ -87,8 +95,7 @@ func (a *App) startGlobals(ctx context.Context, brokers []string, adm *kadm.Clie
 			remaining[o.Topic][o.Partition] = o.Offset
 		}
 	})
-	g.cl, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, a.cfg.clientOpts...)...)
+	g.cl, err = kgo.NewClient(append(opts, a.cfg.clientOpts...)...)
 	if err != nil {
 		g.close()
 		return nil, fmt.Errorf("global consumer: %w", err)
@@ -134,7 +141,7 @@ func (g *globals) poll(ctx context.Context, seen func(*kgo.Record)) (int64, erro
 	})
 	var n int64
 	fetches.EachRecord(func(r *kgo.Record) {
-		if r.Key != nil {
+		if r.Key != nil && !r.Attrs.IsControl() {
 			raw := g.engines[r.Topic]
 			var err error
 			if r.Value == nil {

@@ -17,6 +17,9 @@ import (
 func init() { clusters["kafka"] = kafkaCluster }
 
 func TestMain(m *testing.M) {
+	if runEOSChild() {
+		return
+	}
 	code := m.Run()
 	if err := kafkatest.StopShared(); err != nil {
 		fmt.Fprintln(os.Stderr, "stop kafka:", err)

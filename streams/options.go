@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,6 +28,8 @@ type config struct {
 	embedded        BrokerStarter
 	stateDir        string
 	commitInterval  time.Duration
+	commitSet       bool // CommitInterval given; else the guarantee's default
+	guarantee       Guarantee
 	purgeInterval   time.Duration
 	threads         int
 	processing      processor.ErrorHandler
@@ -47,14 +50,13 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		stateDir:       filepath.Join(os.TempDir(), "riffle-streams"),
-		commitInterval: 30 * time.Second,
-		purgeInterval:  30 * time.Second,
-		threads:        1,
-		logger:         slog.Default(),
-		replication:    -1,
-		pollTimeout:    100 * time.Millisecond,
-		closeTimeout:   30 * time.Second,
+		stateDir:      filepath.Join(os.TempDir(), "riffle-streams"),
+		purgeInterval: 30 * time.Second,
+		threads:       1,
+		logger:        slog.Default(),
+		replication:   -1,
+		pollTimeout:   100 * time.Millisecond,
+		closeTimeout:  30 * time.Second,
 	}
 }
 
@@ -79,8 +81,42 @@ func StateDir(dir string) Option { return func(c *config) { c.stateDir = dir } }
 
 // CommitInterval sets how often progress is committed: stores and
 // changelogs flushed, output produced, input offsets committed. Default: 30s
-// (Kafka Streams' commit.interval.ms under at-least-once).
-func CommitInterval(d time.Duration) Option { return func(c *config) { c.commitInterval = d } }
+// under AtLeastOnce and 100ms under ExactlyOnceV2 (Kafka Streams'
+// commit.interval.ms).
+func CommitInterval(d time.Duration) Option {
+	return func(c *config) { c.commitInterval, c.commitSet = d, true }
+}
+
+// Guarantee is a processing guarantee.
+type Guarantee int
+
+const (
+	// AtLeastOnce commits input offsets after the output and changelog
+	// records of a commit are acknowledged: after a failure some input is
+	// processed again, so outputs and state may count it twice. The
+	// producer is idempotent, so retries never duplicate a record.
+	AtLeastOnce Guarantee = iota
+	// ExactlyOnceV2 runs one transactional producer per stream thread and
+	// commits the input offsets, output records and changelog writes of a
+	// commit in one transaction; consumers read committed records only.
+	// After a failure, state is rewound to what the changelogs' committed
+	// records say, so no input is counted twice. Kafka 2.5 or later.
+	ExactlyOnceV2
+)
+
+func (g Guarantee) String() string {
+	switch g {
+	case AtLeastOnce:
+		return "at_least_once"
+	case ExactlyOnceV2:
+		return "exactly_once_v2"
+	}
+	return fmt.Sprintf("Guarantee(%d)", int(g))
+}
+
+// ProcessingGuarantee selects the processing guarantee. Default:
+// AtLeastOnce (Kafka Streams' processing.guarantee).
+func ProcessingGuarantee(g Guarantee) Option { return func(c *config) { c.guarantee = g } }
 
 // RepartitionPurgeInterval sets how often each thread deletes the records
 // of the application's repartition topics below its committed offsets

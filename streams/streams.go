@@ -9,9 +9,13 @@
 // assignment changes. A task restores on its own goroutine, its input
 // partitions paused meanwhile, so that the thread goes on processing its
 // other tasks and a rebalance can revoke a restoring task at once
-// (OnRestore reports the progress). Processing is at-least-once: on every commit the
-// stores are flushed (sending their changelog records), everything produced
-// is awaited, and only then are the input offsets committed.
+// (OnRestore reports the progress). Processing is at-least-once by default:
+// on every commit the stores are flushed (sending their changelog records),
+// everything produced is awaited, and only then are the input offsets
+// committed. Under ProcessingGuarantee(ExactlyOnceV2) each thread commits
+// the input offsets, output and changelog records of a commit in one
+// transaction, and a task whose transaction aborts restores its stores
+// from the changelogs' committed records.
 //
 // The group uses the KIP-848 protocol (server-side assignment) when the
 // broker offers it, and the classic protocol with cooperative rebalancing
@@ -73,6 +77,9 @@ type App struct {
 	globals  *globals // set by Run before the threads start
 	taskDirs taskDirs
 	local    localTasks
+	// processID names this instance in transactional ids, new at each New
+	// (Kafka Streams' process id).
+	processID string
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -121,15 +128,20 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, errors.New("streams: no Brokers configured and no Embedded broker")
 	case cfg.threads < 1:
 		return nil, fmt.Errorf("streams: Threads(%d): need at least 1", cfg.threads)
-	case cfg.commitInterval <= 0:
+	case cfg.guarantee != AtLeastOnce && cfg.guarantee != ExactlyOnceV2:
+		return nil, fmt.Errorf("streams: ProcessingGuarantee(%v): unknown", cfg.guarantee)
+	case cfg.commitSet && cfg.commitInterval <= 0:
 		return nil, fmt.Errorf("streams: CommitInterval(%v) must be positive", cfg.commitInterval)
 	case cfg.closeTimeout <= 0:
 		return nil, fmt.Errorf("streams: CloseTimeout(%v) must be positive", cfg.closeTimeout)
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
+	if !cfg.commitSet {
+		cfg.commitInterval = defaultCommitInterval(cfg.guarantee)
+	}
 	g := engine.Of(top)
-	a := &App{cfg: cfg, graph: g, subs: g.Subtopologies(cfg.appID), metrics: newMetrics(cfg.appID)}
+	a := &App{cfg: cfg, processID: newProcessID(), graph: g, subs: g.Subtopologies(cfg.appID), metrics: newMetrics(cfg.appID)}
 	if cfg.registerer != nil {
 		for _, c := range a.metrics.collectors {
 			if err := cfg.registerer.Register(c); err != nil {

@@ -44,7 +44,15 @@ func enrichment(t *testing.T) *topology.Topology {
 	return top
 }
 
-func TestTablesAndJoinsAtRuntime(t *testing.T) {
+func TestTablesAndJoinsAtRuntime(t *testing.T) { testTablesAndJoins(t) }
+
+// TestTablesAndJoinsExactlyOnce is TestTablesAndJoinsAtRuntime under
+// exactly_once_v2: source tables, global tables and joins read committed.
+func TestTablesAndJoinsExactlyOnce(t *testing.T) {
+	testTablesAndJoins(t, ProcessingGuarantee(ExactlyOnceV2))
+}
+
+func testTablesAndJoins(t *testing.T, opts ...Option) {
 	forEachCluster(t, func(t *testing.T, brokers []string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -102,8 +110,8 @@ func TestTablesAndJoinsAtRuntime(t *testing.T) {
 		want["px"] = "unknown"
 
 		run := func(dir string) *App {
-			app, err := New(enrichment(t), ApplicationID("enrich"), Brokers(brokers...), StateDir(dir),
-				CommitInterval(100*time.Millisecond), Logger(testLogger(t)))
+			app, err := New(enrichment(t), append([]Option{ApplicationID("enrich"), Brokers(brokers...), StateDir(dir),
+				CommitInterval(100 * time.Millisecond), Logger(testLogger(t))}, opts...)...)
 			if err != nil {
 				t.Fatal(err)
 			}

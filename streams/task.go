@@ -96,6 +96,7 @@ func (th *thread) changeLogger(tk *task, store string) state.ChangeLogger {
 	topic := state.ChangelogTopic(th.app.cfg.appID, store)
 	return state.ChangeLoggerFunc(func(k, v []byte) {
 		r := &kgo.Record{Topic: topic, Partition: tk.id.Partition, Key: k, Value: v}
+		th.wrote.Store(true)
 		th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 			if err != nil {
 				th.produceFailed(fmt.Errorf("produce to changelog %s: %w", topic, err))
@@ -136,6 +137,14 @@ func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Confi
 	}
 	if err != nil {
 		return err
+	}
+	if th.app.cfg.guarantee == ExactlyOnceV2 {
+		// Under exactly-once the checkpoint is written only on a clean
+		// close: once processing starts, local state runs ahead of the
+		// changelogs' committed records until the next commit.
+		if err := state.RemoveCheckpoint(vfs.Default, tk.dir); err != nil {
+			return err
+		}
 	}
 	ranges := make(map[string]restoreRange)
 	for _, sc := range stores {
@@ -223,6 +232,11 @@ func (th *thread) restoreRange(ctx context.Context, tk *task, sc state.Config) (
 		}
 		return r, nil
 	}
+	// Under exactly-once too the restore reads to the high watermark, not
+	// the last stable offset: a crashed owner's open transaction holds the
+	// latter back while the next owner commits after it, and reading
+	// committed records to the high watermark waits for that transaction
+	// to be aborted.
 	r.end, err = th.endOffset(ctx, topic, tk.id.Partition)
 	return r, err
 }
@@ -290,12 +304,18 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, r rest
 	events.start(start, r.end)
 	var restored int64
 	defer func() { events.end(restored, err) }()
-	cl, err := kgo.NewClient(append([]kgo.Opt{
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(th.brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {tk.id.Partition: kgo.NewOffset().At(start)}}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.KeepControlRecords(),
-	}, th.app.cfg.clientOpts...)...)
+	}
+	if th.app.cfg.guarantee == ExactlyOnceV2 {
+		// Committed records only: an aborted transaction's writes never
+		// reach the stores.
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(append(opts, th.app.cfg.clientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("restore client: %w", err)
 	}

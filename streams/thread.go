@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -30,6 +31,15 @@ type thread struct {
 	plan    *plan
 	adm     *kadm.Client
 	cl      *kgo.Client
+	opts    []kgo.Opt // of cl, to connect again after a fencing
+
+	// Under ExactlyOnceV2, sess wraps cl; inTxn says a transaction is
+	// open, wrote that something was produced in it, and abortNow that a
+	// rebalance dooms it.
+	sess     *kgo.GroupTransactSession
+	inTxn    bool
+	wrote    atomic.Bool
+	abortNow bool
 
 	mu         sync.Mutex
 	assigned   map[string]map[int32]bool
@@ -76,7 +86,6 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		kgo.RecordPartitioner(partitioner{keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.DisableIdempotentWrite(),
 	}
 	if a.cfg.instanceID != "" {
 		opts = append(opts, kgo.InstanceID(fmt.Sprintf("%s-%d", a.cfg.instanceID, id)))
@@ -89,11 +98,10 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	} else {
 		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
 	}
-	cl, err := kgo.NewClient(append(opts, a.cfg.clientOpts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("thread %d: client: %w", id, err)
+	th.opts = append(opts, a.cfg.clientOpts...)
+	if err := th.connect(); err != nil {
+		return nil, err
 	}
-	th.cl = cl
 	return th, nil
 }
 
@@ -182,6 +190,7 @@ func (th *thread) send(o engine.OutputRecord) {
 	r := &kgo.Record{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp, Headers: headers}
 	th.app.metrics.produced.Add(1)
 	th.app.metrics.sent(o.Topic, o.Timestamp)
+	th.wrote.Store(true)
 	th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 		if err != nil {
 			th.produceFailed(fmt.Errorf("produce to %s: %w", r.Topic, err))
@@ -233,6 +242,15 @@ func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[stri
 	if th.nextGen && len(revoked) > 0 {
 		th.released = true
 	}
+	if th.sess != nil {
+		// The session aborts the open transaction at its next end: the
+		// revoked tasks' state has effects of it.
+		th.abortNow = true
+		for _, id := range th.unassign(revoked) {
+			th.closeTask(id, false)
+		}
+		return
+	}
 	err := th.commit(ctx)
 	switch {
 	case errors.Is(err, errTaskMigrated):
@@ -252,6 +270,7 @@ func (th *thread) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Warn("partitions lost", "partitions", lost)
+	th.abortNow = true
 	for _, id := range th.unassign(lost) {
 		th.closeTask(id, false)
 	}
@@ -287,11 +306,11 @@ func (th *thread) closeTask(id processor.TaskID, clean bool) {
 	th.log.Info("task closed", "task", id.String(), "clean", clean)
 }
 
-// closeAllDirty closes every task dirty, as Kafka Streams does when the
-// group has moved its tasks away before a commit: the progress since the
-// last commit belongs to whoever owns the partitions now.
-func (th *thread) closeAllDirty(err error) {
-	th.log.Warn("tasks migrated before their commit, closing them dirty", "err", err)
+// closeAllDirty closes every task dirty (without a checkpoint), as Kafka
+// Streams does when the group has moved its tasks away before a commit (the
+// progress since the last commit belongs to whoever owns the partitions
+// now) and when a transaction aborts (the stores hold its effects).
+func (th *thread) closeAllDirty() {
 	for id := range th.tasks {
 		th.closeTask(id, false)
 	}
@@ -329,6 +348,9 @@ func (th *thread) commit(ctx context.Context) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if th.sess != nil {
+		return th.commitTxn(ctx, began)
 	}
 	if err := th.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("flush producer: %w", err)
@@ -416,8 +438,17 @@ func (th *thread) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		err := th.step(ctx, fetches)
+		if errors.Is(err, errFenced) {
+			th.log.Warn("rejoining with a new producer", "err", err)
+			err = th.rejoin()
+		}
 		th.cl.AllowRebalance()
 		if err != nil {
+			if th.sess != nil {
+				th.mu.Lock()
+				th.fail(err) // no final commit of the failed transaction
+				th.mu.Unlock()
+			}
 			return err
 		}
 	}
@@ -438,7 +469,16 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 	if ferr != nil {
 		return ferr
 	}
+	if th.inTxn && th.missingTasks() {
+		// A restore must not hold a transaction open past its timeout.
+		if err := th.commit(ctx); err != nil {
+			return err
+		}
+	}
 	if err := th.ensureTasks(ctx); err != nil {
+		return err
+	}
+	if err := th.begin(); err != nil {
 		return err
 	}
 	var procErr error
@@ -477,7 +517,7 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		return procErr
 	}
 	now := time.Now()
-	commitNow := now.Sub(th.lastCommit) >= th.app.cfg.commitInterval
+	commitNow := th.abortNow || now.Sub(th.lastCommit) >= th.app.cfg.commitInterval
 	for _, tk := range th.tasks {
 		if err := tk.t.Punctuate(now); err != nil {
 			return fmt.Errorf("task %s: %w", tk.id, err)
@@ -490,7 +530,8 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		err := th.commit(ctx)
 		switch {
 		case errors.Is(err, errTaskMigrated):
-			th.closeAllDirty(err)
+			th.log.Warn("tasks migrated before their commit, closing them dirty", "err", err)
+			th.closeAllDirty()
 		case err != nil:
 			return err
 		default:
@@ -580,6 +621,13 @@ func (th *thread) shutdown(ctx context.Context) {
 			th.log.Error("final commit", "err", err)
 			clean = false
 		}
+	}
+	if th.sess != nil && !th.app.aborted() && th.inTxn {
+		// Not committed: abort, and let the tasks restore next time.
+		if _, err := th.sess.End(ctx, kgo.TryAbort); err != nil {
+			th.log.Error("abort transaction", "err", err)
+		}
+		th.inTxn, clean = false, false
 	}
 	for id := range th.tasks {
 		th.closeTask(id, clean)

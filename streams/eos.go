@@ -1,0 +1,177 @@
+package streams
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/riffle-stream/riffle/processor"
+)
+
+// eosTransactionTimeout is the transaction timeout of a thread's
+// producer under ExactlyOnceV2, Kafka Streams' transaction.timeout.ms
+// default under exactly-once: the longest a crashed instance's open
+// transaction holds back read_committed consumers of its partitions.
+const eosTransactionTimeout = 10 * time.Second
+
+// errFenced marks a commit that failed because another producer fenced
+// the thread's (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH): the thread's
+// tasks are closed dirty and it rejoins the group with a new producer.
+var errFenced = errors.New("producer fenced")
+
+// defaultCommitInterval is Kafka Streams' commit.interval.ms default for
+// a processing guarantee.
+func defaultCommitInterval(g Guarantee) time.Duration {
+	if g == ExactlyOnceV2 {
+		return 100 * time.Millisecond
+	}
+	return 30 * time.Second
+}
+
+// newProcessID returns a random UUID (version 4) naming this instance.
+func newProcessID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// transactionalID is the thread's transactional id under ExactlyOnceV2,
+// built as Kafka Streams builds it: application id, process id, thread.
+// Zombies are fenced by the group generation (KIP-447), not by the id.
+func (th *thread) transactionalID() string {
+	return fmt.Sprintf("%s-%s-%d", th.app.cfg.appID, th.app.processID, th.id)
+}
+
+// connect creates the thread's client from th.opts: under ExactlyOnceV2 a
+// group transact session whose producer is transactional and whose
+// consumer reads committed records only.
+func (th *thread) connect() error {
+	th.inTxn, th.abortNow = false, false
+	if th.app.cfg.guarantee != ExactlyOnceV2 {
+		cl, err := kgo.NewClient(th.opts...)
+		if err != nil {
+			return fmt.Errorf("thread %d: client: %w", th.id, err)
+		}
+		th.cl = cl
+		return nil
+	}
+	sess, err := kgo.NewGroupTransactSession(append([]kgo.Opt{
+		kgo.TransactionalID(th.transactionalID()),
+		kgo.TransactionTimeout(eosTransactionTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	}, th.opts...)...)
+	if err != nil {
+		return fmt.Errorf("thread %d: transactional client: %w", th.id, err)
+	}
+	th.sess, th.cl = sess, sess.Client()
+	return nil
+}
+
+// begin opens a transaction unless one is open. Call it before anything
+// is produced.
+func (th *thread) begin() error {
+	if th.sess == nil || th.inTxn {
+		return nil
+	}
+	if err := th.sess.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	th.inTxn = true
+	th.wrote.Store(false)
+	return nil
+}
+
+// commitTxn ends the open transaction, committing the consumed offsets
+// with everything produced since it began. When the transaction aborts
+// instead (a rebalance since it began, a failed produce, a fenced or
+// expired producer) every task is closed dirty: its local state holds
+// effects of the aborted records, so the next assignment restores it from
+// the changelogs' committed records, and the consumer is back at the
+// committed offsets.
+func (th *thread) commitTxn(ctx context.Context, began time.Time) error {
+	if !th.inTxn {
+		return nil
+	}
+	dirty := th.wrote.Load() || th.abortNow
+	for _, tk := range th.tasks {
+		dirty = dirty || tk.dirty
+	}
+	if !dirty {
+		return nil // nothing produced or consumed: keep the transaction
+	}
+	th.inTxn = false
+	if err := th.produceErr(); err != nil {
+		_, abortErr := th.sess.End(ctx, kgo.TryAbort)
+		th.closeAllDirty()
+		return th.fenced(errors.Join(err, abortErr))
+	}
+	committed, err := th.sess.End(ctx, kgo.TryCommit)
+	if err != nil {
+		th.closeAllDirty()
+		return th.fenced(fmt.Errorf("end transaction: %w", err))
+	}
+	if !committed {
+		th.log.Info("transaction aborted; tasks restore from their changelogs")
+		th.closeAllDirty()
+		th.abortNow = false
+		return nil
+	}
+	th.app.metrics.commits.Add(1)
+	th.app.metrics.commit.Observe(time.Since(began).Seconds())
+	for _, tk := range th.tasks {
+		tk.dirty = false
+	}
+	return nil
+}
+
+// missingTasks reports whether an assigned partition has neither a task
+// nor a restore under way: one ensureTasks is about to start restoring.
+func (th *thread) missingTasks() bool {
+	for topic, parts := range th.assigned {
+		for p := range parts {
+			id := processor.TaskID{Subtopology: th.plan.subOf[topic], Partition: p}
+			_, open := th.tasks[id]
+			_, restoring := th.restoring[id]
+			if !open && !restoring {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fenced marks err with errFenced when the producer was fenced.
+func (th *thread) fenced(err error) error {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		return fmt.Errorf("%w: %w", errFenced, err)
+	}
+	return err
+}
+
+// rejoin replaces a fenced thread's client: its tasks are closed dirty,
+// the old client leaves the group, and a new producer and group member
+// take the thread's place.
+func (th *thread) rejoin() error {
+	th.mu.Lock()
+	for id := range th.restoring {
+		th.stopRestore(id) // installs a finished restore's task, closed next
+	}
+	th.closeAllDirty()
+	th.prodMu.Lock()
+	th.prodErr = nil
+	th.prodMu.Unlock()
+	old := th.cl
+	th.mu.Unlock()
+	old.CloseAllowingRebalance()
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	clear(th.assigned)
+	return th.connect()
+}
