@@ -2,6 +2,7 @@ package perf
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,6 +33,138 @@ import (
 // batch.size=16384, no compression). The tool's JVM gets -Xmx512m. Broker
 // CPU and peak RSS are measured as in TestCompare, over the tool's whole
 // run.
+
+// Kafka's own consumer benchmark, behind the same flag:
+//
+//	RIFFLE_PERF_COMPARE=1 go test -run TestCompareConsumerPerf -v -timeout 60m ./internal/perf
+//
+// It runs org.apache.kafka.tools.ConsumerPerformance (the class behind
+// kafka-consumer-perf-test.sh) against each system in turn, on a fresh
+// broker in page-cache mode (consuming reads what the page cache holds in
+// either mode; page-cache mode keeps the preload fast on Kafka), after
+// franz-go has produced the records of TestCompare's configuration. The
+// tool runs with its defaults (a consumer group, fetch size 1 MiB per
+// partition) and -Xmx512m. records/s is the tool's fetch rate
+// (fetch.nMsg.sec: the time after the group's first assignment); broker
+// CPU is the broker's utime+stime over the tool's whole run, per GB (10^9
+// bytes of record values) consumed.
+
+// consumerToolFigures are what ConsumerPerformance reports, plus the
+// broker's cost.
+var consumerToolFigures = []figure{
+	{"records/s", true},
+	{"MB/s", true},
+	{"rebalance ms", false},
+	{"broker CPU s/GB consumed", false},
+}
+
+func TestCompareConsumerPerf(t *testing.T) {
+	if os.Getenv("RIFFLE_PERF_COMPARE") == "" {
+		t.Skip("set RIFFLE_PERF_COMPARE=1 to run Kafka's consumer perf tool against each system")
+	}
+	cp, err := kafkatest.Classpath()
+	if err != nil {
+		t.Skipf("Kafka's tools unavailable: %v", err)
+	}
+	cc := loadCompareConfig(t)
+	systems := compareSystems(t)
+	fmt.Printf("kafka-consumer-perf-test against %s: %d rounds, %d records of %d B over %d partitions\n",
+		joinSystems(systems, ", "), cc.rounds, cc.records, cc.recordSize, cc.partitions)
+	samples := make(map[system]map[string][]float64)
+	for _, sys := range systems {
+		samples[sys] = make(map[string][]float64)
+	}
+	for round := range cc.rounds {
+		order := slices.Clone(systems)
+		shift := round % len(order)
+		order = append(order[shift:], order[:shift]...)
+		for _, sys := range order {
+			got := measureConsumerTool(t, cp, sys, cc)
+			for k, v := range got {
+				samples[sys][k] = append(samples[sys][k], v)
+			}
+			fmt.Printf("  round %d %-6s %9.0f rec/s  %7.1f MB/s  broker %5.2f CPU s/GB\n",
+				round+1, sys, got["records/s"], got["MB/s"], got["broker CPU s/GB consumed"])
+		}
+	}
+	fmt.Printf("\nkafka-consumer-perf-test (medians of %d rounds)\n", cc.rounds)
+	if err := printMedians(os.Stdout, systems, samples, consumerToolFigures); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// measureConsumerTool fills a fresh broker and runs ConsumerPerformance
+// against it once.
+func measureConsumerTool(t *testing.T, cp string, sys system, cc compareConfig) map[string]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := startServer(t, sys, "nofsync")
+	defer c.stop(t)
+	const topic = "perf-tool"
+	prod, err := Produce(ctx, Brokers(c.address()), Topic(topic), Partitions(int32(cc.partitions)),
+		RecordSize(cc.recordSize), WithAcks(AcksAll), Records(int64(cc.records)))
+	if err != nil {
+		t.Fatalf("%s: preload: %v", sys, err)
+	}
+	cpu0, err := cpuSeconds(c.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "java", "-Xmx512m", "-cp", cp, "org.apache.kafka.tools.ConsumerPerformance",
+		"--bootstrap-server", c.address(), "--topic", topic, "--num-records", strconv.Itoa(cc.records),
+		"--timeout", "60000")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: ConsumerPerformance: %v\n%s\n%s", sys, err, out, stderr.String())
+	}
+	cpu1, err := cpuSeconds(c.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := consumerToolStats(string(out))
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", sys, err, out)
+	}
+	if got := int64(stats["data.consumed.in.nMsg"]); got < prod.Records {
+		t.Fatalf("%s: ConsumerPerformance read %d records, want %d", sys, got, prod.Records)
+	}
+	return map[string]float64{
+		"records/s":                stats["fetch.nMsg.sec"],
+		"MB/s":                     stats["fetch.MB.sec"],
+		"rebalance ms":             stats["rebalance.time.ms"],
+		"broker CPU s/GB consumed": (cpu1 - cpu0) / (float64(prod.Bytes) / 1e9),
+	}
+}
+
+// consumerToolStats reads ConsumerPerformance's summary: a header line of
+// comma-separated names ("start.time, end.time, data.consumed.in.MB, …")
+// and a line of values, the first two of them dates.
+func consumerToolStats(out string) (map[string]float64, error) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := len(lines) - 2; i >= 0; i-- {
+		if !strings.HasPrefix(lines[i], "start.time") {
+			continue
+		}
+		names := strings.Split(lines[i], ",")
+		values := strings.Split(lines[i+1], ",")
+		if len(names) != len(values) {
+			return nil, fmt.Errorf("ConsumerPerformance: %d names and %d values", len(names), len(values))
+		}
+		stats := make(map[string]float64)
+		for j := 2; j < len(names); j++ {
+			v, err := strconv.ParseFloat(strings.TrimSpace(values[j]), 64)
+			if err != nil {
+				return nil, fmt.Errorf("ConsumerPerformance: %s: %w", strings.TrimSpace(names[j]), err)
+			}
+			stats[strings.TrimSpace(names[j])] = v
+		}
+		return stats, nil
+	}
+	return nil, errors.New("ConsumerPerformance printed no summary")
+}
 
 // toolFigures are what ProducerPerformance reports, plus the broker's cost.
 var toolFigures = []figure{
