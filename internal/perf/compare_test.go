@@ -60,8 +60,9 @@ import (
 //
 // Running the brokers in their own processes keeps their cost apart from
 // the client's: broker CPU is utime+stime from /proc/<pid>/stat read before
-// and after the produce phase (in USER_HZ ticks, 100 a second on Linux),
-// divided by the gigabytes (10^9 bytes of record values) produced; peak RSS
+// and after the produce phase and the consume phase (in USER_HZ ticks, 100
+// a second on Linux), divided by the gigabytes (10^9 bytes of record
+// values) produced or consumed; peak RSS
 // is VmHWM from /proc/<pid>/status at the end of the round.
 //
 // Environment, with defaults sized for a two-core machine:
@@ -428,6 +429,7 @@ var figures = []figure{
 	{"e2e p99.9 ms", false},
 	{"e2e max ms", false},
 	{"broker CPU s/GB produced", false},
+	{"broker CPU s/GB consumed", false},
 	{"broker peak RSS MiB", false},
 }
 
@@ -467,6 +469,10 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 	if cons.Records != prod.Records {
 		t.Fatalf("%s/%s: consumed %d records of %d produced", sys, mode, cons.Records, prod.Records)
 	}
+	cpu2, err := cpuSeconds(c.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Linger 0: the latency measured is the broker's, not a batching delay.
 	e2e, err := EndToEnd(ctx, append(load, Records(0), Duration(cc.e2eDuration), Rate(cc.e2eRate), Linger(0))...)
 	if err != nil {
@@ -487,6 +493,7 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 		"e2e p99.9 ms":             ms(l.P999),
 		"e2e max ms":               ms(l.Max),
 		"broker CPU s/GB produced": (cpu1 - cpu0) / (float64(prod.Bytes) / 1e9),
+		"broker CPU s/GB consumed": (cpu2 - cpu1) / (float64(cons.Bytes) / 1e9),
 		"broker peak RSS MiB":      float64(rss) / (1 << 20),
 	}
 }
