@@ -56,7 +56,8 @@
 // Indexes are kept in memory too (8 bytes per offset index entry and 12
 // per time index entry, a few MiB per GiB of log at the default interval);
 // the index files are read only when the log is opened. A rolled segment
-// keeps one open file, the active one three.
+// keeps one open file, the active one three, and each FileSpan that
+// FetchTo returned one more until it is closed.
 //
 // # Compaction
 //
