@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
 	"golang.org/x/sys/unix"
@@ -156,5 +158,122 @@ func TestFetchSpanNeedsOSFiles(t *testing.T) {
 	}
 	if _, err := newFileSpan(l.segs[0].log, 0, 1); !errors.Is(err, errNoFd) {
 		t.Fatalf("span of a memory file: %v", err)
+	}
+}
+
+// TestConcurrentSpansAndRetention takes spans while appends (group
+// commit, so the high watermark trails the end), retention and
+// DeleteRecords run, and reads each only after more segments went: every
+// span must hold whole, signed batches from the one with the offset
+// asked for, all below the high watermark the fetch returned.
+func TestConcurrentSpansAndRetention(t *testing.T) {
+	cfg := testConfig()
+	cfg.RetentionBytes = 3 * 4096
+	l := openLog(t, t.TempDir(), cfg)
+	b := makeBatch(t, plain(2, t0.UnixMilli()))
+	deadline := time.Now().Add(3 * time.Second)
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(done)
+		for i := 0; i < 3000 && time.Now().Before(deadline); i++ {
+			if _, err := l.Append(b, t0); err != nil {
+				errs <- err
+				return
+			}
+			switch {
+			case i%100 == 0:
+				if err := l.EnforceRetention(t0); err != nil {
+					errs <- err
+					return
+				}
+			case i%250 == 0:
+				if _, err := l.DeleteRecords(l.HighWatermark() - 50); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+	})
+	type held struct {
+		off int64
+		f   Fetched
+	}
+	check := func(h held) error {
+		defer h.f.Span.Close()
+		data := make([]byte, h.f.Span.Len)
+		if _, err := unix.Pread(h.f.Span.Fd(), data, h.f.Span.Pos); err != nil {
+			return fmt.Errorf("read span: %w", err)
+		}
+		for first := true; len(data) > 0; first = false {
+			bh, err := checkBatch(data)
+			if err != nil {
+				return fmt.Errorf("span for offset %d: %w", h.off, err)
+			}
+			if first && (bh.baseOffset > h.off || bh.lastOffset() < h.off) {
+				return fmt.Errorf("span for offset %d starts with batch %d-%d", h.off, bh.baseOffset, bh.lastOffset())
+			}
+			if bh.lastOffset() >= h.f.Bounds.HighWatermark {
+				return fmt.Errorf("span for offset %d holds batch %d-%d, at or past the high watermark %d", h.off, bh.baseOffset, bh.lastOffset(), h.f.Bounds.HighWatermark)
+			}
+			data = data[bh.size:]
+		}
+		return nil
+	}
+	var spans int64
+	var mu sync.Mutex
+	for r := range 2 {
+		wg.Go(func() {
+			var queue []held
+			defer func() {
+				for _, h := range queue {
+					h.f.Span.Close()
+				}
+			}()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				start, end := l.StartOffset(), l.HighWatermark()
+				if end <= start {
+					continue
+				}
+				off := start + int64(i*31+r)%(end-start)
+				f, err := l.FetchTo(off, int32(100+i%3000), nil, FetchOptions{SpanBytes: 1})
+				if errors.Is(err, ErrOffsetOutOfRange) {
+					continue // retention moved the start meanwhile
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				if f.Span == nil {
+					continue
+				}
+				queue = append(queue, held{off, f})
+				if len(queue) < 16 {
+					continue
+				}
+				if err := check(queue[0]); err != nil {
+					errs <- err
+					return
+				}
+				queue = queue[1:]
+				mu.Lock()
+				spans++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if spans == 0 {
+		t.Fatal("no span checked")
 	}
 }
