@@ -21,7 +21,7 @@ import (
 
 // spanLog opens a log in dir holding batches batches of 20 records of
 // valueSize bytes each.
-func spanLog(t *testing.T, dir string, batches, valueSize int) *commitlog.Log {
+func spanLog(t testing.TB, dir string, batches, valueSize int) *commitlog.Log {
 	t.Helper()
 	l, err := commitlog.Open(dir, commitlog.Config{Sync: commitlog.SyncNone, RetentionBytes: -1, RetentionAge: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -51,7 +51,7 @@ func spanLog(t *testing.T, dir string, batches, valueSize int) *commitlog.Log {
 }
 
 // tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client net.Conn) {
+func tcpPair(t testing.TB) (server, client net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
