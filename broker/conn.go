@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -66,6 +67,9 @@ type reply struct {
 	// release, if set, runs once the response is written or dropped: it
 	// recycles buffers the response points into.
 	release func()
+	// fetch, for a Fetch, holds the file spans whose placeholders the
+	// response's record sets are, once done is closed.
+	fetch *fetchData
 }
 
 // closedDone is shared by replies that were complete when queued.
@@ -74,8 +78,11 @@ var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // conn serves one client connection: one goroutine reads and handles
 // requests in order, another writes the replies in the same order.
 type conn struct {
-	b      *Broker
-	nc     net.Conn
+	b  *Broker
+	nc net.Conn
+	// raw, if not nil, is nc's raw connection, to which fetch responses
+	// send record bytes from the segment files (sendfile(2)).
+	raw    syscall.RawConn
 	id     uint64
 	host   string
 	log    *slog.Logger
@@ -98,6 +105,7 @@ func (b *Broker) serveConn(ctx context.Context, nc net.Conn, id uint64, host str
 	c := &conn{
 		b:       b,
 		nc:      nc,
+		raw:     sendfileConn(nc),
 		id:      id,
 		host:    host,
 		log:     b.log.With("conn", id, "remote", nc.RemoteAddr().String()),
@@ -176,9 +184,24 @@ func (c *conn) readLoop() error {
 		select {
 		case c.replies <- rep:
 		case <-c.ctx.Done():
+			c.drop(rep)
 			return c.ctx.Err()
 		}
 	}
+}
+
+// drop releases what a reply the writer will never see holds, once its
+// handler is done.
+func (c *conn) drop(rep *reply) {
+	if rep.release == nil {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		<-rep.done
+		rep.release()
+	}()
 }
 
 // awaitRequest waits for the first byte of the next request. It ends the
@@ -380,7 +403,11 @@ func (c *conn) writeReply(w *bufio.Writer, rep *reply, buf *[]byte) bool {
 	if err := c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.connMaxIdle)); err != nil {
 		return c.writeFailed(err)
 	}
-	if _, err := w.Write(*buf); err != nil {
+	if rep.fetch != nil && len(rep.fetch.spans) > 0 {
+		if err := writeSpliced(w, c.raw, *buf, rep.resp.IsFlexible(), rep.fetch.spans); err != nil {
+			return c.writeFailed(fmt.Errorf("write fetch response: %w", err))
+		}
+	} else if _, err := w.Write(*buf); err != nil {
 		return c.writeFailed(err)
 	}
 	if len(c.replies) == 0 {

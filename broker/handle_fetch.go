@@ -29,10 +29,17 @@ func (b *Broker) serveFetch(c *conn, hdr requestHeader, req *kmsg.FetchRequest) 
 	if err := c.fetches.Acquire(c.ctx, n); err != nil {
 		return nil // the connection is closing
 	}
-	buf := c.reads.get(0)
-	rep := c.async(hdr, func(ctx context.Context) kmsg.Response { return b.handleFetch(ctx, req, buf) })
+	d := &fetchData{buf: c.reads.get(0)}
+	if c.raw != nil {
+		d.spanBytes = sendfileMinBytes
+	}
+	rep := c.async(hdr, func(ctx context.Context) kmsg.Response { return b.handleFetch(ctx, req, d) })
+	rep.fetch = d
 	rep.release = func() {
-		c.reads.put(buf)
+		if err := d.reset(); err != nil {
+			c.log.Warn("release fetch response", "err", err)
+		}
+		c.reads.put(d.buf)
 		c.fetches.Release(n)
 	}
 	return rep
@@ -45,9 +52,9 @@ func fetchLimit(brokerMax int32, req *kmsg.FetchRequest) int32 {
 	return max(1, min(brokerMax, req.MaxBytes))
 }
 
-// handleFetch reads into *buf, which the response's record sets point
-// into until it is written.
-func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, buf *[]byte) kmsg.Response {
+// handleFetch reads into d, which the response's record sets point into
+// until it is written.
+func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, d *fetchData) kmsg.Response {
 	if req.SessionID != 0 {
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
@@ -64,7 +71,7 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, buf *[
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	var timer *time.Timer
 	for {
-		resp, size, wake := b.fetchOnce(req, buf, &sent)
+		resp, size, wake := b.fetchOnce(req, d, &sent)
 		wait := time.Until(deadline)
 		if size >= int(req.MinBytes) || wake == nil || wait <= 0 {
 			return resp
@@ -81,7 +88,7 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest, buf *[
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 		}
 		if i, _, _ := reflect.Select(cases); i < 2 {
-			resp, _, _ := b.fetchOnce(req, buf, &sent)
+			resp, _, _ := b.fetchOnce(req, d, &sent)
 			return resp
 		}
 	}
@@ -101,12 +108,13 @@ type sentBytes struct {
 	n        int
 }
 
-// fetchOnce reads every requested partition once, into *buf from its
-// start, and lists in *sent the bytes it read of each partition. It
-// returns the bytes read and, when nothing failed, the channels that
-// signal new data.
-func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte, sent *[]sentBytes) (*kmsg.FetchResponse, int, []<-chan struct{}) {
-	*buf = (*buf)[:0]
+// fetchOnce reads every requested partition once, into d emptied first,
+// and lists in *sent the bytes it read of each partition. It returns the
+// bytes read and, when nothing failed, the channels that signal new data.
+func (b *Broker) fetchOnce(req *kmsg.FetchRequest, d *fetchData, sent *[]sentBytes) (*kmsg.FetchResponse, int, []<-chan struct{}) {
+	if err := d.reset(); err != nil {
+		b.log.Warn("fetch", "err", err)
+	}
 	*sent = (*sent)[:0]
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	img := b.meta.Image()
@@ -140,40 +148,41 @@ func (b *Broker) fetchOnce(req *kmsg.FetchRequest, buf *[]byte, sent *[]sentByte
 			}
 			// Taken before the read, so an append after it wakes the wait.
 			ch := part.log.Changed()
-			start := len(*buf)
+			start := len(*d.buf)
 			maxBytes := min(p.PartitionMaxBytes, int32(min(remaining, 1<<31-1)))
-			var out []byte
-			var bounds commitlog.Bounds
-			var err error
-			if req.IsolationLevel == isolationReadCommitted {
-				var aborted []commitlog.AbortedTxn
-				out, bounds, aborted, err = part.log.FetchCommitted(p.FetchOffset, maxBytes, *buf)
-				for _, a := range aborted {
-					at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
-					at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
-					rp.AbortedTransactions = append(rp.AbortedTransactions, at)
-				}
-			} else {
-				out, bounds, err = part.log.Fetch(p.FetchOffset, maxBytes, *buf)
-			}
+			f, err := part.log.FetchTo(p.FetchOffset, maxBytes, *d.buf, commitlog.FetchOptions{
+				Committed: req.IsolationLevel == isolationReadCommitted,
+				SpanBytes: d.spanBytes,
+			})
 			if err != nil {
 				rp.ErrorCode = kerr.KafkaStorageError.Code
 				if errors.Is(err, commitlog.ErrOffsetOutOfRange) {
 					rp.ErrorCode = kerr.OffsetOutOfRange.Code
-					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.LastStableOffset, bounds.StartOffset
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = f.Bounds.HighWatermark, f.Bounds.LastStableOffset, f.Bounds.StartOffset
 				}
 				failed = true
 				continue
 			}
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = bounds.HighWatermark, bounds.LastStableOffset, bounds.StartOffset
-			*buf = out
-			data := out[start:]
-			if len(data) > 0 {
-				rp.RecordBatches = data
-				*sent = append(*sent, sentBytes{part.counters, len(data)})
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = f.Bounds.HighWatermark, f.Bounds.LastStableOffset, f.Bounds.StartOffset
+			for _, a := range f.Aborted {
+				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
 			}
-			size += len(data)
-			remaining -= len(data)
+			*d.buf = f.Records
+			n := len(f.Records) - start
+			if f.Span != nil {
+				rp.RecordBatches = spanMark(len(d.spans))
+				d.spans = append(d.spans, f.Span)
+				n = int(f.Span.Len)
+			} else if n > 0 {
+				rp.RecordBatches = f.Records[start:]
+			}
+			if n > 0 {
+				*sent = append(*sent, sentBytes{part.counters, n})
+			}
+			size += n
+			remaining -= n
 			wake = append(wake, ch)
 		}
 		resp.Topics = append(resp.Topics, rt)

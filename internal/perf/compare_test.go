@@ -60,9 +60,9 @@ import (
 //
 // Running the brokers in their own processes keeps their cost apart from
 // the client's: broker CPU is utime+stime from /proc/<pid>/stat read before
-// and after the produce phase and the consume phase (in USER_HZ ticks, 100
-// a second on Linux), divided by the gigabytes (10^9 bytes of record
-// values) produced or consumed; peak RSS
+// and after the produce phase and after the consume phase (in USER_HZ
+// ticks, 100 a second on Linux), divided by the gigabytes (10^9 bytes of
+// record values) produced or consumed; peak RSS
 // is VmHWM from /proc/<pid>/status at the end of the round.
 //
 // Environment, with defaults sized for a two-core machine:
@@ -466,12 +466,12 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 	if err != nil {
 		t.Fatalf("%s/%s: %v", sys, mode, err)
 	}
-	if cons.Records != prod.Records {
-		t.Fatalf("%s/%s: consumed %d records of %d produced", sys, mode, cons.Records, prod.Records)
-	}
 	cpu2, err := cpuSeconds(c.pid())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cons.Records != prod.Records {
+		t.Fatalf("%s/%s: consumed %d records of %d produced", sys, mode, cons.Records, prod.Records)
 	}
 	// Linger 0: the latency measured is the broker's, not a batching delay.
 	e2e, err := EndToEnd(ctx, append(load, Records(0), Duration(cc.e2eDuration), Rate(cc.e2eRate), Linger(0))...)
@@ -536,8 +536,8 @@ func TestCompare(t *testing.T) {
 				for k, v := range got {
 					samples[sys][k] = append(samples[sys][k], v)
 				}
-				fmt.Printf("  round %d %-6s %-7s produce %8.0f rec/s  consume %8.0f rec/s  e2e p99 %7.2f ms  (%.1fs)\n",
-					round+1, sys, mode.name, got["produce records/s"], got["consume records/s"], got["e2e p99 ms"], time.Since(begin).Seconds())
+				fmt.Printf("  round %d %-6s %-7s produce %8.0f rec/s  consume %8.0f rec/s (%.2f CPU s/GB)  e2e p99 %7.2f ms  (%.1fs)\n",
+					round+1, sys, mode.name, got["produce records/s"], got["consume records/s"], got["broker CPU s/GB consumed"], got["e2e p99 ms"], time.Since(begin).Seconds())
 			}
 		}
 		fmt.Printf("\n%s (medians of %d rounds)\n", mode.label, cc.rounds)

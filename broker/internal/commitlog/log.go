@@ -56,7 +56,8 @@
 // Indexes are kept in memory too (8 bytes per offset index entry and 12
 // per time index entry, a few MiB per GiB of log at the default interval);
 // the index files are read only when the log is opened. A rolled segment
-// keeps one open file, the active one three.
+// keeps one open file, the active one three, and each FileSpan that
+// FetchTo returned one more until it is closed.
 //
 // # Compaction
 //
@@ -296,6 +297,9 @@ type Log struct {
 	syncMode SyncPolicy
 	log      *slog.Logger
 	onFsync  func(time.Duration)
+	// spannable says whether FetchTo may return FileSpans: the segment
+	// files are the operating system's.
+	spannable bool
 
 	// segMu is held shared while segment files are read or fsynced
 	// outside mu, and exclusively while segments are closed or removed.
@@ -361,6 +365,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		fs:        cfg.FS,
+		spannable: spansSupported && cfg.FS == vfs.Default,
 		log:       cfg.Logger,
 		dir:       dir,
 		syncMode:  cfg.Sync,
@@ -1015,55 +1020,119 @@ type Bounds struct {
 // unchanged; an offset below StartOffset or beyond EndOffset is
 // ErrOffsetOutOfRange, returned with the bounds.
 func (l *Log) Fetch(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, error) {
-	return l.fetch(offset, maxBytes, dst, false)
+	f, err := l.fetch(offset, maxBytes, dst, FetchOptions{})
+	return f.Records, f.Bounds, err
 }
 
-// fetch is Fetch, reading only below the last stable offset if committed.
-func (l *Log) fetch(offset int64, maxBytes int32, dst []byte, committed bool) ([]byte, Bounds, error) {
+// FetchOptions says how FetchTo reads.
+type FetchOptions struct {
+	// Committed reads only below the last stable offset and lists the
+	// aborted transactions among the batches, for read_committed
+	// consumers (see FetchCommitted).
+	Committed bool
+	// SpanBytes, if positive, is how many bytes of batches make FetchTo
+	// return them as a FileSpan of their segment file rather than read
+	// them into memory, when the log's files are the operating
+	// system's (Config.FS nil or vfs.Default) on a Unix system. 0, the
+	// default, always reads.
+	SpanBytes int
+}
+
+// Fetched is what FetchTo found: whole batches, in Records or in Span.
+type Fetched struct {
+	// Records is dst with the batches appended, or dst unchanged when
+	// they are in Span.
+	Records []byte
+	// Span, if not nil, holds the batches in their segment file; the
+	// caller must close it.
+	Span *FileSpan
+	// Bounds are the log's bounds as they were when the batches were
+	// chosen.
+	Bounds Bounds
+	// Aborted lists, under FetchOptions.Committed, the aborted
+	// transactions with records among the batches.
+	Aborted []AbortedTxn
+}
+
+// FetchTo is Fetch and FetchCommitted in one, which may leave the batches
+// in their segment file, where they can be sent from without being read
+// (sendfile(2)): see FetchOptions.SpanBytes. The span holds the file open
+// until it is closed, so that retention, compaction or Close may remove
+// the segment meanwhile, and covers only whole batches below the high
+// watermark (or the last stable offset) that FetchTo computed.
+func (l *Log) FetchTo(offset int64, maxBytes int32, dst []byte, opts FetchOptions) (Fetched, error) {
+	n := len(dst)
+	f, err := l.fetch(offset, maxBytes, dst, opts)
+	if err != nil || !opts.Committed || (f.Span == nil && len(f.Records) == n) {
+		return f.Fetched, err
+	}
+	upper := f.upper
+	if f.Span == nil {
+		upper = lastBatchEnd(f.Records[n:])
+	}
+	f.Aborted = l.abortedBetween(offset, upper, f.Bounds.LastStableOffset)
+	return f.Fetched, nil
+}
+
+// fetched is Fetched with the offset after its last batch for a span,
+// from which the aborted transactions are listed: it may lie past that
+// batch's last offset, when offsets after it were compacted away, and
+// then lists a few more transactions than needed, as Kafka's bound from
+// its offset index does.
+type fetched struct {
+	Fetched
+	upper int64
+}
+
+// fetch is FetchTo without the aborted transactions.
+func (l *Log) fetch(offset int64, maxBytes int32, dst []byte, opts FetchOptions) (fetched, error) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return dst, Bounds{}, ErrClosed
+		return fetched{Fetched: Fetched{Records: dst}}, ErrClosed
 	}
 	if l.failed != nil {
 		l.mu.Unlock()
-		return dst, Bounds{}, l.failed
+		return fetched{Fetched: Fetched{Records: dst}}, l.failed
 	}
 	bounds := l.boundsLocked()
+	f := fetched{Fetched: Fetched{Records: dst, Bounds: bounds}}
 	visible := bounds.HighWatermark
-	if committed {
+	if opts.Committed {
 		visible = bounds.LastStableOffset
 	}
 	end := l.end
 	if offset < bounds.StartOffset || offset > end {
 		l.mu.Unlock()
-		return dst, bounds, fmt.Errorf("%w: offset %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, bounds.StartOffset, end)
+		return f, fmt.Errorf("%w: offset %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, bounds.StartOffset, end)
 	}
 	if offset >= visible {
 		l.mu.Unlock()
-		return dst, bounds, nil
+		return f, nil
 	}
 	i := l.segmentFor(offset)
 	s := l.segs[i]
-	pos, limit := s.lookup(offset), s.size
+	pos, limit, entries := s.lookup(offset), s.size, s.entries
 	l.mu.Unlock()
 
 	// The header scratch is dst's spare room: an array would escape to
 	// the heap through the vfs.File interface.
 	dst = slices.Grow(dst, batchHeaderSize)
+	scratch := dst[len(dst) : len(dst)+batchHeaderSize]
 	var first int64 = -1
+	var firstEnd int64
 	for {
-		err := walkHeaders(s.log, pos, limit, dst[len(dst):len(dst)+batchHeaderSize], func(h batchHeader, p int64) bool {
+		err := walkHeaders(s.log, pos, limit, scratch, func(h batchHeader, p int64) bool {
 			if h.lastOffset() >= offset {
-				pos, first = p, int64(h.size)
+				pos, first, firstEnd = p, int64(h.size), h.lastOffset()+1
 				return false
 			}
 			return true
 		})
 		if err != nil {
-			return dst, bounds, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
+			return f, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
 		}
 		if first >= 0 {
 			break
@@ -1074,17 +1143,20 @@ func (l *Log) fetch(offset int64, maxBytes int32, dst []byte, committed bool) ([
 		i++
 		if i >= len(l.segs) || l.segs[i].base >= visible {
 			l.mu.Unlock()
-			return dst, bounds, nil
+			return f, nil
 		}
 		s = l.segs[i]
-		pos, limit = 0, s.size
+		pos, limit, entries = 0, s.size, s.entries
 		l.mu.Unlock()
 	}
 	want := max(first, min(int64(maxBytes), limit-pos))
+	if opts.SpanBytes > 0 && want >= int64(opts.SpanBytes) && l.spannable {
+		return l.span(f, s, entries, pos, pos+first, firstEnd, pos+want, limit, visible, scratch)
+	}
 	n := len(dst)
 	dst = slices.Grow(dst, int(want))[:n+int(want)]
 	if _, err := s.log.ReadAt(dst[n:], pos); err != nil {
-		return dst[:n], bounds, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
+		return f, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
 	}
 	cut := first
 	for cut+lengthPrefix <= want {
@@ -1095,13 +1167,45 @@ func (l *Log) fetch(offset int64, maxBytes int32, dst []byte, committed bool) ([
 		}
 		cut += size
 	}
-	return dst[:n+int(cut)], bounds, nil
+	f.Records = dst[:n+int(cut)]
+	return f, nil
+}
+
+// span ends a fetch from segment s that leaves its batches in the file:
+// from the batch at pos, which ends at cut and before offset upper, it
+// takes the whole batches that end by want and start below visible,
+// reading only headers, from the last offset index entry (of entries,
+// taken with limit under mu) that qualifies on. The caller holds segMu
+// shared, which keeps the file open while its descriptor is duplicated.
+func (l *Log) span(f fetched, s *segment, entries []indexEntry, pos, cut, upper, want, limit, visible int64, scratch []byte) (fetched, error) {
+	j := sort.Search(len(entries), func(j int) bool {
+		return int64(entries[j].pos) > want || s.base+int64(entries[j].rel) >= visible
+	}) - 1
+	if j >= 0 && int64(entries[j].pos) > cut {
+		cut, upper = int64(entries[j].pos), s.base+int64(entries[j].rel)
+	}
+	err := walkHeaders(s.log, cut, limit, scratch, func(h batchHeader, p int64) bool {
+		if p+int64(h.size) > want || h.baseOffset >= visible {
+			return false
+		}
+		cut, upper = p+int64(h.size), h.lastOffset()+1
+		return true
+	})
+	if err != nil {
+		return f, fmt.Errorf("%w: read segment %s: %w", ErrStorage, s.name(), err)
+	}
+	sp, err := newFileSpan(s.log, pos, cut-pos)
+	if err != nil {
+		return f, fmt.Errorf("%w: hold segment %s: %w", ErrStorage, s.name(), err)
+	}
+	f.Span, f.upper = sp, upper
+	return f, nil
 }
 
 // Read is Fetch without the bounds.
 func (l *Log) Read(offset int64, maxBytes int32, dst []byte) ([]byte, error) {
-	dst, _, err := l.Fetch(offset, maxBytes, dst)
-	return dst, err
+	f, err := l.fetch(offset, maxBytes, dst, FetchOptions{})
+	return f.Records, err
 }
 
 // hwmLocked returns the high watermark: the durable offset under

@@ -263,17 +263,19 @@ func (l *Log) LastStableOffset() int64 {
 // or after offset and whose first offset is below the end of what it
 // returns.
 func (l *Log) FetchCommitted(offset int64, maxBytes int32, dst []byte) ([]byte, Bounds, []AbortedTxn, error) {
-	n := len(dst)
-	out, bounds, err := l.fetch(offset, maxBytes, dst, true)
-	if err != nil || len(out) == n {
-		return out, bounds, nil, err
-	}
-	upper := lastBatchEnd(out[n:])
+	f, err := l.FetchTo(offset, maxBytes, dst, FetchOptions{Committed: true})
+	return f.Records, f.Bounds, f.Aborted, err
+}
+
+// abortedBetween lists the aborted transactions whose marker is at or
+// after offset and whose first offset is below upper, from the segments
+// up to lso.
+func (l *Log) abortedBetween(offset, upper, lso int64) []AbortedTxn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var aborted []AbortedTxn
 	for _, s := range l.segs[max(0, l.segmentFor(offset)):] {
-		if s.base > bounds.LastStableOffset {
+		if s.base > lso {
 			break
 		}
 		i := sort.Search(len(s.aborted), func(i int) bool { return s.aborted[i].LastOffset >= offset })
@@ -283,7 +285,7 @@ func (l *Log) FetchCommitted(offset int64, maxBytes int32, dst []byte) ([]byte, 
 			}
 		}
 	}
-	return out, bounds, aborted, nil
+	return aborted
 }
 
 // lastBatchEnd returns the offset after the last batch of b, whole
