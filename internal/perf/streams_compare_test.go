@@ -95,6 +95,8 @@ import (
 //	RIFFLE_STREAMS_APPS        applications, comma-separated, the first
 //	                           compared with the others (riffle-streams,kafka-streams,goka)
 //	RIFFLE_STREAMS_CPUPROFILE  a directory for CPU profiles of the Riffle Streams children
+//	RIFFLE_STREAMS_LOG         the level of the Riffle Streams children's log (error);
+//	                           when set, the test logs every run's output
 //
 // Riffle Streams' thread scaling (issue 16) is the run
 //
@@ -354,14 +356,22 @@ func runWordCount(t *testing.T, app streamsApp, r streamsRun) map[string]float64
 	defer cancel()
 	id := fmt.Sprintf("%s-%d", app, time.Now().UnixNano())
 	output := id + "-counts"
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(r.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	createTopic(t, ctx, adm, output, r.partitions)
+	// The consumer starts once the topic exists: one that asked for it
+	// before would see it only at its next metadata refresh, up to
+	// franz-go's metadata.min.age (5 s) later, which the run would count.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(r.addr), kgo.ConsumeTopics(output),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	createTopic(t, ctx, adm, output, r.partitions)
 	stateDir, err := os.MkdirTemp("", "riffle-streams-bench-")
 	if err != nil {
 		t.Fatal(err)
@@ -499,6 +509,10 @@ func runWordCount(t *testing.T, app streamsApp, r streamsRun) map[string]float64
 			kill()
 		}
 	}
+	if os.Getenv("RIFFLE_STREAMS_LOG") != "" {
+		log, _ := os.ReadFile(logPath)
+		t.Logf("%s's output:\n%s", app, log)
+	}
 	deleteAppTopics(t, adm, id)
 	return map[string]float64{
 		"records/s":            float64(r.lines) / elapsed.Seconds(),
@@ -564,7 +578,7 @@ func runWordCountChild(spec string) error {
 		streams.StateDir(f[4]),
 		streams.Threads(threads),
 		streams.CommitInterval(streamsCommitInterval),
-		streams.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))))
+		streams.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: childLogLevel()}))))
 	if err != nil {
 		return err
 	}
@@ -601,4 +615,14 @@ func wordCountTopology(input, output string) (*topology.Topology, error) {
 		Count(topology.Materialized("counts"))
 	counts.ToStream().To(output)
 	return b.Build()
+}
+
+// childLogLevel is the level of the Riffle Streams children's log: that
+// of RIFFLE_STREAMS_LOG (debug, info, warn or error), error by default.
+func childLogLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("RIFFLE_STREAMS_LOG"))); err != nil {
+		return slog.LevelError
+	}
+	return l
 }
