@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/internal/kafkatest"
+	"github.com/riffle-stream/riffle/state"
 	"github.com/riffle-stream/riffle/streams"
 	"github.com/riffle-stream/riffle/topology"
 )
@@ -45,8 +46,14 @@ import (
 //   - riffle-streams: the topology of examples/wordcount (flatMapValues
 //     into words, groupBy word, count into a Pebble store, to the output
 //     topic), in a child process of the test binary (re-executed with
-//     RIFFLE_STREAMS_CHILD set), with one stream thread;
-//   - riffle-streams-2threads: the same with Threads(2);
+//     RIFFLE_STREAMS_CHILD set), with one stream thread and the store's
+//     write-back cache off;
+//   - riffle-streams-cache: the same with the store's default 10 MiB
+//     write-back cache (state.DefaultCacheMaxBytes, as in
+//     examples/wordcount), which writes a word's count to Pebble and the
+//     changelog once per commit instead of once per update; every update
+//     is still sent downstream. Not like for like: not in the default run;
+//   - riffle-streams-2threads: riffle-streams with Threads(2);
 //   - riffle-streams-2x1: the same in two processes (two instances of the
 //     application, one thread each, a state directory each);
 //   - kafka-streams: Kafka Streams 4.4 with the same topology in
@@ -64,9 +71,10 @@ import (
 //
 // All run at-least-once with a 30 s commit interval (the default of
 // Riffle Streams and Kafka Streams under at-least-once; for goka sarama's
-// offset auto-commit interval) and no record cache (Riffle Streams and
-// goka have none; Kafka Streams gets statestore.cache.max.bytes=0), so all
-// send every count update downstream, produce with acks=all and do the
+// offset auto-commit interval) and no record cache (goka has none, Riffle
+// Streams' store gets state.WithCacheMaxBytes(0) and Kafka Streams
+// statestore.cache.max.bytes=0), so all send every count update
+// downstream and to the changelog, produce with acks=all and do the
 // same work: one repartition write, one store write, one changelog write
 // and one output record per word. Every run has a fresh application id
 // (goka's group), state directory and output topic, and reads the input
@@ -123,6 +131,7 @@ type streamsApp string
 
 const (
 	riffleStreams           streamsApp = "riffle-streams"
+	riffleStreamsCached     streamsApp = "riffle-streams-cache"
 	riffleStreams2Threads   streamsApp = "riffle-streams-2threads"
 	riffleStreams2Instances streamsApp = "riffle-streams-2x1"
 	kafkaStreams            streamsApp = "kafka-streams"
@@ -175,7 +184,7 @@ func TestStreamsCompare(t *testing.T) {
 		for _, name := range strings.Split(v, ",") {
 			app := streamsApp(strings.TrimSpace(name))
 			switch app {
-			case riffleStreams, riffleStreams2Threads, riffleStreams2Instances, kafkaStreams, gokaStreams:
+			case riffleStreams, riffleStreamsCached, riffleStreams2Threads, riffleStreams2Instances, kafkaStreams, gokaStreams:
 				apps = append(apps, app)
 			default:
 				t.Fatalf("RIFFLE_STREAMS_APPS: unknown application %q", app)
@@ -379,23 +388,25 @@ func runWordCount(t *testing.T, app streamsApp, r streamsRun) map[string]float64
 	defer os.RemoveAll(stateDir)
 
 	var cmds []*exec.Cmd
-	riffleChild := func(threads, instance int) *exec.Cmd {
+	riffleChild := func(threads, instance, cacheBytes int) *exec.Cmd {
 		exe, err := os.Executable()
 		if err != nil {
 			t.Fatal(err)
 		}
 		dir := filepath.Join(stateDir, strconv.Itoa(instance))
 		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), streamsChildEnv+"="+strings.Join([]string{r.addr, r.input, output, id, dir, strconv.Itoa(threads)}, " "))
+		cmd.Env = append(os.Environ(), streamsChildEnv+"="+strings.Join([]string{r.addr, r.input, output, id, dir, strconv.Itoa(threads), strconv.Itoa(cacheBytes)}, " "))
 		return cmd
 	}
 	switch app {
 	case riffleStreams:
-		cmds = append(cmds, riffleChild(1, 0))
+		cmds = append(cmds, riffleChild(1, 0, 0))
+	case riffleStreamsCached:
+		cmds = append(cmds, riffleChild(1, 0, state.DefaultCacheMaxBytes))
 	case riffleStreams2Threads:
-		cmds = append(cmds, riffleChild(2, 0))
+		cmds = append(cmds, riffleChild(2, 0, 0))
 	case riffleStreams2Instances:
-		cmds = append(cmds, riffleChild(1, 0), riffleChild(1, 1))
+		cmds = append(cmds, riffleChild(1, 0, 0), riffleChild(1, 1, 0))
 	case kafkaStreams:
 		cmds = append(cmds, exec.Command("java", "-Xmx"+streamsJavaHeap, "-cp", r.javaCP, "riffle.interop.bench.WordCountApp",
 			r.addr, r.input, output, id, stateDir, strconv.FormatInt(streamsCommitInterval.Milliseconds(), 10)))
@@ -558,17 +569,22 @@ func lastLines(s string, n int) string {
 }
 
 // runWordCountChild runs Riffle Streams' word count until SIGTERM; spec
-// is "<broker> <input> <output> <application id> <state dir> <threads>".
+// is "<broker> <input> <output> <application id> <state dir> <threads>
+// <store cache bytes>".
 func runWordCountChild(spec string) error {
 	f := strings.Fields(spec)
-	if len(f) != 6 {
-		return fmt.Errorf("%s=%q: want 6 fields", streamsChildEnv, spec)
+	if len(f) != 7 {
+		return fmt.Errorf("%s=%q: want 7 fields", streamsChildEnv, spec)
 	}
 	threads, err := strconv.Atoi(f[5])
 	if err != nil {
 		return fmt.Errorf("%s=%q: threads: %w", streamsChildEnv, spec, err)
 	}
-	top, err := wordCountTopology(f[1], f[2])
+	cacheBytes, err := strconv.Atoi(f[6])
+	if err != nil {
+		return fmt.Errorf("%s=%q: store cache: %w", streamsChildEnv, spec, err)
+	}
+	top, err := wordCountTopology(f[1], f[2], cacheBytes)
 	if err != nil {
 		return err
 	}
@@ -602,8 +618,11 @@ func runWordCountChild(spec string) error {
 }
 
 // wordCountTopology is examples/wordcount's Topology: split lines into
-// words, re-key by word, count per word, write the counts as int64s.
-func wordCountTopology(input, output string) (*topology.Topology, error) {
+// words, re-key by word, count per word, write the counts as int64s. Its
+// store's write-back cache holds cacheBytes (examples/wordcount has the
+// default, state.DefaultCacheMaxBytes); with 0 every count update reaches
+// the store and its changelog.
+func wordCountTopology(input, output string, cacheBytes int) (*topology.Topology, error) {
 	b := topology.NewBuilder()
 	lines := topology.FromTopics[string, string](b, []string{input})
 	words := topology.FlatMapValues(lines, func(_, line string) []string {
@@ -612,7 +631,7 @@ func wordCountTopology(input, output string) (*topology.Topology, error) {
 		})
 	})
 	counts := topology.GroupBy(words, func(_, word string) string { return word }).
-		Count(topology.Materialized("counts"))
+		Count(topology.Materialized("counts", state.WithCacheMaxBytes(cacheBytes)))
 	counts.ToStream().To(output)
 	return b.Build()
 }
