@@ -88,7 +88,9 @@ import (
 // input lines over that time. CPU is the processes' utime + stime when the
 // final count arrived, peak RSS the sum of their VmHWM (for the JVM this
 // includes code cache, metaspace and RocksDB's native memory besides the
-// heap it touched). Each round runs every application once, in an order
+// heap it touched). broker CPU s is what the broker's process spent over
+// the run's time, to tell whether the machine's cores were the limit.
+// Each round runs every application once, in an order
 // that rotates from round to round. The medians over the rounds are
 // printed with the ratios of the first application to each other and each
 // figure's range.
@@ -141,6 +143,7 @@ const (
 // streamsRun is what one run of the comparison needs besides its app.
 type streamsRun struct {
 	addr, input string
+	brokerPid   int // the broker's process, whose CPU time a run reports
 	partitions  int
 	javaCP      string // WordCountApp's classpath, for kafka-streams
 	gokaExe     string // the built gokawc, for goka
@@ -155,6 +158,7 @@ var streamsFigures = []figure{
 	{"CPU s", false},
 	{"CPU s per 1M records", false},
 	{"peak RSS MiB", false},
+	{"broker CPU s", false},
 }
 
 func TestStreamsCompare(t *testing.T) {
@@ -214,7 +218,7 @@ func TestStreamsCompare(t *testing.T) {
 		default:
 			t.Fatalf("RIFFLE_STREAMS_BROKERS: unknown broker %q (want riffle or kafka)", sys)
 		}
-		run.addr, run.input = srv.address(), "wordcount-input"
+		run.addr, run.input, run.brokerPid = srv.address(), "wordcount-input", srv.pid()
 		run.truth, run.total = produceWordLines(t, run.addr, run.input, partitions, lines, words)
 		samples := map[system]map[string][]float64{}
 		for _, app := range apps {
@@ -227,8 +231,8 @@ func TestStreamsCompare(t *testing.T) {
 				for k, v := range got {
 					samples[system(app)][k] = append(samples[system(app)][k], v)
 				}
-				fmt.Printf("  broker %-6s round %d %-23s %8.0f lines/s  %6.1f s  CPU %6.1f s  peak RSS %6.0f MiB  (load %s)\n",
-					name, round+1, app, got["records/s"], got["wall s"], got["CPU s"], got["peak RSS MiB"], loadAverage())
+				fmt.Printf("  broker %-6s round %d %-23s %8.0f lines/s  %6.1f s  CPU %6.1f s  peak RSS %6.0f MiB  broker CPU %6.1f s  (load %s)\n",
+					name, round+1, app, got["records/s"], got["wall s"], got["CPU s"], got["peak RSS MiB"], got["broker CPU s"], loadAverage())
 			}
 		}
 		fmt.Printf("\non broker %s (medians of %d rounds; records are input lines)\n", name, rounds)
@@ -437,6 +441,10 @@ func runWordCount(t *testing.T, app streamsApp, r streamsRun) map[string]float64
 		log, _ := os.ReadFile(logPath)
 		t.Fatalf("%s: %s\nits output:\n%s", app, fmt.Sprintf(format, args...), lastLines(string(log), 60))
 	}
+	brokerBefore, err := cpuSeconds(r.brokerPid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	began := time.Now()
 	for _, cmd := range cmds {
 		cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -477,6 +485,10 @@ func runWordCount(t *testing.T, app streamsApp, r streamsRun) map[string]float64
 		}
 	}
 	elapsed := time.Since(began)
+	brokerCPU, err := cpuSeconds(r.brokerPid)
+	if err != nil {
+		fail("%v", err)
+	}
 	var cpu float64
 	var rss int64
 	for _, cmd := range cmds {
@@ -531,6 +543,7 @@ func runWordCount(t *testing.T, app streamsApp, r streamsRun) map[string]float64
 		"CPU s":                cpu,
 		"CPU s per 1M records": cpu / (float64(r.lines) / 1e6),
 		"peak RSS MiB":         float64(rss) / (1 << 20),
+		"broker CPU s":         brokerCPU - brokerBefore,
 	}
 }
 
