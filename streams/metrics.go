@@ -24,7 +24,6 @@ type metrics struct {
 	reg        *prometheus.Registry
 	collectors []prometheus.Collector // the App's own, without Go's and the process's
 
-	produced atomic.Int64
 	commits  atomic.Int64
 	restored atomic.Int64
 	tasks    atomic.Int64
@@ -36,6 +35,10 @@ type metrics struct {
 	sinks sync.Map
 
 	mu sync.Mutex
+	// produced holds each thread's count of records its sinks sent: a
+	// counter of its own, so that threads do not contend for one cache
+	// line on every record.
+	produced []*atomic.Int64
 	// byTask holds the counts of every task this instance has run: they
 	// outlive the task, as counters must, and are bounded by the
 	// topology's tasks.
@@ -156,8 +159,8 @@ func (m *metrics) setRestoring(id processor.TaskID, store string, remaining int6
 }
 
 // sent records the end-to-end latency of a record sent to topic with
-// timestamp ts.
-func (m *metrics) sent(topic string, ts time.Time) {
+// timestamp ts, at wall-clock time now.
+func (m *metrics) sent(topic string, ts, now time.Time) {
 	if ts.IsZero() {
 		return
 	}
@@ -165,7 +168,27 @@ func (m *metrics) sent(topic string, ts time.Time) {
 	if !ok {
 		o, _ = m.sinks.LoadOrStore(topic, m.e2e.WithLabelValues(topic))
 	}
-	o.(prometheus.Observer).Observe(time.Since(ts).Seconds())
+	o.(prometheus.Observer).Observe(now.Sub(ts).Seconds())
+}
+
+// producedCounter returns a new counter of records sent by sinks, for one
+// thread.
+func (m *metrics) producedCounter() *atomic.Int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := new(atomic.Int64)
+	m.produced = append(m.produced, c)
+	return c
+}
+
+// producedTotal sums the threads' counts of records sent by sinks. Call
+// it with mu held.
+func (m *metrics) producedTotal() int64 {
+	var n int64
+	for _, c := range m.produced {
+		n += c.Load()
+	}
+	return n
 }
 
 // countDescs describe the series countCollector makes.
@@ -215,12 +238,12 @@ func (c *countCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(desc *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v), labels...)
 	}
-	counter(d.produced, m.produced.Load())
 	counter(d.commits, m.commits.Load())
 	counter(d.restored, m.restored.Load())
 	gauge(d.tasks, m.tasks.Load())
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	counter(d.produced, m.producedTotal())
 	for id, ts := range m.byTask {
 		counter(d.processed, ts.processed.Load(), id.String())
 		counter(d.dropped, ts.dropped.Load(), id.String())
@@ -285,7 +308,6 @@ func (m Metrics) TotalLag() int64 {
 func (a *App) Metrics() Metrics {
 	m := a.metrics
 	out := Metrics{
-		RecordsProduced: m.produced.Load(),
 		Commits:         m.commits.Load(),
 		RecordsRestored: m.restored.Load(),
 		Tasks:           m.tasks.Load(),
@@ -293,6 +315,7 @@ func (a *App) Metrics() Metrics {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	out.RecordsProduced = m.producedTotal()
 	for _, ts := range m.byTask {
 		out.RecordsProcessed += ts.processed.Load()
 		out.RecordsDropped += ts.dropped.Load()

@@ -55,6 +55,15 @@ type thread struct {
 
 	partitions map[string]knownCount // sink topic -> partition count, for partitioners
 
+	// now is the wall-clock time of the record being processed (or of the
+	// punctuation or commit under way), against which send measures the
+	// end-to-end latency of what the record makes the sinks send, as Kafka
+	// Streams measures it against the system time it caches per record:
+	// one clock read per input record instead of one per output record.
+	now time.Time
+	// produced counts the records the thread's sinks sent.
+	produced *atomic.Int64
+
 	prodMu  sync.Mutex
 	prodErr error
 }
@@ -68,6 +77,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		restoring:  make(map[processor.TaskID]*restoration),
 		partitions: make(map[string]knownCount),
 		nextGen:    nextGen,
+		produced:   a.metrics.producedCounter(),
 	}
 	for topic, n := range p.partitions {
 		th.partitions[topic] = knownCount{n: n, read: time.Now()}
@@ -188,9 +198,11 @@ func (th *thread) send(o engine.OutputRecord) {
 		headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
 	}
 	r := &kgo.Record{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp, Headers: headers}
-	th.app.metrics.produced.Add(1)
-	th.app.metrics.sent(o.Topic, o.Timestamp)
-	th.wrote.Store(true)
+	th.produced.Add(1)
+	th.app.metrics.sent(o.Topic, o.Timestamp, th.now)
+	if !th.wrote.Load() {
+		th.wrote.Store(true)
+	}
 	th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 		if err != nil {
 			th.produceFailed(fmt.Errorf("produce to %s: %w", r.Topic, err))
@@ -286,6 +298,7 @@ func (th *thread) fail(err error) {
 // writes its checkpoint, a dirty one removes it so that its state is
 // rebuilt from the changelog next time.
 func (th *thread) closeTask(id processor.TaskID, clean bool) {
+	th.now = time.Now()
 	tk := th.tasks[id]
 	delete(th.tasks, id)
 	th.app.local.remove(id)
@@ -341,6 +354,7 @@ func (th *thread) ensureTasks(ctx context.Context) error {
 // commits the consumed offsets and writes checkpoints.
 func (th *thread) commit(ctx context.Context) error {
 	th.lastCommit = time.Now()
+	th.now = th.lastCommit
 	began := th.lastCommit
 	var errs []error
 	for _, tk := range th.tasks {
@@ -499,6 +513,7 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		defer func() { stats.processed.Add(processed) }()
 		began := time.Now()
 		for _, r := range fp.Records {
+			th.now = began
 			if err := tk.t.Process(inputRecord(r)); err != nil {
 				procErr = fmt.Errorf("task %s: %w", id, err)
 				return
@@ -517,6 +532,7 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 		return procErr
 	}
 	now := time.Now()
+	th.now = now
 	commitNow := th.abortNow || now.Sub(th.lastCommit) >= th.app.cfg.commitInterval
 	for _, tk := range th.tasks {
 		if err := tk.t.Punctuate(now); err != nil {
