@@ -2,8 +2,12 @@ package streams
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -346,3 +350,119 @@ func TestWindowQueryErrors(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// startServedClicks is startClicks with a query server serving the window
+// and session stores.
+func startServedClicks(t *testing.T, brokers []string) *servedApp {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startClicks(t, brokers, t.TempDir(), ApplicationServer(ln.Addr().String()))
+	qs := NewQueryServer(r.app)
+	id := func(s string) (string, error) { return s, nil }
+	if err := errors.Join(ServeWindow[string, int64](qs, "window-counts", id), ServeSession[string, int64](qs, "sessions", id),
+		ServeKeyValue[string, int64](qs, "mem-counts", id)); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: qs}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return &servedApp{runningApp: r, addr: ln.Addr().String()}
+}
+
+// getJSON GETs u into v and returns the status.
+func getJSON(u string, v any) (int, error) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, json.NewDecoder(resp.Body).Decode(v)
+}
+
+// TestQueryServerWindows asks each of two instances' query servers for
+// every key's windows in a time range and its sessions: each answers
+// every key, forwarding to the owner (with the time range), once the
+// input is processed; a bad time is 400, an endpoint of another kind of
+// store 404.
+func TestQueryServerWindows(t *testing.T) {
+	t.Parallel()
+	forEachCluster(t, func(t *testing.T, brokers []string) {
+		apps := []*servedApp{startServedClicks(t, brokers), startServedClicks(t, brokers)}
+		waitFor(t, "both instances to own tasks", 30*time.Second, func() bool {
+			return apps[0].app.Metrics().Tasks > 0 && apps[1].app.Metrics().Tasks > 0
+		})
+		start := time.Now().Add(-time.Hour).Truncate(time.Second)
+		const n = 1000
+		truth := clicksOf(start, n)
+		produceTimed(t, brokers, start, 0, n, make(map[string]int64))
+		// The windows of the range's first 10 seconds, the range given
+		// once in milliseconds and once in RFC 3339.
+		from, to := start, start.Add(10*time.Second-time.Millisecond)
+		query := []string{
+			fmt.Sprintf("from=%d&to=%d", from.UnixMilli(), to.UnixMilli()),
+			"from=" + url.QueryEscape(from.Format(time.RFC3339Nano)) + "&to=" + url.QueryEscape(to.Format(time.RFC3339Nano)),
+		}
+		var last string
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("last answer: %s", last)
+			}
+		})
+		waitFor(t, "every key's windows and sessions from both instances", 60*time.Second, func() bool {
+			for i, a := range apps {
+				for key, want := range truth.windows {
+					var body struct {
+						Key     string
+						Windows []struct {
+							Start int64
+							Value int64
+						}
+					}
+					status, err := getJSON("http://"+a.addr+"/stores/window-counts/windows/"+key+"?"+query[i], &body)
+					if err != nil || status != http.StatusOK || body.Key != key || len(body.Windows) != 10 {
+						last = fmt.Sprintf("%s from %s: %d %v %+v", key, a.addr, status, err, body)
+						return false
+					}
+					for j, w := range body.Windows {
+						if w.Start != from.UnixMilli()+int64(j)*1000 || w.Value != want[w.Start] {
+							last = fmt.Sprintf("%s from %s: window %d = %+v, want %d", key, a.addr, j, w, want[w.Start])
+							return false
+						}
+					}
+					var sessions struct {
+						Sessions []struct {
+							Start, End, Value int64
+						}
+					}
+					status, err = getJSON("http://"+a.addr+"/stores/sessions/sessions/"+key, &sessions)
+					s := truth.sessions[key]
+					if err != nil || status != http.StatusOK || len(sessions.Sessions) != 1 || sessions.Sessions[0].Start != s.StartMs() ||
+						sessions.Sessions[0].End != s.EndMs() || sessions.Sessions[0].Value != truth.total[key] {
+						last = fmt.Sprintf("sessions of %s from %s: %d %v %+v", key, a.addr, status, err, sessions)
+						return false
+					}
+				}
+			}
+			return true
+		})
+		var e struct{ Error string }
+		if status, _ := getJSON("http://"+apps[0].addr+"/stores/window-counts/windows/k1?from=yesterday", &e); status != http.StatusBadRequest {
+			t.Fatalf("bad from: %d %q", status, e.Error)
+		}
+		if status, _ := getJSON("http://"+apps[0].addr+"/stores/window-counts/keys/k1", &e); status != http.StatusNotFound {
+			t.Fatalf("keys of a window store: %d %q", status, e.Error)
+		}
+		if status, _ := getJSON("http://"+apps[0].addr+"/stores/mem-counts/windows/k1", &e); status != http.StatusNotFound {
+			t.Fatalf("windows of a key-value store: %d %q", status, e.Error)
+		}
+		var kv struct{ Value int64 }
+		for key, want := range truth.total {
+			if status, err := getJSON("http://"+apps[1].addr+"/stores/mem-counts/keys/"+key, &kv); status != http.StatusOK || kv.Value != want {
+				t.Fatalf("in-memory total of %s: %d %v %d, want %d", key, status, err, kv.Value, want)
+			}
+		}
+	})
+}
