@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
 	"github.com/riffle-stream/riffle/topology"
@@ -464,5 +466,62 @@ func TestQueryServerWindows(t *testing.T) {
 				t.Fatalf("in-memory total of %s: %d %v %d, want %d", key, status, err, kv.Value, want)
 			}
 		}
+	})
+}
+
+// TestVersionedQuery reads a versioned table's store: the latest version
+// of each key and the version valid at a time between its two updates.
+func TestVersionedQuery(t *testing.T) {
+	t.Parallel()
+	brokers := kfakeCluster(t)
+	b := topology.NewBuilder()
+	topology.VersionedTableFrom[string, string](b, inputTopic, "versions", time.Hour)
+	top, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := New(top, ApplicationID("versions"), Brokers(brokers...), StateDir(t.TempDir()),
+		CommitInterval(200*time.Millisecond), Logger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runningApp{app: app, done: make(chan error, 1)}
+	go func() { r.done <- app.Run(context.Background()) }()
+	t.Cleanup(func() { r.stop(t) })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for i := range 10 {
+		key := fmt.Sprintf("k%d", i)
+		for j, ts := range []time.Time{t0, t0.Add(10 * time.Second)} {
+			rec := &kgo.Record{Topic: inputTopic, Key: []byte(key), Value: []byte(fmt.Sprintf("v%d", j+1)), Timestamp: ts}
+			if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	vs, err := VersionedKeyValueStore[string, string](app, "versions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every key's versions", 30*time.Second, func() bool {
+		for i := range 10 {
+			key := fmt.Sprintf("k%d", i)
+			latest, ok, err := vs.Get(key)
+			if err != nil || !ok || latest.Value != "v2" || !latest.Timestamp.Equal(t0.Add(10*time.Second)) {
+				return false
+			}
+			old, ok, err := vs.GetAsOf(key, t0.Add(5*time.Second))
+			if err != nil || !ok || old.Value != "v1" {
+				return false
+			}
+			if _, ok, err := vs.GetAsOf(key, t0.Add(-time.Second)); err != nil || ok {
+				return false
+			}
+		}
+		return true
 	})
 }
