@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -523,5 +525,76 @@ func TestVersionedQuery(t *testing.T) {
 			}
 		}
 		return true
+	})
+}
+
+// TestWindowQueryLatency measures window fetches of one key over its last
+// five minutes of one-second windows: local (WindowStore.Fetch on Pebble)
+// and remote (through a query server that forwards to the owner).
+// RIFFLE_IQ_BENCH=1 enables it.
+func TestWindowQueryLatency(t *testing.T) {
+	if os.Getenv("RIFFLE_IQ_BENCH") == "" {
+		t.Skip("set RIFFLE_IQ_BENCH=1 to measure window query latencies")
+	}
+	brokers := riffleCluster(t)
+	a, b := startServedClicks(t, brokers), startServedClicks(t, brokers)
+	waitFor(t, "both instances to own tasks", 30*time.Second, func() bool {
+		return a.app.Metrics().Tasks > 0 && b.app.Metrics().Tasks > 0
+	})
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	const n = 20000 // 2,000 per key, two in each of 1,000 one-second windows
+	produceTimed(t, brokers, start, 0, n, make(map[string]int64))
+	waitFor(t, "the input to be counted", 120*time.Second, func() bool {
+		return a.app.Metrics().RecordsProcessed+b.app.Metrics().RecordsProcessed >= n
+	})
+	ws, err := WindowStore[string, int64](a.app, "window-counts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := start.Add(n * 50 * time.Millisecond)
+	from := to.Add(-5 * time.Minute)
+	var local, remote []string
+	for i := range 10 {
+		key := fmt.Sprintf("k%d", i)
+		if _, _, err := ws.FetchWindow(key, start); err == nil {
+			local = append(local, key)
+		} else {
+			remote = append(remote, key)
+		}
+	}
+	if len(local) == 0 || len(remote) == 0 {
+		t.Fatalf("keys local %v, remote %v: the test needs both", local, remote)
+	}
+	measure := func(name string, keys []string, count int, fetch func(string) (int, error)) {
+		lat := make([]time.Duration, 0, count)
+		for i := range count {
+			began := time.Now()
+			windows, err := fetch(keys[i%len(keys)])
+			if err != nil || windows != 300 {
+				t.Fatalf("%s: %d windows, %v", name, windows, err)
+			}
+			lat = append(lat, time.Since(began))
+		}
+		slices.Sort(lat)
+		t.Logf("%s: %d fetches of 300 windows, p50 %v, p99 %v, max %v", name, count, lat[count/2], lat[count*99/100], lat[count-1])
+	}
+	measure("local Fetch", local, 20000, func(key string) (int, error) {
+		windows := 0
+		for _, err := range ws.Fetch(key, from, to) {
+			if err != nil {
+				return windows, err
+			}
+			windows++
+		}
+		return windows, nil
+	})
+	u := fmt.Sprintf("http://%s/stores/window-counts/windows/%%s?from=%d&to=%d", a.addr, from.UnixMilli(), to.UnixMilli())
+	measure("remote via query server", remote, 3000, func(key string) (int, error) {
+		var body struct{ Windows []json.RawMessage }
+		status, err := getJSON(fmt.Sprintf(u, key), &body)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("status %d", status)
+		}
+		return len(body.Windows), err
 	})
 }
