@@ -44,6 +44,14 @@ type Builder interface {
 	Build(raw RawStore, topic string) Store
 }
 
+// KeySerializer is implemented by the Builders of this package:
+// SerializeKey serializes a record key as the store built for topic (the
+// topic given to Build) does. Interactive queries use it to find the
+// partition holding a key.
+type KeySerializer[K any] interface {
+	SerializeKey(topic string, key K) ([]byte, error)
+}
+
 // Opt configures a store Builder.
 type Opt func(*Config)
 
@@ -89,6 +97,11 @@ func KeyValueBuilder[K, V any](name string, keys serde.Serde[K], values serde.Se
 }
 
 func (b *kvBuilder[K, V]) Config() Config { return b.cfg }
+
+// SerializeKey implements KeySerializer.
+func (b *kvBuilder[K, V]) SerializeKey(topic string, key K) ([]byte, error) {
+	return b.keys.Serialize(topic, key)
+}
 
 func (b *kvBuilder[K, V]) Build(raw RawStore, topic string) Store {
 	return NewKeyValueStore(raw, topic, b.keys, b.values)

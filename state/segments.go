@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -58,13 +59,17 @@ func (c Config) WrapEngine(engine RawStore) RawStore {
 // engine keys prefixed by their 8-byte big-endian segment id. Its Scan goes
 // segment by segment, oldest first, and in key order within a segment, so
 // it is not a general RawStore: only the window and session stores of this
-// package scan it.
+// package scan it. Reads may run concurrently with the task's writes (they
+// do for interactive queries) when the engine allows it, as Pebble and
+// MemoryStore do: mu guards the stream time and live segments, and a scan
+// reads them once, as it starts.
 type segmentedStore struct {
 	engine      RawStore
 	retentionMs int64
 	intervalMs  int64
 	suffix      int
 
+	mu       sync.Mutex
 	loaded   bool
 	observed int64 // largest segment timestamp written; -1 for none
 	liveFrom int64 // segments below were dropped
@@ -108,13 +113,14 @@ func (s *segmentedStore) minLive() int64 {
 }
 
 // visible reports whether a record with segment timestamp ts is within
-// retention: Kafka returns only records newer than observed - retention.
-func (s *segmentedStore) visible(ts int64) bool {
-	return s.observed < 0 || ts > s.observed-s.retentionMs
+// retention of the observed stream time observed: Kafka returns only
+// records newer than observed - retention.
+func (s *segmentedStore) visible(observed, ts int64) bool {
+	return observed < 0 || ts > observed-s.retentionMs
 }
 
 // load recovers the observed stream time from the engine's newest segment,
-// once, and drops the segments it has made expired.
+// once, and drops the segments it has made expired. The caller holds mu.
 func (s *segmentedStore) load() error {
 	if s.loaded {
 		return nil
@@ -167,7 +173,8 @@ type rangeDeleter interface {
 	deleteRange(from, to []byte) error
 }
 
-// dropExpired deletes the segments older than the oldest live one.
+// dropExpired deletes the segments older than the oldest live one. The
+// caller holds mu.
 func (s *segmentedStore) dropExpired() error {
 	live := s.minLive()
 	if live <= s.liveFrom {
@@ -194,20 +201,34 @@ func (s *segmentedStore) dropExpired() error {
 }
 
 func (s *segmentedStore) Get(key []byte) ([]byte, error) {
-	if err := s.load(); err != nil {
+	ts, err := s.timestamp(key)
+	if err != nil {
 		return nil, err
 	}
-	ts, err := s.timestamp(key)
-	if err != nil || !s.visible(ts) {
+	observed, _, err := s.position()
+	if err != nil || !s.visible(observed, ts) {
 		return nil, err
 	}
 	return s.engine.Get(s.engineKey(s.segment(ts), key))
+}
+
+// position returns the observed stream time and the oldest segment not
+// dropped, loading them first if need be.
+func (s *segmentedStore) position() (observed, liveFrom int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return 0, 0, err
+	}
+	return s.observed, s.liveFrom, nil
 }
 
 // Put stores the record in its segment, unless the segment has expired:
 // then the record is dropped, as Kafka Streams drops it ("Skipping record
 // for expired segment").
 func (s *segmentedStore) Put(key, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.load(); err != nil {
 		return err
 	}
@@ -227,6 +248,8 @@ func (s *segmentedStore) Put(key, value []byte) error {
 }
 
 func (s *segmentedStore) Delete(key []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.load(); err != nil {
 		return err
 	}
@@ -248,11 +271,12 @@ func (s *segmentedStore) Scan(from, to []byte, yield func(key, value []byte) boo
 // scanSegments scans, in every segment that can hold segment timestamps
 // from first to last, the keys from <= key < to; nil bounds are open.
 func (s *segmentedStore) scanSegments(first, last int64, from, to []byte, yield func(key, value []byte) bool) error {
-	if err := s.load(); err != nil {
+	observed, liveFrom, err := s.position()
+	if err != nil {
 		return err
 	}
 	lastSeg := s.segment(last)
-	for seg := max(s.liveFrom, s.segment(first)); seg <= lastSeg; seg++ {
+	for seg := max(liveFrom, s.segment(first)); seg <= lastSeg; seg++ {
 		next, ok, err := s.nextSegment(seg)
 		if err != nil {
 			return err
@@ -274,7 +298,7 @@ func (s *segmentedStore) scanSegments(first, last int64, from, to []byte, yield 
 				tsErr = err
 				return false
 			}
-			if !s.visible(ts) {
+			if !s.visible(observed, ts) {
 				return true
 			}
 			if !yield(key, v) {
@@ -315,16 +339,6 @@ func (s *segmentedStore) Flush() error { return s.engine.Flush() }
 func (s *pebbleStore) deleteRange(from, to []byte) error {
 	if err := s.db.DeleteRange(s.key(from), s.key(to), pebble.NoSync); err != nil {
 		return fmt.Errorf("pebble delete range in store %s: %w", s.name, err)
-	}
-	return nil
-}
-
-func (s *MemoryStore) deleteRange(from, to []byte) error {
-	for k := range s.m {
-		if k >= string(from) && k < string(to) {
-			delete(s.m, k)
-			s.sorted = nil
-		}
 	}
 	return nil
 }

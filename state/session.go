@@ -52,6 +52,11 @@ func SessionBuilder[K, V any](name string, keys serde.Serde[K], values serde.Ser
 
 func (b *sessionBuilder[K, V]) Config() Config { return b.cfg }
 
+// SerializeKey implements KeySerializer.
+func (b *sessionBuilder[K, V]) SerializeKey(topic string, key K) ([]byte, error) {
+	return b.keys.Serialize(topic, key)
+}
+
 func (b *sessionBuilder[K, V]) Build(raw RawStore, topic string) Store {
 	return &sessionStore[K, V]{windowedCodec[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values}}
 }

@@ -57,6 +57,17 @@ func TimestampedRestore(value []byte, timestamp time.Time) []byte {
 	return append(out, value...)
 }
 
+// WithTimestamps returns the view of a TimestampedKeyValueStore of this
+// package whose values carry their timestamps (what Kafka Streams'
+// timestampedKeyValueStore query type reads), or false for another store.
+func WithTimestamps[K, V any](s KeyValueStore[K, V]) (KeyValueStore[K, ValueAndTimestamp[V]], bool) {
+	ts, ok := s.(*tsKVStore[K, V])
+	if !ok {
+		return nil, false
+	}
+	return ts.inner, true
+}
+
 type tsKVStore[K, V any] struct {
 	inner KeyValueStore[K, ValueAndTimestamp[V]]
 }

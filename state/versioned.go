@@ -70,6 +70,11 @@ type versionedBuilder[K, V any] struct {
 
 func (b *versionedBuilder[K, V]) Config() Config { return b.cfg }
 
+// SerializeKey implements KeySerializer.
+func (b *versionedBuilder[K, V]) SerializeKey(topic string, key K) ([]byte, error) {
+	return b.keys.Serialize(topic, key)
+}
+
 func (b *versionedBuilder[K, V]) Build(raw RawStore, topic string) Store {
 	return &versionedStore[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values, retention: b.retention, observed: math.MinInt64}
 }

@@ -110,6 +110,11 @@ func WindowBuilder[K, V any](name string, keys serde.Serde[K], values serde.Serd
 
 func (b *windowBuilder[K, V]) Config() Config { return b.cfg }
 
+// SerializeKey implements KeySerializer.
+func (b *windowBuilder[K, V]) SerializeKey(topic string, key K) ([]byte, error) {
+	return b.keys.Serialize(topic, key)
+}
+
 func (b *windowBuilder[K, V]) Build(raw RawStore, topic string) Store {
 	return &windowStore[K, V]{windowedCodec: windowedCodec[K, V]{raw: raw, topic: topic, keys: b.keys, values: b.values},
 		sizeMs: b.spec.Size.Milliseconds(), dups: b.spec.RetainDuplicates}

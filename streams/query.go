@@ -17,8 +17,8 @@ import (
 // Errors of interactive queries. They wrap more detail: which store, which
 // partition.
 var (
-	// ErrUnknownStore means the topology has no such store, or it cannot be
-	// queried (in-memory stores, global stores).
+	// ErrUnknownStore means the topology has no such store, its types are
+	// not the ones asked for, or it cannot be queried (global stores).
 	ErrUnknownStore = errors.New("streams: unknown or unqueryable store")
 	// ErrNotLocal means the partition holding the key is not one of this
 	// instance's tasks: it belongs to another instance, or the group has
@@ -53,11 +53,14 @@ var (
 // which may be older than what the old owner last served: at-least-once,
 // as in Kafka Streams without position bounds. Queries are
 // safe to run from any goroutine while the tasks process. Stores kept in
-// memory (state.InMemory) cannot be queried: their engine is not safe for
-// concurrent readers.
+// memory (state.InMemory) are queried alike, but their scans are not at
+// one point in time: they go over the keys present when they start and
+// read each value as they reach it (state.MemoryStore). On a timestamped
+// store (a table's or an aggregation's) V is the value type without the
+// timestamp; TimestampedKeyValueStore reads the timestamps too.
 func KeyValueStore[K, V any](a *App, store string) (state.KeyValueStore[K, V], error) {
 	entry, ok := a.graph.Stores[store]
-	if !ok || entry.Builder.Config().InMemory {
+	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownStore, store)
 	}
 	sub, err := a.subOfStore(store)

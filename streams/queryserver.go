@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,13 +20,20 @@ import (
 // instance: a key this instance does not host is forwarded to the instance
 // that does, found through the group (see ApplicationServer), and a scan of
 // a whole store gathers the entries of every instance. Register stores with
-// ServeKeyValue, then serve it with net/http on the address given to
-// ApplicationServer:
+// ServeKeyValue, ServeWindow and ServeSession, then serve it with net/http
+// on the address given to ApplicationServer:
 //
-//	GET /stores/{store}/keys/{key}   {"key": K, "value": V}; 404 when absent
-//	GET /stores/{store}/all          [{"key": K, "value": V}, ...] of every instance
-//	GET /instances                   the instances and their partitions
+//	GET /stores/{store}/keys/{key}      {"key": K, "value": V}; 404 when absent
+//	GET /stores/{store}/all             [{"key": K, "value": V}, ...] of every instance
+//	GET /stores/{store}/windows/{key}   {"key": K, "windows": [{"start": ms, "value": V}, ...]}
+//	GET /stores/{store}/sessions/{key}  {"key": K, "sessions": [{"start": ms, "end": ms, "value": V}, ...]}
+//	GET /instances                      the instances and their partitions
 //
+// The windows of a key are those starting from ?from= to ?to= (both
+// inclusive, each in milliseconds since the epoch or RFC 3339; default
+// every window), oldest first, as ReadOnlyWindowStore.Fetch reads them.
+// The sessions of a key are those ending at or after ?from= and starting
+// at or before ?to= (default all of them), as FindSessions reads them.
 // A key that cannot be answered (its partition is restoring, or no
 // instance with a server hosts it) gets 503 with {"error", "partition"}; a
 // bad key 400. The instances are read from the group at most once a
@@ -48,10 +56,18 @@ type QueryServer struct {
 // it again at once.
 const instancesMaxAge = time.Second
 
+// storeHandler answers the requests of one store; an endpoint the store's
+// kind does not have is nil.
 type storeHandler struct {
-	get func(ctx context.Context, key string) (value any, found bool, err error)
-	all func() ([]json.RawMessage, error)
+	get      keyHandler
+	windows  keyHandler
+	sessions keyHandler
+	all      func() ([]json.RawMessage, error)
 }
+
+// keyHandler answers a request about one key, given its query
+// parameters, with the body to send and whether the key was found.
+type keyHandler func(key string, params url.Values) (body any, found bool, err error)
 
 // NewQueryServer returns a QueryServer for a's stores, with none
 // registered yet.
@@ -69,13 +85,13 @@ func ServeKeyValue[K, V any](qs *QueryServer, store string, parseKey func(string
 		return err
 	}
 	h := storeHandler{
-		get: func(_ context.Context, raw string) (any, bool, error) {
+		get: func(raw string, _ url.Values) (any, bool, error) {
 			k, err := parseKey(raw)
 			if err != nil {
 				return nil, false, fmt.Errorf("%w: %v", errBadKey, err)
 			}
 			v, found, err := kv.Get(k)
-			return v, found, err
+			return map[string]any{"key": raw, "value": v}, found, err
 		},
 		all: func() ([]json.RawMessage, error) {
 			var out []json.RawMessage
@@ -92,13 +108,113 @@ func ServeKeyValue[K, V any](qs *QueryServer, store string, parseKey func(string
 			return out, nil
 		},
 	}
-	qs.mu.Lock()
-	defer qs.mu.Unlock()
-	qs.stores[store] = h
+	qs.register(store, h)
 	return nil
 }
 
-var errBadKey = errors.New("bad key")
+func (qs *QueryServer) register(store string, h storeHandler) {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	qs.stores[store] = h
+}
+
+// windowJSON is one window of a key as the query server writes it.
+type windowJSON struct {
+	Start int64 `json:"start"`
+	Value any   `json:"value"`
+}
+
+// sessionJSON is one session of a key as the query server writes it.
+type sessionJSON struct {
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+	Value any   `json:"value"`
+}
+
+// ServeWindow exposes a window store (see WindowStore for K and V) at
+// /stores/{store}/windows/{key}. parseKey turns the key in a request's
+// path into a K; values are written with encoding/json.
+func ServeWindow[K, V any](qs *QueryServer, store string, parseKey func(string) (K, error)) error {
+	ws, err := WindowStore[K, V](qs.app, store)
+	if err != nil {
+		return err
+	}
+	qs.register(store, storeHandler{windows: func(raw string, params url.Values) (any, bool, error) {
+		k, err := parseKey(raw)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %v", errBadKey, err)
+		}
+		from, to, err := timeRange(params)
+		if err != nil {
+			return nil, false, err
+		}
+		windows := []windowJSON{}
+		for kv, err := range ws.Fetch(k, from, to) {
+			if err != nil {
+				return nil, false, err
+			}
+			windows = append(windows, windowJSON{Start: kv.Key.UnixMilli(), Value: kv.Value})
+		}
+		return map[string]any{"key": raw, "windows": windows}, true, nil
+	}})
+	return nil
+}
+
+// ServeSession exposes a session store (see SessionStore for K and V) at
+// /stores/{store}/sessions/{key}. parseKey turns the key in a request's
+// path into a K; values are written with encoding/json.
+func ServeSession[K, V any](qs *QueryServer, store string, parseKey func(string) (K, error)) error {
+	ss, err := SessionStore[K, V](qs.app, store)
+	if err != nil {
+		return err
+	}
+	qs.register(store, storeHandler{sessions: func(raw string, params url.Values) (any, bool, error) {
+		k, err := parseKey(raw)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %v", errBadKey, err)
+		}
+		from, to, err := timeRange(params)
+		if err != nil {
+			return nil, false, err
+		}
+		sessions := []sessionJSON{}
+		for kv, err := range ss.FindSessions(k, from, to) {
+			if err != nil {
+				return nil, false, err
+			}
+			w := kv.Key.Window
+			sessions = append(sessions, sessionJSON{Start: w.StartMs(), End: w.EndMs(), Value: kv.Value})
+		}
+		return map[string]any{"key": raw, "sessions": sessions}, true, nil
+	}})
+	return nil
+}
+
+// timeRange reads the from and to parameters of a request, each in
+// milliseconds since the epoch or RFC 3339; missing ones are unbounded.
+func timeRange(params url.Values) (from, to time.Time, err error) {
+	parse := func(name string, unset time.Time) (time.Time, error) {
+		v := params.Get(name)
+		if v == "" {
+			return unset, nil
+		}
+		if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return time.UnixMilli(ms), nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return t, fmt.Errorf("%w: %s=%q is neither milliseconds nor RFC 3339", errBadKey, name, v)
+		}
+		return t, nil
+	}
+	if from, err = parse("from", minTime); err != nil {
+		return from, to, err
+	}
+	to, err = parse("to", maxTime)
+	return from, to, err
+}
+
+var errBadKey = errors.New("bad request")
 
 type entry struct {
 	Key   any `json:"key"`
@@ -120,14 +236,14 @@ func (qs *QueryServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, all)
-	case len(parts) == 4 && parts[0] == "stores" && parts[2] == "keys":
+	case len(parts) == 4 && parts[0] == "stores" && (parts[2] == "keys" || parts[2] == "windows" || parts[2] == "sessions"):
 		store, err1 := url.PathUnescape(parts[1])
 		key, err2 := url.PathUnescape(parts[3])
 		if err := errors.Join(err1, err2); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
-		qs.serveKey(w, r, store, key)
+		qs.serveKey(w, r, store, parts[2], key)
 	case len(parts) == 3 && parts[0] == "stores" && parts[2] == "all":
 		store, err := url.PathUnescape(parts[1])
 		if err != nil {
@@ -147,13 +263,20 @@ func (qs *QueryServer) handler(store string) (storeHandler, bool) {
 	return h, ok
 }
 
-func (qs *QueryServer) serveKey(w http.ResponseWriter, r *http.Request, store, key string) {
+// serveKey answers a request about one key: endpoint is keys, windows or
+// sessions.
+func (qs *QueryServer) serveKey(w http.ResponseWriter, r *http.Request, store, endpoint, key string) {
 	h, ok := qs.handler(store)
 	if !ok {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("store %q is not served", store)})
 		return
 	}
-	v, found, err := h.get(r.Context(), key)
+	get := map[string]keyHandler{"keys": h.get, "windows": h.windows, "sessions": h.sessions}[endpoint]
+	if get == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("store %q has no %s", store, endpoint)})
+		return
+	}
+	body, found, err := get(key, r.URL.Query())
 	var perr *PartitionError
 	switch {
 	case errors.Is(err, errBadKey):
@@ -173,7 +296,7 @@ func (qs *QueryServer) serveKey(w http.ResponseWriter, r *http.Request, store, k
 	case !found:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"key": key, "value": v})
+		writeJSON(w, http.StatusOK, body)
 	}
 }
 
@@ -216,8 +339,12 @@ func (qs *QueryServer) forget(store string) {
 	delete(qs.readAt, store)
 }
 
+// forward sends a request about a key to the instance at server, with its
+// query parameters and local=true.
 func (qs *QueryServer) forward(w http.ResponseWriter, r *http.Request, store, server string) {
-	u := url.URL{Scheme: "http", Host: server, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: "local=true"}
+	params := r.URL.Query()
+	params.Set("local", "true")
+	u := url.URL{Scheme: "http", Host: server, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: params.Encode()}
 	resp, err := qs.get(r.Context(), u.String())
 	if err != nil {
 		qs.forget(store)
@@ -243,8 +370,8 @@ func (qs *QueryServer) get(ctx context.Context, u string) (*http.Response, error
 
 func (qs *QueryServer) serveAll(w http.ResponseWriter, r *http.Request, store string) {
 	h, ok := qs.handler(store)
-	if !ok {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("store %q is not served", store)})
+	if !ok || h.all == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("store %q is not served as a key-value store", store)})
 		return
 	}
 	out, err := h.all()

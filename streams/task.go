@@ -288,9 +288,14 @@ const restoreIdle = time.Second
 // partition) into its engine from r.start (the log start offset if
 // negative) to r.end. It stops at the end even when the end is reached
 // through transaction markers (control records, which it reads and skips),
-// and when the partition loses its tail while it restores (deleted and
-// recreated): after restoreIdle without records it reads the end offset
-// again and stops if it has reached it.
+// or through offsets compaction emptied. When records it has not read yet
+// are deleted while it restores (DeleteRecords, or retention.ms on a
+// compact,delete changelog moving the log start past its position), it
+// wipes the store and restores what the partition still holds, from the
+// new log start, as Kafka Streams does for a corrupted task; when the
+// partition loses its tail (deleted and recreated), it stops at the new
+// end. Both are found from the consumer's OFFSET_OUT_OF_RANGE, and, after
+// restoreIdle without records, from the partition's offsets read again.
 func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, r restoreRange) (err error) {
 	store := sc.Name
 	start := max(r.start, r.logStart)
@@ -304,27 +309,45 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, r rest
 	events.start(start, r.end)
 	var restored int64
 	defer func() { events.end(restored, err) }()
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(th.brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {tk.id.Partition: kgo.NewOffset().At(start)}}),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.KeepControlRecords(),
-	}
-	if th.app.cfg.guarantee == ExactlyOnceV2 {
-		// Committed records only: an aborted transaction's writes never
-		// reach the stores.
-		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	}
-	cl, err := kgo.NewClient(append(opts, th.app.cfg.clientOpts...)...)
+	next := start // the next offset to read
+	cl, err := th.restoreClient(r.topic, tk.id.Partition, next)
 	if err != nil {
-		return fmt.Errorf("restore client: %w", err)
+		return err
 	}
-	defer cl.Close()
+	defer func() { cl.Close() }()
 	engine := tk.engines[store]
 	began := time.Now()
 	lastLog := began
 	th.log.Info("restoring store", "task", tk.id.String(), "store", store, "from", start, "to", r.end)
-	for next := start; next < r.end; {
+	// moved handles the partition's offsets moving under the restore: it
+	// reads them again and returns where to go on from, and whether the
+	// consumer must be placed there.
+	moved := func(why string) (to int64, seek bool, err error) {
+		logStart, err := listOffset(ctx, th.adm.ListStartOffsets, "start", r.topic, tk.id.Partition)
+		if err != nil {
+			return 0, false, err
+		}
+		end, err := th.endOffset(ctx, r.topic, tk.id.Partition)
+		if err != nil {
+			return 0, false, err
+		}
+		switch {
+		case end < r.end:
+			th.log.Warn("changelog lost its tail while restoring", "task", tk.id.String(), "store", store, "end", end, "was", r.end, "why", why)
+			r.end = max(end, next)
+			tk.changelog[store] = r.end
+			return next, true, nil
+		case logStart > next:
+			th.log.Warn("changelog records deleted while restoring: wiping the store and restoring from the log start", "task", tk.id.String(),
+				"store", store, "position", next, "log_start", logStart, "end", r.end, "why", why)
+			if err := wipe(engine); err != nil {
+				return 0, false, fmt.Errorf("wipe store %s: %w", store, err)
+			}
+			return logStart, true, nil
+		}
+		return next, false, nil
+	}
+	for next < r.end {
 		pollCtx, cancel := context.WithTimeout(ctx, restoreIdle)
 		fetches := cl.PollFetches(pollCtx)
 		cancel()
@@ -332,8 +355,13 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, r rest
 			return err
 		}
 		var ferr error
+		outOfRange := false
 		fetches.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+			case errors.Is(err, kerr.OffsetOutOfRange):
+				outOfRange = true
+			default:
 				ferr = errors.Join(ferr, err)
 			}
 		})
@@ -341,11 +369,26 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, r rest
 			return fmt.Errorf("fetch %s: %w", r.topic, ferr)
 		}
 		records := fetches.Records()
-		if len(records) == 0 {
-			if end, err := th.endOffset(ctx, r.topic, tk.id.Partition); err == nil && end < r.end {
-				th.log.Warn("changelog lost its tail while restoring", "task", tk.id.String(), "store", store, "end", end, "was", r.end)
-				r.end = max(end, next)
-				tk.changelog[store] = r.end
+		if len(records) == 0 || outOfRange {
+			why := "idle"
+			if outOfRange {
+				why = "offset out of range"
+			}
+			to, seek, err := moved(why)
+			if err != nil {
+				return err
+			}
+			if outOfRange && !seek {
+				return fmt.Errorf("fetch %s[%d] at %d: %w", r.topic, tk.id.Partition, next, kerr.OffsetOutOfRange)
+			}
+			if seek {
+				next = to
+				if next < r.end {
+					cl.Close()
+					if cl, err = th.restoreClient(r.topic, tk.id.Partition, next); err != nil {
+						return err
+					}
+				}
 			}
 			continue
 		}
@@ -384,6 +427,45 @@ func (th *thread) restore(ctx context.Context, tk *task, sc state.Config, r rest
 	}
 	th.log.Info("restored store", "task", tk.id.String(), "store", store, "records", restored,
 		"duration", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// restoreClient returns a client consuming partition of topic from
+// offset at. It does not reset an offset out of range: the restore reads
+// the partition's offsets itself then.
+func (th *thread) restoreClient(topic string, partition int32, at int64) (*kgo.Client, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(th.brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(at)}}),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.KeepControlRecords(),
+	}
+	if th.app.cfg.guarantee == ExactlyOnceV2 {
+		// Committed records only: an aborted transaction's writes never
+		// reach the stores.
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(append(opts, th.app.cfg.clientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("restore client: %w", err)
+	}
+	return cl, nil
+}
+
+// wipe deletes every entry of a store's engine.
+func wipe(engine state.RawStore) error {
+	var keys [][]byte
+	if err := engine.Scan(nil, nil, func(k, _ []byte) bool {
+		keys = append(keys, k)
+		return true
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := engine.Delete(k); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -18,7 +18,9 @@ import (
 )
 
 // TestTwoInstancesServeEveryUser runs two instances on Riffle's broker and
-// asks each of them for every user's click count.
+// asks each of them for every user's click count, in all and in the last
+// five minutes (the clicks are stamped now, and a few an hour ago, which
+// count in all only).
 func TestTwoInstancesServeEveryUser(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()), broker.Sync(broker.SyncNone), broker.Logger(logger))
@@ -37,11 +39,18 @@ func TestTwoInstancesServeEveryUser(t *testing.T) {
 	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 4, 1, nil, "clicks"); err != nil {
 		t.Fatal(err)
 	}
-	want := make(map[string]int64)
+	want, recent := make(map[string]int64), make(map[string]int64)
+	old := time.Now().Add(-time.Hour)
 	for i := range 1000 {
 		user := fmt.Sprintf("user-%d", i%37)
 		want[user]++
-		cl.Produce(context.Background(), &kgo.Record{Topic: "clicks", Key: []byte(user), Value: []byte("click")}, nil)
+		r := &kgo.Record{Topic: "clicks", Key: []byte(user), Value: []byte("click")}
+		if i < 100 {
+			r.Timestamp = old
+		} else {
+			recent[user]++
+		}
+		cl.Produce(context.Background(), r, nil)
 	}
 	if err := cl.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -72,11 +81,12 @@ func TestTwoInstancesServeEveryUser(t *testing.T) {
 		for _, addr := range addrs {
 			for {
 				got, err := clicks(addr, user)
-				if err == nil && got == n {
+				f, ferr := feature(addr, user)
+				if err == nil && got == n && ferr == nil && f.Clicks == n && f.Clicks5m == recent[user] {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("%s from %s: %d, %v; want %d", user, addr, got, err, n)
+					t.Fatalf("%s from %s: %d, %v; features %+v, %v; want %d, %d in the last 5 minutes", user, addr, got, err, f, ferr, n, recent[user])
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
@@ -101,4 +111,22 @@ func clicks(addr, user string) (int64, error) {
 		return 0, fmt.Errorf("%s: %s", resp.Status, body.Error)
 	}
 	return body.Value, nil
+}
+
+type featuresBody struct {
+	Clicks   int64 `json:"clicks"`
+	Clicks5m int64 `json:"clicks_5m"`
+}
+
+func feature(addr, user string) (featuresBody, error) {
+	var f featuresBody
+	resp, err := http.Get("http://" + addr + "/features/" + user)
+	if err != nil {
+		return f, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return f, fmt.Errorf("%s", resp.Status)
+	}
+	return f, json.NewDecoder(resp.Body).Decode(&f)
 }
