@@ -46,6 +46,7 @@ type config struct {
 	restoreListener RestoreListener
 	server          string
 	instanceID      string
+	standbys        int
 }
 
 func defaultConfig() config {
@@ -198,3 +199,10 @@ func CloseTimeout(d time.Duration) Option { return func(c *config) { c.closeTime
 // dynamic members (Kafka Streams passes the consumer's group.instance.id
 // the same way, with a thread suffix).
 func StaticMembership(id string) Option { return func(c *config) { c.instanceID = id } }
+
+// StandbyReplicas sets how many standby replicas each stateful task has:
+// other instances keep a warm copy of the task's persistent stores from
+// its changelogs, so that the instance taking the task over restores
+// almost nothing (see the package doc). Default: 0 (Kafka Streams'
+// num.standby.replicas).
+func StandbyReplicas(n int) Option { return func(c *config) { c.standbys = n } }

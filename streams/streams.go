@@ -77,6 +77,7 @@ type App struct {
 	globals  *globals // set by Run before the threads start
 	taskDirs taskDirs
 	local    localTasks
+	standbys *standbys // set by Run when StandbyReplicas is positive
 	// processID names this instance in transactional ids, new at each New
 	// (Kafka Streams' process id).
 	processID string
@@ -134,6 +135,8 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("streams: CommitInterval(%v) must be positive", cfg.commitInterval)
 	case cfg.closeTimeout <= 0:
 		return nil, fmt.Errorf("streams: CloseTimeout(%v) must be positive", cfg.closeTimeout)
+	case cfg.standbys < 0:
+		return nil, fmt.Errorf("streams: StandbyReplicas(%d) must not be negative", cfg.standbys)
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
@@ -222,6 +225,10 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if a.cfg.consoleURL != "" {
 		g.Go(func() error { a.reportToConsole(gctx, log); return nil })
+	}
+	if a.cfg.standbys > 0 {
+		a.standbys = newStandbys(a, standbyThread(a, brokers, plan, adm, log.With("standby", true)))
+		g.Go(func() error { a.standbys.run(gctx); return nil })
 	}
 	for i := range a.cfg.threads {
 		th, err := newThread(a, i, brokers, plan, nextGen, adm)

@@ -74,7 +74,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
-		kgo.ClientID(a.cfg.clientID(id)),
+		kgo.ClientID(a.clientID(id)),
 		kgo.ConsumerGroup(a.cfg.appID),
 		kgo.ConsumeTopics(p.sourceTopics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -214,6 +214,7 @@ func (th *thread) onAssigned(_ context.Context, _ *kgo.Client, assigned map[stri
 		}
 	}
 	th.log.Info("partitions assigned", "partitions", assigned)
+	th.app.standbys.rebalanced()
 }
 
 func (th *thread) unassign(lost map[string][]int32) []processor.TaskID {
@@ -236,6 +237,7 @@ func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[stri
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Info("partitions revoked", "partitions", revoked)
+	defer th.app.standbys.rebalanced()
 	if th.app.aborted() || th.stopping {
 		return
 	}
@@ -270,6 +272,7 @@ func (th *thread) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Warn("partitions lost", "partitions", lost)
+	defer th.app.standbys.rebalanced()
 	th.abortNow = true
 	for _, id := range th.unassign(lost) {
 		th.closeTask(id, false)
