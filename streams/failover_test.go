@@ -329,3 +329,24 @@ func produceUniqueWords(t testing.TB, brokers []string, n, wordsPerLine int) map
 	}
 	return truth
 }
+
+// TestFailoverFigures measures the kill -9 failover of a word count over
+// 500,000 distinct words (a state of 500,000 keys, half of it on the
+// victim) with one standby replica and with none: the time from the kill
+// to the assignment (the session timeout), from the assignment to serving
+// the moved keys, and the records restored. RIFFLE_FAILOVER_BENCH=1 runs
+// it.
+func TestFailoverFigures(t *testing.T) {
+	if os.Getenv("RIFFLE_FAILOVER_BENCH") != "1" {
+		t.Skip("set RIFFLE_FAILOVER_BENCH=1 to measure the failover")
+	}
+	for _, standbys := range []int{1, 0} {
+		t.Run(fmt.Sprintf("standbys=%d", standbys), func(t *testing.T) {
+			forEachCluster(t, func(t *testing.T, brokers []string) {
+				r := failover(t, brokers, standbys, 100000, 5, true)
+				t.Logf("standbys=%d: kill to assignment %v, assignment to serving %v; restored %d records of the moved changelogs' %d",
+					standbys, r.detect.Round(time.Millisecond), r.serve.Round(time.Millisecond), r.restored, r.movedChangelog)
+			})
+		})
+	}
+}

@@ -27,6 +27,13 @@
 // key, and a QueryServer answers over HTTP from any instance, forwarding to
 // the owner.
 //
+// StandbyReplicas keeps warm copies of each task's persistent stores on
+// other instances: standby tasks consume the changelogs into the state
+// directory layout of an active task and checkpoint as they go, so that a
+// task moving to an instance with a standby restores (almost) nothing.
+// Every instance derives the placement from the group's membership and
+// assignment, under either protocol; StaleStores queries read standbys.
+//
 // Run creates the internal topics (repartition topics with the partition
 // count set for them or else that of the subtopology writing them,
 // compacted changelogs with that of the subtopology owning the store) and
