@@ -35,15 +35,18 @@ const (
 
 // failoverOpts are the options of both instances of the failover test: a
 // killed member is noticed after 6 s, Kafka's
-// group.min.session.timeout.ms, and the range assignor splits every topic
-// between the two instances, so that the victim runs half of the counts
-// tasks.
+// group.min.session.timeout.ms, and the victim runs half of the counts
+// tasks: the task balancer splits them (a probing rebalance a second
+// after a warm-up), and without standbys the range assignor, which
+// splits every topic.
 func failoverOpts(standbys int) []Option {
+	clientOpts := []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond)}
+	if standbys == 0 {
+		clientOpts = append(clientOpts, kgo.Balancers(kgo.RangeBalancer()))
+	}
 	return []Option{
 		ApplicationID(failoverApp), StandbyReplicas(standbys), CommitInterval(200 * time.Millisecond),
-		WithGroupProtocol(GroupProtocolClassic),
-		ClientOpts(kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond),
-			kgo.Balancers(kgo.RangeBalancer())),
+		WithGroupProtocol(GroupProtocolClassic), ProbingRebalanceInterval(time.Second), ClientOpts(clientOpts...),
 	}
 }
 
@@ -79,22 +82,16 @@ type failoverResult struct {
 }
 
 // failover runs the word count in a child process (the victim) and in
-// this process (the survivor), both with standbys replicas, writes lines
-// lines of wordsPerLine words (vocabulary words if positive, else unique
-// words), waits until everything is processed and committed and the
-// survivor's standbys have it, kills the victim with SIGKILL and measures
+// this process (the survivor), both with standbys replicas, and once the
+// group has split the tasks writes lines lines of wordsPerLine words
+// (vocabulary words, or unique ones), waits until everything is processed
+// and committed and the survivor's standbys have it, kills the victim with SIGKILL and measures
 // the survivor's takeover: the time from the kill to the group assigning
 // it the victim's tasks, and from there to its serving, without
 // StaleStores, the true count of a word of every moved task.
 func failover(t *testing.T, brokers []string, standbys, lines, wordsPerLine int, unique bool) failoverResult {
 	t.Helper()
 	adm := admin(t, brokers)
-	var truth map[string]int64
-	if unique {
-		truth = produceUniqueWords(t, brokers, lines, wordsPerLine)
-	} else {
-		truth = produceLines(t, brokers, lines, wordsPerLine)
-	}
 	victim := exec.Command(os.Args[0], "-test.run=^$")
 	victim.Env = append(os.Environ(), failoverChildEnv+"="+t.TempDir(), failoverBrokersEnv+"="+brokers[0],
 		failoverStandbysEnv+"="+strconv.Itoa(standbys))
@@ -133,13 +130,21 @@ func failover(t *testing.T, brokers []string, standbys, lines, wordsPerLine int,
 		}
 		return len(moved) > 0 && len(moved) < partitions
 	})
-	waitCommitted(t, adm, 120*time.Second)
+	// Written once the victim runs its tasks: what the survivor has of
+	// them, its standbys have applied.
+	var truth map[string]int64
+	if unique {
+		truth = produceUniqueWords(t, brokers, lines, wordsPerLine)
+	} else {
+		truth = produceLines(t, brokers, lines, wordsPerLine)
+	}
+	waitCommitted(t, adm, 300*time.Second)
 	stale, err := KeyValueStore[string, int64](app, "counts", StaleStores())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if standbys > 0 {
-		waitFor(t, "the survivor's standbys to have every count", 120*time.Second, func() bool {
+		waitFor(t, "the survivor's standbys to have every count", 300*time.Second, func() bool {
 			for w, want := range truth {
 				if n, _, err := stale.Get(w); err != nil || n != want {
 					return false

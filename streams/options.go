@@ -47,6 +47,8 @@ type config struct {
 	server          string
 	instanceID      string
 	standbys        int
+	recoveryLag     int64
+	probeInterval   time.Duration
 }
 
 func defaultConfig() config {
@@ -58,6 +60,8 @@ func defaultConfig() config {
 		replication:   -1,
 		pollTimeout:   100 * time.Millisecond,
 		closeTimeout:  30 * time.Second,
+		recoveryLag:   10000,
+		probeInterval: 10 * time.Minute,
 	}
 }
 

@@ -53,6 +53,13 @@ type standbys struct {
 	mu      sync.Mutex
 	running map[processor.TaskID]*standby
 	closed  bool
+
+	// warmups are the warm-up replicas the task balancer assigned each
+	// local thread (classic protocol), kept like standbys until probeAt,
+	// when the instance asks for a probing rebalance.
+	warmMu  sync.Mutex
+	warmups map[int][]processor.TaskID
+	probeAt time.Time
 }
 
 // standby is one standby task's goroutine.
@@ -72,7 +79,44 @@ func (sb *standby) finished() bool {
 }
 
 func newStandbys(a *App, th *thread) *standbys {
-	return &standbys{app: a, th: th, kick: make(chan struct{}, 1), running: make(map[processor.TaskID]*standby)}
+	return &standbys{app: a, th: th, kick: make(chan struct{}, 1), running: make(map[processor.TaskID]*standby),
+		warmups: make(map[int][]processor.TaskID)}
+}
+
+// setWarmups records the warm-up replicas of a thread's new assignment.
+func (s *standbys) setWarmups(thread int, ids []processor.TaskID) {
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	had := len(s.allWarmupsLocked()) > 0
+	s.warmups[thread] = ids
+	switch now := len(s.allWarmupsLocked()) > 0; {
+	case now && !had:
+		s.probeAt = time.Now().Add(s.app.cfg.probeInterval)
+	case !now:
+		s.probeAt = time.Time{}
+	}
+	s.rebalanced()
+}
+
+func (s *standbys) allWarmupsLocked() []processor.TaskID {
+	var out []processor.TaskID
+	for _, ids := range s.warmups {
+		out = append(out, ids...)
+	}
+	return out
+}
+
+// warm returns the instance's warm-up replicas, and whether it is time for
+// a probing rebalance.
+func (s *standbys) warm() (ids []processor.TaskID, probe bool) {
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	ids = s.allWarmupsLocked()
+	probe = len(ids) > 0 && !s.probeAt.IsZero() && !time.Now().Before(s.probeAt)
+	if probe {
+		s.probeAt = time.Now().Add(s.app.cfg.probeInterval)
+	}
+	return ids, probe
 }
 
 // rebalanced tells the standbys that a local thread's assignment changed.
@@ -129,6 +173,11 @@ func (s *standbys) place(ctx context.Context) error {
 	}
 	self := s.app.instanceKey()
 	hosts, known := s.app.standbyPlacement(members)
+	warmups, probe := s.warm()
+	if probe {
+		s.th.log.Info("probing rebalance", "warmups", warmups)
+		s.app.forceRebalance()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -138,7 +187,7 @@ func (s *standbys) place(ctx context.Context) error {
 		if !known[id] {
 			continue
 		}
-		want := slices.Contains(hosts[id], self) && !s.app.local.has(id)
+		want := (slices.Contains(hosts[id], self) || slices.Contains(warmups, id)) && !s.app.local.has(id)
 		sb, have := s.running[id]
 		if have && sb.finished() {
 			delete(s.running, id) // failed: start it again
@@ -152,6 +201,15 @@ func (s *standbys) place(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// forceRebalance makes the instance's first thread rejoin the group.
+func (a *App) forceRebalance() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.threads) > 0 {
+		a.threads[0].cl.ForceRebalance()
+	}
 }
 
 // standbyTasks returns the tasks that can have standbys: those of

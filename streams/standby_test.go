@@ -2,6 +2,7 @@ package streams
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -180,4 +181,165 @@ func TestStandbyPlacement(t *testing.T) {
 			t.Fatalf("stateless task %s got standbys", id)
 		}
 	}
+}
+
+// TestWarmupBeforeMove starts a second instance next to one that holds
+// all the state (classic protocol, the task balancer): the newcomer gets
+// its share of the stateless tasks at once, but its counts tasks stay on
+// the caught-up instance while it warms them up, and move to it only at a
+// probing rebalance, once it is within AcceptableRecoveryLag: it restores
+// almost nothing of the changelog.
+func TestWarmupBeforeMove(t *testing.T) {
+	t.Parallel()
+	forEachCluster(t, func(t *testing.T, brokers []string) {
+		opts := []Option{StandbyReplicas(1), WithGroupProtocol(GroupProtocolClassic),
+			AcceptableRecoveryLag(100), ProbingRebalanceInterval(2 * time.Second)}
+		a := startApp(t, brokers, t.TempDir(), append(opts, ApplicationServer("a:1"))...)
+		truth := produceUniqueWords(t, brokers, 20000, 1)
+		latest(t, brokers, outputTopic, 120*time.Second, atLeast(truth))
+		waitFor(t, "the first instance to run every task", 30*time.Second, func() bool {
+			return a.app.Metrics().Tasks == 2*partitions
+		})
+		b := startApp(t, brokers, t.TempDir(), append(opts, ApplicationServer("b:1"))...)
+		waitFor(t, "the newcomer to get tasks", 60*time.Second, func() bool { return b.app.Metrics().Tasks > 0 })
+		if n := countsTasks(b.app, false); n != 0 {
+			t.Fatalf("the newcomer runs %d counts tasks before it caught up", n)
+		}
+		waitFor(t, "the newcomer to take counts tasks over after warming up", 90*time.Second, func() bool {
+			return countsTasks(b.app, false) == partitions/2 && countsTasks(a.app, false) == partitions/2
+		})
+		restored := b.app.Metrics().RecordsRestored
+		t.Logf("the newcomer restored %d records of a changelog of %d; its standbys and warm-ups applied %d",
+			restored, len(truth), b.app.Metrics().StandbyRecords)
+		if restored*10 > int64(len(truth)) {
+			t.Fatalf("the newcomer restored %d records of %d: it took its tasks before it was warm", restored, len(truth))
+		}
+		for _, r := range []*runningApp{a, b} {
+			counts, err := KeyValueStore[string, int64](r.app, "counts")
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitRunning(t, counts)
+		}
+		for w := range truth {
+			if n, err := queryCount(t, []*runningApp{a, b}, w); err != nil || n != 1 {
+				t.Fatalf("%q: count %d, %v", w, n, err)
+			}
+		}
+	})
+}
+
+// waitRunning waits until a query of every key of the local tasks
+// succeeds: no task of the instance is restoring.
+func waitRunning(t *testing.T, counts interface{ Get(string) (int64, bool, error) }) {
+	t.Helper()
+	waitFor(t, "the tasks to run", 30*time.Second, func() bool {
+		_, _, err := counts.Get("u0")
+		return err == nil || errors.Is(err, ErrNotLocal)
+	})
+}
+
+// TestTakeoverGoesToStandby runs three instances with one standby replica
+// and a small AcceptableRecoveryLag, and crashes the one running the most
+// counts tasks: the task balancer gives each of its counts tasks to the
+// instance that kept its standby, which restores (almost) nothing.
+func TestTakeoverGoesToStandby(t *testing.T) {
+	t.Parallel()
+	forEachCluster(t, func(t *testing.T, brokers []string) {
+		opts := []Option{StandbyReplicas(1), WithGroupProtocol(GroupProtocolClassic),
+			AcceptableRecoveryLag(10), ProbingRebalanceInterval(time.Second)}
+		var apps []*runningApp
+		for _, server := range []string{"a:1", "b:1", "c:1"} {
+			apps = append(apps, startApp(t, brokers, t.TempDir(), append(opts, ApplicationServer(server))...))
+		}
+		waitFor(t, "every instance to run tasks", 60*time.Second, func() bool {
+			var total int64
+			for _, r := range apps {
+				if r.app.Metrics().Tasks == 0 {
+					return false
+				}
+				total += r.app.Metrics().Tasks
+			}
+			return total == 2*partitions
+		})
+		truth := produceLines(t, brokers, 4000, 5)
+		latest(t, brokers, outputTopic, 60*time.Second, atLeast(truth))
+		waitFor(t, "every counts task to have a standby", 60*time.Second, func() bool {
+			standbys := 0
+			for _, r := range apps {
+				standbys += countsTasks(r.app, true)
+			}
+			return standbys == partitions
+		})
+		// Where each counts task's standby is, and the victim: the
+		// instance with the most counts tasks.
+		sub, err := apps[0].app.subOfStore("counts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		standbyOf := make(map[int32]int)
+		victim := 0
+		for i, r := range apps {
+			r.app.local.mu.RLock()
+			for id := range r.app.local.standby {
+				if id.Subtopology == sub {
+					standbyOf[id.Partition] = i
+				}
+			}
+			r.app.local.mu.RUnlock()
+			if countsTasks(r.app, false) > countsTasks(apps[victim].app, false) {
+				victim = i
+			}
+		}
+		var moved []int32
+		apps[victim].app.local.mu.RLock()
+		for id := range apps[victim].app.local.running {
+			if id.Subtopology == sub {
+				moved = append(moved, id.Partition)
+			}
+		}
+		apps[victim].app.local.mu.RUnlock()
+		// Let the standbys catch up with the last commit's writes.
+		for _, r := range apps {
+			if r == apps[victim] {
+				continue
+			}
+			stale, err := KeyValueStore[string, int64](r.app, "counts", StaleStores())
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the standbys to have the counts", 60*time.Second, func() bool {
+				for w, want := range truth {
+					if n, _, err := stale.Get(w); err == nil && n < want {
+						return false
+					}
+				}
+				return true
+			})
+		}
+		restoredBefore := make([]int64, len(apps))
+		for i, r := range apps {
+			restoredBefore[i] = r.app.Metrics().RecordsRestored
+		}
+		apps[victim].crash(t)
+		for _, p := range moved {
+			heir := apps[standbyOf[p]]
+			waitFor(t, fmt.Sprintf("counts task %d to run on its standby's instance", p), 90*time.Second, func() bool {
+				heir.app.local.mu.RLock()
+				defer heir.app.local.mu.RUnlock()
+				_, ok := heir.app.local.running[processor.TaskID{Subtopology: sub, Partition: p}]
+				return ok
+			})
+		}
+		var restored int64
+		for i, r := range apps {
+			if i != victim {
+				restored += r.app.Metrics().RecordsRestored - restoredBefore[i]
+			}
+		}
+		t.Logf("counts tasks %v of the crashed instance moved to their standbys' instances, restoring %d records", moved, restored)
+		if restored > 100 {
+			t.Fatalf("the takeover restored %d records", restored)
+		}
+	})
 }

@@ -144,6 +144,10 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("streams: CloseTimeout(%v) must be positive", cfg.closeTimeout)
 	case cfg.standbys < 0:
 		return nil, fmt.Errorf("streams: StandbyReplicas(%d) must not be negative", cfg.standbys)
+	case cfg.recoveryLag < 0:
+		return nil, fmt.Errorf("streams: AcceptableRecoveryLag(%d) must not be negative", cfg.recoveryLag)
+	case cfg.probeInterval <= 0:
+		return nil, fmt.Errorf("streams: ProbingRebalanceInterval(%v) must be positive", cfg.probeInterval)
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}

@@ -92,6 +92,8 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	}
 	if nextGen {
 		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()))
+	} else if a.cfg.standbys > 0 {
+		opts = append(opts, kgo.Balancers(&taskBalancer{th: th}))
 	} else if coPartitioned(a.subs) {
 		// Only the range assignor keeps co-partitioned topics together.
 		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
