@@ -231,7 +231,9 @@ func TestWarmupBeforeMove(t *testing.T) {
 
 // waitRunning waits until a query of every key of the local tasks
 // succeeds: no task of the instance is restoring.
-func waitRunning(t *testing.T, counts interface{ Get(string) (int64, bool, error) }) {
+func waitRunning(t *testing.T, counts interface {
+	Get(string) (int64, bool, error)
+}) {
 	t.Helper()
 	waitFor(t, "the tasks to run", 30*time.Second, func() bool {
 		_, _, err := counts.Get("u0")
