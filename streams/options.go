@@ -207,6 +207,7 @@ func StaticMembership(id string) Option { return func(c *config) { c.instanceID 
 // StandbyReplicas sets how many standby replicas each stateful task has:
 // other instances keep a warm copy of the task's persistent stores from
 // its changelogs, so that the instance taking the task over restores
-// almost nothing (see the package doc). Default: 0 (Kafka Streams'
-// num.standby.replicas).
+// almost nothing (see the package doc). Under the classic protocol it
+// also selects the lag-aware task balancer (see AcceptableRecoveryLag).
+// Default: 0 (Kafka Streams' num.standby.replicas).
 func StandbyReplicas(n int) Option { return func(c *config) { c.standbys = n } }
