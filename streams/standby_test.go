@@ -329,3 +329,21 @@ func TestTakeoverGoesToStandby(t *testing.T) {
 		}
 	})
 }
+
+// TestStandbyMixedGroup runs an instance with standbys (offering the task
+// balancer first) next to one without, as in a rolling upgrade: the group
+// agrees on the balancer both offer, shares the tasks and counts right.
+func TestStandbyMixedGroup(t *testing.T) {
+	t.Parallel()
+	brokers := kfakeCluster(t)
+	a := startApp(t, brokers, t.TempDir(), StandbyReplicas(1), WithGroupProtocol(GroupProtocolClassic))
+	b := startApp(t, brokers, t.TempDir(), WithGroupProtocol(GroupProtocolClassic))
+	waitFor(t, "both instances to run tasks", 60*time.Second, func() bool {
+		return a.app.Metrics().Tasks > 0 && b.app.Metrics().Tasks > 0
+	})
+	truth := produceLines(t, brokers, 2000, 5)
+	got := latest(t, brokers, outputTopic, 60*time.Second, atLeast(truth))
+	if d := diff(truth, got); d != "" {
+		t.Fatalf("counts differ from the truth: %s", d)
+	}
+}

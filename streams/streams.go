@@ -33,6 +33,10 @@
 // task moving to an instance with a standby restores (almost) nothing.
 // Every instance derives the placement from the group's membership and
 // assignment, under either protocol; StaleStores queries read standbys.
+// Under the classic protocol such an application assigns its tasks with
+// a lag-aware balancer of its own (KIP-441): a stateful task moves only to
+// an instance within AcceptableRecoveryLag of its changelog's end, which
+// otherwise warms it up until a probing rebalance.
 //
 // Run creates the internal topics (repartition topics with the partition
 // count set for them or else that of the subtopology writing them,

@@ -92,13 +92,20 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	}
 	if nextGen {
 		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()))
-	} else if a.cfg.standbys > 0 {
-		opts = append(opts, kgo.Balancers(&taskBalancer{th: th}))
-	} else if coPartitioned(a.subs) {
-		// Only the range assignor keeps co-partitioned topics together.
-		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
 	} else {
-		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+		// Only the range assignor keeps co-partitioned topics together.
+		balancer := kgo.CooperativeStickyBalancer()
+		if coPartitioned(a.subs) {
+			balancer = kgo.RangeBalancer()
+		}
+		if a.cfg.standbys > 0 {
+			// The task balancer first; the other as a second choice, which
+			// the group agrees on while some members (a rolling upgrade)
+			// do not offer the task balancer.
+			opts = append(opts, kgo.Balancers(&taskBalancer{th: th}, balancer))
+		} else {
+			opts = append(opts, kgo.Balancers(balancer))
+		}
 	}
 	th.opts = append(opts, a.cfg.clientOpts...)
 	if err := th.connect(); err != nil {
