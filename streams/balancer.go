@@ -48,7 +48,11 @@ const taskBalancerProtocol = "riffle-streams"
 // instance gets it as a warm-up replica, named in its assignment's user
 // data, until a probing rebalance. The balancer is cooperative: a task
 // moving between members is first revoked from its owner.
-type taskBalancer struct{ th *thread }
+type taskBalancer struct {
+	th *thread
+	// ends, when set, replaces App.changelogEnds (tests).
+	ends func([]processor.TaskID) map[processor.TaskID]int64
+}
 
 // subscription is the user data of a member's subscription.
 type subscription struct {
@@ -193,7 +197,11 @@ func (b *taskBalancer) Balance(cb *kgo.ConsumerBalancer, topics map[string]int32
 			}
 		}
 	}
-	ends := a.changelogEnds(tasks)
+	listEnds := a.changelogEnds
+	if b.ends != nil {
+		listEnds = b.ends
+	}
+	ends := listEnds(tasks)
 	stateful := func(id processor.TaskID) bool { _, ok := ends[id]; return ok }
 	lag := func(in *balancedInstance, id processor.TaskID) int64 {
 		if pm := prevMember[id]; pm != nil && pm.instance == in.key {
@@ -219,14 +227,20 @@ func (b *taskBalancer) Balance(cb *kgo.ConsumerBalancer, topics map[string]int32
 	for _, id := range tasks {
 		kinds[kindOf(id)]++
 	}
+	// An instance keeps up to its share rounded down (floor) and takes up
+	// to its share rounded up (room): the remainders go round, and a
+	// newcomer is never left without tasks while others keep theirs.
+	floor := func(in *balancedInstance, k int) bool {
+		return in.kind[k] < kinds[k]*len(in.members)/threads
+	}
 	room := func(in *balancedInstance, k int) bool {
 		return in.kind[k] < (kinds[k]*len(in.members)+threads-1)/threads
 	}
+	load := func(in *balancedInstance, k int) float64 { return float64(in.kind[k]) / float64(len(in.members)) }
 	leastLoaded := func(k int, ok func(*balancedInstance) bool) *balancedInstance {
 		var best *balancedInstance
-		load := func(in *balancedInstance) float64 { return float64(in.kind[k]) / float64(len(in.members)) }
 		for _, in := range instances {
-			if ok(in) && (best == nil || load(in) < load(best)) {
+			if ok(in) && (best == nil || load(in, k) < load(best, k)) {
 				best = in
 			}
 		}
@@ -239,13 +253,13 @@ func (b *taskBalancer) Balance(cb *kgo.ConsumerBalancer, topics map[string]int32
 		in.kind[kindOf(id)]++
 	}
 	for k := range kinds {
-		// Sticky first: a task stays on its instance while it has room.
+		// Sticky first: a task stays on its instance up to its floor.
 		var moving []processor.TaskID
 		for _, id := range tasks {
 			if kindOf(id) != k {
 				continue
 			}
-			if pm := prevMember[id]; pm != nil && room(byKey[pm.instance], k) {
+			if pm := prevMember[id]; pm != nil && floor(byKey[pm.instance], k) {
 				assign(id, byKey[pm.instance])
 				continue
 			}
@@ -253,8 +267,14 @@ func (b *taskBalancer) Balance(cb *kgo.ConsumerBalancer, topics map[string]int32
 		}
 		for _, id := range moving {
 			// To a caught-up instance with room if there is one (the
-			// standby's, when the owner died), else to the least loaded.
+			// standby's, when the owner died), the least loaded, its
+			// owner among equals; else to the least loaded.
 			target := leastLoaded(k, func(in *balancedInstance) bool { return room(in, k) && (k == 0 || caughtUp(in, id)) })
+			if pm := prevMember[id]; pm != nil && target != nil {
+				if prev := byKey[pm.instance]; prev != target && room(prev, k) && load(prev, k) <= load(target, k) {
+					target = prev
+				}
+			}
 			if target == nil {
 				target = leastLoaded(k, func(in *balancedInstance) bool { return room(in, k) })
 			}

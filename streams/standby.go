@@ -106,6 +106,17 @@ func (s *standbys) allWarmupsLocked() []processor.TaskID {
 	return out
 }
 
+// untilProbe returns how long until the next probing rebalance, -1 if
+// none is due.
+func (s *standbys) untilProbe() time.Duration {
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	if s.probeAt.IsZero() {
+		return -1
+	}
+	return max(time.Until(s.probeAt), 0)
+}
+
 // warm returns the instance's warm-up replicas, and whether it is time for
 // a probing rebalance.
 func (s *standbys) warm() (ids []processor.TaskID, probe bool) {
@@ -158,6 +169,9 @@ func (s *standbys) run(ctx context.Context) {
 		next := standbyRefresh
 		if followUp {
 			next, followUp = time.Second, false
+		}
+		if until := s.untilProbe(); until >= 0 && until < next {
+			next = until
 		}
 		timer.Reset(next)
 	}

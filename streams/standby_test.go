@@ -184,7 +184,7 @@ func TestStandbyPlacement(t *testing.T) {
 }
 
 // TestWarmupBeforeMove starts a second instance next to one that holds
-// all the state (classic protocol, the task balancer): the newcomer gets
+// all the state (10,000 keys) (classic protocol, the task balancer): the newcomer gets
 // its share of the stateless tasks at once, but its counts tasks stay on
 // the caught-up instance while it warms them up, and move to it only at a
 // probing rebalance, once it is within AcceptableRecoveryLag: it restores
@@ -195,7 +195,7 @@ func TestWarmupBeforeMove(t *testing.T) {
 		opts := []Option{StandbyReplicas(1), WithGroupProtocol(GroupProtocolClassic),
 			AcceptableRecoveryLag(100), ProbingRebalanceInterval(2 * time.Second)}
 		a := startApp(t, brokers, t.TempDir(), append(opts, ApplicationServer("a:1"))...)
-		truth := produceUniqueWords(t, brokers, 20000, 1)
+		truth := produceUniqueWords(t, brokers, 10000, 1)
 		latest(t, brokers, outputTopic, 120*time.Second, atLeast(truth))
 		waitFor(t, "the first instance to run every task", 30*time.Second, func() bool {
 			return a.app.Metrics().Tasks == 2*partitions
