@@ -17,7 +17,7 @@ import (
 func init() { clusters["kafka"] = kafkaCluster }
 
 func TestMain(m *testing.M) {
-	if runEOSChild() {
+	if runEOSChild() || runFailoverChild() {
 		return
 	}
 	code := m.Run()

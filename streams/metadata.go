@@ -3,6 +3,8 @@ package streams
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -50,6 +52,10 @@ type KeyMetadata struct {
 	Server string
 	// Local reports whether this instance runs the task.
 	Local bool
+	// Standbys are the ApplicationServers of the instances placed to keep
+	// standby replicas of the task (see StandbyReplicas), which a query
+	// with StaleStores may read; a standby may still be catching up.
+	Standbys []string
 }
 
 // PartitionError is the error of a query for a key whose partition this
@@ -66,24 +72,49 @@ func (e *PartitionError) Error() string {
 
 func (e *PartitionError) Unwrap() error { return e.Err }
 
-// clientID is the client.id of a thread, carrying the ApplicationServer.
-func (c *config) clientID(thread int) string {
-	id := fmt.Sprintf("%s-thread-%d", c.appID, thread)
-	if c.server != "" {
-		id += "@" + c.server
+// clientID is the client.id of a thread, carrying the instance's key and
+// ApplicationServer: "<application id>-thread-<n>-<instance>@<server>".
+func (a *App) clientID(thread int) string {
+	id := fmt.Sprintf("%s-thread-%d-%s", a.cfg.appID, thread, a.instanceKey())
+	if a.cfg.server != "" {
+		id += "@" + a.cfg.server
 	}
 	return id
 }
 
-// serverOf returns the ApplicationServer in a member's client.id, and
-// whether the member is a thread of this application.
-func (c *config) serverOf(clientID string) (string, bool) {
+// instanceKey names this instance (process) among the group's members, for
+// the placement of standby replicas: a digest of the StaticMembership id,
+// stable across restarts, or else the process id.
+func (a *App) instanceKey() string {
+	if a.cfg.instanceID != "" {
+		sum := sha256.Sum256([]byte(a.cfg.instanceID))
+		return "s" + hex.EncodeToString(sum[:8])
+	}
+	return strings.ReplaceAll(a.processID, "-", "")
+}
+
+// parseClientID returns the instance key and ApplicationServer in a
+// member's client.id, and whether the member is a thread of this
+// application.
+func (c *config) parseClientID(clientID string) (instance, server string, ok bool) {
 	rest, ok := strings.CutPrefix(clientID, c.appID+"-thread-")
 	if !ok {
-		return "", false
+		return "", "", false
 	}
-	_, server, _ := strings.Cut(rest, "@")
-	return server, true
+	rest, server, _ = strings.Cut(rest, "@")
+	_, instance, _ = strings.Cut(rest, "-")
+	if instance == "" {
+		instance = rest // no key: each thread counts as an instance
+	}
+	return instance, server, true
+}
+
+// member is one instance of the application as the group describes it:
+// its threads merged.
+type member struct {
+	instance   string // its instance key
+	server     string
+	partitions map[string][]int32 // assigned input partitions, sorted
 }
 
 // AllInstances describes the application's consumer group and returns its
@@ -91,20 +122,49 @@ func (c *config) serverOf(clientID string) (string, bool) {
 // metadataForAllStreamsClients). Instances without an ApplicationServer
 // are merged into one entry with an empty Server.
 func (a *App) AllInstances(ctx context.Context) ([]Instance, error) {
+	members, err := a.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byServer := make(map[string]map[string][]int32)
+	for _, m := range members {
+		if byServer[m.server] == nil {
+			byServer[m.server] = make(map[string][]int32)
+		}
+		for topic, ps := range m.partitions {
+			byServer[m.server][topic] = append(byServer[m.server][topic], ps...)
+		}
+	}
+	var out []Instance
+	for _, server := range slices.Sorted(maps.Keys(byServer)) {
+		parts := byServer[server]
+		for _, ps := range parts {
+			slices.Sort(ps)
+		}
+		out = append(out, Instance{Server: server, Partitions: parts})
+	}
+	return out, nil
+}
+
+// members describes the application's consumer group and returns its
+// instances, sorted by instance key.
+func (a *App) members(ctx context.Context) ([]member, error) {
 	cl, adm, nextGen := a.local.admin()
 	if adm == nil {
 		return nil, errors.New("streams: AllInstances: the application is not running")
 	}
-	byServer := make(map[string]map[string][]int32)
+	byInstance := make(map[string]*member)
 	add := func(clientID string, assigned func(func(topic string, p int32))) {
-		server, ok := a.cfg.serverOf(clientID)
+		instance, server, ok := a.cfg.parseClientID(clientID)
 		if !ok {
 			return
 		}
-		if byServer[server] == nil {
-			byServer[server] = make(map[string][]int32)
+		m := byInstance[instance]
+		if m == nil {
+			m = &member{instance: instance, server: server, partitions: make(map[string][]int32)}
+			byInstance[instance] = m
 		}
-		assigned(func(topic string, p int32) { byServer[server][topic] = append(byServer[server][topic], p) })
+		assigned(func(topic string, p int32) { m.partitions[topic] = append(m.partitions[topic], p) })
 	}
 	if nextGen {
 		// Described with kmsg rather than kadm: a broker may name the
@@ -158,13 +218,13 @@ func (a *App) AllInstances(ctx context.Context) ([]Instance, error) {
 			})
 		}
 	}
-	var out []Instance
-	for _, server := range slices.Sorted(maps.Keys(byServer)) {
-		parts := byServer[server]
-		for _, ps := range parts {
+	out := make([]member, 0, len(byInstance))
+	for _, key := range slices.Sorted(maps.Keys(byInstance)) {
+		m := byInstance[key]
+		for _, ps := range m.partitions {
 			slices.Sort(ps)
 		}
-		out = append(out, Instance{Server: server, Partitions: parts})
+		out = append(out, *m)
 	}
 	return out, nil
 }
@@ -205,8 +265,8 @@ func (a *App) hosts(in Instance, id processor.TaskID) bool {
 }
 
 // QueryMetadataForKey returns where key of a key-value store lives: its
-// partition, and the instance assigned it (Kafka Streams'
-// queryMetadataForKey). K and V must be the store's key and value types.
+// partition, the instance assigned it and those keeping standbys of it
+// (Kafka Streams' queryMetadataForKey). K and V must be the store's key and value types.
 func QueryMetadataForKey[K, V any](ctx context.Context, a *App, store string, key K) (KeyMetadata, error) {
 	entry, ok := a.graph.Stores[store]
 	sub, err := a.subOfStore(store)
@@ -229,14 +289,17 @@ func QueryMetadataForKey[K, V any](ctx context.Context, a *App, store string, ke
 	id := processor.TaskID{Subtopology: sub, Partition: md.Partition}
 	_, lerr := a.local.lookup(id, store)
 	md.Local = lerr == nil
-	all, err := a.AllInstances(ctx)
+	members, err := a.members(ctx)
 	if err != nil {
 		return md, err
 	}
-	for _, in := range all {
-		if a.hosts(in, id) {
-			md.Server = in.Server
+	for _, m := range members {
+		if a.hosts(Instance{Server: m.server, Partitions: m.partitions}, id) {
+			md.Server = m.server
 		}
+	}
+	if a.cfg.standbys > 0 {
+		md.Standbys = a.standbyServers(members, id)
 	}
 	if md.Local && md.Server == "" {
 		md.Server = a.cfg.server

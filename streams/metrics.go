@@ -27,6 +27,10 @@ type metrics struct {
 	commits  atomic.Int64
 	restored atomic.Int64
 	tasks    atomic.Int64
+	// standbys counts the standby tasks running, standbyRecords the
+	// changelog records they applied.
+	standbys       atomic.Int64
+	standbyRecords atomic.Int64
 
 	process *prometheus.HistogramVec // {task}
 	commit  prometheus.Histogram
@@ -194,7 +198,7 @@ func (m *metrics) producedTotal() int64 {
 // countDescs describe the series countCollector makes.
 type countDescs struct {
 	processed, dropped, produced, commits, restored, tasks, lag, restoring *prometheus.Desc
-	nodeRecords, punctuations                                              *prometheus.Desc
+	nodeRecords, punctuations, standbys, standbyRecords                    *prometheus.Desc
 }
 
 func newCountDescs(app prometheus.Labels) countDescs {
@@ -212,7 +216,9 @@ func newCountDescs(app prometheus.Labels) countDescs {
 		restoring: d("riffle_streams_restore_remaining_records", "Changelog records a store of the task has left to replay; 0 once restored.", "task", "store"),
 		nodeRecords: d("riffle_streams_processor_records_total", "Records a node of the task's topology received (sources: records read; processors and sinks: records forwarded to them).",
 			"task", "processor"),
-		punctuations: d("riffle_streams_punctuations_total", "Punctuators of the task that fired.", "task"),
+		punctuations:   d("riffle_streams_punctuations_total", "Punctuators of the task that fired.", "task"),
+		standbys:       d("riffle_streams_standby_tasks", "Standby tasks running in this instance."),
+		standbyRecords: d("riffle_streams_standby_records_total", "Changelog records standby tasks applied to their stores."),
 	}
 }
 
@@ -225,7 +231,7 @@ type countCollector struct {
 func (c *countCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.descs
 	for _, desc := range []*prometheus.Desc{d.processed, d.dropped, d.produced, d.commits, d.restored, d.tasks, d.lag, d.restoring,
-		d.nodeRecords, d.punctuations} {
+		d.nodeRecords, d.punctuations, d.standbys, d.standbyRecords} {
 		ch <- desc
 	}
 }
@@ -241,6 +247,8 @@ func (c *countCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.commits, m.commits.Load())
 	counter(d.restored, m.restored.Load())
 	gauge(d.tasks, m.tasks.Load())
+	gauge(d.standbys, m.standbys.Load())
+	counter(d.standbyRecords, m.standbyRecords.Load())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	counter(d.produced, m.producedTotal())
@@ -280,14 +288,19 @@ type Metrics struct {
 	RecordsProduced int64
 	// Commits counts successful offset commits.
 	Commits int64
-	// RecordsRestored counts changelog records replayed into stores.
+	// RecordsRestored counts changelog records replayed into stores by
+	// restores of active tasks.
 	RecordsRestored int64
+	// StandbyRecords counts changelog records standby tasks applied.
+	StandbyRecords int64
 	// RecordsDropped counts the records windowed operations dropped: late
 	// for their window, or with a null key or value or a negative
 	// timestamp (Kafka Streams' dropped-records).
 	RecordsDropped int64
 	// Tasks is the number of tasks currently running.
 	Tasks int64
+	// StandbyTasks is the number of standby tasks currently running.
+	StandbyTasks int64
 	// Lag is, per input topic and partition the instance owns, the number
 	// of records behind the high watermark at the last fetch.
 	Lag map[string]map[int32]int64
@@ -311,6 +324,8 @@ func (a *App) Metrics() Metrics {
 		Commits:         m.commits.Load(),
 		RecordsRestored: m.restored.Load(),
 		Tasks:           m.tasks.Load(),
+		StandbyRecords:  m.standbyRecords.Load(),
+		StandbyTasks:    m.standbys.Load(),
 		Lag:             make(map[string]map[int32]int64),
 	}
 	m.mu.Lock()
@@ -345,6 +360,8 @@ func (a *App) Metrics() Metrics {
 //	riffle_streams_records_restored_total
 //	riffle_streams_restore_remaining_records{task,store}
 //	riffle_streams_tasks
+//	riffle_streams_standby_tasks
+//	riffle_streams_standby_records_total
 //
 // A task's series stay once it moves to another instance, as counters
 // must; they are bounded by the topology's tasks.

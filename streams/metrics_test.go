@@ -74,6 +74,8 @@ func TestMetricsOfARunningApp(t *testing.T) {
 		"riffle_streams_tasks":                     {"application_id"},
 		"riffle_streams_processor_records_total":   {"application_id", "task", "processor"},
 		"riffle_streams_punctuations_total":        {"application_id", "task"},
+		"riffle_streams_standby_tasks":             {"application_id"},
+		"riffle_streams_standby_records_total":     {"application_id"},
 	} {
 		fam := first[name]
 		if fam == nil || len(fam.GetMetric()) == 0 {
@@ -109,7 +111,8 @@ func TestMetricsOfARunningApp(t *testing.T) {
 	if got := seriesValue(first["riffle_streams_tasks"]); got != 8 {
 		t.Errorf("riffle_streams_tasks = %v, want 8 (2 subtopologies of 4 partitions)", got)
 	}
-	for _, name := range []string{"riffle_streams_dropped_records_total", "riffle_streams_restore_remaining_records", "riffle_streams_consumer_lag"} {
+	for _, name := range []string{"riffle_streams_dropped_records_total", "riffle_streams_restore_remaining_records", "riffle_streams_consumer_lag",
+		"riffle_streams_standby_tasks", "riffle_streams_standby_records_total"} {
 		if v := seriesValue(first[name]); v != 0 {
 			t.Errorf("%s = %v, want 0", name, v)
 		}
@@ -130,8 +133,8 @@ func TestMetricsOfARunningApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fams) != 13 {
-		t.Errorf("MetricsRegisterer's registry holds %d families, want the 13 riffle_streams ones", len(fams))
+	if len(fams) != 15 {
+		t.Errorf("MetricsRegisterer's registry holds %d families, want the 15 riffle_streams ones", len(fams))
 	}
 
 	produceLines(t, brokers, 500, 5)

@@ -46,6 +46,9 @@ type config struct {
 	restoreListener RestoreListener
 	server          string
 	instanceID      string
+	standbys        int
+	recoveryLag     int64
+	probeInterval   time.Duration
 }
 
 func defaultConfig() config {
@@ -57,6 +60,8 @@ func defaultConfig() config {
 		replication:   -1,
 		pollTimeout:   100 * time.Millisecond,
 		closeTimeout:  30 * time.Second,
+		recoveryLag:   10000,
+		probeInterval: 10 * time.Minute,
 	}
 }
 
@@ -198,3 +203,11 @@ func CloseTimeout(d time.Duration) Option { return func(c *config) { c.closeTime
 // dynamic members (Kafka Streams passes the consumer's group.instance.id
 // the same way, with a thread suffix).
 func StaticMembership(id string) Option { return func(c *config) { c.instanceID = id } }
+
+// StandbyReplicas sets how many standby replicas each stateful task has:
+// other instances keep a warm copy of the task's persistent stores from
+// its changelogs, so that the instance taking the task over restores
+// almost nothing (see the package doc). Under the classic protocol it
+// also selects the lag-aware task balancer (see AcceptableRecoveryLag).
+// Default: 0 (Kafka Streams' num.standby.replicas).
+func StandbyReplicas(n int) Option { return func(c *config) { c.standbys = n } }

@@ -33,7 +33,8 @@ var (
 
 // KeyValueStore returns read-only, typed access to a key-value store over
 // every task of this instance (Kafka Streams' interactive queries). K and V
-// must be the store's key and value types.
+// must be the store's key and value types. StaleStores lets it read the
+// instance's standby replicas too.
 //
 // Get finds the key's partition as the runtime's partitioner does (murmur2
 // of the serialized key, as Kafka's default partitioner and Kafka Streams'
@@ -58,7 +59,7 @@ var (
 // read each value as they reach it (state.MemoryStore). On a timestamped
 // store (a table's or an aggregation's) V is the value type without the
 // timestamp; TimestampedKeyValueStore reads the timestamps too.
-func KeyValueStore[K, V any](a *App, store string) (state.KeyValueStore[K, V], error) {
+func KeyValueStore[K, V any](a *App, store string, opts ...QueryOption) (state.KeyValueStore[K, V], error) {
 	entry, ok := a.graph.Stores[store]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownStore, store)
@@ -67,7 +68,11 @@ func KeyValueStore[K, V any](a *App, store string) (state.KeyValueStore[K, V], e
 	if err != nil {
 		return nil, err
 	}
-	raw := &queriedStore{app: a, name: store, sub: sub}
+	var qc queryConfig
+	for _, o := range opts {
+		o(&qc)
+	}
+	raw := &queriedStore{app: a, name: store, sub: sub, stale: qc.stale}
 	kv, ok := entry.Builder.Build(raw, state.ChangelogTopic(a.cfg.appID, store)).(state.KeyValueStore[K, V])
 	if !ok {
 		return nil, fmt.Errorf("%w: %q is not a KeyValueStore[%T, %T]", ErrUnknownStore, store, *new(K), *new(V))
@@ -86,6 +91,8 @@ type localTasks struct {
 	admCl      *kgo.Client
 	adm        *kadm.Client
 	nextGen    bool
+
+	standby map[processor.TaskID]*task // standby tasks, for stale queries
 }
 
 func (l *localTasks) setRestoring(id processor.TaskID, restoring bool) {
@@ -165,9 +172,10 @@ func partitionOf(key []byte, n int32) int32 {
 // queriedStore is the RawStore under a queried typed store: it routes
 // reads to the engines of the local tasks and refuses writes.
 type queriedStore struct {
-	app  *App
-	name string
-	sub  int
+	app   *App
+	name  string
+	sub   int
+	stale bool // StaleStores: standbys too
 }
 
 func (q *queriedStore) Name() string { return q.name }
@@ -188,7 +196,11 @@ func (q *queriedStore) Get(key []byte) ([]byte, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("%w: store %s: the application is not running", ErrNotLocal, q.name)
 	}
-	tk, err := q.app.local.lookup(processor.TaskID{Subtopology: q.sub, Partition: partitionOf(key, n)}, q.name)
+	id := processor.TaskID{Subtopology: q.sub, Partition: partitionOf(key, n)}
+	tk, err := q.app.local.lookup(id, q.name)
+	if err != nil && q.stale {
+		tk, err = q.app.local.standbyOf(id, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +226,7 @@ func (q *queriedStore) Scan(from, to []byte, yield func(key, value []byte) bool)
 	var cursors []*cursor
 	var errs []error
 	var errMu sync.Mutex
-	for _, tk := range q.app.local.runningOf(q.sub) {
+	for _, tk := range q.app.local.readable(q.sub, q.stale) {
 		seq := func(y func([2][]byte) bool) {
 			err := q.read(tk, func(e state.RawStore) error {
 				return e.Scan(from, to, func(k, v []byte) bool { return y([2][]byte{k, v}) })
@@ -259,7 +271,7 @@ func (q *queriedStore) Scan(from, to []byte, yield func(key, value []byte) bool)
 
 func (q *queriedStore) ApproximateNumEntries() (int64, error) {
 	var total int64
-	for _, tk := range q.app.local.runningOf(q.sub) {
+	for _, tk := range q.app.local.readable(q.sub, q.stale) {
 		err := q.read(tk, func(e state.RawStore) error {
 			n, err := e.ApproximateNumEntries()
 			total += n

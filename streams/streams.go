@@ -27,6 +27,17 @@
 // key, and a QueryServer answers over HTTP from any instance, forwarding to
 // the owner.
 //
+// StandbyReplicas keeps warm copies of each task's persistent stores on
+// other instances: standby tasks consume the changelogs into the state
+// directory layout of an active task and checkpoint as they go, so that a
+// task moving to an instance with a standby restores (almost) nothing.
+// Every instance derives the placement from the group's membership and
+// assignment, under either protocol; StaleStores queries read standbys.
+// Under the classic protocol such an application assigns its tasks with
+// a lag-aware balancer of its own (KIP-441): a stateful task moves only to
+// an instance within AcceptableRecoveryLag of its changelog's end, which
+// otherwise warms it up until a probing rebalance.
+//
 // Run creates the internal topics (repartition topics with the partition
 // count set for them or else that of the subtopology writing them,
 // compacted changelogs with that of the subtopology owning the store) and
@@ -77,6 +88,7 @@ type App struct {
 	globals  *globals // set by Run before the threads start
 	taskDirs taskDirs
 	local    localTasks
+	standbys *standbys // set by Run when StandbyReplicas is positive
 	// processID names this instance in transactional ids, new at each New
 	// (Kafka Streams' process id).
 	processID string
@@ -134,6 +146,12 @@ func New(top *topology.Topology, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("streams: CommitInterval(%v) must be positive", cfg.commitInterval)
 	case cfg.closeTimeout <= 0:
 		return nil, fmt.Errorf("streams: CloseTimeout(%v) must be positive", cfg.closeTimeout)
+	case cfg.standbys < 0:
+		return nil, fmt.Errorf("streams: StandbyReplicas(%d) must not be negative", cfg.standbys)
+	case cfg.recoveryLag < 0:
+		return nil, fmt.Errorf("streams: AcceptableRecoveryLag(%d) must not be negative", cfg.recoveryLag)
+	case cfg.probeInterval <= 0:
+		return nil, fmt.Errorf("streams: ProbingRebalanceInterval(%v) must be positive", cfg.probeInterval)
 	case cfg.purgeInterval < 0:
 		return nil, fmt.Errorf("streams: RepartitionPurgeInterval(%v) must not be negative", cfg.purgeInterval)
 	}
@@ -222,6 +240,10 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if a.cfg.consoleURL != "" {
 		g.Go(func() error { a.reportToConsole(gctx, log); return nil })
+	}
+	if a.cfg.standbys > 0 {
+		a.standbys = newStandbys(a, standbyThread(a, brokers, plan, adm, log.With("standby", true)))
+		g.Go(func() error { a.standbys.run(gctx); return nil })
 	}
 	for i := range a.cfg.threads {
 		th, err := newThread(a, i, brokers, plan, nextGen, adm)

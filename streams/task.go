@@ -59,6 +59,7 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 
 		sourceStores: make(map[string]string),
 	}
+	a.standbys.release(id) // its checkpoint is where the restore starts
 	unlock, err := a.taskDirs.lock(ctx, tk.dir)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", id, err)
@@ -119,22 +120,9 @@ type restoreRange struct {
 	logStart   int64
 }
 
-// openStores opens the task's store engines and restores them. Local state
-// is trusted only up to a valid checkpoint: one that parses and whose
-// offsets lie within their changelog partitions. A checkpoint past the
-// end (the changelog was truncated or recreated) or below the log start
-// offset (records were deleted that the local state may be missing)
-// means, as in Kafka Streams, that the state is wiped and rebuilt from the
-// whole changelog.
+// openStores opens the task's store engines and restores them.
 func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Config) error {
-	if err := os.MkdirAll(tk.dir, 0o755); err != nil {
-		return fmt.Errorf("create state dir: %w", err)
-	}
-	checkpoint, err := state.ReadCheckpoint(vfs.Default, tk.dir)
-	if errors.Is(err, state.ErrBadCheckpoint) {
-		th.log.Warn("checkpoint cannot be trusted, restoring from the changelogs", "task", tk.id.String(), "err", err)
-		checkpoint, err = nil, nil
-	}
+	ranges, err := th.prepareStores(ctx, tk, stores)
 	if err != nil {
 		return err
 	}
@@ -146,6 +134,39 @@ func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Confi
 			return err
 		}
 	}
+	for _, sc := range stores {
+		r, ok := ranges[sc.Name]
+		if !ok {
+			continue
+		}
+		if err := th.restore(ctx, tk, sc, r); err != nil {
+			return fmt.Errorf("restore store %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// prepareStores opens the task's store engines and returns the range each
+// store is to be restored from: from its checkpointed offset, or from the
+// log start (start -1). Local state is trusted only up to a valid
+// checkpoint: one that parses and whose offsets lie within their
+// changelog partitions. A checkpoint past the end (the changelog was
+// truncated or recreated) or below the log start offset (records were
+// deleted that the local state may be missing) means, as in Kafka
+// Streams, that the state is wiped and rebuilt from the whole changelog.
+// Active and standby tasks share it, and so the on-disk layout.
+func (th *thread) prepareStores(ctx context.Context, tk *task, stores []state.Config) (map[string]restoreRange, error) {
+	if err := os.MkdirAll(tk.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	checkpoint, err := state.ReadCheckpoint(vfs.Default, tk.dir)
+	if errors.Is(err, state.ErrBadCheckpoint) {
+		th.log.Warn("checkpoint cannot be trusted, restoring from the changelogs", "task", tk.id.String(), "err", err)
+		checkpoint, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
 	ranges := make(map[string]restoreRange)
 	for _, sc := range stores {
 		if sc.SourceTopic != "" {
@@ -156,7 +177,7 @@ func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Confi
 		}
 		r, err := th.restoreRange(ctx, tk, sc)
 		if err != nil {
-			return fmt.Errorf("store %s: %w", sc.Name, err)
+			return nil, fmt.Errorf("store %s: %w", sc.Name, err)
 		}
 		if off, ok := checkpoint[sc.Name]; ok && !sc.InMemory {
 			if off > r.end || off < r.logStart {
@@ -174,10 +195,10 @@ func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Confi
 		// Local state without a valid checkpoint cannot be trusted: start
 		// over, and let no crash from here on trust the old checkpoint.
 		if err := state.RemoveCheckpoint(vfs.Default, tk.dir); err != nil {
-			return err
+			return nil, err
 		}
 		if err := os.RemoveAll(pebbleDir); err != nil {
-			return fmt.Errorf("wipe state: %w", err)
+			return nil, fmt.Errorf("wipe state: %w", err)
 		}
 	}
 	for _, sc := range stores {
@@ -187,24 +208,28 @@ func (th *thread) openStores(ctx context.Context, tk *task, stores []state.Confi
 		}
 		if tk.db == nil {
 			if tk.db, err = state.OpenPebble(pebbleDir, th.app.cfg.logger); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		tk.engines[sc.Name] = sc.WrapEngine(tk.db.Store(sc.Name))
 	}
-	for _, sc := range stores {
-		r, ok := ranges[sc.Name]
-		if !ok {
-			continue
-		}
-		if checkpoint == nil || sc.InMemory {
+	for name, r := range ranges {
+		if sc := storeConfig(stores, name); checkpoint == nil || sc.InMemory {
 			r.start = -1
-		}
-		if err := th.restore(ctx, tk, sc, r); err != nil {
-			return fmt.Errorf("restore store %s: %w", sc.Name, err)
+			ranges[name] = r
 		}
 	}
-	return nil
+	return ranges, nil
+}
+
+// storeConfig returns the config of the named store among stores.
+func storeConfig(stores []state.Config, name string) state.Config {
+	for _, sc := range stores {
+		if sc.Name == name {
+			return sc
+		}
+	}
+	return state.Config{}
 }
 
 // restoreRange returns the partition a store is restored from, its log

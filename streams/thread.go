@@ -84,7 +84,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
-		kgo.ClientID(a.cfg.clientID(id)),
+		kgo.ClientID(a.clientID(id)),
 		kgo.ConsumerGroup(a.cfg.appID),
 		kgo.ConsumeTopics(p.sourceTopics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -102,11 +102,20 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	}
 	if nextGen {
 		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()))
-	} else if coPartitioned(a.subs) {
-		// Only the range assignor keeps co-partitioned topics together.
-		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
 	} else {
-		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+		// Only the range assignor keeps co-partitioned topics together.
+		balancer := kgo.CooperativeStickyBalancer()
+		if coPartitioned(a.subs) {
+			balancer = kgo.RangeBalancer()
+		}
+		if a.cfg.standbys > 0 {
+			// The task balancer first; the other as a second choice, which
+			// the group agrees on while some members (a rolling upgrade)
+			// do not offer the task balancer.
+			opts = append(opts, kgo.Balancers(&taskBalancer{th: th}, balancer))
+		} else {
+			opts = append(opts, kgo.Balancers(balancer))
+		}
 	}
 	th.opts = append(opts, a.cfg.clientOpts...)
 	if err := th.connect(); err != nil {
@@ -226,6 +235,7 @@ func (th *thread) onAssigned(_ context.Context, _ *kgo.Client, assigned map[stri
 		}
 	}
 	th.log.Info("partitions assigned", "partitions", assigned)
+	th.app.standbys.rebalanced()
 }
 
 func (th *thread) unassign(lost map[string][]int32) []processor.TaskID {
@@ -248,6 +258,7 @@ func (th *thread) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[stri
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Info("partitions revoked", "partitions", revoked)
+	defer th.app.standbys.rebalanced()
 	if th.app.aborted() || th.stopping {
 		return
 	}
@@ -282,6 +293,7 @@ func (th *thread) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	th.log.Warn("partitions lost", "partitions", lost)
+	defer th.app.standbys.rebalanced()
 	th.abortNow = true
 	for _, id := range th.unassign(lost) {
 		th.closeTask(id, false)

@@ -87,9 +87,11 @@ type windowReader[K, V any] interface {
 // the other, leaving out partitions restoring or hosted elsewhere. A query
 // sees every window the task has written (window stores are not cached),
 // within the store's retention as of the moment each partition's read
-// starts. In-memory window stores are queryable too.
-func WindowStore[K, V any](a *App, store string) (ReadOnlyWindowStore[K, V], error) {
-	q, err := newQuery[K](a, store)
+// starts. In-memory window stores are queryable too. StaleStores lets
+// all of these queries read standby replicas too, as it does for
+// KeyValueStore.
+func WindowStore[K, V any](a *App, store string, opts ...QueryOption) (ReadOnlyWindowStore[K, V], error) {
+	q, err := newQuery[K](a, store, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +123,8 @@ func windowReaderOf[K, V any](s state.Store) (func(state.Store) windowReader[K, 
 // every task of this instance (Kafka Streams'
 // QueryableStoreTypes.sessionStore), with the guarantees of WindowStore.
 // K and V must be the store's key and value types.
-func SessionStore[K, V any](a *App, store string) (ReadOnlySessionStore[K, V], error) {
-	q, err := newQuery[K](a, store)
+func SessionStore[K, V any](a *App, store string, opts ...QueryOption) (ReadOnlySessionStore[K, V], error) {
+	q, err := newQuery[K](a, store, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +140,8 @@ func SessionStore[K, V any](a *App, store string) (ReadOnlySessionStore[K, V], e
 // QueryableStoreTypes.timestampedKeyValueStore), with the guarantees of
 // KeyValueStore. KeyValueStore[K, V] reads the same store without the
 // timestamps.
-func TimestampedKeyValueStore[K, V any](a *App, store string) (state.KeyValueStore[K, state.ValueAndTimestamp[V]], error) {
-	kv, err := KeyValueStore[K, V](a, store)
+func TimestampedKeyValueStore[K, V any](a *App, store string, opts ...QueryOption) (state.KeyValueStore[K, state.ValueAndTimestamp[V]], error) {
+	kv, err := KeyValueStore[K, V](a, store, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -154,8 +156,8 @@ func TimestampedKeyValueStore[K, V any](a *App, store string) (state.KeyValueSto
 // key-value store (KIP-889; IQv2's VersionedKeyQuery): the latest version
 // of a key, or the version valid at a time, read from the local task
 // owning the key's partition with the guarantees of KeyValueStore.Get.
-func VersionedKeyValueStore[K, V any](a *App, store string) (ReadOnlyVersionedStore[K, V], error) {
-	q, err := newQuery[K](a, store)
+func VersionedKeyValueStore[K, V any](a *App, store string, opts ...QueryOption) (ReadOnlyVersionedStore[K, V], error) {
+	q, err := newQuery[K](a, store, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +176,7 @@ type query[K any] struct {
 	keys  state.KeySerializer[K]
 }
 
-func newQuery[K any](a *App, store string) (*query[K], error) {
+func newQuery[K any](a *App, store string, opts []QueryOption) (*query[K], error) {
 	entry, ok := a.graph.Stores[store]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownStore, store)
@@ -187,14 +189,19 @@ func newQuery[K any](a *App, store string) (*query[K], error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q does not have keys of type %T", ErrUnknownStore, store, *new(K))
 	}
-	return &query[K]{queriedStore: queriedStore{app: a, name: store, sub: sub}, entry: entry,
+	var qc queryConfig
+	for _, o := range opts {
+		o(&qc)
+	}
+	return &query[K]{queriedStore: queriedStore{app: a, name: store, sub: sub, stale: qc.stale}, entry: entry,
 		topic: state.ChangelogTopic(a.cfg.appID, store), keys: keys}, nil
 }
 
 // pinned returns the RawStore reading the engine of one local task.
 func (q *query[K]) pinned(tk *task) state.RawStore { return &taskStore{q: &q.queriedStore, tk: tk} }
 
-// taskOf returns the running local task holding key's partition.
+// taskOf returns the running local task holding key's partition, or
+// with StaleStores its standby here when the task runs elsewhere.
 func (q *query[K]) taskOf(key K) (*task, error) {
 	kb, err := q.keys.SerializeKey(q.topic, key)
 	if err != nil {
@@ -204,12 +211,19 @@ func (q *query[K]) taskOf(key K) (*task, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("%w: store %s: the application is not running", ErrNotLocal, q.name)
 	}
-	return q.app.local.lookup(processor.TaskID{Subtopology: q.sub, Partition: partitionOf(kb, n)}, q.name)
+	id := processor.TaskID{Subtopology: q.sub, Partition: partitionOf(kb, n)}
+	tk, err := q.app.local.lookup(id, q.name)
+	if err != nil && q.stale {
+		return q.app.local.standbyOf(id, err)
+	}
+	return tk, err
 }
 
-// running returns the running local tasks of the store, by partition.
+// running returns the local tasks a query of the store reads, by
+// partition: the running ones, and with StaleStores the standbys of the
+// partitions not running here.
 func (q *query[K]) running() []*task {
-	tasks := q.app.local.runningOf(q.sub)
+	tasks := q.app.local.readable(q.sub, q.stale)
 	slices.SortFunc(tasks, func(a, b *task) int { return cmp.Compare(a.id.Partition, b.id.Partition) })
 	return tasks
 }
