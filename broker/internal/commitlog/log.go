@@ -23,6 +23,14 @@
 // consumer reads, or commits the offset of, a record a power loss could
 // take back. A roll fsyncs the old segment and its indexes and moves the
 // recovery point to the new segment before the new one takes writes.
+// Appends never wait for an fsync in progress: they take only the log's
+// lock, which the flusher does not hold while it syncs, and the next
+// group commit covers what they wrote meanwhile. In the operating
+// system's files the flusher keeps up to 256 KiB of zeros written ahead
+// of the active segment's records, so that a group commit is an
+// fdatasync of data blocks the file already has, with no file size or
+// block allocation to commit to the file system's journal; a roll, Close
+// and Open cut the zeros off.
 // Under SyncNone nothing waits for an fsync and the high watermark is the
 // end offset: records survive the process being killed, not a power
 // loss; rolled segments are still fsynced, by the flusher in the
@@ -330,6 +338,7 @@ type Log struct {
 	failed    error         // the storage error that took the log offline
 	unsynced  []*segment    // SyncNone: rolled segments not yet fsynced
 	dirDirty  bool          // segment files were created since the last flush
+	zerosNew  bool          // zeros were written ahead since the last flush
 
 	// The flusher goroutine starts at the first flush request, so that
 	// a log never written to has none; Close stops it.
@@ -936,11 +945,11 @@ func (l *Log) flush() {
 	}
 	target, active, dirDirty := l.end, l.segs[len(l.segs)-1], l.dirDirty
 	rolled := slices.Clone(l.unsynced)
-	if target <= l.durable && !dirDirty && len(rolled) == 0 {
+	if target <= l.durable && !dirDirty && len(rolled) == 0 && !l.zerosNew {
 		l.mu.Unlock()
 		return
 	}
-	l.dirDirty = false
+	l.dirDirty, l.zerosNew = false, false
 	l.mu.Unlock()
 
 	var err error
@@ -957,6 +966,27 @@ func (l *Log) flush() {
 	}
 	if l.syncMode == SyncGroupCommit {
 		l.advanceDurableLocked(target)
+		l.zeroAheadLocked()
+	}
+}
+
+// zeroAheadLocked writes zeros ahead of the active segment's records when
+// few are left (see segment.zeroAhead) and has the flusher sync them at
+// once, so that their size and blocks are committed before an append that
+// someone waits for lands in them. A failed write takes the log offline,
+// as a failed append does.
+func (l *Log) zeroAheadLocked() {
+	if l.closed || l.failed != nil {
+		return
+	}
+	wrote, err := l.segs[len(l.segs)-1].zeroAhead(l.cfg.SegmentBytes)
+	if err != nil {
+		l.failLocked(err)
+		return
+	}
+	if wrote {
+		l.zerosNew = true
+		l.requestFlush()
 	}
 }
 
@@ -965,7 +995,7 @@ func (l *Log) flush() {
 // then the recovery point past them, under SyncNone.
 func (l *Log) syncFiles(active *segment, dirDirty bool, rolled []*segment) error {
 	if l.syncMode == SyncGroupCommit {
-		err := active.log.Sync()
+		err := active.syncData()
 		if err == nil && dirDirty {
 			err = syncDir(l.fs, l.dir)
 		}
