@@ -87,6 +87,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
@@ -292,7 +293,8 @@ const (
 // Log is one partition's log.
 //
 // All methods are safe for concurrent use. Appends are serialized
-// internally; Read, OffsetForTimestamp and MaxTimestamp run concurrently
+// internally: the appends waiting while one writes are checked in turn and
+// then written together with one write (see leadAppends); Read, OffsetForTimestamp and MaxTimestamp run concurrently
 // with appends and with each other, reading files without the append lock
 // and never seeing a partially written batch. WaitDurable blocks only its
 // caller: the fsync it waits for runs on the log's flusher goroutine
@@ -312,7 +314,8 @@ type Log struct {
 
 	mu          sync.Mutex
 	cfg         Config
-	segs        []*segment // by base offset; the last is the active one
+	validCfg    atomic.Pointer[Config] // a copy of cfg for validating without mu
+	segs        []*segment             // by base offset; the last is the active one
 	start, end  int64
 	size        int64
 	closed      bool // Close has begun
@@ -321,6 +324,14 @@ type Log struct {
 	changedUsed bool // someone holds changed, so the next change must close it
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
+
+	// queueMu guards the appends waiting for the one that leads (see
+	// leadAppends) and spare, the leader's scratch for the next queue.
+	// It is acquired before mu.
+	queueMu sync.Mutex
+	queue   []*appendOp
+	spare   []*appendOp
+	leading bool
 
 	// swapMu is held while a Clean pass swaps its segments in and by
 	// the removers of segments (retention, DeleteRecords), so that none
@@ -382,6 +393,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
 	}
+	l.validCfg.Store(&cfg)
 	if err := l.recover(time.Now()); err != nil {
 		for _, s := range l.segs {
 			s.close()
@@ -639,6 +651,7 @@ func (l *Log) SetConfig(cfg Config) {
 	defer l.mu.Unlock()
 	cfg.Sync, cfg.FS, cfg.Logger, cfg.OnFsync = l.syncMode, l.fs, l.log, l.onFsync
 	l.cfg = cfg
+	l.validCfg.Store(&cfg)
 }
 
 // scratch holds the copies Append stamps offsets into before writing.
@@ -652,8 +665,11 @@ var scratch = sync.Pool{New: func() any { return new([]byte) }}
 // Either every batch is stored or none is. Batches from idempotent
 // producers are checked against the producer's sequence and epoch; a
 // retry of one of the producer's last five batches is reported as a
-// Duplicate. Append does not wait for durability: call WaitDurable with
-// LastOffset+1. Append does not modify or retain records.
+// Duplicate. Concurrent appends are stored in the order they queue for
+// the log, each checked against the producer state the ones before it
+// left, with one write for all that waited together. Append does not wait
+// for durability: call WaitDurable with LastOffset+1. Append does not
+// modify or retain records.
 func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	return l.append(records, now, false)
 }
@@ -671,9 +687,7 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 	if len(records) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
 	}
-	l.mu.Lock()
-	v := newValidator(&l.cfg, now)
-	l.mu.Unlock()
+	v := newValidator(l.validCfg.Load(), now)
 	v.txn = txn
 	for pos := 0; pos < len(records); {
 		h, err := v.validate(records[pos:])
@@ -683,61 +697,173 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 		pos += h.size
 	}
 
+	op := &appendOp{records: records, now: now, done: make(chan bool, 1)}
+	l.queueMu.Lock()
+	l.queue = append(l.queue, op)
+	lead := !l.leading
+	l.leading = true
+	l.queueMu.Unlock()
+	if !lead {
+		lead = <-op.done
+	}
+	if lead {
+		l.leadAppends()
+	}
+	return op.res, op.err
+}
+
+// appendOp is one Append waiting in the log's queue.
+type appendOp struct {
+	records []byte // validated
+	now     time.Time
+	res     AppendResult
+	err     error
+	// done receives false once the append is done, or true if its
+	// caller is to lead the appends.
+	done chan bool
+}
+
+// leadAppends appends the queued operations, all that are waiting at once
+// with one write, and hands the lead on to the first operation queued
+// meanwhile, so that no caller appends for others for long.
+func (l *Log) leadAppends() {
+	l.queueMu.Lock()
+	ops := l.queue
+	l.queue = l.spare[:0]
+	l.queueMu.Unlock()
+
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return AppendResult{}, ErrClosed
+	l.appendLocked(ops)
+	l.mu.Unlock()
+
+	// The first op is the leader's own.
+	for _, op := range ops[1:] {
+		op.done <- false
 	}
-	if l.failed != nil {
-		return AppendResult{}, l.failed
+	clear(ops)
+	l.queueMu.Lock()
+	if len(l.queue) > 0 {
+		l.queue[0].done <- true
+	} else {
+		l.leading = false
 	}
+	l.spare = ops[:0]
+	l.queueMu.Unlock()
+}
+
+// appendLocked appends ops in order, each checked on its own against the
+// idempotent producer state the ones before it left, and writes their
+// batches with one write, or one on either side of a roll. The caller
+// holds mu.
+func (l *Log) appendLocked(ops []*appendOp) {
+	wp := scratch.Get().(*[]byte)
+	defer scratch.Put(wp)
+	wbuf := (*wp)[:0]
+	defer func() { *wp = wbuf[:0] }()
+	var written []*appendOp // whose batches are in wbuf
+	var wnow time.Time      // the time of the first of them
+	wend := l.end           // the offset after wbuf's records
+	write := func() error {
+		if len(written) == 0 {
+			return nil
+		}
+		err := l.writeLocked(wbuf, wend, wnow)
+		if err != nil {
+			for _, op := range written {
+				op.res, op.err = AppendResult{}, err
+			}
+		}
+		wbuf, written = wbuf[:0], written[:0]
+		return err
+	}
+	for _, op := range ops {
+		if l.closed {
+			op.err = ErrClosed
+			continue
+		}
+		if l.failed != nil {
+			op.err = l.failed
+			continue
+		}
+		next := wend
+		res, dup, err := l.checkLocked(op.records, next)
+		if err != nil || dup {
+			op.res, op.err = res, err
+			continue
+		}
+		end := next + res.LastOffset + 1
+		n := int64(len(op.records))
+		if len(written) > 0 && l.needsRoll(int64(len(wbuf)), n, end, op.now) && write() != nil {
+			op.err = l.failed
+			continue
+		}
+		if err := l.maybeRoll(n, end, op.now); err != nil {
+			op.err = l.failLocked(fmt.Errorf("roll segment: %w", err))
+			continue
+		}
+		appendTime := int64(-1)
+		if l.cfg.LogAppendTime {
+			appendTime = op.now.UnixMilli()
+		}
+		at := len(wbuf)
+		wbuf = append(wbuf, op.records...)
+		for pos, off := at, next; pos < len(wbuf); {
+			h := parseHeader(wbuf[pos:])
+			stampBatch(wbuf[pos:], h.size, off, appendTime, l.cfg.LogAppendTime)
+			off += int64(h.recordCount)
+			pos += h.size
+		}
+		for _, p := range l.pending {
+			l.producers.apply(p.pid, p.epoch, p.meta, p.txn, p.ts)
+		}
+		if len(written) == 0 {
+			wnow = op.now
+		}
+		written = append(written, op)
+		wend = end
+		op.res = AppendResult{BaseOffset: next, LastOffset: end - 1, LogAppendTime: appendTime}
+	}
+	write()
+	for _, op := range ops {
+		switch {
+		case op.err != nil:
+		case op.res.Duplicate && op.res.LastOffset >= l.end:
+			// A retry of a batch earlier in ops whose write failed.
+			op.res, op.err = AppendResult{}, l.failed
+		case !op.res.Duplicate:
+			op.res.LogStartOffset = l.start
+		}
+	}
+}
+
+// checkLocked checks the idempotent batches of records, to be appended at
+// offset next, against the producer state, leaving them in l.pending. It
+// returns the records' last offset relative to next in res.LastOffset, or
+// the original offsets of a retry with dup set. The caller holds mu.
+func (l *Log) checkLocked(records []byte, next int64) (res AppendResult, dup bool, err error) {
 	l.pending = l.pending[:0]
-	next := l.end
+	off := next
 	for pos := 0; pos < len(records); {
 		h := parseHeader(records[pos:])
 		if h.idempotent() {
-			dup, err := l.producers.check(&h, l.pending)
+			d, err := l.producers.check(&h, l.pending)
 			if err != nil {
-				return AppendResult{}, err
+				return AppendResult{}, false, err
 			}
-			if dup != nil {
-				return AppendResult{BaseOffset: dup.baseOffset, LastOffset: dup.lastOffset, LogAppendTime: -1, LogStartOffset: l.start, Duplicate: true}, nil
+			if d != nil {
+				return AppendResult{BaseOffset: d.baseOffset, LastOffset: d.lastOffset, LogAppendTime: -1, LogStartOffset: l.start, Duplicate: true}, true, nil
 			}
 			transactional := h.attributes&attrTransactional != 0
 			if e := l.producers[h.producerID]; e != nil && e.txnStart >= 0 && !transactional {
-				return AppendResult{}, fmt.Errorf("%w: non-transactional batch from producer %d, whose transaction is open", ErrInvalidTxnState, h.producerID)
+				return AppendResult{}, false, fmt.Errorf("%w: non-transactional batch from producer %d, whose transaction is open", ErrInvalidTxnState, h.producerID)
 			}
-			h.baseOffset = next
-			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), next, h.lastOffset()}, transactional, h.maxTimestamp})
+			h.baseOffset = off
+			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), off, h.lastOffset()}, transactional, h.maxTimestamp})
 		}
-		next += int64(h.recordCount)
-		pos += h.size
-	}
-	if err := l.maybeRoll(int64(len(records)), next, now); err != nil {
-		return AppendResult{}, l.failLocked(fmt.Errorf("roll segment: %w", err))
-	}
-	appendTime := int64(-1)
-	if l.cfg.LogAppendTime {
-		appendTime = now.UnixMilli()
-	}
-	wp := scratch.Get().(*[]byte)
-	defer scratch.Put(wp)
-	*wp = append((*wp)[:0], records...)
-	wbuf := *wp
-	for pos, off := 0, l.end; pos < len(wbuf); {
-		h := parseHeader(wbuf[pos:])
-		stampBatch(wbuf[pos:], h.size, off, appendTime, l.cfg.LogAppendTime)
 		off += int64(h.recordCount)
 		pos += h.size
 	}
-	base := l.end
-	if err := l.writeLocked(wbuf, next, now); err != nil {
-		return AppendResult{}, err
-	}
-	for _, p := range l.pending {
-		l.producers.apply(p.pid, p.epoch, p.meta, p.txn, p.ts)
-	}
-	return AppendResult{BaseOffset: base, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}, nil
+	return AppendResult{LastOffset: off - next - 1}, false, nil
 }
 
 // writeLocked writes wbuf, batches already stamped with their offsets, at
@@ -811,14 +937,25 @@ func (l *Log) notifyLocked() {
 // before offset next would make the active one too big, too old, or
 // unaddressable by its index.
 func (l *Log) maybeRoll(n, next int64, now time.Time) error {
-	s := l.segs[len(l.segs)-1]
-	if s.size == 0 {
-		return nil
-	}
-	if s.size+n <= l.cfg.SegmentBytes && now.Sub(s.rollTime) < l.cfg.SegmentAge && next-1-s.base <= math.MaxUint32 {
+	if !l.needsRoll(0, n, next, now) {
 		return nil
 	}
 	return l.rollLocked()
+}
+
+// needsRoll reports whether the active segment needs a roll before n
+// bytes ending before offset next are appended to it once pending bytes,
+// which it does not hold yet, are.
+func (l *Log) needsRoll(pending, n, next int64, now time.Time) bool {
+	s := l.segs[len(l.segs)-1]
+	size := s.size + pending
+	if size == 0 {
+		return false
+	}
+	if s.size > 0 && now.Sub(s.rollTime) >= l.cfg.SegmentAge {
+		return true
+	}
+	return size+n > l.cfg.SegmentBytes || next-1-s.base > math.MaxUint32
 }
 
 // rollLocked closes the active segment to appends and starts a new one at
