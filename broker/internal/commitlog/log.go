@@ -697,7 +697,12 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 		pos += h.size
 	}
 
-	op := &appendOp{records: records, now: now, done: make(chan bool, 1)}
+	op := appendOps.Get().(*appendOp)
+	op.records, op.now = records, now
+	defer func() {
+		*op = appendOp{done: op.done}
+		appendOps.Put(op)
+	}()
 	l.queueMu.Lock()
 	l.queue = append(l.queue, op)
 	lead := !l.leading
@@ -711,6 +716,10 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 	}
 	return op.res, op.err
 }
+
+// appendOps recycles the appendOps of finished appends: once one has
+// received on done, nothing else refers to it.
+var appendOps = sync.Pool{New: func() any { return &appendOp{done: make(chan bool, 1)} }}
 
 // appendOp is one Append waiting in the log's queue.
 type appendOp struct {
