@@ -293,9 +293,10 @@ const (
 // Log is one partition's log.
 //
 // All methods are safe for concurrent use. Appends are serialized
-// internally: the appends waiting while one writes are checked in turn and
-// then written together with one write (see leadAppends); Read, OffsetForTimestamp and MaxTimestamp run concurrently
-// with appends and with each other, reading files without the append lock
+// internally: the appends waiting while one writes are checked in turn
+// and then written together with one write (see leadAppends). Read,
+// OffsetForTimestamp and MaxTimestamp run concurrently with appends and
+// with each other, reading files without the append lock
 // and never seeing a partially written batch. WaitDurable blocks only its
 // caller: the fsync it waits for runs on the log's flusher goroutine
 // while appends proceed. Segment removal (retention, DeleteRecords) and
