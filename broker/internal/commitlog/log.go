@@ -351,6 +351,11 @@ type Log struct {
 	unsynced  []*segment    // SyncNone: rolled segments not yet fsynced
 	dirDirty  bool          // segment files were created since the last flush
 	zerosNew  bool          // zeros were written ahead since the last flush
+	flushedAt int64         // l.size when the last flush began
+	// smallCommits says that the last group commit covered fewer than
+	// smallCommit bytes: appends then start their writeback and the
+	// flusher writes zeros ahead.
+	smallCommits bool
 
 	// The flusher goroutine starts at the first flush request, so that
 	// a log never written to has none; Close stops it.
@@ -886,6 +891,9 @@ func (l *Log) writeLocked(wbuf []byte, next int64, now time.Time) error {
 		// segment's size, never read, and is cut off by the next Open.
 		return l.failLocked(fmt.Errorf("append to segment %s: %w", s.name(), err))
 	}
+	if l.smallCommits {
+		startWriteback(s.log, s.size, int64(len(wbuf)))
+	}
 	if s.size == 0 {
 		s.rollTime = now
 	}
@@ -1097,6 +1105,8 @@ func (l *Log) flush() {
 		return
 	}
 	l.dirDirty, l.zerosNew = false, false
+	l.smallCommits = l.syncMode == SyncGroupCommit && l.size-l.flushedAt < smallCommit
+	l.flushedAt = l.size
 	l.mu.Unlock()
 
 	var err error
@@ -1113,9 +1123,20 @@ func (l *Log) flush() {
 	}
 	if l.syncMode == SyncGroupCommit {
 		l.advanceDurableLocked(target)
-		l.zeroAheadLocked()
+		if l.smallCommits {
+			l.zeroAheadLocked()
+		}
 	}
 }
+
+// smallCommit is the size below which a group commit counts as small.
+// While they are, the log is paced by the sync's latency rather than by
+// writing data: the zeros written ahead make a commit of a few KiB, where
+// committing the file's size to the journal is most of the cost, about
+// twice as fast, and starting the writeback at each append gives the sync
+// a head start. Bigger commits are paced by writing the data, which the
+// zeros would double and the writeback split into small writes.
+const smallCommit = 32 << 10
 
 // zeroAheadLocked writes zeros ahead of the active segment's records when
 // few are left (see segment.zeroAhead) and has the flusher sync them at
