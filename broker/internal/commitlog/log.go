@@ -25,12 +25,13 @@
 // recovery point to the new segment before the new one takes writes.
 // Appends never wait for an fsync in progress: they take only the log's
 // lock, which the flusher does not hold while it syncs, and the next
-// group commit covers what they wrote meanwhile. In the operating
-// system's files the flusher keeps up to 256 KiB of zeros written ahead
-// of the active segment's records, so that a group commit is an
-// fdatasync of data blocks the file already has, with no file size or
-// block allocation to commit to the file system's journal; a roll, Close
-// and Open cut the zeros off.
+// group commit covers what they wrote meanwhile. While group commits
+// are small (see smallCommit), in the operating system's files the
+// flusher keeps up to 256 KiB of zeros written ahead of the active
+// segment's records, so that a group commit is an fdatasync of data
+// blocks the file already has, with no file size or block allocation to
+// commit to the file system's journal, and each append starts its
+// writeback at once; a roll, Close and Open cut the zeros off.
 // Under SyncNone nothing waits for an fsync and the high watermark is the
 // end offset: records survive the process being killed, not a power
 // loss; rolled segments are still fsynced, by the flusher in the
