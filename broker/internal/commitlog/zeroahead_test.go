@@ -102,3 +102,22 @@ func TestNoZerosWithoutSync(t *testing.T) {
 		t.Fatalf("files of %v bytes hold %v of records", files, segs)
 	}
 }
+
+// TestNoZerosForBigCommits checks that a group commit of more than
+// smallCommit bytes, paced by writing the data, writes no zeros ahead,
+// and that small commits after it do.
+func TestNoZerosForBigCommits(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.SegmentBytes = 1 << 20
+	l := openLog(t, dir, cfg)
+	big := makeBatch(t, spec{n: 2, ts: 1, valueSize: smallCommit, pid: -1, seq: -1})
+	mustAppend(t, l, big)
+	if files, segs := fileSizes(t, dir), segmentSizes(l); files[0] != segs[0] {
+		t.Fatalf("after a commit of %d bytes the file holds %d bytes for %d of records", len(big), files[0], segs[0])
+	}
+	mustAppend(t, l, makeBatch(t, plain(1, 2)))
+	if files, segs := fileSizes(t, dir), segmentSizes(l); files[0] < segs[0]+zeroChunk/2 {
+		t.Fatalf("after a small commit the file holds %d bytes for %d of records, want zeros ahead", files[0], segs[0])
+	}
+}
