@@ -42,8 +42,11 @@ func appendError(err error) *kerr.Error {
 
 // handleProduce appends in request order on the connection's goroutine,
 // so pipelined batches of an idempotent producer keep their sequence, and
-// waits for durability in the background, so that the next request's
-// append joins the same group commit.
+// for acks=all waits for durability in the background, so that the next
+// request's append joins the same group commit. An acks=1 request is
+// answered once its batches are in the log, as Kafka's leader answers it
+// once they are in its log: it never waits for an fsync, and its records
+// become visible to consumers with the next group commit.
 func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequest) *reply {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	type pending struct {
@@ -116,7 +119,7 @@ func (b *Broker) handleProduce(c *conn, hdr requestHeader, req *kmsg.ProduceRequ
 	if req.Acks == 0 {
 		return nil
 	}
-	if len(waits) == 0 || b.cfg.sync == SyncNone {
+	if len(waits) == 0 || b.cfg.sync == SyncNone || req.Acks == 1 {
 		return &reply{hdr: hdr, resp: resp, done: closedDone}
 	}
 	return c.async(hdr, func(ctx context.Context) kmsg.Response {

@@ -23,9 +23,12 @@ type SyncPolicy int
 
 const (
 	// SyncGroupCommit fsyncs a partition's log before a produce request with
-	// acks=1 or acks=-1 is answered. Concurrent writers share one fsync, so
-	// the cost is paid once per flush rather than once per request. Anything
-	// acknowledged survives a crash of the process or of the machine.
+	// acks=-1 (all) is answered, and before consumers see the records.
+	// Concurrent writers share one fsync, so the cost is paid once per flush
+	// rather than once per request. Anything acknowledged with acks=-1
+	// survives a crash of the process or of the machine; acks=1 is
+	// answered once the records are in the log, without waiting for the
+	// fsync, and survives a crash of the process.
 	SyncGroupCommit SyncPolicy = iota
 	// SyncNone leaves flushing to the operating system's page cache, as
 	// Kafka does by default. Acknowledged records survive a crash of the

@@ -23,7 +23,7 @@ func brokerServe(fs *flag.FlagSet) runFunc {
 	advertised := fs.String("advertised-addr", "", "host:port clients are told to connect to (default: the listen address)")
 	dataDir := fs.String("data-dir", "riffle-data", "directory for partition logs, metadata and group state")
 	nodeID := fs.Int("node-id", 1, "this broker's node id")
-	fsync := fs.String("fsync", "group-commit", "flush policy: group-commit (fsync before acknowledging acks=1/all) or none (page cache only, as Kafka's default)")
+	fsync := fs.String("fsync", "group-commit", "flush policy: group-commit (fsync before acknowledging acks=all) or none (page cache only, as Kafka's default)")
 	partitions := fs.Int("num-partitions", 1, "partitions of auto-created topics")
 	autoCreate := fs.Bool("auto-create-topics", true, "create unknown topics on Metadata and Produce requests")
 	fetchMax := fs.Int("fetch-max-bytes", 8<<20, "largest record bytes in one fetch response (Kafka's fetch.max.bytes)")

@@ -23,6 +23,15 @@
 // consumer reads, or commits the offset of, a record a power loss could
 // take back. A roll fsyncs the old segment and its indexes and moves the
 // recovery point to the new segment before the new one takes writes.
+// Appends never wait for an fsync in progress: they take only the log's
+// lock, which the flusher does not hold while it syncs, and the next
+// group commit covers what they wrote meanwhile. While group commits
+// are small (see smallCommit), in the operating system's files the
+// flusher keeps up to 256 KiB of zeros written ahead of the active
+// segment's records, so that a group commit is an fdatasync of data
+// blocks the file already has, with no file size or block allocation to
+// commit to the file system's journal, and each append starts its
+// writeback at once; a roll, Close and Open cut the zeros off.
 // Under SyncNone nothing waits for an fsync and the high watermark is the
 // end offset: records survive the process being killed, not a power
 // loss; rolled segments are still fsynced, by the flusher in the
@@ -80,6 +89,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
@@ -285,8 +295,10 @@ const (
 // Log is one partition's log.
 //
 // All methods are safe for concurrent use. Appends are serialized
-// internally; Read, OffsetForTimestamp and MaxTimestamp run concurrently
-// with appends and with each other, reading files without the append lock
+// internally: the appends waiting while one writes are checked in turn
+// and then written together with one write (see leadAppends). Read,
+// OffsetForTimestamp and MaxTimestamp run concurrently with appends and
+// with each other, reading files without the append lock
 // and never seeing a partially written batch. WaitDurable blocks only its
 // caller: the fsync it waits for runs on the log's flusher goroutine
 // while appends proceed. Segment removal (retention, DeleteRecords) and
@@ -308,7 +320,8 @@ type Log struct {
 
 	mu          sync.Mutex
 	cfg         Config
-	segs        []*segment // by base offset; the last is the active one
+	validCfg    atomic.Pointer[Config] // a copy of cfg for validating without mu
+	segs        []*segment             // by base offset; the last is the active one
 	start, end  int64
 	size        int64
 	closed      bool // Close has begun
@@ -317,6 +330,14 @@ type Log struct {
 	changedUsed bool // someone holds changed, so the next change must close it
 	producers   producerState
 	pending     []pendingBatch // scratch for Append
+
+	// queueMu guards the appends waiting for the one that leads (see
+	// leadAppends) and spare, the leader's scratch for the next queue.
+	// It is acquired before mu.
+	queueMu sync.Mutex
+	queue   []*appendOp
+	spare   []*appendOp
+	leading bool
 
 	// swapMu is held while a Clean pass swaps its segments in and by
 	// the removers of segments (retention, DeleteRecords), so that none
@@ -334,6 +355,12 @@ type Log struct {
 	failed    error         // the storage error that took the log offline
 	unsynced  []*segment    // SyncNone: rolled segments not yet fsynced
 	dirDirty  bool          // segment files were created since the last flush
+	zerosNew  bool          // zeros were written ahead since the last flush
+	flushedAt int64         // l.size when the last flush began
+	// smallCommits says that the last group commit covered fewer than
+	// smallCommit bytes: appends then start their writeback and the
+	// flusher writes zeros ahead.
+	smallCommits bool
 
 	// The flusher goroutine starts at the first flush request, so that
 	// a log never written to has none; Close stops it.
@@ -378,6 +405,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
 	}
+	l.validCfg.Store(&cfg)
 	if err := l.recover(time.Now()); err != nil {
 		for _, s := range l.segs {
 			s.close()
@@ -635,6 +663,7 @@ func (l *Log) SetConfig(cfg Config) {
 	defer l.mu.Unlock()
 	cfg.Sync, cfg.FS, cfg.Logger, cfg.OnFsync = l.syncMode, l.fs, l.log, l.onFsync
 	l.cfg = cfg
+	l.validCfg.Store(&cfg)
 }
 
 // scratch holds the copies Append stamps offsets into before writing.
@@ -648,8 +677,11 @@ var scratch = sync.Pool{New: func() any { return new([]byte) }}
 // Either every batch is stored or none is. Batches from idempotent
 // producers are checked against the producer's sequence and epoch; a
 // retry of one of the producer's last five batches is reported as a
-// Duplicate. Append does not wait for durability: call WaitDurable with
-// LastOffset+1. Append does not modify or retain records.
+// Duplicate. Concurrent appends are stored in the order they queue for
+// the log, each checked against the producer state the ones before it
+// left, with one write for all that waited together. Append does not wait
+// for durability: call WaitDurable with LastOffset+1. Append does not
+// modify or retain records.
 func (l *Log) Append(records []byte, now time.Time) (AppendResult, error) {
 	return l.append(records, now, false)
 }
@@ -667,9 +699,7 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 	if len(records) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorruptMessage)
 	}
-	l.mu.Lock()
-	v := newValidator(&l.cfg, now)
-	l.mu.Unlock()
+	v := newValidator(l.validCfg.Load(), now)
 	v.txn = txn
 	for pos := 0; pos < len(records); {
 		h, err := v.validate(records[pos:])
@@ -679,61 +709,182 @@ func (l *Log) append(records []byte, now time.Time, txn bool) (AppendResult, err
 		pos += h.size
 	}
 
+	op := appendOps.Get().(*appendOp)
+	op.records, op.now = records, now
+	defer func() {
+		*op = appendOp{done: op.done}
+		appendOps.Put(op)
+	}()
+	l.queueMu.Lock()
+	l.queue = append(l.queue, op)
+	lead := !l.leading
+	l.leading = true
+	l.queueMu.Unlock()
+	if !lead {
+		lead = <-op.done
+	}
+	if lead {
+		l.leadAppends()
+	}
+	return op.res, op.err
+}
+
+// appendOps recycles the appendOps of finished appends: once one has
+// received on done, nothing else refers to it.
+var appendOps = sync.Pool{New: func() any { return &appendOp{done: make(chan bool, 1)} }}
+
+// appendOp is one Append waiting in the log's queue.
+type appendOp struct {
+	records []byte // validated
+	now     time.Time
+	res     AppendResult
+	err     error
+	// done receives false once the append is done, or true if its
+	// caller is to lead the appends.
+	done chan bool
+}
+
+// leadAppends appends the queued operations, all that are waiting at once
+// with one write, and hands the lead on to the first operation queued
+// meanwhile, so that no caller appends for others for long.
+func (l *Log) leadAppends() {
+	l.queueMu.Lock()
+	ops := l.queue
+	l.queue = l.spare[:0]
+	l.queueMu.Unlock()
+
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return AppendResult{}, ErrClosed
+	l.appendLocked(ops)
+	l.mu.Unlock()
+
+	// The first op is the leader's own.
+	for _, op := range ops[1:] {
+		op.done <- false
 	}
-	if l.failed != nil {
-		return AppendResult{}, l.failed
+	clear(ops)
+	l.queueMu.Lock()
+	if len(l.queue) > 0 {
+		l.queue[0].done <- true
+	} else {
+		l.leading = false
 	}
+	l.spare = ops[:0]
+	l.queueMu.Unlock()
+}
+
+// appendLocked appends ops in order, each checked on its own against the
+// idempotent producer state the ones before it left, and writes their
+// batches with one write, or one on either side of a roll. The caller
+// holds mu.
+func (l *Log) appendLocked(ops []*appendOp) {
+	wp := scratch.Get().(*[]byte)
+	defer scratch.Put(wp)
+	wbuf := (*wp)[:0]
+	defer func() { *wp = wbuf[:0] }()
+	var written []*appendOp // whose batches are in wbuf
+	var wnow time.Time      // the time of the first of them
+	wend := l.end           // the offset after wbuf's records
+	write := func() error {
+		if len(written) == 0 {
+			return nil
+		}
+		err := l.writeLocked(wbuf, wend, wnow)
+		if err != nil {
+			for _, op := range written {
+				op.res, op.err = AppendResult{}, err
+			}
+		}
+		wbuf, written = wbuf[:0], written[:0]
+		return err
+	}
+	for _, op := range ops {
+		if l.closed {
+			op.err = ErrClosed
+			continue
+		}
+		if l.failed != nil {
+			op.err = l.failed
+			continue
+		}
+		next := wend
+		res, dup, err := l.checkLocked(op.records, next)
+		if err != nil || dup {
+			op.res, op.err = res, err
+			continue
+		}
+		end := next + res.LastOffset + 1
+		n := int64(len(op.records))
+		if len(written) > 0 && l.needsRoll(int64(len(wbuf)), n, end, op.now) && write() != nil {
+			op.err = l.failed
+			continue
+		}
+		if err := l.maybeRoll(n, end, op.now); err != nil {
+			op.err = l.failLocked(fmt.Errorf("roll segment: %w", err))
+			continue
+		}
+		appendTime := int64(-1)
+		if l.cfg.LogAppendTime {
+			appendTime = op.now.UnixMilli()
+		}
+		at := len(wbuf)
+		wbuf = append(wbuf, op.records...)
+		for pos, off := at, next; pos < len(wbuf); {
+			h := parseHeader(wbuf[pos:])
+			stampBatch(wbuf[pos:], h.size, off, appendTime, l.cfg.LogAppendTime)
+			off += int64(h.recordCount)
+			pos += h.size
+		}
+		for _, p := range l.pending {
+			l.producers.apply(p.pid, p.epoch, p.meta, p.txn, p.ts)
+		}
+		if len(written) == 0 {
+			wnow = op.now
+		}
+		written = append(written, op)
+		wend = end
+		op.res = AppendResult{BaseOffset: next, LastOffset: end - 1, LogAppendTime: appendTime}
+	}
+	write()
+	for _, op := range ops {
+		switch {
+		case op.err != nil:
+		case op.res.Duplicate && op.res.LastOffset >= l.end:
+			// A retry of a batch earlier in ops whose write failed.
+			op.res, op.err = AppendResult{}, l.failed
+		case !op.res.Duplicate:
+			op.res.LogStartOffset = l.start
+		}
+	}
+}
+
+// checkLocked checks the idempotent batches of records, to be appended at
+// offset next, against the producer state, leaving them in l.pending. It
+// returns the records' last offset relative to next in res.LastOffset, or
+// the original offsets of a retry with dup set. The caller holds mu.
+func (l *Log) checkLocked(records []byte, next int64) (res AppendResult, dup bool, err error) {
 	l.pending = l.pending[:0]
-	next := l.end
+	off := next
 	for pos := 0; pos < len(records); {
 		h := parseHeader(records[pos:])
 		if h.idempotent() {
-			dup, err := l.producers.check(&h, l.pending)
+			d, err := l.producers.check(&h, l.pending)
 			if err != nil {
-				return AppendResult{}, err
+				return AppendResult{}, false, err
 			}
-			if dup != nil {
-				return AppendResult{BaseOffset: dup.baseOffset, LastOffset: dup.lastOffset, LogAppendTime: -1, LogStartOffset: l.start, Duplicate: true}, nil
+			if d != nil {
+				return AppendResult{BaseOffset: d.baseOffset, LastOffset: d.lastOffset, LogAppendTime: -1, LogStartOffset: l.start, Duplicate: true}, true, nil
 			}
 			transactional := h.attributes&attrTransactional != 0
 			if e := l.producers[h.producerID]; e != nil && e.txnStart >= 0 && !transactional {
-				return AppendResult{}, fmt.Errorf("%w: non-transactional batch from producer %d, whose transaction is open", ErrInvalidTxnState, h.producerID)
+				return AppendResult{}, false, fmt.Errorf("%w: non-transactional batch from producer %d, whose transaction is open", ErrInvalidTxnState, h.producerID)
 			}
-			h.baseOffset = next
-			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), next, h.lastOffset()}, transactional, h.maxTimestamp})
+			h.baseOffset = off
+			l.pending = append(l.pending, pendingBatch{h.producerID, h.producerEpoch, batchMeta{h.baseSequence, h.lastSequence(), off, h.lastOffset()}, transactional, h.maxTimestamp})
 		}
-		next += int64(h.recordCount)
-		pos += h.size
-	}
-	if err := l.maybeRoll(int64(len(records)), next, now); err != nil {
-		return AppendResult{}, l.failLocked(fmt.Errorf("roll segment: %w", err))
-	}
-	appendTime := int64(-1)
-	if l.cfg.LogAppendTime {
-		appendTime = now.UnixMilli()
-	}
-	wp := scratch.Get().(*[]byte)
-	defer scratch.Put(wp)
-	*wp = append((*wp)[:0], records...)
-	wbuf := *wp
-	for pos, off := 0, l.end; pos < len(wbuf); {
-		h := parseHeader(wbuf[pos:])
-		stampBatch(wbuf[pos:], h.size, off, appendTime, l.cfg.LogAppendTime)
 		off += int64(h.recordCount)
 		pos += h.size
 	}
-	base := l.end
-	if err := l.writeLocked(wbuf, next, now); err != nil {
-		return AppendResult{}, err
-	}
-	for _, p := range l.pending {
-		l.producers.apply(p.pid, p.epoch, p.meta, p.txn, p.ts)
-	}
-	return AppendResult{BaseOffset: base, LastOffset: next - 1, LogAppendTime: appendTime, LogStartOffset: l.start}, nil
+	return AppendResult{LastOffset: off - next - 1}, false, nil
 }
 
 // writeLocked writes wbuf, batches already stamped with their offsets, at
@@ -745,6 +896,9 @@ func (l *Log) writeLocked(wbuf []byte, next int64, now time.Time) error {
 		// Whatever part of the batches reached the file lies past the
 		// segment's size, never read, and is cut off by the next Open.
 		return l.failLocked(fmt.Errorf("append to segment %s: %w", s.name(), err))
+	}
+	if l.smallCommits {
+		startWriteback(s.log, s.size, int64(len(wbuf)))
 	}
 	if s.size == 0 {
 		s.rollTime = now
@@ -807,14 +961,25 @@ func (l *Log) notifyLocked() {
 // before offset next would make the active one too big, too old, or
 // unaddressable by its index.
 func (l *Log) maybeRoll(n, next int64, now time.Time) error {
-	s := l.segs[len(l.segs)-1]
-	if s.size == 0 {
-		return nil
-	}
-	if s.size+n <= l.cfg.SegmentBytes && now.Sub(s.rollTime) < l.cfg.SegmentAge && next-1-s.base <= math.MaxUint32 {
+	if !l.needsRoll(0, n, next, now) {
 		return nil
 	}
 	return l.rollLocked()
+}
+
+// needsRoll reports whether the active segment needs a roll before n
+// bytes ending before offset next are appended to it once pending bytes,
+// which it does not hold yet, are.
+func (l *Log) needsRoll(pending, n, next int64, now time.Time) bool {
+	s := l.segs[len(l.segs)-1]
+	size := s.size + pending
+	if size == 0 {
+		return false
+	}
+	if s.size > 0 && now.Sub(s.rollTime) >= l.cfg.SegmentAge {
+		return true
+	}
+	return size+n > l.cfg.SegmentBytes || next-1-s.base > math.MaxUint32
 }
 
 // rollLocked closes the active segment to appends and starts a new one at
@@ -941,11 +1106,13 @@ func (l *Log) flush() {
 	}
 	target, active, dirDirty := l.end, l.segs[len(l.segs)-1], l.dirDirty
 	rolled := slices.Clone(l.unsynced)
-	if target <= l.durable && !dirDirty && len(rolled) == 0 {
+	if target <= l.durable && !dirDirty && len(rolled) == 0 && !l.zerosNew {
 		l.mu.Unlock()
 		return
 	}
-	l.dirDirty = false
+	l.dirDirty, l.zerosNew = false, false
+	l.smallCommits = l.syncMode == SyncGroupCommit && l.size-l.flushedAt < smallCommit
+	l.flushedAt = l.size
 	l.mu.Unlock()
 
 	var err error
@@ -962,6 +1129,38 @@ func (l *Log) flush() {
 	}
 	if l.syncMode == SyncGroupCommit {
 		l.advanceDurableLocked(target)
+		if l.smallCommits {
+			l.zeroAheadLocked()
+		}
+	}
+}
+
+// smallCommit is the size below which a group commit counts as small.
+// While they are, the log is paced by the sync's latency rather than by
+// writing data: the zeros written ahead make a commit of a few KiB, where
+// committing the file's size to the journal is most of the cost, about
+// twice as fast, and starting the writeback at each append gives the sync
+// a head start. Bigger commits are paced by writing the data, which the
+// zeros would double and the writeback split into small writes.
+const smallCommit = 32 << 10
+
+// zeroAheadLocked writes zeros ahead of the active segment's records when
+// few are left (see segment.zeroAhead) and has the flusher sync them at
+// once, so that their size and blocks are committed before an append that
+// someone waits for lands in them. A failed write takes the log offline,
+// as a failed append does.
+func (l *Log) zeroAheadLocked() {
+	if l.closed || l.failed != nil {
+		return
+	}
+	wrote, err := l.segs[len(l.segs)-1].zeroAhead(l.cfg.SegmentBytes)
+	if err != nil {
+		l.failLocked(err)
+		return
+	}
+	if wrote {
+		l.zerosNew = true
+		l.requestFlush()
 	}
 }
 
@@ -970,7 +1169,7 @@ func (l *Log) flush() {
 // then the recovery point past them, under SyncNone.
 func (l *Log) syncFiles(active *segment, dirDirty bool, rolled []*segment) error {
 	if l.syncMode == SyncGroupCommit {
-		err := active.log.Sync()
+		err := active.syncData()
 		if err == nil && dirDirty {
 			err = syncDir(l.fs, l.dir)
 		}

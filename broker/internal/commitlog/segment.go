@@ -57,6 +57,7 @@ type segment struct {
 	timeIndex vfs.File // nil once the segment is rolled and synced
 
 	size     int64 // bytes of whole batches
+	fileEnd  int64 // bytes of the log file: zeros from size on, see zeroAhead
 	next     int64 // offset after the segment's last record
 	entries  []indexEntry
 	tentries []timeEntry
@@ -171,6 +172,7 @@ func (s *segment) track(h *batchHeader, pos int64, interval int64) (indexed, tim
 	s.sinceIndex += int64(h.size)
 	s.next = h.lastOffset() + 1
 	s.size = pos + int64(h.size)
+	s.fileEnd = max(s.fileEnd, s.size)
 	return indexed, timeIndexed
 }
 
@@ -388,8 +390,12 @@ func (s *segment) zerosFrom(pos, end int64, buf []byte) (bool, error) {
 	return true, nil
 }
 
-// sync fsyncs the segment's files that are open.
+// sync fsyncs the segment's files that are open, first cutting off the
+// zeros written ahead of the records, if any.
 func (s *segment) sync() error {
+	if err := s.trimZeros(); err != nil {
+		return fmt.Errorf("sync segment %s: %w", s.name(), err)
+	}
 	err := s.log.Sync()
 	if s.index != nil {
 		err = errors.Join(err, s.index.Sync(), s.timeIndex.Sync())
@@ -408,7 +414,7 @@ func (s *segment) loadOlder(logger *slog.Logger, next, interval int64) error {
 	if err != nil {
 		return fmt.Errorf("stat segment %s: %w", s.name(), err)
 	}
-	s.size, s.next = fi.Size(), next
+	s.size, s.fileEnd, s.next = fi.Size(), fi.Size(), next
 	if err := s.loadIndexes(interval); err != nil {
 		logger.Warn("rebuilding index of segment", "dir", s.dir, "segment", s.name(), "reason", err)
 		s.entries, s.tentries, s.sinceIndex, s.maxTs, s.maxTsOffset = nil, nil, 0, -1, -1
@@ -504,11 +510,74 @@ func (s *segment) loadIndexes(interval int64) error {
 	return nil
 }
 
+// zeroChunk is how many bytes of zeros zeroAhead writes past the end of
+// the active segment's records at a time; it writes more once less than
+// half of them is left.
+const zeroChunk = 256 << 10
+
+// zeros is what zeroAhead writes; nothing writes into it.
+var zeros [zeroChunk]byte
+
+// zeroAhead keeps zeros written in the log file ahead of the records, up
+// to a chunk of them and never past limit, the segment's size limit, so
+// that the appends land in blocks the file already has: the group commit's
+// fdatasync then writes only their data, while an append that extends the
+// file makes every sync also commit the file's new size and blocks to the
+// file system's journal, which on a shared disk waits for everybody's
+// metadata. It reports whether it wrote. Only files that can be truncated
+// (the operating system's, see truncate) get zeros: a roll, sync and
+// Close cut them off with trimZeros, and Open cuts a zero tail off as a
+// clean end. The caller holds the Log's mu, so no append writes meanwhile.
+func (s *segment) zeroAhead(limit int64) (bool, error) {
+	if _, ok := s.log.(truncater); !ok || s.fileEnd-s.size >= zeroChunk/2 {
+		return false, nil
+	}
+	n := min(s.size+zeroChunk, limit) - s.fileEnd
+	if n <= 0 {
+		return false, nil
+	}
+	from := s.fileEnd
+	// Whatever part of the zeros reached the file, a later trimZeros
+	// must cut it off.
+	s.fileEnd += n
+	if _, err := s.log.WriteAt(zeros[:n], from); err != nil {
+		return false, fmt.Errorf("write zeros ahead in segment %s: %w", s.name(), err)
+	}
+	return true, nil
+}
+
+// trimZeros cuts the zeros zeroAhead wrote past the records off the log file.
+func (s *segment) trimZeros() error {
+	if s.fileEnd <= s.size {
+		return nil
+	}
+	if err := s.truncate(s.size); err != nil {
+		return fmt.Errorf("cut the zeros off: %w", err)
+	}
+	s.fileEnd = s.size
+	return nil
+}
+
+// syncData makes the records written to the log file durable: with
+// fdatasync where zeroAhead writes zeros, which leaves out the
+// modification time, the only metadata an append into zeros changes, and
+// with fsync elsewhere (the file systems of tests, whose error injection
+// sees only fsync).
+func (s *segment) syncData() error {
+	if _, ok := s.log.(truncater); ok {
+		return s.log.SyncData()
+	}
+	return s.log.Sync()
+}
+
+// truncater is a file that can be truncated, as the operating system's are.
+type truncater interface{ Truncate(int64) error }
+
 // truncate cuts the segment's log file to size bytes. vfs.File has no
 // Truncate: the OS's files have one, and on other file systems the
 // prefix is copied to a new file that replaces the log file.
 func (s *segment) truncate(size int64) error {
-	if t, ok := s.log.(interface{ Truncate(int64) error }); ok {
+	if t, ok := s.log.(truncater); ok {
 		return t.Truncate(size)
 	}
 	tmp := s.path(logSuffix + tmpSuffix)
