@@ -16,6 +16,7 @@ import (
 // release is closed.
 type startHeld struct {
 	release chan struct{}
+	once    sync.Once
 
 	mu       sync.Mutex
 	started  map[StoreRestore][2]int64
@@ -33,6 +34,18 @@ func (l *startHeld) OnRestoreStart(r StoreRestore, start, end int64) {
 	l.started[r] = [2]int64{start, end}
 	l.mu.Unlock()
 	<-l.release
+}
+
+// let releases the restores; it may be called more than once.
+func (l *startHeld) let() { l.once.Do(func() { close(l.release) }) }
+
+// startHeldApp starts word count with l holding its restores; l lets
+// them go at the latest when the test ends, before the app is stopped.
+func startHeldApp(t *testing.T, brokers []string, l *startHeld) *runningApp {
+	t.Helper()
+	r := startApp(t, brokers, t.TempDir(), OnRestore(l))
+	t.Cleanup(l.let)
+	return r
 }
 
 func (l *startHeld) OnBatchRestored(StoreRestore, int64, int) {}
@@ -91,10 +104,10 @@ func TestRestoreWhileChangelogDeleted(t *testing.T) {
 		}
 		a.stop(t)
 		l := newStartHeld()
-		b := startApp(t, brokers, t.TempDir(), OnRestore(l))
+		b := startHeldApp(t, brokers, l)
 		waitFor(t, "a restore to start", 30*time.Second, func() bool { return l.startedCount() > 0 })
 		deleteChangelog(t, admin(t, brokers))
-		close(l.release)
+		l.let()
 		waitRestored(t, b)
 		if n := nextCount(t, brokers, "apple", "apple"); n != 1 {
 			t.Fatalf("count after restoring a changelog deleted under the restore = %d, want 1", n)
@@ -132,21 +145,22 @@ func TestRestoreWhileChangelogCompacted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A few hundred updates per word, over commits of 50 ms.
+	// Five rounds of lines, each counted (its counts committed to the
+	// changelog) before the next: the common words are updated in each
+	// round, so that the cleaner has superseded updates to remove.
 	truth := make(map[string]int64)
 	first := startApp(t, brokers, t.TempDir(), CommitInterval(50*time.Millisecond))
-	for range 10 {
-		for w, n := range produceLines(t, brokers, 200, 3) {
+	for range 5 {
+		for w, n := range produceLines(t, brokers, 400, 3) {
 			truth[w] += n
 		}
-		time.Sleep(60 * time.Millisecond)
+		latest(t, brokers, outputTopic, 60*time.Second, atLeast(truth))
 	}
-	latest(t, brokers, outputTopic, 60*time.Second, atLeast(truth))
 	first.stop(t)
 	before := len(readAll(t, brokers, countsChangelog))
 
 	l := newStartHeld()
-	second := startApp(t, brokers, t.TempDir(), OnRestore(l))
+	second := startHeldApp(t, brokers, l)
 	waitFor(t, "the restores to start", 30*time.Second, func() bool { return l.startedCount() == partitions })
 	alter, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{
 		{Name: "segment.ms", Value: kadm.StringPtr("100")},
@@ -168,7 +182,7 @@ func TestRestoreWhileChangelogCompacted(t *testing.T) {
 		after = len(readAll(t, brokers, countsChangelog))
 		return after < before
 	})
-	close(l.release)
+	l.let()
 	waitRestored(t, second)
 	l.mu.Lock()
 	var restored int64
