@@ -462,12 +462,19 @@ func TestQueryServerWindows(t *testing.T) {
 		if status, _ := getJSON("http://"+apps[0].addr+"/stores/mem-counts/windows/k1", &e); status != http.StatusNotFound {
 			t.Fatalf("windows of a key-value store: %d %q", status, e.Error)
 		}
-		var kv struct{ Value int64 }
-		for key, want := range truth.total {
-			if status, err := getJSON("http://"+apps[1].addr+"/stores/mem-counts/keys/"+key, &kv); status != http.StatusOK || kv.Value != want {
-				t.Fatalf("in-memory total of %s: %d %v %d, want %d", key, status, err, kv.Value, want)
+		// The key-value store is cached: a query sees its writes once the
+		// task has committed them, which may come after the windows (not
+		// cached) are complete.
+		waitFor(t, "every key's in-memory total", 30*time.Second, func() bool {
+			for key, want := range truth.total {
+				var kv struct{ Value int64 }
+				if status, err := getJSON("http://"+apps[1].addr+"/stores/mem-counts/keys/"+key, &kv); status != http.StatusOK || kv.Value != want {
+					last = fmt.Sprintf("in-memory total of %s: %d %v %d, want %d", key, status, err, kv.Value, want)
+					return false
+				}
 			}
-		}
+			return true
+		})
 	})
 }
 
