@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/riffle-stream/riffle/internal/engine"
 	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/state"
 )
@@ -60,24 +61,33 @@ var (
 // store (a table's or an aggregation's) V is the value type without the
 // timestamp; TimestampedKeyValueStore reads the timestamps too.
 func KeyValueStore[K, V any](a *App, store string, opts ...QueryOption) (state.KeyValueStore[K, V], error) {
-	entry, ok := a.graph.Stores[store]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownStore, store)
-	}
-	sub, err := a.subOfStore(store)
+	entry, raw, err := openQuery(a, store, opts)
 	if err != nil {
 		return nil, err
 	}
-	var qc queryConfig
-	for _, o := range opts {
-		o(&qc)
-	}
-	raw := &queriedStore{app: a, name: store, sub: sub, stale: qc.stale}
 	kv, ok := entry.Builder.Build(raw, state.ChangelogTopic(a.cfg.appID, store)).(state.KeyValueStore[K, V])
 	if !ok {
 		return nil, fmt.Errorf("%w: %q is not a KeyValueStore[%T, %T]", ErrUnknownStore, store, *new(K), *new(V))
 	}
 	return kv, nil
+}
+
+// openQuery returns the entry of store in a's topology and the raw,
+// read-only store a query with opts reads it through.
+func openQuery(a *App, store string, opts []QueryOption) (*engine.StoreEntry, *queriedStore, error) {
+	entry, ok := a.graph.Stores[store]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownStore, store)
+	}
+	sub, err := a.subOfStore(store)
+	if err != nil {
+		return nil, nil, err
+	}
+	var qc queryConfig
+	for _, o := range opts {
+		o(&qc)
+	}
+	return entry, &queriedStore{app: a, name: store, sub: sub, stale: qc.stale}, nil
 }
 
 // localTasks is the App's registry of the tasks its threads run and

@@ -124,6 +124,27 @@ type windowJSON struct {
 	Value any   `json:"value"`
 }
 
+// keyInTime returns the handler of requests for a key over a time range
+// (?from= and ?to=, see timeRange): it parses both, a bad one being the
+// client's error, and answers with what read returns.
+func keyInTime[K any](parseKey func(string) (K, error), read func(raw string, k K, from, to time.Time) (any, error)) keyHandler {
+	return func(raw string, params url.Values) (any, bool, error) {
+		k, err := parseKey(raw)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %v", errBadKey, err)
+		}
+		from, to, err := timeRange(params)
+		if err != nil {
+			return nil, false, err
+		}
+		v, err := read(raw, k, from, to)
+		if err != nil {
+			return nil, false, err
+		}
+		return v, true, nil
+	}
+}
+
 // sessionJSON is one session of a key as the query server writes it.
 type sessionJSON struct {
 	Start int64 `json:"start"`
@@ -139,24 +160,16 @@ func ServeWindow[K, V any](qs *QueryServer, store string, parseKey func(string) 
 	if err != nil {
 		return err
 	}
-	qs.register(store, storeHandler{windows: func(raw string, params url.Values) (any, bool, error) {
-		k, err := parseKey(raw)
-		if err != nil {
-			return nil, false, fmt.Errorf("%w: %v", errBadKey, err)
-		}
-		from, to, err := timeRange(params)
-		if err != nil {
-			return nil, false, err
-		}
+	qs.register(store, storeHandler{windows: keyInTime(parseKey, func(raw string, k K, from, to time.Time) (any, error) {
 		windows := []windowJSON{}
 		for kv, err := range ws.Fetch(k, from, to) {
 			if err != nil {
-				return nil, false, err
+				return nil, err
 			}
 			windows = append(windows, windowJSON{Start: kv.Key.UnixMilli(), Value: kv.Value})
 		}
-		return map[string]any{"key": raw, "windows": windows}, true, nil
-	}})
+		return map[string]any{"key": raw, "windows": windows}, nil
+	})})
 	return nil
 }
 
@@ -168,25 +181,17 @@ func ServeSession[K, V any](qs *QueryServer, store string, parseKey func(string)
 	if err != nil {
 		return err
 	}
-	qs.register(store, storeHandler{sessions: func(raw string, params url.Values) (any, bool, error) {
-		k, err := parseKey(raw)
-		if err != nil {
-			return nil, false, fmt.Errorf("%w: %v", errBadKey, err)
-		}
-		from, to, err := timeRange(params)
-		if err != nil {
-			return nil, false, err
-		}
+	qs.register(store, storeHandler{sessions: keyInTime(parseKey, func(raw string, k K, from, to time.Time) (any, error) {
 		sessions := []sessionJSON{}
 		for kv, err := range ss.FindSessions(k, from, to) {
 			if err != nil {
-				return nil, false, err
+				return nil, err
 			}
 			w := kv.Key.Window
 			sessions = append(sessions, sessionJSON{Start: w.StartMs(), End: w.EndMs(), Value: kv.Value})
 		}
-		return map[string]any{"key": raw, "sessions": sessions}, true, nil
-	}})
+		return map[string]any{"key": raw, "sessions": sessions}, nil
+	})})
 	return nil
 }
 

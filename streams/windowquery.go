@@ -177,11 +177,7 @@ type query[K any] struct {
 }
 
 func newQuery[K any](a *App, store string, opts []QueryOption) (*query[K], error) {
-	entry, ok := a.graph.Stores[store]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownStore, store)
-	}
-	sub, err := a.subOfStore(store)
+	entry, raw, err := openQuery(a, store, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -189,12 +185,7 @@ func newQuery[K any](a *App, store string, opts []QueryOption) (*query[K], error
 	if !ok {
 		return nil, fmt.Errorf("%w: %q does not have keys of type %T", ErrUnknownStore, store, *new(K))
 	}
-	var qc queryConfig
-	for _, o := range opts {
-		o(&qc)
-	}
-	return &query[K]{queriedStore: queriedStore{app: a, name: store, sub: sub, stale: qc.stale}, entry: entry,
-		topic: state.ChangelogTopic(a.cfg.appID, store), keys: keys}, nil
+	return &query[K]{queriedStore: *raw, entry: entry, topic: state.ChangelogTopic(a.cfg.appID, store), keys: keys}, nil
 }
 
 // pinned returns the RawStore reading the engine of one local task.

@@ -520,32 +520,39 @@ func TestCompare(t *testing.T) {
 		{"fsync", "fsync before acknowledging: kfake DataDir+SyncWrites, Riffle default group commit, Kafka flush.messages=1"},
 		{"nofsync", "page cache only: kfake DataDir, Riffle --fsync none, Kafka defaults"},
 	} {
-		samples := make(map[system]map[string][]float64)
-		for _, sys := range systems {
-			samples[sys] = make(map[string][]float64)
-		}
-		for round := range cc.rounds {
-			// Rotate the order so that no system always runs first
-			// (on a cold page cache) or last.
-			order := slices.Clone(systems)
-			shift := round % len(order)
-			order = append(order[shift:], order[:shift]...)
-			for _, sys := range order {
-				begin := time.Now()
-				got := measure(t, sys, mode.name, cc)
-				for k, v := range got {
-					samples[sys][k] = append(samples[sys][k], v)
-				}
-				fmt.Printf("  round %d %-6s %-7s produce %8.0f rec/s  consume %8.0f rec/s (%.2f CPU s/GB)  e2e p99 %7.2f ms  (%.1fs)\n",
-					round+1, sys, mode.name, got["produce records/s"], got["consume records/s"], got["broker CPU s/GB consumed"], got["e2e p99 ms"], time.Since(begin).Seconds())
-			}
-		}
+		samples := rounds(systems, cc.rounds, func(round int, sys system) map[string]float64 {
+			begin := time.Now()
+			got := measure(t, sys, mode.name, cc)
+			fmt.Printf("  round %d %-6s %-7s produce %8.0f rec/s  consume %8.0f rec/s (%.2f CPU s/GB)  e2e p99 %7.2f ms  (%.1fs)\n",
+				round+1, sys, mode.name, got["produce records/s"], got["consume records/s"], got["broker CPU s/GB consumed"], got["e2e p99 ms"], time.Since(begin).Seconds())
+			return got
+		})
 		fmt.Printf("\n%s (medians of %d rounds)\n", mode.label, cc.rounds)
 		if err := printMedians(os.Stdout, systems, samples, figures); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Println()
 	}
+}
+
+// rounds runs measure for every system in n rounds and collects the
+// figures of each system, figure by figure. The order of the systems
+// rotates every round, so that none always runs first (on a cold page
+// cache) or last.
+func rounds(systems []system, n int, measure func(round int, sys system) map[string]float64) map[system]map[string][]float64 {
+	samples := make(map[system]map[string][]float64)
+	for _, sys := range systems {
+		samples[sys] = make(map[string][]float64)
+	}
+	for round := range n {
+		shift := round % len(systems)
+		for _, sys := range append(slices.Clone(systems[shift:]), systems[:shift]...) {
+			for k, v := range measure(round, sys) {
+				samples[sys][k] = append(samples[sys][k], v)
+			}
+		}
+	}
+	return samples
 }
 
 func joinSystems(systems []system, sep string) string {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,23 +69,12 @@ func TestCompareConsumerPerf(t *testing.T) {
 	systems := compareSystems(t)
 	fmt.Printf("kafka-consumer-perf-test against %s: %d rounds, %d records of %d B over %d partitions\n",
 		joinSystems(systems, ", "), cc.rounds, cc.records, cc.recordSize, cc.partitions)
-	samples := make(map[system]map[string][]float64)
-	for _, sys := range systems {
-		samples[sys] = make(map[string][]float64)
-	}
-	for round := range cc.rounds {
-		order := slices.Clone(systems)
-		shift := round % len(order)
-		order = append(order[shift:], order[:shift]...)
-		for _, sys := range order {
-			got := measureConsumerTool(t, cp, sys, cc)
-			for k, v := range got {
-				samples[sys][k] = append(samples[sys][k], v)
-			}
-			fmt.Printf("  round %d %-6s %9.0f rec/s  %7.1f MB/s  broker %5.2f CPU s/GB\n",
-				round+1, sys, got["records/s"], got["MB/s"], got["broker CPU s/GB consumed"])
-		}
-	}
+	samples := rounds(systems, cc.rounds, func(round int, sys system) map[string]float64 {
+		got := measureConsumerTool(t, cp, sys, cc)
+		fmt.Printf("  round %d %-6s %9.0f rec/s  %7.1f MB/s  broker %5.2f CPU s/GB\n",
+			round+1, sys, got["records/s"], got["MB/s"], got["broker CPU s/GB consumed"])
+		return got
+	})
 	fmt.Printf("\nkafka-consumer-perf-test (medians of %d rounds)\n", cc.rounds)
 	if err := printMedians(os.Stdout, systems, samples, consumerToolFigures); err != nil {
 		t.Fatal(err)
@@ -198,23 +186,12 @@ func TestCompareProducerPerf(t *testing.T) {
 	fmt.Printf("kafka-producer-perf-test against %s: %d rounds per mode, %d records of %d B acks=all over %d partitions\n",
 		joinSystems(systems, ", "), cc.rounds, cc.records, cc.recordSize, cc.partitions)
 	for _, mode := range []string{"fsync", "nofsync"} {
-		samples := make(map[system]map[string][]float64)
-		for _, sys := range systems {
-			samples[sys] = make(map[string][]float64)
-		}
-		for round := range cc.rounds {
-			order := slices.Clone(systems)
-			shift := round % len(order)
-			order = append(order[shift:], order[:shift]...)
-			for _, sys := range order {
-				got := measureTool(t, cp, sys, mode, cc)
-				for k, v := range got {
-					samples[sys][k] = append(samples[sys][k], v)
-				}
-				fmt.Printf("  round %d %-6s %-7s %8.0f rec/s  avg %7.2f ms  p99 %7.0f ms\n",
-					round+1, sys, mode, got["records/s"], got["avg latency ms"], got["p99 ms"])
-			}
-		}
+		samples := rounds(systems, cc.rounds, func(round int, sys system) map[string]float64 {
+			got := measureTool(t, cp, sys, mode, cc)
+			fmt.Printf("  round %d %-6s %-7s %8.0f rec/s  avg %7.2f ms  p99 %7.0f ms\n",
+				round+1, sys, mode, got["records/s"], got["avg latency ms"], got["p99 ms"])
+			return got
+		})
 		fmt.Printf("\nkafka-producer-perf-test, %s (medians of %d rounds)\n", mode, cc.rounds)
 		if err := printMedians(os.Stdout, systems, samples, toolFigures); err != nil {
 			t.Fatal(err)
