@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -367,19 +366,10 @@ func (s *standbys) stopAll() {
 func (s *standbys) keep(ctx context.Context, id processor.TaskID) error {
 	a := s.app
 	sub := a.subs[id.Subtopology]
-	tk := &task{
-		id:           id,
-		dir:          filepath.Join(a.cfg.stateDir, a.cfg.appID, id.String()),
-		engines:      make(map[string]state.RawStore),
-		changelog:    make(map[string]int64),
-		consumed:     make(map[string]kgo.EpochOffset),
-		sourceStores: make(map[string]string),
-	}
-	unlock, err := a.taskDirs.lock(ctx, tk.dir)
+	tk, err := a.lockTask(ctx, id)
 	if err != nil {
 		return fmt.Errorf("standby %s: %w", id, err)
 	}
-	tk.unlock = unlock
 	defer func() {
 		if err := tk.closeStores(); err != nil {
 			s.th.log.Error("close standby task", "task", id.String(), "err", err)

@@ -42,6 +42,25 @@ type task struct {
 	closed  bool         // stores closed: queries must not read
 }
 
+// lockTask returns a task of id with nothing open yet but its state
+// directory, which it holds (see taskDirs) until the task's stores close.
+func (a *App) lockTask(ctx context.Context, id processor.TaskID) (*task, error) {
+	tk := &task{
+		id:           id,
+		dir:          filepath.Join(a.cfg.stateDir, a.cfg.appID, id.String()),
+		engines:      make(map[string]state.RawStore),
+		changelog:    make(map[string]int64),
+		consumed:     make(map[string]kgo.EpochOffset),
+		sourceStores: make(map[string]string),
+	}
+	unlock, err := a.taskDirs.lock(ctx, tk.dir)
+	if err != nil {
+		return nil, err
+	}
+	tk.unlock = unlock
+	return tk, nil
+}
+
 // openTask opens the task's stores, restores them from their changelogs
 // and creates its processors. It holds the task's state directory from
 // here until closeTask, so that a task moving between threads of the
@@ -50,21 +69,11 @@ type task struct {
 func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, error) {
 	a := th.app
 	sub := a.subs[id.Subtopology]
-	tk := &task{
-		id:        id,
-		dir:       filepath.Join(a.cfg.stateDir, a.cfg.appID, id.String()),
-		engines:   make(map[string]state.RawStore),
-		changelog: make(map[string]int64),
-		consumed:  make(map[string]kgo.EpochOffset),
-
-		sourceStores: make(map[string]string),
-	}
 	a.standbys.release(id) // its checkpoint is where the restore starts
-	unlock, err := a.taskDirs.lock(ctx, tk.dir)
+	tk, err := a.lockTask(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", id, err)
 	}
-	tk.unlock = unlock
 	if err := th.openStores(ctx, tk, sub.Stores); err != nil {
 		tk.closeStores()
 		return nil, fmt.Errorf("task %s: %w", id, err)
