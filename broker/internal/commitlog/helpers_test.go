@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"log/slog"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -125,4 +127,35 @@ func checkBatch(b []byte) (batchHeader, error) {
 		return h, err
 	}
 	return h, checkCRC(b, &h)
+}
+
+// churn appends b to l on a goroutine of wg until deadline (at most 3,000
+// times), enforcing retention every 100 appends and deleting all but the
+// last 50 records below the high watermark every 250, so that segments
+// go under concurrent readers. The first error goes to errs; the channel
+// returned is closed when it stops.
+func churn(wg *sync.WaitGroup, l *Log, b []byte, deadline time.Time, errs chan<- error) <-chan struct{} {
+	done := make(chan struct{})
+	wg.Go(func() {
+		defer close(done)
+		for i := 0; i < 3000 && time.Now().Before(deadline); i++ {
+			if _, err := l.Append(b, t0); err != nil {
+				errs <- err
+				return
+			}
+			switch {
+			case i%100 == 0:
+				if err := l.EnforceRetention(t0); err != nil {
+					errs <- err
+					return
+				}
+			case i%250 == 0:
+				if _, err := l.DeleteRecords(l.HighWatermark() - 50); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+	})
+	return done
 }

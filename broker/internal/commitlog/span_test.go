@@ -172,30 +172,9 @@ func TestConcurrentSpansAndRetention(t *testing.T) {
 	l := openLog(t, t.TempDir(), cfg)
 	b := makeBatch(t, plain(2, t0.UnixMilli()))
 	deadline := time.Now().Add(3 * time.Second)
-	done := make(chan struct{})
 	errs := make(chan error, 8)
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer close(done)
-		for i := 0; i < 3000 && time.Now().Before(deadline); i++ {
-			if _, err := l.Append(b, t0); err != nil {
-				errs <- err
-				return
-			}
-			switch {
-			case i%100 == 0:
-				if err := l.EnforceRetention(t0); err != nil {
-					errs <- err
-					return
-				}
-			case i%250 == 0:
-				if _, err := l.DeleteRecords(l.HighWatermark() - 50); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}
-	})
+	done := churn(&wg, l, b, deadline, errs)
 	type held struct {
 		off int64
 		f   Fetched
