@@ -109,28 +109,10 @@ func TestRestoreWithDeletedChangelog(t *testing.T) {
 			t.Fatalf("count %d", n)
 		}
 		a.stop(t)
-		adm := admin(t, brokers)
 		// Kafka refuses DeleteRecords on a topic that is only compacted
-		// (POLICY_VIOLATION), as Riffle's broker does.
-		alter, err := adm.AlterTopicConfigs(context.Background(),
-			[]kadm.AlterConfig{{Name: "cleanup.policy", Value: kadm.StringPtr("compact,delete")}}, countsChangelog)
-		if err == nil {
-			_, err = alter.On(countsChangelog, nil)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		deleteTo := make(kadm.Offsets)
-		for p, end := range partitionEnds(t, adm, countsChangelog) {
-			deleteTo.AddOffset(countsChangelog, p, end, -1)
-		}
-		resp, err := adm.DeleteRecords(context.Background(), deleteTo)
-		if err == nil {
-			err = resp.Error()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		// (POLICY_VIOLATION), as Riffle's broker does: deleteChangelog
+		// makes it compact,delete first.
+		deleteChangelog(t, admin(t, brokers))
 		b := startApp(t, brokers, t.TempDir())
 		waitRestored(t, b)
 		if n := nextCount(t, brokers, "apple", "apple"); n != 1 {
