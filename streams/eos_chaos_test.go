@@ -36,23 +36,30 @@ func runEOSChild() bool {
 	if dir == "" {
 		return false
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	app, err := New(wordCount(nil), ApplicationID("eoschaos"), Brokers(os.Getenv(eosChildBrokersEnv)),
-		StateDir(dir), ProcessingGuarantee(ExactlyOnceV2), Logger(log),
+	runWordCountChild("eos child", ApplicationID("eoschaos"), Brokers(os.Getenv(eosChildBrokersEnv)),
+		StateDir(dir), ProcessingGuarantee(ExactlyOnceV2),
 		// A killed member's tasks move after 6 s, Kafka's
 		// group.min.session.timeout.ms, instead of franz-go's 45 s.
 		WithGroupProtocol(GroupProtocolClassic),
 		ClientOpts(kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond)))
+	return true
+}
+
+// runWordCountChild runs the word count with opts, in a child process of
+// the test binary, until SIGTERM, logging errors only; if it fails, it
+// says so on stderr, prefixed with what, and exits with status 2.
+func runWordCountChild(what string, opts ...Option) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	app, err := New(wordCount(nil), append(opts, Logger(log))...)
 	if err == nil {
 		err = app.Run(ctx)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "eos child:", err)
+		fmt.Fprintln(os.Stderr, what+":", err)
 		os.Exit(2)
 	}
-	return true
 }
 
 // eosChaosRounds is how many times the chaos test kills an instance:

@@ -3,10 +3,8 @@ package streams
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"strconv"
 	"syscall"
@@ -57,19 +55,9 @@ func runFailoverChild() bool {
 	if dir == "" {
 		return false
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
 	standbys, _ := strconv.Atoi(os.Getenv(failoverStandbysEnv))
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	app, err := New(wordCount(nil), append(failoverOpts(standbys), Brokers(os.Getenv(failoverBrokersEnv)),
-		StateDir(dir), Logger(log), ApplicationServer(victimServer))...)
-	if err == nil {
-		err = app.Run(ctx)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "failover child:", err)
-		os.Exit(2)
-	}
+	runWordCountChild("failover child", append(failoverOpts(standbys), Brokers(os.Getenv(failoverBrokersEnv)),
+		StateDir(dir), ApplicationServer(victimServer))...)
 	return true
 }
 
