@@ -201,7 +201,10 @@ func (q *queriedStore) read(tk *task, fn func(state.RawStore) error) error {
 	return fn(tk.engines[q.name])
 }
 
-func (q *queriedStore) Get(key []byte) ([]byte, error) {
+// taskOf returns the running local task holding the partition of key, a
+// serialized key, or with StaleStores its standby here when the task runs
+// elsewhere.
+func (q *queriedStore) taskOf(key []byte) (*task, error) {
 	n := q.app.local.partitionCount(q.sub)
 	if n <= 0 {
 		return nil, fmt.Errorf("%w: store %s: the application is not running", ErrNotLocal, q.name)
@@ -209,8 +212,13 @@ func (q *queriedStore) Get(key []byte) ([]byte, error) {
 	id := processor.TaskID{Subtopology: q.sub, Partition: partitionOf(key, n)}
 	tk, err := q.app.local.lookup(id, q.name)
 	if err != nil && q.stale {
-		tk, err = q.app.local.standbyOf(id, err)
+		return q.app.local.standbyOf(id, err)
 	}
+	return tk, err
+}
+
+func (q *queriedStore) Get(key []byte) ([]byte, error) {
+	tk, err := q.taskOf(key)
 	if err != nil {
 		return nil, err
 	}

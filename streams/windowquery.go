@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/internal/engine"
-	"github.com/riffle-stream/riffle/processor"
 	"github.com/riffle-stream/riffle/serde"
 	"github.com/riffle-stream/riffle/state"
 )
@@ -191,23 +190,14 @@ func newQuery[K any](a *App, store string, opts []QueryOption) (*query[K], error
 // pinned returns the RawStore reading the engine of one local task.
 func (q *query[K]) pinned(tk *task) state.RawStore { return &taskStore{q: &q.queriedStore, tk: tk} }
 
-// taskOf returns the running local task holding key's partition, or
-// with StaleStores its standby here when the task runs elsewhere.
-func (q *query[K]) taskOf(key K) (*task, error) {
+// taskOfKey returns the local task a lookup of key reads (see
+// queriedStore.taskOf).
+func (q *query[K]) taskOfKey(key K) (*task, error) {
 	kb, err := q.keys.SerializeKey(q.topic, key)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: serialize key: %w", q.name, err)
 	}
-	n := q.app.local.partitionCount(q.sub)
-	if n <= 0 {
-		return nil, fmt.Errorf("%w: store %s: the application is not running", ErrNotLocal, q.name)
-	}
-	id := processor.TaskID{Subtopology: q.sub, Partition: partitionOf(kb, n)}
-	tk, err := q.app.local.lookup(id, q.name)
-	if err != nil && q.stale {
-		return q.app.local.standbyOf(id, err)
-	}
-	return tk, err
+	return q.queriedStore.taskOf(kb)
 }
 
 // running returns the local tasks a query of the store reads, by
@@ -282,7 +272,7 @@ type windowQuery[K, V any] struct {
 }
 
 func (w *windowQuery[K, V]) FetchWindow(key K, start time.Time) (V, bool, error) {
-	tk, err := w.taskOf(key)
+	tk, err := w.taskOfKey(key)
 	if err != nil {
 		var zero V
 		return zero, false, err
@@ -291,7 +281,7 @@ func (w *windowQuery[K, V]) FetchWindow(key K, start time.Time) (V, bool, error)
 }
 
 func (w *windowQuery[K, V]) Fetch(key K, timeFrom, timeTo time.Time) iter.Seq2[state.KeyValue[time.Time, V], error] {
-	tk, err := w.taskOf(key)
+	tk, err := w.taskOfKey(key)
 	if err != nil {
 		return failed[state.KeyValue[time.Time, V]](err)
 	}
@@ -366,7 +356,7 @@ func (s *sessionQuery[K, V]) Fetch(key K) iter.Seq2[state.KeyValue[serde.Windowe
 }
 
 func (s *sessionQuery[K, V]) FindSessions(key K, earliestEnd, latestStart time.Time) iter.Seq2[state.KeyValue[serde.Windowed[K], V], error] {
-	tk, err := s.taskOf(key)
+	tk, err := s.taskOfKey(key)
 	if err != nil {
 		return failed[state.KeyValue[serde.Windowed[K], V]](err)
 	}
@@ -374,7 +364,7 @@ func (s *sessionQuery[K, V]) FindSessions(key K, earliestEnd, latestStart time.T
 }
 
 func (s *sessionQuery[K, V]) FetchSession(key K, start, end time.Time) (V, bool, error) {
-	tk, err := s.taskOf(key)
+	tk, err := s.taskOfKey(key)
 	if err != nil {
 		var zero V
 		return zero, false, err
@@ -393,7 +383,7 @@ type versionedQuery[K, V any] struct{ *query[K] }
 // open builds the typed store afresh, so that it reads the store's
 // observed stream time anew.
 func (v *versionedQuery[K, V]) open(key K) (state.VersionedKeyValueStore[K, V], error) {
-	tk, err := v.taskOf(key)
+	tk, err := v.taskOfKey(key)
 	if err != nil {
 		return nil, err
 	}
