@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -191,7 +193,8 @@ func compareSystems(t *testing.T) []system {
 }
 
 // runChild serves one broker on a loopback port until SIGTERM, announcing
-// its address on stdout as "listening <addr>".
+// its address on stdout as "listening <addr>"; a Riffle broker also serves
+// its HTTP handler (metrics) and adds that URL: "listening <addr> <url>".
 func runChild(kind, dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -213,11 +216,17 @@ func runChild(kind, dir string) error {
 		if err := b.Start(ctx); err != nil {
 			return fmt.Errorf("start riffle broker: %w", err)
 		}
-		fmt.Printf("listening %s\n", b.Addr())
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		srv := &http.Server{Handler: b.HTTPHandler()}
+		go srv.Serve(ln)
+		fmt.Printf("listening %s http://%s\n", b.Addr(), ln.Addr())
 		<-ctx.Done()
 		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return b.Close(closeCtx)
+		return errors.Join(srv.Shutdown(closeCtx), b.Close(closeCtx))
 	case kfakeSys:
 		opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DataDir(dir)}
 		if mode == "fsync" {
@@ -239,6 +248,7 @@ func runChild(kind, dir string) error {
 type child struct {
 	cmd     *exec.Cmd
 	addr    string
+	httpURL string        // the Riffle broker's HTTP handler; empty for kfake
 	dir     string        // data directory, removed when the child stops
 	exited  chan struct{} // closed once the child has been waited for
 	waitErr error         // the child's exit status, set before exited closes
@@ -291,11 +301,11 @@ func startChild(t *testing.T, sys system, mode string) *child {
 	t.Cleanup(func() { c.stop(t) })
 	select {
 	case line := <-announced:
-		addr, ok := strings.CutPrefix(line, "listening ")
+		addrs, ok := strings.CutPrefix(line, "listening ")
 		if !ok {
 			t.Fatalf("%s child announced %q, want \"listening <addr>\"", sys, line)
 		}
-		c.addr = addr
+		c.addr, c.httpURL, _ = strings.Cut(addrs, " ")
 	case <-c.exited:
 		t.Fatalf("%s child exited before listening: %v", sys, c.waitErr)
 	case <-time.After(30 * time.Second):
@@ -386,30 +396,34 @@ type compareConfig struct {
 	e2eDuration         time.Duration
 }
 
-func loadCompareConfig(t *testing.T) compareConfig {
-	get := func(name string, def int) int {
-		v := os.Getenv(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("%s=%q: want a positive integer", name, v)
-		}
-		return n
+// envInt reads the positive integer in the environment variable name, def
+// if it is unset.
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+func loadCompareConfig(t *testing.T) compareConfig {
 	warmup := 0
 	if os.Getenv("RIFFLE_PERF_WARMUP") != "" {
-		warmup = get("RIFFLE_PERF_WARMUP", 0)
+		warmup = envInt(t, "RIFFLE_PERF_WARMUP", 0)
 	}
 	return compareConfig{
 		warmup:      warmup,
-		rounds:      get("RIFFLE_PERF_ROUNDS", 5),
-		records:     get("RIFFLE_PERF_RECORDS", 500_000),
-		recordSize:  get("RIFFLE_PERF_RECORD_SIZE", 1024),
-		partitions:  get("RIFFLE_PERF_PARTITIONS", 3),
-		e2eRate:     float64(get("RIFFLE_PERF_E2E_RATE", 10_000)),
-		e2eDuration: time.Duration(get("RIFFLE_PERF_E2E_SECONDS", 5)) * time.Second,
+		rounds:      envInt(t, "RIFFLE_PERF_ROUNDS", 5),
+		records:     envInt(t, "RIFFLE_PERF_RECORDS", 500_000),
+		recordSize:  envInt(t, "RIFFLE_PERF_RECORD_SIZE", 1024),
+		partitions:  envInt(t, "RIFFLE_PERF_PARTITIONS", 3),
+		e2eRate:     float64(envInt(t, "RIFFLE_PERF_E2E_RATE", 10_000)),
+		e2eDuration: time.Duration(envInt(t, "RIFFLE_PERF_E2E_SECONDS", 5)) * time.Second,
 	}
 }
 

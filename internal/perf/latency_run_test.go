@@ -1,13 +1,13 @@
 package perf
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
+	"maps"
+	"net/http"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,72 +15,71 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"github.com/riffle-stream/riffle/broker"
 )
 
 // TestFixedRateLatency is the latency run of issue 16: one partition,
 // 256-byte records at 10,000 records/s, acks=all, linger 0, franz-go's
-// idempotent producer, against a Riffle broker in this process under
-// group commit. It reports end-to-end and produce latency beside the
-// broker's fsync and Produce request histograms.
+// idempotent producer, against each broker with fsync before the
+// acknowledgement (Riffle's group commit, kfake's SyncWrites, Kafka with
+// log.flush.interval.messages=1), each in a process of its own, in
+// rounds whose order rotates. It reports end-to-end and produce latency,
+// and for Riffle its fsync and Produce request histograms.
 //
 //	RIFFLE_PERF_LATENCY=1 go test -count=1 -run TestFixedRateLatency -v ./internal/perf
 //
-// RIFFLE_PERF_ROUNDS sets the rounds (3) and RIFFLE_PERF_LATENCY_SECONDS
-// the length of each (10).
+// RIFFLE_PERF_SYSTEMS picks the systems (riffle,kfake,kafka),
+// RIFFLE_PERF_ROUNDS the rounds (3) and RIFFLE_PERF_LATENCY_SECONDS the
+// length of each (10).
 func TestFixedRateLatency(t *testing.T) {
 	if os.Getenv("RIFFLE_PERF_LATENCY") == "" {
 		t.Skip("set RIFFLE_PERF_LATENCY=1 to run the fixed-rate latency run")
 	}
-	envInt := func(name string, def int) int {
-		v := os.Getenv(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("%s=%q: want a positive integer", name, v)
-		}
-		return n
-	}
-	rounds, seconds := envInt("RIFFLE_PERF_ROUNDS", 3), envInt("RIFFLE_PERF_LATENCY_SECONDS", 10)
-	for round := range rounds {
-		b, err := broker.New(broker.ListenAddr("127.0.0.1:0"), broker.DataDir(t.TempDir()),
-			broker.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx := context.Background()
-		if err := b.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		res, err := EndToEnd(ctx, Brokers(b.Addr()), Topic("latency"), Partitions(1), RecordSize(256),
+	n, seconds := envInt(t, "RIFFLE_PERF_ROUNDS", 3), envInt(t, "RIFFLE_PERF_LATENCY_SECONDS", 10)
+	systems := compareSystems(t)
+	fmt.Printf("%s: %d rounds of %d s, 256 B records at 10,000/s to one partition, acks=all, linger 0, fsync, load average %s\n",
+		joinSystems(systems, " vs "), n, seconds, loadAverage())
+	samples := rounds(systems, n, func(round int, sys system) map[string]float64 {
+		s := startServer(t, sys, "fsync")
+		defer s.stop(t)
+		res, err := EndToEnd(context.Background(), Brokers(s.address()), Topic("latency"), Partitions(1), RecordSize(256),
 			Rate(10000), Linger(0), Records(0), Duration(time.Duration(seconds)*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", sys, err)
 		}
-		fams := scrape(t, b)
-		if err := b.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("round %d: e2e %v", round+1, res.Latency)
-		t.Logf("round %d: produce %v", round+1, res.ProduceLatency)
-		t.Logf("round %d: fsyncs %s", round+1, histogram(fams["riffle_fsync_duration_seconds"], nil))
-		t.Logf("round %d: Produce requests %s", round+1, histogram(fams["riffle_request_duration_seconds"], map[string]string{"api": "Produce"}))
 		if res.Latency.Count == 0 {
-			t.Fatal("no records consumed")
+			t.Fatalf("%s: no records consumed", sys)
 		}
+		fmt.Printf("  round %d %-6s e2e %v; produce %v (load %s)\n", round+1, sys, res.Latency, res.ProduceLatency, loadAverage())
+		if c, ok := s.(*child); ok && c.httpURL != "" {
+			fams := scrape(t, c.httpURL)
+			fmt.Printf("    fsyncs %s\n", histogram(fams["riffle_fsync_duration_seconds"], nil))
+			fmt.Printf("    Produce requests %s\n", histogram(fams["riffle_request_duration_seconds"], map[string]string{"api": "Produce"}))
+		}
+		e, p := res.Latency, res.ProduceLatency
+		return map[string]float64{
+			"e2e p50 ms": ms(e.P50), "e2e p99 ms": ms(e.P99), "e2e p99.9 ms": ms(e.P999), "e2e max ms": ms(e.Max),
+			"produce p50 ms": ms(p.P50), "produce p99 ms": ms(p.P99),
+		}
+	})
+	fmt.Printf("\nmedians of %d rounds\n", n)
+	if err := printMedians(os.Stdout, systems, samples, []figure{
+		{"e2e p50 ms", false}, {"e2e p99 ms", false}, {"e2e p99.9 ms", false}, {"e2e max ms", false},
+		{"produce p50 ms", false}, {"produce p99 ms", false},
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// scrape reads the broker's Prometheus metrics.
-func scrape(t *testing.T, b *broker.Broker) map[string]*dto.MetricFamily {
+// scrape reads the Prometheus metrics a Riffle broker serves at url.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	b.HTTPHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(rec.Body)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatalf("parse metrics: %v", err)
 	}
@@ -120,4 +119,31 @@ next:
 		return sb.String()
 	}
 	return "none"
+}
+
+// requestCounts returns a Riffle broker's count of requests served, by API.
+func requestCounts(fams map[string]*dto.MetricFamily) map[string]uint64 {
+	counts := make(map[string]uint64)
+	for _, m := range fams["riffle_request_duration_seconds"].GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == "api" {
+				counts[lp.GetValue()] += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return counts
+}
+
+// requestsSince formats the requests counted in after but not in before,
+// the busiest API first.
+func requestsSince(before, after map[string]uint64) string {
+	apis := slices.Collect(maps.Keys(after))
+	slices.SortFunc(apis, func(a, b string) int { return cmp.Compare(after[b]-before[b], after[a]-before[a]) })
+	var parts []string
+	for _, api := range apis {
+		if n := after[api] - before[api]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", api, n))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
