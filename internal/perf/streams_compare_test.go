@@ -143,7 +143,8 @@ const (
 // streamsRun is what one run of the comparison needs besides its app.
 type streamsRun struct {
 	addr, input string
-	brokerPid   int // the broker's process, whose CPU time a run reports
+	brokerPid   int    // the broker's process, whose CPU time a run reports
+	brokerURL   string // a Riffle broker's HTTP handler, whose request counts a run reports
 	partitions  int
 	javaCP      string // WordCountApp's classpath, for kafka-streams
 	gokaExe     string // the built gokawc, for goka
@@ -165,19 +166,8 @@ func TestStreamsCompare(t *testing.T) {
 	if os.Getenv("RIFFLE_STREAMS_COMPARE") == "" {
 		t.Skip("set RIFFLE_STREAMS_COMPARE=1 to run the Riffle Streams / Kafka Streams / goka comparison")
 	}
-	get := func(name string, def int) int {
-		v := os.Getenv(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("%s=%q: want a positive integer", name, v)
-		}
-		return n
-	}
-	rounds, lines, words := get("RIFFLE_STREAMS_ROUNDS", 3), get("RIFFLE_STREAMS_LINES", 1_000_000), get("RIFFLE_STREAMS_WORDS", 8)
-	partitions := get("RIFFLE_STREAMS_PARTITIONS", 3)
+	rounds, lines, words := envInt(t, "RIFFLE_STREAMS_ROUNDS", 3), envInt(t, "RIFFLE_STREAMS_LINES", 1_000_000), envInt(t, "RIFFLE_STREAMS_WORDS", 8)
+	partitions := envInt(t, "RIFFLE_STREAMS_PARTITIONS", 3)
 	brokerNames := "riffle,kafka"
 	if v := os.Getenv("RIFFLE_STREAMS_BROKERS"); v != "" {
 		brokerNames = v
@@ -219,6 +209,10 @@ func TestStreamsCompare(t *testing.T) {
 			t.Fatalf("RIFFLE_STREAMS_BROKERS: unknown broker %q (want riffle or kafka)", sys)
 		}
 		run.addr, run.input, run.brokerPid = srv.address(), "wordcount-input", srv.pid()
+		run.brokerURL = ""
+		if c, ok := srv.(*child); ok {
+			run.brokerURL = c.httpURL
+		}
 		run.truth, run.total = produceWordLines(t, run.addr, run.input, partitions, lines, words)
 		samples := map[system]map[string][]float64{}
 		for _, app := range apps {
@@ -445,6 +439,10 @@ func runWordCount(t *testing.T, app streamsApp, r streamsRun) map[string]float64
 	if err != nil {
 		t.Fatal(err)
 	}
+	var requestsBefore map[string]uint64
+	if r.brokerURL != "" {
+		requestsBefore = requestCounts(scrape(t, r.brokerURL))
+	}
 	began := time.Now()
 	for _, cmd := range cmds {
 		cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -488,6 +486,9 @@ func runWordCount(t *testing.T, app streamsApp, r streamsRun) map[string]float64
 	brokerCPU, err := cpuSeconds(r.brokerPid)
 	if err != nil {
 		fail("%v", err)
+	}
+	if r.brokerURL != "" {
+		fmt.Printf("    %s: broker requests %s\n", app, requestsSince(requestsBefore, requestCounts(scrape(t, r.brokerURL))))
 	}
 	var cpu float64
 	var rss int64
