@@ -438,12 +438,15 @@ var figures = []figure{
 	{"produce MB/s", true},
 	{"consume records/s", true},
 	{"consume MB/s", true},
+	{"fetch records/s", true},
+	{"records per batch", true},
 	{"e2e p50 ms", false},
 	{"e2e p99 ms", false},
 	{"e2e p99.9 ms", false},
 	{"e2e max ms", false},
 	{"broker CPU s/GB produced", false},
 	{"broker CPU s/GB consumed", false},
+	{"broker CPU s/GB fetched", false},
 	{"broker peak RSS MiB", false},
 }
 
@@ -487,6 +490,17 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 	if cons.Records != prod.Records {
 		t.Fatalf("%s/%s: consumed %d records of %d produced", sys, mode, cons.Records, prod.Records)
 	}
+	fetched, err := fetchRaw(ctx, c.address(), "perf-compare")
+	if err != nil {
+		t.Fatalf("%s/%s: %v", sys, mode, err)
+	}
+	cpu3, err := cpuSeconds(c.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fetched.records != prod.Records {
+		t.Fatalf("%s/%s: fetched %d records of %d produced", sys, mode, fetched.records, prod.Records)
+	}
 	// Linger 0: the latency measured is the broker's, not a batching delay.
 	e2e, err := EndToEnd(ctx, append(load, Records(0), Duration(cc.e2eDuration), Rate(cc.e2eRate), Linger(0))...)
 	if err != nil {
@@ -502,12 +516,15 @@ func measure(t *testing.T, sys system, mode string, cc compareConfig) map[string
 		"produce MB/s":             prod.MBPerSec(),
 		"consume records/s":        cons.RecordsPerSec(),
 		"consume MB/s":             cons.MBPerSec(),
+		"fetch records/s":          float64(fetched.records) / fetched.elapsed.Seconds(),
+		"records per batch":        float64(fetched.records) / float64(fetched.batches),
 		"e2e p50 ms":               ms(l.P50),
 		"e2e p99 ms":               ms(l.P99),
 		"e2e p99.9 ms":             ms(l.P999),
 		"e2e max ms":               ms(l.Max),
 		"broker CPU s/GB produced": (cpu1 - cpu0) / (float64(prod.Bytes) / 1e9),
 		"broker CPU s/GB consumed": (cpu2 - cpu1) / (float64(cons.Bytes) / 1e9),
+		"broker CPU s/GB fetched":  (cpu3 - cpu2) / (float64(cons.Bytes) / 1e9),
 		"broker peak RSS MiB":      float64(rss) / (1 << 20),
 	}
 }
@@ -537,8 +554,8 @@ func TestCompare(t *testing.T) {
 		samples := rounds(systems, cc.rounds, func(round int, sys system) map[string]float64 {
 			begin := time.Now()
 			got := measure(t, sys, mode.name, cc)
-			fmt.Printf("  round %d %-6s %-7s produce %8.0f rec/s  consume %8.0f rec/s (%.2f CPU s/GB)  e2e p99 %7.2f ms  (%.1fs)\n",
-				round+1, sys, mode.name, got["produce records/s"], got["consume records/s"], got["broker CPU s/GB consumed"], got["e2e p99 ms"], time.Since(begin).Seconds())
+			fmt.Printf("  round %d %-6s %-7s produce %8.0f rec/s  consume %8.0f rec/s (%.2f CPU s/GB)  fetch %8.0f rec/s  e2e p99 %7.2f ms  (%.1fs)\n",
+				round+1, sys, mode.name, got["produce records/s"], got["consume records/s"], got["broker CPU s/GB consumed"], got["fetch records/s"], got["e2e p99 ms"], time.Since(begin).Seconds())
 			return got
 		})
 		fmt.Printf("\n%s (medians of %d rounds)\n", mode.label, cc.rounds)
