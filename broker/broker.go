@@ -289,6 +289,7 @@ func (b *Broker) acceptLoop() {
 			continue
 		}
 		delay = 0
+		b.setBuffers(nc)
 		host := remoteHost(nc)
 		id := b.nextConn.Add(1)
 		b.mu.Lock()
@@ -311,6 +312,25 @@ func (b *Broker) acceptLoop() {
 			defer b.serving.Done()
 			b.serveConn(b.ctx, nc, id, host)
 		}()
+	}
+}
+
+// setBuffers gives a client connection the socket buffers the config
+// asks for. A failure leaves the operating system's, which serve too.
+func (b *Broker) setBuffers(nc net.Conn) {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if n := b.cfg.sendBuffer; n > 0 {
+		if err := tc.SetWriteBuffer(n); err != nil {
+			b.log.Warn("set socket send buffer", "bytes", n, "err", err)
+		}
+	}
+	if n := b.cfg.receiveBuffer; n > 0 {
+		if err := tc.SetReadBuffer(n); err != nil {
+			b.log.Warn("set socket receive buffer", "bytes", n, "err", err)
+		}
 	}
 }
 

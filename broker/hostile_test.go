@@ -237,6 +237,8 @@ func TestOptionsValidated(t *testing.T) {
 		"max connections per ip negative": MaxConnectionsPerIP(-1),
 		"queued below max request":        QueuedMaxRequestBytes(1 << 20),
 		"queued negative":                 QueuedMaxRequestBytes(-1),
+		"socket send buffer 0":            SocketSendBufferBytes(0),
+		"socket receive buffer -2":        SocketReceiveBufferBytes(-2),
 		"max topic partitions 0":          MaxTopicPartitions(0),
 		"max partitions 0":                MaxPartitions(0),
 		"cleaner threads 0":               CleanerThreads(0),

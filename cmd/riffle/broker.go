@@ -32,6 +32,8 @@ func brokerServe(fs *flag.FlagSet) runFunc {
 	maxIdle := fs.Duration("connections-max-idle", 10*time.Minute, "close connections without traffic for this long (Kafka's connections.max.idle.ms)")
 	maxConns := fs.Int("max-connections", 0, "most client connections served at once, 0 for unlimited (Kafka's max.connections)")
 	maxConnsPerIP := fs.Int("max-connections-per-ip", 0, "most client connections served at once from one address, 0 for unlimited (Kafka's max.connections.per.ip)")
+	sendBuf := fs.Int("socket-send-buffer-bytes", 102400, "send buffer (SO_SNDBUF) of client connections, -1 for the operating system's (Kafka's socket.send.buffer.bytes)")
+	receiveBuf := fs.Int("socket-receive-buffer-bytes", -1, "receive buffer (SO_RCVBUF) of client connections, -1 for the operating system's (Kafka's socket.receive.buffer.bytes, 102400 there)")
 	queuedMax := fs.Int64("queued-max-request-bytes", 0, "bytes of requests read but not yet handled, across connections; 0 for 256 MiB (Kafka's queued.max.request.bytes)")
 	cleanerThreads := fs.Int("cleaner-threads", 1, "partitions the log cleaner compacts at once (Kafka's log.cleaner.threads)")
 	cleanerIO := fs.Float64("cleaner-io-max-bytes-per-second", 0, "cap on the bytes the log cleaner reads and writes per second, 0 for none (Kafka's log.cleaner.io.max.bytes.per.second)")
@@ -68,6 +70,7 @@ func brokerServe(fs *flag.FlagSet) runFunc {
 			broker.Logger(logger),
 		}
 		opts = append(opts, broker.ConnectionsMaxIdle(*maxIdle), broker.QueuedMaxRequestBytes(*queuedMax),
+			broker.SocketSendBufferBytes(*sendBuf), broker.SocketReceiveBufferBytes(*receiveBuf),
 			broker.CleanerThreads(*cleanerThreads), broker.CleanerIOMaxBytesPerSecond(*cleanerIO))
 		if *maxConns != 0 {
 			opts = append(opts, broker.MaxConnections(*maxConns))
