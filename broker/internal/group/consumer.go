@@ -44,6 +44,8 @@ type consumerGroup struct {
 	// subscribed is the partition count of every subscribed topic the
 	// target was computed with.
 	subscribed map[string]int32
+	// targetAt is when the target was last computed (see settlingWindow).
+	targetAt time.Time
 }
 
 // consumerMember is one member of a consumer group.
@@ -289,6 +291,9 @@ func (c *Coordinator) consumerHeartbeat(from Client, req *kmsg.ConsumerGroupHear
 		m.owned = owned
 	}
 	c.reconcileLocked(g, m)
+	if m.reconciling(cg) || time.Since(cg.targetAt) < settlingWindow {
+		resp.HeartbeatIntervalMillis = min(resp.HeartbeatIntervalMillis, int32(reconcilingHeartbeatInterval/time.Millisecond))
+	}
 
 	resp.MemberID, resp.MemberEpoch = kmsg.StringPtr(m.id), m.epoch
 	if req.MemberEpoch == epochJoin || req.Topics != nil || !maps.Equal(m.sent, m.assigned) {
@@ -444,6 +449,42 @@ func (c *Coordinator) reconcileLocked(g *group, m *consumerMember) {
 	}
 }
 
+// reconcilingHeartbeatInterval is the heartbeat interval a member is
+// told while its assignment is not yet its target (partitions to revoke,
+// or partitions of its target that another member has still to give up)
+// and, within settlingWindow of the target's last change, every member.
+// The coordinator cannot tell a member that its target changed or that a
+// partition became free: the member learns it at its next heartbeat,
+// which at the group's interval (5 s by default) would leave partitions
+// unconsumed for up to that long. Instances started together are the
+// common case: the first to join gets every partition and, told the
+// group's interval, would learn only 5 s later that the others joined
+// meanwhile. Kafka answers with the group's interval throughout; clients
+// (the Java consumer, librdkafka, franz-go) heartbeat at the interval of
+// the last response, and none is told a longer one than the group's.
+const reconcilingHeartbeatInterval = 100 * time.Millisecond
+
+// settlingWindow is how long after the target assignment changed every
+// member is told reconcilingHeartbeatInterval: the time within which
+// members started together usually all join (Kafka's classic groups wait
+// group.initial.rebalance.delay.ms, 3 s, for them).
+const settlingWindow = 3 * time.Second
+
+// reconciling reports whether m's assignment differs from its target:
+// partitions to revoke, or partitions of its target it does not have
+// yet.
+func (m *consumerMember) reconciling(cg *consumerGroup) bool {
+	if len(m.revoking) > 0 {
+		return true
+	}
+	for p := range cg.target[m.id] {
+		if _, ok := m.assigned[p]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
 // assign gives p to m at the member's current epoch, its assignment
 // epoch.
 func (m *consumerMember) assign(p tp) {
@@ -485,6 +526,7 @@ func (c *Coordinator) updateTargetLocked(g *group, topics map[string]Topic) {
 	cg.target = assignors[name](subs, cg.target)
 	cg.subscribed = subscribed
 	cg.assignmentEpoch = cg.epoch
+	cg.targetAt = time.Now()
 	if len(cg.members) == 0 && g.emptySince.IsZero() {
 		g.emptySince = time.Now()
 	}

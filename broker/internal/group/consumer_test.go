@@ -118,17 +118,32 @@ func TestConsumerRevokeBeforeAssign(t *testing.T) {
 	if len(b.owned) != 0 || b.epoch != 2 {
 		t.Fatalf("second member owns %d at epoch %d before revocation, want 0 at 2", len(b.owned), b.epoch)
 	}
+	// Until the partitions it is to get are released, b is told to come
+	// back sooner than the group's interval; so is a, which has
+	// partitions to revoke. (The target was computed just now, within
+	// settlingWindow, when every member is told the short interval: move
+	// it back past the window to see the rule for reconciling alone.)
+	settled := func() {
+		h.c.mu.Lock()
+		h.c.groups["g"].consumer.targetAt = time.Now().Add(-settlingWindow)
+		h.c.mu.Unlock()
+	}
+	settled()
+	short := int32(reconcilingHeartbeatInterval / time.Millisecond)
+	if r := b.beat(); r.HeartbeatIntervalMillis != short {
+		t.Fatalf("waiting member's heartbeat interval %d ms, want %d", r.HeartbeatIntervalMillis, short)
+	}
 	// a is told to keep three; it stays at epoch 1 until it reports
 	// having released the rest.
-	if r := a.beat(); r.MemberEpoch != 1 || len(a.owned) != 3 {
-		t.Fatalf("revoking member at epoch %d owns %d, want 1 and 3", r.MemberEpoch, len(a.owned))
+	if r := a.beat(); r.MemberEpoch != 1 || len(a.owned) != 3 || r.HeartbeatIntervalMillis != short {
+		t.Fatalf("revoking member at epoch %d owns %d with heartbeat interval %d ms, want 1, 3 and %d", r.MemberEpoch, len(a.owned), r.HeartbeatIntervalMillis, short)
 	}
 	checkExclusive(t, a, b)
-	if a.beat(); a.epoch != 2 {
-		t.Fatalf("member epoch %d after revoking, want 2", a.epoch)
+	if r := a.beat(); a.epoch != 2 || r.HeartbeatIntervalMillis != int32(defaultHeartbeatInterval/time.Millisecond) {
+		t.Fatalf("member epoch %d, heartbeat interval %d ms after revoking, want 2 and the default", a.epoch, r.HeartbeatIntervalMillis)
 	}
-	if b.beat(); len(b.owned) != 3 {
-		t.Fatalf("second member owns %d after release, want 3", len(b.owned))
+	if r := b.beat(); len(b.owned) != 3 || r.HeartbeatIntervalMillis != int32(defaultHeartbeatInterval/time.Millisecond) {
+		t.Fatalf("second member owns %d with heartbeat interval %d ms after release, want 3 and the default", len(b.owned), r.HeartbeatIntervalMillis)
 	}
 	checkExclusive(t, a, b)
 
@@ -164,6 +179,25 @@ func TestConsumerRevokeBeforeAssign(t *testing.T) {
 	}
 	if a.beat(); len(a.owned) != 6 {
 		t.Fatalf("remaining member owns %d after leave, want 6", len(a.owned))
+	}
+}
+
+// TestConsumerSettlingHeartbeatInterval checks that every member is told
+// the short heartbeat interval within settlingWindow of the target's last
+// change, so that the first of several members started together learns
+// of the others' joining at once, and the group's interval after it.
+func TestConsumerSettlingHeartbeatInterval(t *testing.T) {
+	h := newHarness(t, Topic{Name: "t", Partitions: 2})
+	a := consumerJoin(h, "g", "a", []string{"t"})
+	short := int32(reconcilingHeartbeatInterval / time.Millisecond)
+	if r := a.beat(); len(a.owned) != 2 || r.HeartbeatIntervalMillis != short {
+		t.Fatalf("member owns %d with heartbeat interval %d ms just after joining, want 2 and %d", len(a.owned), r.HeartbeatIntervalMillis, short)
+	}
+	h.c.mu.Lock()
+	h.c.groups["g"].consumer.targetAt = time.Now().Add(-settlingWindow)
+	h.c.mu.Unlock()
+	if r := a.beat(); r.HeartbeatIntervalMillis != int32(defaultHeartbeatInterval/time.Millisecond) {
+		t.Fatalf("settled member's heartbeat interval %d ms, want the default %v", r.HeartbeatIntervalMillis, defaultHeartbeatInterval)
 	}
 }
 
