@@ -2,6 +2,8 @@ package state_test
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,7 +19,24 @@ import (
 // interactive queries do: under -race nothing races, scans yield keys in
 // order, and every value read is one written for its key.
 func TestMemoryStoreConcurrentReads(t *testing.T) {
-	s := state.NewMemoryStore("m")
+	concurrentReads(t, state.NewMemoryStore("m"))
+}
+
+// TestPebbleStoreConcurrentReads is TestMemoryStoreConcurrentReads on a
+// Pebble store, whose row cache the reads and writes share.
+func TestPebbleStoreConcurrentReads(t *testing.T) {
+	db, err := state.OpenPebble(t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	concurrentReads(t, db.Store("p"))
+}
+
+// concurrentReads writes and deletes keys of s on this goroutine while
+// others scan it and get one key: under -race nothing races, and every
+// value read is one written for its key.
+func concurrentReads(t *testing.T, s state.RawStore) {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	check := func(k, v []byte) error {

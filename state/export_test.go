@@ -28,5 +28,5 @@ func OpenPebbleFS(fs vfs.FS, dir string) (*PebbleDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PebbleDB{db: db}, nil
+	return newPebbleDB(db), nil
 }

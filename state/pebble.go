@@ -5,14 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/cockroachdb/pebble"
 )
 
 // PebbleDB is one Pebble instance holding every persistent store of a task.
-// Each store's keys live under their own prefix.
+// Each store's keys live under their own prefix, and each store keeps the
+// values of up to about 1 MiB of its keys last read or written in memory
+// (a row cache, which every write goes through to Pebble), so that an
+// aggregation's read of the key it just updated does not search Pebble.
 type PebbleDB struct {
-	db *pebble.DB
+	db     *pebble.DB
+	mu     sync.Mutex
+	stores map[string]*pebbleStore // by name, so that each has one row cache
 }
 
 type pebbleLogger struct{ l *slog.Logger }
@@ -28,13 +34,25 @@ func OpenPebble(dir string, logger *slog.Logger) (*PebbleDB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
 	}
-	return &PebbleDB{db: db}, nil
+	return newPebbleDB(db), nil
 }
 
-// Store returns the RawStore named name inside the instance.
+func newPebbleDB(db *pebble.DB) *PebbleDB {
+	return &PebbleDB{db: db, stores: make(map[string]*pebbleStore)}
+}
+
+// Store returns the RawStore named name inside the instance, the same one
+// for every call with that name.
 func (p *PebbleDB) Store(name string) RawStore {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s, ok := p.stores[name]; ok {
+		return s
+	}
 	prefix := append([]byte{byte(len(name))}, name...)
-	return &pebbleStore{db: p.db, name: name, prefix: prefix}
+	s := &pebbleStore{db: p.db, name: name, prefix: prefix, rows: rowCache{rows: make(map[string]*row), admit: true}}
+	p.stores[name] = s
+	return s
 }
 
 // Close closes the instance.
@@ -45,10 +63,14 @@ func (p *PebbleDB) Close() error {
 	return nil
 }
 
+// pebbleStore is one store's keys in a PebbleDB. Its Get, Put and Delete
+// are safe for concurrent use (interactive queries read while the task
+// writes), as Pebble's are; the row cache has a lock of its own.
 type pebbleStore struct {
 	db     *pebble.DB
 	name   string
 	prefix []byte
+	rows   rowCache
 }
 
 func (s *pebbleStore) key(k []byte) []byte {
@@ -59,6 +81,9 @@ func (s *pebbleStore) key(k []byte) []byte {
 func (s *pebbleStore) Name() string { return s.name }
 
 func (s *pebbleStore) Get(key []byte) ([]byte, error) {
+	if v, ok := s.rows.get(key); ok {
+		return v, nil
+	}
 	v, closer, err := s.db.Get(s.key(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -68,17 +93,21 @@ func (s *pebbleStore) Get(key []byte) ([]byte, error) {
 	}
 	out := make([]byte, len(v))
 	copy(out, v)
+	s.rows.put(key, out)
 	return out, closer.Close()
 }
 
 func (s *pebbleStore) Put(key, value []byte) error {
 	if err := s.db.Set(s.key(key), value, pebble.NoSync); err != nil {
+		s.rows.remove(key)
 		return fmt.Errorf("pebble put in store %s: %w", s.name, err)
 	}
+	s.rows.put(key, value)
 	return nil
 }
 
 func (s *pebbleStore) Delete(key []byte) error {
+	s.rows.remove(key)
 	if err := s.db.Delete(s.key(key), pebble.NoSync); err != nil {
 		return fmt.Errorf("pebble delete in store %s: %w", s.name, err)
 	}
@@ -118,4 +147,102 @@ func (s *pebbleStore) Flush() error {
 		return fmt.Errorf("pebble flush for store %s: %w", s.name, err)
 	}
 	return nil
+}
+
+// rowCacheBytes bounds each Pebble store's row cache.
+const rowCacheBytes = 1 << 20
+
+// rowOverhead is what a row costs in the cache besides its key and value.
+const rowOverhead = 64
+
+// rowCache holds the values of one store's keys last read or written, so
+// that the read of a read-modify-write (an aggregation's Get and Put of
+// the same key) is a map lookup rather than a search of Pebble's
+// memtables and levels. Every write still goes to Pebble first: the cache
+// only answers reads, and holds no key Pebble does not have with that
+// value. Absent keys are not cached. Past rowCacheBytes it drops rows in
+// Go's map order, which is random, until a quarter of the budget is free.
+// Rows of new keys cost more than the reads they save when few reads hit
+// (a key space much larger than the budget): while under a quarter of a
+// window's reads hit, only one new key in admitSample is taken in.
+type rowCache struct {
+	mu    sync.Mutex
+	rows  map[string]*row
+	bytes int
+	// reads and hits count the lookups of the current window; admit says
+	// whether the last window's hits earned new keys a row.
+	reads, hits int
+	admit       bool
+	skipped     int
+}
+
+type row struct{ value []byte }
+
+const (
+	// rowWindow is how many lookups the hit ratio is measured over.
+	rowWindow = 4096
+	// admitSample is one in how many new keys gets a row while reads
+	// mostly miss.
+	admitSample = 16
+)
+
+// get returns a copy of the cached value of key.
+func (c *rowCache) get(key []byte) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reads++; c.reads == rowWindow {
+		c.admit, c.reads, c.hits = 4*c.hits >= rowWindow, 0, 0
+	}
+	r, ok := c.rows[string(key)]
+	if !ok {
+		return nil, false
+	}
+	c.hits++
+	return bytes.Clone(r.value), true
+}
+
+// put caches a copy of value as key's.
+func (c *rowCache) put(key, value []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.rows[string(key)]; ok {
+		c.bytes += len(value) - len(r.value)
+		r.value = append(r.value[:0], value...)
+		return
+	}
+	if !c.admit {
+		if c.skipped++; c.skipped%admitSample != 0 {
+			return
+		}
+	}
+	c.rows[string(key)] = &row{value: bytes.Clone(value)}
+	c.bytes += len(key) + len(value) + rowOverhead
+	if c.bytes <= rowCacheBytes {
+		return
+	}
+	for k, r := range c.rows {
+		if c.bytes <= rowCacheBytes*3/4 {
+			break
+		}
+		delete(c.rows, k)
+		c.bytes -= len(k) + len(r.value) + rowOverhead
+	}
+}
+
+// remove forgets key.
+func (c *rowCache) remove(key []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.rows[string(key)]; ok {
+		delete(c.rows, string(key))
+		c.bytes -= len(key) + len(r.value) + rowOverhead
+	}
+}
+
+// clear forgets every row.
+func (c *rowCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.rows)
+	c.bytes = 0
 }
