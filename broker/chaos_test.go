@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -14,21 +12,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/riffle-stream/riffle/internal/testenv"
 )
 
 // chaosRounds is how many times the chaos test kills the broker:
 // RIFFLE_CHAOS_ROUNDS, or 50.
-func chaosRounds(t *testing.T) int {
-	v := os.Getenv("RIFFLE_CHAOS_ROUNDS")
-	if v == "" {
-		return 50
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("RIFFLE_CHAOS_ROUNDS=%q", v)
-	}
-	return n
-}
+func chaosRounds(t *testing.T) int { return testenv.Int(t, "RIFFLE_CHAOS_ROUNDS", 50) }
 
 // freeAddr returns a loopback address with a port free at the moment.
 func freeAddr(t *testing.T) string {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/broker"
+	"github.com/riffle-stream/riffle/internal/testenv"
 	"github.com/riffle-stream/riffle/streams"
 	"github.com/riffle-stream/riffle/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -94,18 +95,6 @@ func (w *logWatch) await(t testing.TB, from int, within time.Duration, ok func(m
 	}
 }
 
-func envInt(t testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("%s=%q is not a positive integer", name, v)
-	}
-	return n
-}
-
 // TestCleanerFigures measures the log cleaner on a changelog-shaped
 // topic, behind RIFFLE_CLEANER_BENCH=1: updates of 8-byte counts over
 // keys (10M over 100k by default) written by a plain client with its
@@ -119,8 +108,8 @@ func TestCleanerFigures(t *testing.T) {
 	if os.Getenv(cleanerBenchEnv) != "1" {
 		t.Skipf("set %s=1 to measure the cleaner", cleanerBenchEnv)
 	}
-	updates := envInt(t, cleanerBenchUpdatesEnv, 10_000_000)
-	keys := envInt(t, cleanerBenchKeysEnv, 100_000)
+	updates := testenv.Int(t, cleanerBenchUpdatesEnv, 10_000_000)
+	keys := testenv.Int(t, cleanerBenchKeysEnv, 100_000)
 	const app, store = "counts", "counts"
 	input, changelog := "counts-in", app+"-"+store+"-changelog"
 	watch := newLogWatch("cleaned log", "restored store")

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/broker"
+	"github.com/riffle-stream/riffle/internal/testenv"
 )
 
 // eosChildEnv makes the test binary run the word count under
@@ -64,17 +64,7 @@ func runWordCountChild(what string, opts ...Option) {
 
 // eosChaosRounds is how many times the chaos test kills an instance:
 // RIFFLE_EOS_CHAOS_ROUNDS, or 3.
-func eosChaosRounds(t *testing.T) int {
-	v := os.Getenv("RIFFLE_EOS_CHAOS_ROUNDS")
-	if v == "" {
-		return 3
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("RIFFLE_EOS_CHAOS_ROUNDS=%q", v)
-	}
-	return n
-}
+func eosChaosRounds(t *testing.T) int { return testenv.Int(t, "RIFFLE_EOS_CHAOS_ROUNDS", 3) }
 
 func startEOSChild(t *testing.T, dir, brokers string) *exec.Cmd {
 	t.Helper()

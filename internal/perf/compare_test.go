@@ -24,6 +24,7 @@ import (
 
 	"github.com/riffle-stream/riffle/broker"
 	"github.com/riffle-stream/riffle/internal/kafkatest"
+	"github.com/riffle-stream/riffle/internal/testenv"
 )
 
 // The side-by-side benchmark (GitHub issues "Speed" and 13):
@@ -396,34 +397,19 @@ type compareConfig struct {
 	e2eDuration         time.Duration
 }
 
-// envInt reads the positive integer in the environment variable name, def
-// if it is unset.
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
-
 func loadCompareConfig(t *testing.T) compareConfig {
 	warmup := 0
 	if os.Getenv("RIFFLE_PERF_WARMUP") != "" {
-		warmup = envInt(t, "RIFFLE_PERF_WARMUP", 0)
+		warmup = testenv.Int(t, "RIFFLE_PERF_WARMUP", 0)
 	}
 	return compareConfig{
 		warmup:      warmup,
-		rounds:      envInt(t, "RIFFLE_PERF_ROUNDS", 5),
-		records:     envInt(t, "RIFFLE_PERF_RECORDS", 500_000),
-		recordSize:  envInt(t, "RIFFLE_PERF_RECORD_SIZE", 1024),
-		partitions:  envInt(t, "RIFFLE_PERF_PARTITIONS", 3),
-		e2eRate:     float64(envInt(t, "RIFFLE_PERF_E2E_RATE", 10_000)),
-		e2eDuration: time.Duration(envInt(t, "RIFFLE_PERF_E2E_SECONDS", 5)) * time.Second,
+		rounds:      testenv.Int(t, "RIFFLE_PERF_ROUNDS", 5),
+		records:     testenv.Int(t, "RIFFLE_PERF_RECORDS", 500_000),
+		recordSize:  testenv.Int(t, "RIFFLE_PERF_RECORD_SIZE", 1024),
+		partitions:  testenv.Int(t, "RIFFLE_PERF_PARTITIONS", 3),
+		e2eRate:     float64(testenv.Int(t, "RIFFLE_PERF_E2E_RATE", 10_000)),
+		e2eDuration: time.Duration(testenv.Int(t, "RIFFLE_PERF_E2E_SECONDS", 5)) * time.Second,
 	}
 }
 

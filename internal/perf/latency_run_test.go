@@ -15,6 +15,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/riffle-stream/riffle/internal/testenv"
 )
 
 // TestFixedRateLatency is the latency run of issue 16: one partition,
@@ -34,7 +36,7 @@ func TestFixedRateLatency(t *testing.T) {
 	if os.Getenv("RIFFLE_PERF_LATENCY") == "" {
 		t.Skip("set RIFFLE_PERF_LATENCY=1 to run the fixed-rate latency run")
 	}
-	n, seconds := envInt(t, "RIFFLE_PERF_ROUNDS", 3), envInt(t, "RIFFLE_PERF_LATENCY_SECONDS", 10)
+	n, seconds := testenv.Int(t, "RIFFLE_PERF_ROUNDS", 3), testenv.Int(t, "RIFFLE_PERF_LATENCY_SECONDS", 10)
 	systems := compareSystems(t)
 	fmt.Printf("%s: %d rounds of %d s, 256 B records at 10,000/s to one partition, acks=all, linger 0, fsync, load average %s\n",
 		joinSystems(systems, " vs "), n, seconds, loadAverage())

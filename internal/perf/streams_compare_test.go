@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/internal/kafkatest"
+	"github.com/riffle-stream/riffle/internal/testenv"
 	"github.com/riffle-stream/riffle/state"
 	"github.com/riffle-stream/riffle/streams"
 	"github.com/riffle-stream/riffle/topology"
@@ -166,8 +167,8 @@ func TestStreamsCompare(t *testing.T) {
 	if os.Getenv("RIFFLE_STREAMS_COMPARE") == "" {
 		t.Skip("set RIFFLE_STREAMS_COMPARE=1 to run the Riffle Streams / Kafka Streams / goka comparison")
 	}
-	rounds, lines, words := envInt(t, "RIFFLE_STREAMS_ROUNDS", 3), envInt(t, "RIFFLE_STREAMS_LINES", 1_000_000), envInt(t, "RIFFLE_STREAMS_WORDS", 8)
-	partitions := envInt(t, "RIFFLE_STREAMS_PARTITIONS", 3)
+	rounds, lines, words := testenv.Int(t, "RIFFLE_STREAMS_ROUNDS", 3), testenv.Int(t, "RIFFLE_STREAMS_LINES", 1_000_000), testenv.Int(t, "RIFFLE_STREAMS_WORDS", 8)
+	partitions := testenv.Int(t, "RIFFLE_STREAMS_PARTITIONS", 3)
 	brokerNames := "riffle,kafka"
 	if v := os.Getenv("RIFFLE_STREAMS_BROKERS"); v != "" {
 		brokerNames = v

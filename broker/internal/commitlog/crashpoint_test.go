@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
+
+	"github.com/riffle-stream/riffle/internal/testenv"
 )
 
 // crashRoundsEnv sets how many rounds TestCrashPoints runs (default 200);
@@ -260,14 +262,7 @@ func checkRecovered(t *testing.T, l *Log, h *crashHistory, where string) {
 // batch at its offset, every batch a consumer read, a high watermark no
 // lower than any a consumer was told, and no record that was deleted.
 func TestCrashPoints(t *testing.T) {
-	rounds, seed := 200, uint64(1)
-	if v := os.Getenv(crashRoundsEnv); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("%s: %v", crashRoundsEnv, err)
-		}
-		rounds = n
-	}
+	rounds, seed := testenv.Int(t, crashRoundsEnv, 200), uint64(1)
 	if v := os.Getenv(crashSeedEnv); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
