@@ -241,6 +241,9 @@ var consumerGroupDocumented = map[string]string{
 var joinDocumented = map[string]string{
 	"*Epoch":      epochsDiffer,
 	"Assignment*": "Riffle assigns partitions in the answer to the joining heartbeat; Kafka in a later heartbeat",
+	// Consumer groups only: share groups answer with the group's interval
+	// on both.
+	"HeartbeatIntervalMillis": "Riffle tells a consumer group member 100 ms within 3 s of a change of the target assignment or while its assignment is not its target; Kafka the group's interval",
 }
 
 // TestShareGroupStates joins one share group member on both brokers and
