@@ -50,7 +50,7 @@ func (p *PebbleDB) Store(name string) RawStore {
 		return s
 	}
 	prefix := append([]byte{byte(len(name))}, name...)
-	s := &pebbleStore{db: p.db, name: name, prefix: prefix, rows: rowCache{rows: make(map[string]*row), admit: true}}
+	s := &pebbleStore{db: p.db, name: name, prefix: prefix, rows: newRowCache()}
 	p.stores[name] = s
 	return s
 }
@@ -81,7 +81,8 @@ func (s *pebbleStore) key(k []byte) []byte {
 func (s *pebbleStore) Name() string { return s.name }
 
 func (s *pebbleStore) Get(key []byte) ([]byte, error) {
-	if v, ok := s.rows.get(key); ok {
+	v, version, ok := s.rows.get(key)
+	if ok {
 		return v, nil
 	}
 	v, closer, err := s.db.Get(s.key(key))
@@ -93,7 +94,7 @@ func (s *pebbleStore) Get(key []byte) ([]byte, error) {
 	}
 	out := make([]byte, len(v))
 	copy(out, v)
-	s.rows.put(key, out)
+	s.rows.fill(key, out, version)
 	return out, closer.Close()
 }
 
@@ -107,8 +108,9 @@ func (s *pebbleStore) Put(key, value []byte) error {
 }
 
 func (s *pebbleStore) Delete(key []byte) error {
+	err := s.db.Delete(s.key(key), pebble.NoSync)
 	s.rows.remove(key)
-	if err := s.db.Delete(s.key(key), pebble.NoSync); err != nil {
+	if err != nil {
 		return fmt.Errorf("pebble delete in store %s: %w", s.name, err)
 	}
 	return nil
@@ -158,10 +160,13 @@ const rowOverhead = 64
 // rowCache holds the values of one store's keys last read or written, so
 // that the read of a read-modify-write (an aggregation's Get and Put of
 // the same key) is a map lookup rather than a search of Pebble's
-// memtables and levels. Every write still goes to Pebble first: the cache
-// only answers reads, and holds no key Pebble does not have with that
-// value. Absent keys are not cached. Past rowCacheBytes it drops rows in
-// Go's map order, which is random, until a quarter of the budget is free.
+// memtables and levels. Every write goes to Pebble first and then to the
+// cache, so the cache holds no key Pebble does not have with that value.
+// A read that missed fills the cache with what it found in Pebble only if
+// no write came between (version): else an interactive query reading
+// beside the task's writes could cache a value the write had replaced.
+// Absent keys are not cached. Past rowCacheBytes it drops rows in Go's
+// map order, which is random, until a quarter of the budget is free.
 // Rows of new keys cost more than the reads they save when few reads hit
 // (a key space much larger than the budget): while under a quarter of a
 // window's reads hit, only one new key in admitSample is taken in.
@@ -169,6 +174,8 @@ type rowCache struct {
 	mu    sync.Mutex
 	rows  map[string]*row
 	bytes int
+	// version counts the writes, for fill.
+	version uint64
 	// reads and hits count the lookups of the current window; admit says
 	// whether the last window's hits earned new keys a row.
 	reads, hits int
@@ -186,8 +193,11 @@ const (
 	admitSample = 16
 )
 
-// get returns a copy of the cached value of key.
-func (c *rowCache) get(key []byte) ([]byte, bool) {
+func newRowCache() rowCache { return rowCache{rows: make(map[string]*row), admit: true} }
+
+// get returns a copy of the cached value of key, or on a miss the version
+// to fill the cache at.
+func (c *rowCache) get(key []byte) ([]byte, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.reads++; c.reads == rowWindow {
@@ -195,16 +205,31 @@ func (c *rowCache) get(key []byte) ([]byte, bool) {
 	}
 	r, ok := c.rows[string(key)]
 	if !ok {
-		return nil, false
+		return nil, c.version, false
 	}
 	c.hits++
-	return bytes.Clone(r.value), true
+	return bytes.Clone(r.value), 0, true
 }
 
-// put caches a copy of value as key's.
+// put caches a copy of value, just written to Pebble, as key's.
 func (c *rowCache) put(key, value []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.version++
+	c.setLocked(key, value)
+}
+
+// fill caches a copy of value, read from Pebble for key after get
+// returned version, unless a write came since.
+func (c *rowCache) fill(key, value []byte, version uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.version == version {
+		c.setLocked(key, value)
+	}
+}
+
+func (c *rowCache) setLocked(key, value []byte) {
 	if r, ok := c.rows[string(key)]; ok {
 		c.bytes += len(value) - len(r.value)
 		r.value = append(r.value[:0], value...)
@@ -229,20 +254,24 @@ func (c *rowCache) put(key, value []byte) {
 	}
 }
 
-// remove forgets key.
+// remove forgets key, just deleted from Pebble (or not known to hold
+// what the cache has).
 func (c *rowCache) remove(key []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.version++
 	if r, ok := c.rows[string(key)]; ok {
 		delete(c.rows, string(key))
 		c.bytes -= len(key) + len(r.value) + rowOverhead
 	}
 }
 
-// clear forgets every row.
-func (c *rowCache) clear() {
+// removeAll forgets every row, after a range of keys was deleted from
+// Pebble.
+func (c *rowCache) removeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.version++
 	clear(c.rows)
 	c.bytes = 0
 }

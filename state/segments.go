@@ -337,8 +337,9 @@ func (s *segmentedStore) ApproximateNumEntries() (int64, error) {
 func (s *segmentedStore) Flush() error { return s.engine.Flush() }
 
 func (s *pebbleStore) deleteRange(from, to []byte) error {
-	s.rows.clear()
-	if err := s.db.DeleteRange(s.key(from), s.key(to), pebble.NoSync); err != nil {
+	err := s.db.DeleteRange(s.key(from), s.key(to), pebble.NoSync)
+	s.rows.removeAll()
+	if err != nil {
 		return fmt.Errorf("pebble delete range in store %s: %w", s.name, err)
 	}
 	return nil

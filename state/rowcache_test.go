@@ -1,0 +1,35 @@
+package state
+
+import "testing"
+
+// TestRowCacheFillAfterWrite checks that a value a read found in Pebble
+// is not cached when a write to the store came after the read's miss: the
+// interleaving of an interactive query's Get with the task's Put or
+// Delete of the same key.
+func TestRowCacheFillAfterWrite(t *testing.T) {
+	k := []byte("k")
+	c := newRowCache()
+	_, version, ok := c.get(k)
+	if ok {
+		t.Fatal("hit in an empty cache")
+	}
+	c.put(k, []byte("new"))
+	c.fill(k, []byte("old"), version)
+	if v, _, _ := c.get(k); string(v) != "new" {
+		t.Fatalf("after a Put raced a read, cached %q, want \"new\"", v)
+	}
+
+	c = newRowCache()
+	_, version, _ = c.get(k)
+	c.remove(k)
+	c.fill(k, []byte("old"), version)
+	if v, _, ok := c.get(k); ok {
+		t.Fatalf("after a Delete raced a read, cached %q, want nothing", v)
+	}
+
+	_, version, _ = c.get(k)
+	c.fill(k, []byte("read"), version)
+	if v, _, _ := c.get(k); string(v) != "read" {
+		t.Fatalf("a read with no write since cached %q, want \"read\"", v)
+	}
+}
