@@ -35,14 +35,19 @@ func fetchRaw(ctx context.Context, addr, topic string) (fetchResult, error) {
 		return fetchResult{}, err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	adm := kadm.NewClient(cl)
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return fetchResult{}, fmt.Errorf("start offsets: %w", err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return fetchResult{}, fmt.Errorf("end offsets: %w", err)
 	}
 	offsets := map[int32]int64{} // the next offset to fetch, of partitions not read to the end
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			offsets[o.Partition] = 0
+	starts.Each(func(o kadm.ListedOffset) {
+		if end, _ := ends.Lookup(topic, o.Partition); o.Offset < end.Offset {
+			offsets[o.Partition] = o.Offset
 		}
 	})
 	var d net.Dialer
