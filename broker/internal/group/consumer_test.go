@@ -123,12 +123,7 @@ func TestConsumerRevokeBeforeAssign(t *testing.T) {
 	// partitions to revoke. (The target was computed just now, within
 	// settlingWindow, when every member is told the short interval: move
 	// it back past the window to see the rule for reconciling alone.)
-	settled := func() {
-		h.c.mu.Lock()
-		h.c.groups["g"].consumer.targetAt = time.Now().Add(-settlingWindow)
-		h.c.mu.Unlock()
-	}
-	settled()
+	settleTarget(h, "g")
 	short := int32(reconcilingHeartbeatInterval / time.Millisecond)
 	if r := b.beat(); r.HeartbeatIntervalMillis != short {
 		t.Fatalf("waiting member's heartbeat interval %d ms, want %d", r.HeartbeatIntervalMillis, short)
@@ -182,6 +177,14 @@ func TestConsumerRevokeBeforeAssign(t *testing.T) {
 	}
 }
 
+// settleTarget moves the last change of group's target assignment back
+// past settlingWindow, as if it had been computed that long ago.
+func settleTarget(h *harness, group string) {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	h.c.groups[group].consumer.targetAt = time.Now().Add(-settlingWindow)
+}
+
 // TestConsumerSettlingHeartbeatInterval checks that every member is told
 // the short heartbeat interval within settlingWindow of the target's last
 // change, so that the first of several members started together learns
@@ -193,9 +196,7 @@ func TestConsumerSettlingHeartbeatInterval(t *testing.T) {
 	if r := a.beat(); len(a.owned) != 2 || r.HeartbeatIntervalMillis != short {
 		t.Fatalf("member owns %d with heartbeat interval %d ms just after joining, want 2 and %d", len(a.owned), r.HeartbeatIntervalMillis, short)
 	}
-	h.c.mu.Lock()
-	h.c.groups["g"].consumer.targetAt = time.Now().Add(-settlingWindow)
-	h.c.mu.Unlock()
+	settleTarget(h, "g")
 	if r := a.beat(); r.HeartbeatIntervalMillis != int32(defaultHeartbeatInterval/time.Millisecond) {
 		t.Fatalf("settled member's heartbeat interval %d ms, want the default %v", r.HeartbeatIntervalMillis, defaultHeartbeatInterval)
 	}
