@@ -13,8 +13,12 @@ import (
 // PebbleDB is one Pebble instance holding every persistent store of a task.
 // Each store's keys live under their own prefix, and each store keeps the
 // values of up to about 1 MiB of its keys last read or written in memory
-// (a row cache, which every write goes through to Pebble), so that an
-// aggregation's read of the key it just updated does not search Pebble.
+// (a row cache), so that an aggregation's read of the key it just updated
+// does not search Pebble. Writes are held in that cache and reach Pebble
+// in one batch when half of it holds unwritten rows, at Flush, before a
+// Scan, and at Close: a key updated many times between commits is
+// written to Pebble once. Pebble's write-ahead log is synced only at
+// Flush, so nothing that was not flushed is durable either way.
 type PebbleDB struct {
 	db     *pebble.DB
 	mu     sync.Mutex
@@ -55,17 +59,25 @@ func (p *PebbleDB) Store(name string) RawStore {
 	return s
 }
 
-// Close closes the instance.
+// Close writes every store's held writes to Pebble and closes the
+// instance.
 func (p *PebbleDB) Close() error {
-	if err := p.db.Close(); err != nil {
+	p.mu.Lock()
+	var errs []error
+	for _, s := range p.stores {
+		errs = append(errs, s.writeBack())
+	}
+	p.mu.Unlock()
+	if err := errors.Join(append(errs, p.db.Close())...); err != nil {
 		return fmt.Errorf("close pebble: %w", err)
 	}
 	return nil
 }
 
-// pebbleStore is one store's keys in a PebbleDB. Its Get, Put and Delete
-// are safe for concurrent use (interactive queries read while the task
-// writes), as Pebble's are; the row cache has a lock of its own.
+// pebbleStore is one store's keys in a PebbleDB. Its methods are safe for
+// concurrent use (interactive queries read while the task writes): the
+// row cache has a lock, which writeBack holds while Pebble applies its
+// batch, so that a reader finds each row either in the cache or in Pebble.
 type pebbleStore struct {
 	db     *pebble.DB
 	name   string
@@ -98,25 +110,58 @@ func (s *pebbleStore) Get(key []byte) ([]byte, error) {
 	return out, closer.Close()
 }
 
+// Put holds the write in the row cache; an error writing held rows to
+// Pebble is returned by the Put (or Flush, Scan) that wrote them.
 func (s *pebbleStore) Put(key, value []byte) error {
-	if err := s.db.Set(s.key(key), value, pebble.NoSync); err != nil {
-		s.rows.remove(key)
-		return fmt.Errorf("pebble put in store %s: %w", s.name, err)
+	if s.rows.write(key, value, false) {
+		return s.writeBack()
 	}
-	s.rows.put(key, value)
 	return nil
 }
 
 func (s *pebbleStore) Delete(key []byte) error {
-	err := s.db.Delete(s.key(key), pebble.NoSync)
-	s.rows.remove(key)
-	if err != nil {
-		return fmt.Errorf("pebble delete in store %s: %w", s.name, err)
+	if s.rows.write(key, nil, true) {
+		return s.writeBack()
 	}
 	return nil
 }
 
+// writeBack writes the rows held in the cache to Pebble in one batch.
+func (s *pebbleStore) writeBack() error {
+	c := &s.rows
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var err error
+	for _, k := range c.pending {
+		r := c.rows[k]
+		if r.deleted {
+			err = b.Delete(s.key([]byte(k)), nil)
+		} else {
+			err = b.Set(s.key([]byte(k)), r.value, nil)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	if err != nil {
+		return fmt.Errorf("pebble write in store %s: %w", s.name, err)
+	}
+	c.written()
+	return nil
+}
+
 func (s *pebbleStore) Scan(from, to []byte, yield func(key, value []byte) bool) error {
+	if err := s.writeBack(); err != nil {
+		return err
+	}
 	upper := prefixEnd(s.prefix)
 	if to != nil {
 		upper = s.key(to)
@@ -143,8 +188,12 @@ func (s *pebbleStore) ApproximateNumEntries() (int64, error) {
 	return n, err
 }
 
-// Flush syncs Pebble's write-ahead log, so writes survive a crash.
+// Flush writes the held rows to Pebble and syncs Pebble's write-ahead
+// log, so writes survive a crash.
 func (s *pebbleStore) Flush() error {
+	if err := s.writeBack(); err != nil {
+		return err
+	}
 	if err := s.db.LogData(nil, pebble.Sync); err != nil {
 		return fmt.Errorf("pebble flush for store %s: %w", s.name, err)
 	}
@@ -154,26 +203,36 @@ func (s *pebbleStore) Flush() error {
 // rowCacheBytes bounds each Pebble store's row cache.
 const rowCacheBytes = 1 << 20
 
+// heldBytes is how much of the row cache rows not yet written to Pebble
+// may take before a write writes them back.
+const heldBytes = rowCacheBytes / 2
+
 // rowOverhead is what a row costs in the cache besides its key and value.
 const rowOverhead = 64
 
 // rowCache holds the values of one store's keys last read or written, so
 // that the read of a read-modify-write (an aggregation's Get and Put of
 // the same key) is a map lookup rather than a search of Pebble's
-// memtables and levels. Every write goes to Pebble first and then to the
-// cache, so the cache holds no key Pebble does not have with that value.
-// A read that missed fills the cache with what it found in Pebble only if
-// no write came between (version): else an interactive query reading
-// beside the task's writes could cache a value the write had replaced.
-// Absent keys are not cached. Past rowCacheBytes it drops rows in Go's
-// map order, which is random, until a quarter of the budget is free.
-// Rows of new keys cost more than the reads they save when few reads hit
-// (a key space much larger than the budget): while under a quarter of a
-// window's reads hit, only one new key in admitSample is taken in.
+// memtables and levels, and so that repeated writes of a key between
+// write-backs reach Pebble once. A written row is held (its key is in
+// pending, and a deleted key's row stays as a tombstone) until the store
+// writes it back; held rows are never dropped. A read that missed fills
+// the cache with what it found in Pebble only if no write came between
+// (version): else an interactive query reading beside the task's writes
+// could cache a value the write had replaced. Absent keys are not cached
+// once written back. Past rowCacheBytes it drops written-back rows in
+// Go's map order, which is random, until a quarter of the budget is free.
+// Rows of keys only read cost more than the reads they save when few
+// reads hit (a key space much larger than the budget): while under a
+// quarter of a window's reads hit, only one such key in admitSample is
+// taken in.
 type rowCache struct {
 	mu    sync.Mutex
 	rows  map[string]*row
 	bytes int
+	// pending lists the held rows' keys, held counts their bytes.
+	pending []string
+	held    int
 	// version counts the writes, for fill.
 	version uint64
 	// reads and hits count the lookups of the current window; admit says
@@ -183,7 +242,12 @@ type rowCache struct {
 	skipped     int
 }
 
-type row struct{ value []byte }
+// row is one key's value; held says it is not yet written to Pebble, and
+// deleted that the key is absent (a held tombstone).
+type row struct {
+	value         []byte
+	held, deleted bool
+}
 
 const (
 	// rowWindow is how many lookups the hit ratio is measured over.
@@ -195,8 +259,10 @@ const (
 
 func newRowCache() rowCache { return rowCache{rows: make(map[string]*row), admit: true} }
 
-// get returns a copy of the cached value of key, or on a miss the version
-// to fill the cache at.
+func rowSize(key string, r *row) int { return len(key) + len(r.value) + rowOverhead }
+
+// get returns a copy of the cached value of key (nil for a held
+// tombstone), or on a miss the version to fill the cache at.
 func (c *rowCache) get(key []byte) ([]byte, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -208,15 +274,51 @@ func (c *rowCache) get(key []byte) ([]byte, uint64, bool) {
 		return nil, c.version, false
 	}
 	c.hits++
+	if r.deleted {
+		return nil, 0, true
+	}
 	return bytes.Clone(r.value), 0, true
 }
 
-// put caches a copy of value, just written to Pebble, as key's.
-func (c *rowCache) put(key, value []byte) {
+// write holds a copy of value (or a tombstone, if deleted) as key's, and
+// reports whether the held rows should now be written back.
+func (c *rowCache) write(key, value []byte, deleted bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.version++
-	c.setLocked(key, value)
+	r, ok := c.rows[string(key)]
+	if !ok {
+		r = &row{}
+		c.rows[string(key)] = r
+		c.bytes += len(key) + rowOverhead
+	}
+	if !r.held {
+		r.held = true
+		c.pending = append(c.pending, string(key))
+		c.held += len(key) + rowOverhead
+	}
+	c.bytes += len(value) - len(r.value)
+	c.held += len(value) - len(r.value)
+	r.value = append(r.value[:0], value...)
+	r.deleted = deleted
+	c.trimLocked()
+	return c.held > heldBytes
+}
+
+// written marks every held row written back, dropping the tombstones.
+func (c *rowCache) written() {
+	for _, k := range c.pending {
+		r := c.rows[k]
+		r.held = false
+		if r.deleted {
+			delete(c.rows, k)
+			c.bytes -= rowSize(k, r)
+		}
+	}
+	clear(c.pending)
+	c.pending = c.pending[:0]
+	c.held = 0
+	c.trimLocked()
 }
 
 // fill caches a copy of value, read from Pebble for key after get
@@ -224,12 +326,9 @@ func (c *rowCache) put(key, value []byte) {
 func (c *rowCache) fill(key, value []byte, version uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.version == version {
-		c.setLocked(key, value)
+	if c.version != version {
+		return
 	}
-}
-
-func (c *rowCache) setLocked(key, value []byte) {
 	if r, ok := c.rows[string(key)]; ok {
 		c.bytes += len(value) - len(r.value)
 		r.value = append(r.value[:0], value...)
@@ -242,6 +341,11 @@ func (c *rowCache) setLocked(key, value []byte) {
 	}
 	c.rows[string(key)] = &row{value: bytes.Clone(value)}
 	c.bytes += len(key) + len(value) + rowOverhead
+	c.trimLocked()
+}
+
+// trimLocked drops written-back rows while the cache is over its budget.
+func (c *rowCache) trimLocked() {
 	if c.bytes <= rowCacheBytes {
 		return
 	}
@@ -249,25 +353,15 @@ func (c *rowCache) setLocked(key, value []byte) {
 		if c.bytes <= rowCacheBytes*3/4 {
 			break
 		}
-		delete(c.rows, k)
-		c.bytes -= len(k) + len(r.value) + rowOverhead
+		if !r.held {
+			delete(c.rows, k)
+			c.bytes -= rowSize(k, r)
+		}
 	}
 }
 
-// remove forgets key, just deleted from Pebble (or not known to hold
-// what the cache has).
-func (c *rowCache) remove(key []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.version++
-	if r, ok := c.rows[string(key)]; ok {
-		delete(c.rows, string(key))
-		c.bytes -= len(key) + len(r.value) + rowOverhead
-	}
-}
-
-// removeAll forgets every row, after a range of keys was deleted from
-// Pebble.
+// removeAll forgets every row, after the held rows were written back and
+// a range of keys was deleted from Pebble.
 func (c *rowCache) removeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

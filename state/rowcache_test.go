@@ -13,7 +13,7 @@ func TestRowCacheFillAfterWrite(t *testing.T) {
 	if ok {
 		t.Fatal("hit in an empty cache")
 	}
-	c.put(k, []byte("new"))
+	c.write(k, []byte("new"), false)
 	c.fill(k, []byte("old"), version)
 	if v, _, _ := c.get(k); string(v) != "new" {
 		t.Fatalf("after a Put raced a read, cached %q, want \"new\"", v)
@@ -21,10 +21,14 @@ func TestRowCacheFillAfterWrite(t *testing.T) {
 
 	c = newRowCache()
 	_, version, _ = c.get(k)
-	c.remove(k)
+	c.write(k, nil, true)
 	c.fill(k, []byte("old"), version)
+	if v, _, ok := c.get(k); !ok || v != nil {
+		t.Fatalf("after a Delete raced a read, cached %q (hit %v), want a tombstone", v, ok)
+	}
+	c.written()
 	if v, _, ok := c.get(k); ok {
-		t.Fatalf("after a Delete raced a read, cached %q, want nothing", v)
+		t.Fatalf("a written-back tombstone is still cached (%q)", v)
 	}
 
 	_, version, _ = c.get(k)

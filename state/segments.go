@@ -337,6 +337,9 @@ func (s *segmentedStore) ApproximateNumEntries() (int64, error) {
 func (s *segmentedStore) Flush() error { return s.engine.Flush() }
 
 func (s *pebbleStore) deleteRange(from, to []byte) error {
+	if err := s.writeBack(); err != nil {
+		return err
+	}
 	err := s.db.DeleteRange(s.key(from), s.key(to), pebble.NoSync)
 	s.rows.removeAll()
 	if err != nil {

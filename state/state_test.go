@@ -246,15 +246,38 @@ func TestSlicesBelongToTheCaller(t *testing.T) {
 // taking in new keys: 60,000 keys (several times the cache) written,
 // overwritten, deleted and read in a random order against a map.
 func TestPebbleReadsMatchWrites(t *testing.T) {
-	db, err := state.OpenPebble(t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	dir := t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := state.OpenPebble(dir, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
 	s := db.Store("rows")
 	model := make(map[string]string)
+	// matchesModel checks that a Scan of the store yields the model: a
+	// Scan sees the writes the row cache still holds.
+	matchesModel := func(when string, s state.RawStore) {
+		t.Helper()
+		seen := 0
+		err := s.Scan(nil, nil, func(k, v []byte) bool {
+			if want, ok := model[string(k)]; !ok || want != string(v) {
+				t.Fatalf("%s: Scan yields %s = %q, want %q (present %v)", when, k, v, want, ok)
+			}
+			seen++
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen != len(model) {
+			t.Fatalf("%s: Scan yields %d keys, want %d", when, seen, len(model))
+		}
+	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range 300_000 {
+		if i%50_000 == 0 {
+			matchesModel(fmt.Sprintf("op %d", i), s)
+		}
 		// Mostly a small hot set, then a sweep of the whole key space, so
 		// that the cache both hits and misses.
 		n := rng.IntN(500)
@@ -287,4 +310,14 @@ func TestPebbleReadsMatchWrites(t *testing.T) {
 	if db.Store("rows") != s {
 		t.Fatal("Store returned a second store for the same name: two row caches could disagree")
 	}
+	// Close writes back what the row cache holds.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = state.OpenPebble(dir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	matchesModel("after reopening", db.Store("rows"))
 }
