@@ -24,6 +24,13 @@ const eosTransactionTimeout = 10 * time.Second
 // tasks are closed dirty and it rejoins the group with a new producer.
 var errFenced = errors.New("producer fenced")
 
+// errEndInterrupted marks a transaction whose End a rebalance interrupted
+// (see onBlocked). The transaction is aborted, but whether its commit had
+// reached the transaction coordinator first is unknown; the thread
+// therefore rejoins as after a fencing, with a new client that reads the
+// committed offsets from the group instead of trusting its own.
+var errEndInterrupted = errors.New("transaction end interrupted by a rebalance")
+
 // defaultCommitInterval is Kafka Streams' commit.interval.ms default for
 // a processing guarantee.
 func defaultCommitInterval(g Guarantee) time.Duration {
@@ -66,7 +73,7 @@ func (th *thread) connect() error {
 		kgo.TransactionalID(th.transactionalID()),
 		kgo.TransactionTimeout(eosTransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	}, th.opts...)...)
+	}, append(th.opts, kgo.OnPartitionsCallbackBlocked(th.onBlocked))...)...)
 	if err != nil {
 		return fmt.Errorf("thread %d: transactional client: %w", th.id, err)
 	}
@@ -112,7 +119,18 @@ func (th *thread) commitTxn(ctx context.Context, began time.Time) error {
 		th.closeAllDirty()
 		return th.fenced(errors.Join(err, abortErr))
 	}
-	committed, err := th.sess.End(ctx, kgo.TryCommit)
+	if th.rebalanceWaits() {
+		if _, err := th.sess.End(ctx, kgo.TryAbort); err != nil {
+			th.closeAllDirty()
+			return th.fenced(fmt.Errorf("abort transaction: %w", err))
+		}
+		th.log.Info("transaction aborted for a rebalance; tasks restore from their changelogs")
+		th.closeAllDirty()
+		th.abortNow = false
+		th.clearProduceErr() // the abort failed what was still buffered
+		return nil
+	}
+	committed, err := th.end(ctx)
 	if err != nil {
 		th.closeAllDirty()
 		return th.fenced(fmt.Errorf("end transaction: %w", err))
@@ -129,6 +147,62 @@ func (th *thread) commitTxn(ctx context.Context, began time.Time) error {
 		tk.dirty = false
 	}
 	return nil
+}
+
+// onBlocked is the thread's OnPartitionsCallbackBlocked: a rebalance
+// waits for the thread to allow it. Under KIP-848 the group member stops
+// heartbeating once it has seen its new assignment, and
+// GroupTransactSession.End waits for a heartbeat before it commits, so an
+// End under way or still to come before the thread allows the rebalance
+// would wait forever. The thread aborts the transaction instead, as the
+// session would once the rebalance revoked anything: End is cancelled if
+// it has begun, and the thread's next End aborts.
+func (th *thread) onBlocked(context.Context, *kgo.Client) {
+	th.endMu.Lock()
+	defer th.endMu.Unlock()
+	th.rebalancing = true
+	if th.endCancel != nil {
+		th.endCancel()
+	}
+}
+
+// rebalanceWaits reports whether a rebalance waits for the thread.
+func (th *thread) rebalanceWaits() bool {
+	th.endMu.Lock()
+	defer th.endMu.Unlock()
+	return th.rebalancing
+}
+
+// allowRebalance lets a waiting rebalance go on (BlockRebalanceOnPoll):
+// what waited is no longer waiting.
+func (th *thread) allowRebalance() {
+	th.endMu.Lock()
+	th.rebalancing = false
+	th.endMu.Unlock()
+	th.cl.AllowRebalance()
+}
+
+// end commits the open transaction with the session's End, which
+// onBlocked may cancel. An interrupted End is followed by an abort and
+// reported as errEndInterrupted.
+func (th *thread) end(ctx context.Context) (bool, error) {
+	endCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	th.endMu.Lock()
+	th.endCancel = cancel
+	if th.rebalancing {
+		cancel() // signalled since rebalanceWaits
+	}
+	th.endMu.Unlock()
+	committed, err := th.sess.End(endCtx, kgo.TryCommit)
+	th.endMu.Lock()
+	th.endCancel = nil
+	th.endMu.Unlock()
+	if err == nil || endCtx.Err() == nil || ctx.Err() != nil {
+		return committed, err
+	}
+	_, abortErr := th.sess.End(ctx, kgo.TryAbort)
+	return false, errors.Join(fmt.Errorf("%w: %w", errEndInterrupted, err), abortErr)
 }
 
 // missingTasks reports whether an assigned partition has neither a task
@@ -164,9 +238,7 @@ func (th *thread) rejoin() error {
 		th.stopRestore(id) // installs a finished restore's task, closed next
 	}
 	th.closeAllDirty()
-	th.prodMu.Lock()
-	th.prodErr = nil
-	th.prodMu.Unlock()
+	th.clearProduceErr()
 	old := th.cl
 	th.mu.Unlock()
 	old.CloseAllowingRebalance()

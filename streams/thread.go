@@ -41,6 +41,14 @@ type thread struct {
 	wrote    atomic.Bool
 	abortNow bool
 
+	// endMu guards what franz-go's OnPartitionsCallbackBlocked signal
+	// shares with the thread: rebalancing, that a rebalance waits for the
+	// thread to allow it, and endCancel, which cancels the transaction's
+	// End under way.
+	endMu       sync.Mutex
+	rebalancing bool
+	endCancel   context.CancelFunc
+
 	mu         sync.Mutex
 	assigned   map[string]map[int32]bool
 	tasks      map[processor.TaskID]*task
@@ -191,6 +199,13 @@ func (th *thread) produceFailed(err error) {
 	if th.prodErr == nil {
 		th.prodErr = err
 	}
+	th.prodMu.Unlock()
+}
+
+// clearProduceErr forgets the failed produces of an aborted transaction.
+func (th *thread) clearProduceErr() {
+	th.prodMu.Lock()
+	th.prodErr = nil
 	th.prodMu.Unlock()
 }
 
@@ -451,6 +466,9 @@ func migrated(errs []error) bool {
 }
 
 // run is the thread's loop: poll, create tasks, process, punctuate, commit.
+// A poll holds rebalances back (BlockRebalanceOnPoll) until the thread
+// allows them after its step, or after shutdown's final commit when the
+// loop ends, so that no revocation runs while the thread commits.
 func (th *thread) run(ctx context.Context) error {
 	defer th.shutdown(ctx)
 	th.lastCommit = time.Now()
@@ -460,15 +478,13 @@ func (th *thread) run(ctx context.Context) error {
 		fetches := th.cl.PollRecords(pollCtx, 10000)
 		cancel()
 		if ctx.Err() != nil || th.app.aborted() {
-			th.cl.AllowRebalance()
 			return ctx.Err()
 		}
 		err := th.step(ctx, fetches)
-		if errors.Is(err, errFenced) {
+		if errors.Is(err, errFenced) || errors.Is(err, errEndInterrupted) {
 			th.log.Warn("rejoining with a new producer", "err", err)
 			err = th.rejoin()
 		}
-		th.cl.AllowRebalance()
 		if err != nil {
 			if th.sess != nil {
 				th.mu.Lock()
@@ -477,6 +493,7 @@ func (th *thread) run(ctx context.Context) error {
 			}
 			return err
 		}
+		th.allowRebalance()
 	}
 }
 
@@ -634,7 +651,8 @@ func inputRecord(r *kgo.Record) engine.InputRecord {
 // shutdown commits and closes every task and leaves the group, within the
 // App's CloseTimeout even when the cluster cannot be reached; after a
 // simulated crash it only releases resources. A task is closed clean only
-// if the final commit succeeded.
+// if the final commit succeeded. Rebalances the last poll held back go on
+// only once the tasks are closed.
 func (th *thread) shutdown(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), th.app.cfg.closeTimeout)
 	defer cancel()
@@ -668,7 +686,7 @@ func (th *thread) shutdown(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}
-	th.cl.AllowRebalance()
+	th.allowRebalance()
 	if err := th.cl.LeaveGroupContext(ctx); err != nil {
 		th.log.Warn("leave group", "err", err)
 	}
