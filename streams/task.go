@@ -104,20 +104,24 @@ func (th *thread) openTask(ctx context.Context, id processor.TaskID) (*task, err
 // tracks the acknowledged offset for the checkpoint.
 func (th *thread) changeLogger(tk *task, store string) state.ChangeLogger {
 	topic := state.ChangelogTopic(th.app.cfg.appID, store)
+	acked := func(r *kgo.Record, err error) {
+		defer recycle(r)
+		if err != nil {
+			th.produceFailed(fmt.Errorf("produce to changelog %s: %w", topic, err))
+			return
+		}
+		tk.mu.Lock()
+		if r.Offset+1 > tk.changelog[store] {
+			tk.changelog[store] = r.Offset + 1
+		}
+		tk.mu.Unlock()
+	}
 	return state.ChangeLoggerFunc(func(k, v []byte) {
-		r := &kgo.Record{Topic: topic, Partition: tk.id.Partition, Key: k, Value: v}
-		th.wrote.Store(true)
-		th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-			if err != nil {
-				th.produceFailed(fmt.Errorf("produce to changelog %s: %w", topic, err))
-				return
-			}
-			tk.mu.Lock()
-			if r.Offset+1 > tk.changelog[store] {
-				tk.changelog[store] = r.Offset + 1
-			}
-			tk.mu.Unlock()
-		})
+		r := records.Get().(*kgo.Record)
+		// Stamped with the time the thread read for the record (or
+		// commit) under way, as the producer would stamp it.
+		r.Topic, r.Partition, r.Key, r.Value, r.Timestamp = topic, tk.id.Partition, k, v, th.now
+		th.sendRecord(r, acked)
 	})
 }
 

@@ -71,6 +71,9 @@ type thread struct {
 	now time.Time
 	// produced counts the records the thread's sinks sent.
 	produced *atomic.Int64
+	// sentFn is th.sent bound once: a method value made per record would
+	// be allocated per record.
+	sentFn func(*kgo.Record, error)
 
 	prodMu  sync.Mutex
 	prodErr error
@@ -87,6 +90,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		nextGen:    nextGen,
 		produced:   a.metrics.producedCounter(),
 	}
+	th.sentFn = th.sent
 	for topic, n := range p.partitions {
 		th.partitions[topic] = knownCount{n: n, read: time.Now()}
 	}
@@ -215,23 +219,48 @@ func (th *thread) produceErr() error {
 	return th.prodErr
 }
 
-// send produces a task's output record.
-func (th *thread) send(o engine.OutputRecord) {
-	headers := make([]kgo.RecordHeader, len(o.Headers))
-	for i, h := range o.Headers {
-		headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
-	}
-	r := &kgo.Record{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp, Headers: headers}
-	th.produced.Add(1)
-	th.app.metrics.sent(o.Topic, o.Timestamp, th.now)
+// records recycles the records the threads produce: a record is put back
+// by its promise, after which franz-go no longer reads it. A word count
+// produces three records per word; reusing them takes that much garbage
+// off the collector.
+var records = sync.Pool{New: func() any { return new(kgo.Record) }}
+
+// sendRecord produces r, taken from records, and puts it back once it is
+// acknowledged or has failed; what to do on the outcome is the promise.
+func (th *thread) sendRecord(r *kgo.Record, promise func(*kgo.Record, error)) {
 	if !th.wrote.Load() {
 		th.wrote.Store(true)
 	}
-	th.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-		if err != nil {
-			th.produceFailed(fmt.Errorf("produce to %s: %w", r.Topic, err))
+	th.cl.Produce(context.Background(), r, promise)
+}
+
+// recycle returns a produced record to records.
+func recycle(r *kgo.Record) {
+	*r = kgo.Record{}
+	records.Put(r)
+}
+
+// send produces a task's output record.
+func (th *thread) send(o engine.OutputRecord) {
+	r := records.Get().(*kgo.Record)
+	r.Topic, r.Partition, r.Key, r.Value, r.Timestamp = o.Topic, o.Partition, o.Key, o.Value, o.Timestamp
+	if len(o.Headers) > 0 {
+		r.Headers = make([]kgo.RecordHeader, len(o.Headers))
+		for i, h := range o.Headers {
+			r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
 		}
-	})
+	}
+	th.produced.Add(1)
+	th.app.metrics.sent(o.Topic, o.Timestamp, th.now)
+	th.sendRecord(r, th.sentFn)
+}
+
+// sent is the promise of the records send produces.
+func (th *thread) sent(r *kgo.Record, err error) {
+	if err != nil {
+		th.produceFailed(fmt.Errorf("produce to %s: %w", r.Topic, err))
+	}
+	recycle(r)
 }
 
 func (th *thread) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {

@@ -108,6 +108,7 @@ type instance struct {
 	t        *Task
 	children []*instance
 	received *atomic.Int64 // nil if not counted
+	topic    string        // a sink's resolved Topic
 }
 
 type schedule struct {
@@ -192,6 +193,9 @@ func NewTask(g *Graph, cfg TaskConfig) (*Task, error) {
 	for _, name := range st.nodes {
 		n := g.Nodes[name]
 		in := &instance{n: n, t: t}
+		if n.Kind == SinkNode {
+			in.topic = n.resolve(cfg.ApplicationID, n.Topic)
+		}
 		if cfg.NodeCounter != nil {
 			in.received = cfg.NodeCounter(n.Name)
 		}
@@ -437,7 +441,7 @@ func (in *instance) sink(r processor.Record[any, any]) error {
 	if in.n.TopicFor != nil {
 		topic = in.n.TopicFor(r)
 	} else {
-		topic = in.n.resolve(t.cfg.ApplicationID, in.n.Topic)
+		topic = in.topic
 	}
 	k, v, err := in.n.Encode(topic, r)
 	if err != nil {
