@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/riffle-stream/riffle/processor"
 )
@@ -25,8 +27,9 @@ const eosTransactionTimeout = 10 * time.Second
 var errFenced = errors.New("producer fenced")
 
 // errEndInterrupted marks a transaction whose End a rebalance interrupted
-// (see onBlocked). The transaction is aborted, but whether its commit had
-// reached the transaction coordinator first is unknown; the thread
+// (see onBlocked) after it had written its EndTxn request. The
+// transaction is aborted, but whether its commit had reached the
+// transaction coordinator first is unknown; the thread
 // therefore rejoins as after a fencing, with a new client that reads the
 // committed offsets from the group instead of trusting its own.
 var errEndInterrupted = errors.New("transaction end interrupted by a rebalance")
@@ -73,7 +76,7 @@ func (th *thread) connect() error {
 		kgo.TransactionalID(th.transactionalID()),
 		kgo.TransactionTimeout(eosTransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	}, append(th.opts, kgo.OnPartitionsCallbackBlocked(th.onBlocked))...)...)
+	}, append(th.opts, kgo.OnPartitionsCallbackBlocked(th.onBlocked), kgo.WithHooks(&th.endTxns))...)...)
 	if err != nil {
 		return fmt.Errorf("thread %d: transactional client: %w", th.id, err)
 	}
@@ -149,20 +152,28 @@ func (th *thread) commitTxn(ctx context.Context, began time.Time) error {
 	return nil
 }
 
+// endGrace is how long an End under way may still run once a rebalance
+// waits for the thread, before onBlocked cancels it: long enough for one
+// that has its heartbeat and only waits for its EndTxn, the common case
+// when the heartbeat that allowed the commit also brought the new
+// assignment.
+const endGrace = time.Second
+
 // onBlocked is the thread's OnPartitionsCallbackBlocked: a rebalance
 // waits for the thread to allow it. Under KIP-848 the group member stops
 // heartbeating once it has seen its new assignment, and
 // GroupTransactSession.End waits for a heartbeat before it commits, so an
 // End under way or still to come before the thread allows the rebalance
-// would wait forever. The thread aborts the transaction instead, as the
-// session would once the rebalance revoked anything: End is cancelled if
-// it has begun, and the thread's next End aborts.
+// may wait forever. The thread aborts the transaction instead, as the
+// session would once the rebalance revoked anything: an End under way is
+// cancelled if it has not returned within endGrace, and the thread's next
+// End aborts.
 func (th *thread) onBlocked(context.Context, *kgo.Client) {
 	th.endMu.Lock()
 	defer th.endMu.Unlock()
 	th.rebalancing = true
 	if th.endCancel != nil {
-		th.endCancel()
+		time.AfterFunc(endGrace, th.endCancel)
 	}
 }
 
@@ -183,8 +194,9 @@ func (th *thread) allowRebalance() {
 }
 
 // end commits the open transaction with the session's End, which
-// onBlocked may cancel. An interrupted End is followed by an abort and
-// reported as errEndInterrupted.
+// onBlocked may cancel. An interrupted End is followed by an abort; it is
+// reported as errEndInterrupted if it had written its EndTxn request, so
+// that the commit may have happened, and as not committed otherwise.
 func (th *thread) end(ctx context.Context) (bool, error) {
 	endCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -194,6 +206,7 @@ func (th *thread) end(ctx context.Context) (bool, error) {
 		cancel() // signalled since rebalanceWaits
 	}
 	th.endMu.Unlock()
+	written := th.endTxns.n.Load()
 	committed, err := th.sess.End(endCtx, kgo.TryCommit)
 	th.endMu.Lock()
 	th.endCancel = nil
@@ -201,8 +214,27 @@ func (th *thread) end(ctx context.Context) (bool, error) {
 	if err == nil || endCtx.Err() == nil || ctx.Err() != nil {
 		return committed, err
 	}
+	maybeCommitted := th.endTxns.n.Load() != written
 	_, abortErr := th.sess.End(ctx, kgo.TryAbort)
-	return false, errors.Join(fmt.Errorf("%w: %w", errEndInterrupted, err), abortErr)
+	if maybeCommitted {
+		return false, errors.Join(fmt.Errorf("%w: %w", errEndInterrupted, err), abortErr)
+	}
+	if abortErr != nil {
+		return false, fmt.Errorf("abort transaction: %w", abortErr)
+	}
+	th.clearProduceErr() // the abort failed what was still buffered
+	return false, nil
+}
+
+// endTxnWrites counts the EndTxn requests a client wrote, as a
+// kgo.HookBrokerWrite.
+type endTxnWrites struct{ n atomic.Int64 }
+
+// OnBrokerWrite counts a written EndTxn request, or part of one.
+func (w *endTxnWrites) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, written int, _, _ time.Duration, _ error) {
+	if key == kmsg.EndTxn.Int16() && written > 0 {
+		w.n.Add(1)
+	}
 }
 
 // missingTasks reports whether an assigned partition has neither a task
@@ -238,6 +270,7 @@ func (th *thread) rejoin() error {
 		th.stopRestore(id) // installs a finished restore's task, closed next
 	}
 	th.closeAllDirty()
+	th.out.drain(th.cl)
 	th.clearProduceErr()
 	old := th.cl
 	th.mu.Unlock()

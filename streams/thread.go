@@ -48,6 +48,9 @@ type thread struct {
 	endMu       sync.Mutex
 	rebalancing bool
 	endCancel   context.CancelFunc
+	// endTxns counts the EndTxn requests cl wrote: an interrupted End
+	// that wrote none cannot have committed.
+	endTxns endTxnWrites
 
 	mu         sync.Mutex
 	assigned   map[string]map[int32]bool
@@ -74,6 +77,8 @@ type thread struct {
 	// sentFn is th.sent bound once: a method value made per record would
 	// be allocated per record.
 	sentFn func(*kgo.Record, error)
+	// out hands what the thread produces to cl.
+	out *outbox
 
 	prodMu  sync.Mutex
 	prodErr error
@@ -133,6 +138,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 	if err := th.connect(); err != nil {
 		return nil, err
 	}
+	th.out = newOutbox()
 	return th, nil
 }
 
@@ -225,13 +231,13 @@ func (th *thread) produceErr() error {
 // off the collector.
 var records = sync.Pool{New: func() any { return new(kgo.Record) }}
 
-// sendRecord produces r, taken from records, and puts it back once it is
-// acknowledged or has failed; what to do on the outcome is the promise.
+// sendRecord produces r, taken from records, through the thread's outbox;
+// its promise puts it back once it is acknowledged or has failed.
 func (th *thread) sendRecord(r *kgo.Record, promise func(*kgo.Record, error)) {
 	if !th.wrote.Load() {
 		th.wrote.Store(true)
 	}
-	th.cl.Produce(context.Background(), r, promise)
+	th.out.add(th.cl, r, promise)
 }
 
 // recycle returns a produced record to records.
@@ -419,6 +425,7 @@ func (th *thread) commit(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	th.out.drain(th.cl)
 	if th.sess != nil {
 		return th.commitTxn(ctx, began)
 	}
@@ -510,6 +517,7 @@ func (th *thread) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		err := th.step(ctx, fetches)
+		th.out.ship(th.cl, nil)
 		if errors.Is(err, errFenced) || errors.Is(err, errEndInterrupted) {
 			th.log.Warn("rejoining with a new producer", "err", err)
 			err = th.rejoin()
@@ -697,6 +705,10 @@ func (th *thread) shutdown(ctx context.Context) {
 			clean = false
 		}
 	}
+	if th.app.aborted() {
+		th.out.discard() // as a killed process would lose them
+	}
+	th.out.drain(th.cl)
 	if th.sess != nil && !th.app.aborted() && th.inTxn {
 		// Not committed: abort, and let the tasks restore next time.
 		if _, err := th.sess.End(ctx, kgo.TryAbort); err != nil {
@@ -719,6 +731,7 @@ func (th *thread) shutdown(ctx context.Context) {
 	if err := th.cl.LeaveGroupContext(ctx); err != nil {
 		th.log.Warn("leave group", "err", err)
 	}
+	th.out.close(th.cl)
 	th.cl.Close()
 	th.log.Info("thread stopped")
 }
