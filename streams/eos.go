@@ -122,17 +122,6 @@ func (th *thread) commitTxn(ctx context.Context, began time.Time) error {
 		th.closeAllDirty()
 		return th.fenced(errors.Join(err, abortErr))
 	}
-	if th.rebalanceWaits() {
-		if _, err := th.sess.End(ctx, kgo.TryAbort); err != nil {
-			th.closeAllDirty()
-			return th.fenced(fmt.Errorf("abort transaction: %w", err))
-		}
-		th.log.Info("transaction aborted for a rebalance; tasks restore from their changelogs")
-		th.closeAllDirty()
-		th.abortNow = false
-		th.clearProduceErr() // the abort failed what was still buffered
-		return nil
-	}
 	committed, err := th.end(ctx)
 	if err != nil {
 		th.closeAllDirty()
@@ -177,13 +166,6 @@ func (th *thread) onBlocked(context.Context, *kgo.Client) {
 	}
 }
 
-// rebalanceWaits reports whether a rebalance waits for the thread.
-func (th *thread) rebalanceWaits() bool {
-	th.endMu.Lock()
-	defer th.endMu.Unlock()
-	return th.rebalancing
-}
-
 // allowRebalance lets a waiting rebalance go on (BlockRebalanceOnPoll):
 // what waited is no longer waiting.
 func (th *thread) allowRebalance() {
@@ -194,18 +176,22 @@ func (th *thread) allowRebalance() {
 }
 
 // end commits the open transaction with the session's End, which
-// onBlocked may cancel. An interrupted End is followed by an abort; it is
-// reported as errEndInterrupted if it had written its EndTxn request, so
-// that the commit may have happened, and as not committed otherwise.
+// onBlocked may cancel, or aborts it if a rebalance already waits. An
+// interrupted End is followed by an abort; it is reported as
+// errEndInterrupted if it had written its EndTxn request, so that the
+// commit may have happened, and as not committed otherwise.
 func (th *thread) end(ctx context.Context) (bool, error) {
 	endCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	th.endMu.Lock()
-	th.endCancel = cancel
-	if th.rebalancing {
-		cancel() // signalled since rebalanceWaits
+	waiting := th.rebalancing
+	if !waiting {
+		th.endCancel = cancel
 	}
 	th.endMu.Unlock()
+	if waiting {
+		return false, th.abort(ctx)
+	}
 	written := th.endTxns.n.Load()
 	committed, err := th.sess.End(endCtx, kgo.TryCommit)
 	th.endMu.Lock()
@@ -215,15 +201,21 @@ func (th *thread) end(ctx context.Context) (bool, error) {
 		return committed, err
 	}
 	maybeCommitted := th.endTxns.n.Load() != written
-	_, abortErr := th.sess.End(ctx, kgo.TryAbort)
+	abortErr := th.abort(ctx)
 	if maybeCommitted {
 		return false, errors.Join(fmt.Errorf("%w: %w", errEndInterrupted, err), abortErr)
 	}
-	if abortErr != nil {
-		return false, fmt.Errorf("abort transaction: %w", abortErr)
+	return false, abortErr
+}
+
+// abort aborts the open transaction and forgets the produces the abort
+// failed (what was still buffered).
+func (th *thread) abort(ctx context.Context) error {
+	if _, err := th.sess.End(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("abort transaction: %w", err)
 	}
-	th.clearProduceErr() // the abort failed what was still buffered
-	return false, nil
+	th.clearProduceErr()
+	return nil
 }
 
 // endTxnWrites counts the EndTxn requests a client wrote, as a
