@@ -162,7 +162,7 @@ func TestExactlyOnceChaos(t *testing.T) {
 	for _, n := range truth {
 		total += n
 	}
-	updates := committedUpdates(t, brokers, outputTopic, 3*time.Minute, updatesReach(truth))
+	updates := committedUpdates(t, brokers, outputTopic, time.Minute, updatesReach(truth))
 	checkExactlyOnce(t, truth, updates)
 	t.Logf("seed %d: %d kills, 1 broker restart, %d words counted exactly once in %v",
 		seed, rounds, total, time.Since(began).Round(time.Second))

@@ -112,6 +112,10 @@ func resetKafka(addr string) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	// Deleting the topics has a deadline of its own: a group can hold
+	// its crashed members for most of the first one.
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	topics, err := adm.ListTopics(ctx)
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
