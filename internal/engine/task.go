@@ -97,7 +97,8 @@ type Task struct {
 	schedules  []*schedule
 	streamTime time.Time
 	partTime   map[string]time.Time // input topic -> largest extracted timestamp
-	current    *InputRecord
+	current    InputRecord          // the record Process pushes through, if processing
+	processing bool
 	commit     bool
 	fatal      error
 }
@@ -290,8 +291,8 @@ func (t *Task) Process(rec InputRecord) error {
 	if src == nil {
 		return fmt.Errorf("task %s: no source reads topic %q", t.cfg.ID, rec.Topic)
 	}
-	t.current = &rec
-	defer func() { t.current = nil }()
+	t.current, t.processing = rec, true
+	defer t.endRecord()
 	if src.received != nil {
 		src.received.Add(1)
 	}
@@ -318,9 +319,13 @@ func (t *Task) Process(rec InputRecord) error {
 	if t.fatal != nil {
 		return t.fatal
 	}
-	t.current = nil
+	t.endRecord()
 	return t.punctuate(processor.StreamTime, t.streamTime)
 }
+
+// endRecord forgets the record Process pushed through, so that neither
+// punctuators nor error contexts see it and its bytes are not held.
+func (t *Task) endRecord() { t.current, t.processing = InputRecord{}, false }
 
 // Punctuate fires the wall-clock punctuators due at now.
 func (t *Task) Punctuate(now time.Time) error {
@@ -376,7 +381,8 @@ func (t *Task) Close() error {
 
 func (t *Task) errorContext(node string) processor.ErrorContext {
 	ec := processor.ErrorContext{Node: node, TaskID: t.cfg.ID}
-	if c := t.current; c != nil {
+	if t.processing {
+		c := &t.current
 		ec.Topic, ec.Partition, ec.Offset = c.Topic, c.Partition, c.Offset
 		ec.Timestamp, ec.Key, ec.Value, ec.Headers = c.Timestamp, c.Key, c.Value, c.Headers
 	}
@@ -497,10 +503,10 @@ func (c nodeContext) TaskID() processor.TaskID { return c.in.t.cfg.ID }
 func (c nodeContext) StreamTime() time.Time    { return c.in.t.streamTime }
 func (c nodeContext) Commit()                  { c.in.t.commit = true }
 func (c nodeContext) RecordMetadata() (processor.RecordMetadata, bool) {
-	cur := c.in.t.current
-	if cur == nil {
+	if !c.in.t.processing {
 		return processor.RecordMetadata{}, false
 	}
+	cur := &c.in.t.current
 	return processor.RecordMetadata{Topic: cur.Topic, Partition: cur.Partition, Offset: cur.Offset}, true
 }
 
