@@ -99,6 +99,9 @@ import (
 // Environment:
 //
 //	RIFFLE_STREAMS_ROUNDS      runs of each application per broker (3)
+//	RIFFLE_STREAMS_WARMUP      runs of the first application per broker before
+//	                           the rounds, not counted, so that Kafka's JIT has
+//	                           compiled the paths a word count takes (0)
 //	RIFFLE_STREAMS_LINES       input lines (1000000)
 //	RIFFLE_STREAMS_WORDS       words per line (8)
 //	RIFFLE_STREAMS_PARTITIONS  partitions of the input and output topics (3)
@@ -169,6 +172,7 @@ func TestStreamsCompare(t *testing.T) {
 	}
 	rounds, lines, words := testenv.Int(t, "RIFFLE_STREAMS_ROUNDS", 3), testenv.Int(t, "RIFFLE_STREAMS_LINES", 1_000_000), testenv.Int(t, "RIFFLE_STREAMS_WORDS", 8)
 	partitions := testenv.Int(t, "RIFFLE_STREAMS_PARTITIONS", 3)
+	warmups := testenv.Int(t, "RIFFLE_STREAMS_WARMUP", 0)
 	brokerNames := "riffle,kafka"
 	if v := os.Getenv("RIFFLE_STREAMS_BROKERS"); v != "" {
 		brokerNames = v
@@ -193,8 +197,8 @@ func TestStreamsCompare(t *testing.T) {
 	if slices.Contains(apps, gokaStreams) {
 		run.gokaExe = buildGoka(t)
 	}
-	fmt.Printf("word count: %d lines of %d words (vocabulary %d, seed %d) over %d partitions, %d rounds per broker, %d CPUs, load average %s\n",
-		lines, words, streamsVocabulary, streamsSeed, partitions, rounds, runtime.NumCPU(), loadAverage())
+	fmt.Printf("word count: %d lines of %d words (vocabulary %d, seed %d) over %d partitions, %d rounds per broker after %d warm-up runs, %d CPUs, load average %s\n",
+		lines, words, streamsVocabulary, streamsSeed, partitions, rounds, warmups, runtime.NumCPU(), loadAverage())
 	for _, name := range strings.Split(brokerNames, ",") {
 		var srv server
 		switch sys := system(strings.TrimSpace(name)); sys {
@@ -218,6 +222,10 @@ func TestStreamsCompare(t *testing.T) {
 		samples := map[system]map[string][]float64{}
 		for _, app := range apps {
 			samples[system(app)] = map[string][]float64{}
+		}
+		for i := range warmups {
+			got := runWordCount(t, apps[0], run)
+			fmt.Printf("  broker %-6s warm-up %d %-21s %8.0f lines/s  (not counted)\n", name, i+1, apps[0], got["records/s"])
 		}
 		for round := range rounds {
 			order := append(slices.Clone(apps[round%len(apps):]), apps[:round%len(apps)]...)
