@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -35,8 +34,6 @@ type metrics struct {
 	process *prometheus.HistogramVec // {task}
 	commit  prometheus.Histogram
 	e2e     *prometheus.HistogramVec // {topic}
-	// sinks caches e2e's child of each output topic.
-	sinks sync.Map
 
 	mu sync.Mutex
 	// produced holds each thread's count of records its sinks sent: a
@@ -160,19 +157,6 @@ func (m *metrics) setRestoring(id processor.TaskID, store string, remaining int6
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.restoring[restoreKey{id, store}] = max(remaining, 0)
-}
-
-// sent records the end-to-end latency of a record sent to topic with
-// timestamp ts, at wall-clock time now.
-func (m *metrics) sent(topic string, ts, now time.Time) {
-	if ts.IsZero() {
-		return
-	}
-	o, ok := m.sinks.Load(topic)
-	if !ok {
-		o, _ = m.sinks.LoadOrStore(topic, m.e2e.WithLabelValues(topic))
-	}
-	o.(prometheus.Observer).Observe(now.Sub(ts).Seconds())
 }
 
 // producedCounter returns a new counter of records sent by sinks, for one

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -74,6 +75,12 @@ type thread struct {
 	now time.Time
 	// produced counts the records the thread's sinks sent.
 	produced *atomic.Int64
+	// latency holds the end-to-end latency histogram of each topic the
+	// sinks sent to, and lastLatency the one of the last topic: a sink's
+	// records come in runs, so most lookups compare one string, whose
+	// bytes are the sink's own, instead of hashing it.
+	latency     map[string]prometheus.Observer
+	lastLatency topicLatency
 	// sentFn is th.sent bound once: a method value made per record would
 	// be allocated per record.
 	sentFn func(*kgo.Record, error)
@@ -94,6 +101,7 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		partitions: make(map[string]knownCount),
 		nextGen:    nextGen,
 		produced:   a.metrics.producedCounter(),
+		latency:    make(map[string]prometheus.Observer),
 	}
 	th.sentFn = th.sent
 	for topic, n := range p.partitions {
@@ -112,6 +120,11 @@ func newThread(a *App, id int, brokers []string, p *plan, nextGen bool, adm *kad
 		kgo.OnPartitionsLost(th.onLost),
 		kgo.RecordPartitioner(partitioner{keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.ProducerLinger(5 * time.Millisecond),
+		// Kafka Streams' producer leaves compression.type at none, and
+		// so does this one: franz-go's default, snappy, costs the thread
+		// and the broker (which decompresses to validate) more CPU than
+		// a loopback or LAN link saves. ClientOpts can set one.
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	}
 	if a.cfg.instanceID != "" {
@@ -257,8 +270,30 @@ func (th *thread) send(o engine.OutputRecord) {
 		}
 	}
 	th.produced.Add(1)
-	th.app.metrics.sent(o.Topic, o.Timestamp, th.now)
+	if !o.Timestamp.IsZero() {
+		th.sinkLatency(o.Topic).Observe(th.now.Sub(o.Timestamp).Seconds())
+	}
 	th.sendRecord(r, th.sentFn)
+}
+
+// topicLatency is a topic's end-to-end latency histogram.
+type topicLatency struct {
+	topic string
+	o     prometheus.Observer
+}
+
+// sinkLatency returns the end-to-end latency histogram of topic.
+func (th *thread) sinkLatency(topic string) prometheus.Observer {
+	if l := th.lastLatency; l.o != nil && l.topic == topic {
+		return l.o
+	}
+	o, ok := th.latency[topic]
+	if !ok {
+		o = th.app.metrics.e2e.WithLabelValues(topic)
+		th.latency[topic] = o
+	}
+	th.lastLatency = topicLatency{topic, o}
+	return o
 }
 
 // sent is the promise of the records send produces.
@@ -575,8 +610,15 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 			return
 		}
 		stats := th.app.metrics.task(id)
-		var processed int64
-		defer func() { stats.processed.Add(processed) }()
+		var processed int
+		defer func() {
+			if processed > 0 {
+				r := fp.Records[processed-1]
+				tk.consumed[r.Topic] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+				tk.dirty = true
+				stats.processed.Add(int64(processed))
+			}
+		}()
 		began := time.Now()
 		for _, r := range fp.Records {
 			th.now = began
@@ -587,8 +629,6 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 			done := time.Now()
 			stats.process.Observe(done.Sub(began).Seconds())
 			began = done
-			tk.consumed[r.Topic] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
-			tk.dirty = true
 			processed++
 		}
 		last := fp.Records[len(fp.Records)-1]
