@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -88,21 +89,38 @@ func lastReach(truth map[string]int64) func(map[string][]int64) bool {
 // checkExactlyOnce fails unless every key's updates are 1, 2, ..., truth.
 func checkExactlyOnce(t testing.TB, truth map[string]int64, updates map[string][]int64) {
 	t.Helper()
+	if err := exactlyOnce(truth, updates); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// exactlyOnce reports the first key whose updates are not 1, 2, ...,
+// truth, in the error's Word.
+func exactlyOnce(truth map[string]int64, updates map[string][]int64) *countError {
 	if len(updates) != len(truth) {
-		t.Errorf("%d keys, want %d", len(updates), len(truth))
+		return &countError{msg: fmt.Sprintf("%d keys, want %d", len(updates), len(truth))}
 	}
 	for w, n := range truth {
 		vs := updates[w]
 		for i, v := range vs {
 			if v != int64(i+1) {
-				t.Fatalf("%s: update %d is %d, want %d (updates %v)", w, i, v, i+1, vs)
+				return &countError{w, fmt.Sprintf("%s: update %d is %d, want %d (updates %v)", w, i, v, i+1, vs)}
 			}
 		}
 		if int64(len(vs)) != n {
-			t.Fatalf("%s: %d updates, want %d", w, len(vs), n)
+			return &countError{w, fmt.Sprintf("%s: %d updates, want %d", w, len(vs), n)}
 		}
 	}
+	return nil
 }
+
+// A countError is a key counted wrong.
+type countError struct {
+	Word string // "" when the keys differ
+	msg  string
+}
+
+func (e *countError) Error() string { return e.msg }
 
 func TestExactlyOnceSurvivesCrash(t *testing.T) {
 	t.Parallel()
