@@ -261,33 +261,29 @@ func Launch(cp string, opts ...Option) (*Broker, error) {
 // partitions for __consumer_offsets, which only slows a test broker's
 // first group down), no delay before the first classic rebalance, and a
 // 10 s session timeout for consumer-protocol members instead of 45 s, so
-// that a test killing a member does not wait most of a minute, and a
-// check for timed-out transactions every second instead of every 10 s,
-// so that a killed transactional producer's open transaction is aborted
-// soon after its timeout.
+// that a test killing a member does not wait most of a minute.
 func defaultProps(brokerPort, controllerPort int) map[string]string {
 	host := "127.0.0.1"
 	return map[string]string{
-		"process.roles":                                               "broker,controller",
-		"node.id":                                                     "1",
-		"controller.quorum.voters":                                    fmt.Sprintf("1@%s:%d", host, controllerPort),
-		"listeners":                                                   fmt.Sprintf("PLAINTEXT://%s:%d,CONTROLLER://%s:%d", host, brokerPort, host, controllerPort),
-		"advertised.listeners":                                        fmt.Sprintf("PLAINTEXT://%s:%d", host, brokerPort),
-		"controller.listener.names":                                   "CONTROLLER",
-		"inter.broker.listener.name":                                  "PLAINTEXT",
-		"listener.security.protocol.map":                              "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-		"offsets.topic.replication.factor":                            "1",
-		"offsets.topic.num.partitions":                                "1",
-		"transaction.state.log.replication.factor":                    "1",
-		"transaction.state.log.min.isr":                               "1",
-		"transaction.state.log.num.partitions":                        "1",
-		"share.coordinator.state.topic.replication.factor":            "1",
-		"share.coordinator.state.topic.min.isr":                       "1",
-		"share.coordinator.state.topic.num.partitions":                "1",
-		"group.initial.rebalance.delay.ms":                            "0",
-		"group.consumer.min.session.timeout.ms":                       "6000",
-		"group.consumer.session.timeout.ms":                           "10000",
-		"transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
+		"process.roles":                                    "broker,controller",
+		"node.id":                                          "1",
+		"controller.quorum.voters":                         fmt.Sprintf("1@%s:%d", host, controllerPort),
+		"listeners":                                        fmt.Sprintf("PLAINTEXT://%s:%d,CONTROLLER://%s:%d", host, brokerPort, host, controllerPort),
+		"advertised.listeners":                             fmt.Sprintf("PLAINTEXT://%s:%d", host, brokerPort),
+		"controller.listener.names":                        "CONTROLLER",
+		"inter.broker.listener.name":                       "PLAINTEXT",
+		"listener.security.protocol.map":                   "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		"offsets.topic.replication.factor":                 "1",
+		"offsets.topic.num.partitions":                     "1",
+		"transaction.state.log.replication.factor":         "1",
+		"transaction.state.log.min.isr":                    "1",
+		"transaction.state.log.num.partitions":             "1",
+		"share.coordinator.state.topic.replication.factor": "1",
+		"share.coordinator.state.topic.min.isr":            "1",
+		"share.coordinator.state.topic.num.partitions":     "1",
+		"group.initial.rebalance.delay.ms":                 "0",
+		"group.consumer.min.session.timeout.ms":            "6000",
+		"group.consumer.session.timeout.ms":                "10000",
 	}
 }
 
