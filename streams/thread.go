@@ -569,6 +569,31 @@ func (th *thread) run(ctx context.Context) error {
 	}
 }
 
+// rejoinable reports whether err is franz-go's notice that the group
+// member was kicked out or could not join (kgo.ErrGroupSession) for a
+// reason a rejoin cures: the coordinator forgot the member or fenced its
+// generation or epoch (a broker restart, a session timeout under load),
+// or could not be reached. franz-go has already called the lost callback,
+// which closed the thread's tasks, and it rejoins on its own; Kafka
+// Streams rejoins on these too. Anything else (an authorization failure,
+// an invalid group id) stops the thread.
+func rejoinable(err error) bool {
+	var gs *kgo.ErrGroupSession
+	if !errors.As(err, &gs) {
+		return false
+	}
+	var ke *kerr.Error
+	if !errors.As(gs.Err, &ke) {
+		return true // the network, a timeout
+	}
+	switch ke {
+	case kerr.UnknownMemberID, kerr.IllegalGeneration, kerr.RebalanceInProgress,
+		kerr.FencedMemberEpoch, kerr.StaleMemberEpoch:
+		return true
+	}
+	return ke.Retriable
+}
+
 func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 	th.mu.Lock()
 	defer th.mu.Unlock()
@@ -577,7 +602,11 @@ func (th *thread) step(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	var ferr error
 	fetches.EachError(func(topic string, p int32, err error) {
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		case rejoinable(err):
+			th.log.Warn("group membership lost, rejoining", "err", err)
+		default:
 			ferr = errors.Join(ferr, fmt.Errorf("fetch %s[%d]: %w", topic, p, err))
 		}
 	})
