@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,17 +18,6 @@ import (
 // chaosRounds is how many times the chaos test kills the broker:
 // RIFFLE_CHAOS_ROUNDS, or 50.
 func chaosRounds(t *testing.T) int { return testenv.Int(t, "RIFFLE_CHAOS_ROUNDS", 50) }
-
-// freeAddr returns a loopback address with a port free at the moment.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // ackLedger records what the broker acknowledged.
 type ackLedger struct {
@@ -72,7 +60,7 @@ func TestChaosKill9(t *testing.T) {
 		producers  = 3
 		group      = "chaos-g"
 	)
-	dir, addr := t.TempDir(), freeAddr(t)
+	dir, addr := t.TempDir(), testenv.FreeAddr(t)
 	cmd, _ := startChildAt(t, dir, addr)
 	admCl := newClient(t, addr, kgo.RetryTimeout(2*time.Second))
 	createTopic(t, kadm.NewClient(admCl), topic, partitions, map[string]*string{"segment.bytes": kadm.StringPtr("65536")})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/riffle-stream/riffle/broker"
+	"github.com/riffle-stream/riffle/internal/testenv"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -586,7 +587,7 @@ func TestTransactionKill9(t *testing.T) {
 	if os.Getenv("RIFFLE_CHAOS_ROUNDS") != "" {
 		rounds = chaosRounds(t)
 	}
-	dir, addr := t.TempDir(), freeAddr(t)
+	dir, addr := t.TempDir(), testenv.FreeAddr(t)
 	cmd, _ := startChildAt(t, dir, addr)
 	createTopic(t, kadm.NewClient(newClient(t, addr, kgo.RetryTimeout(5*time.Second))), "kt", 2, nil)
 

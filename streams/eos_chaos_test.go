@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -79,6 +78,26 @@ func startEOSChild(t *testing.T, dir, brokers string) *exec.Cmd {
 	return cmd
 }
 
+// createWordCountTopics creates the input and output topics on the broker
+// at addr.
+func createWordCountTopics(t *testing.T, addr string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, topic := range []string{inputTopic, outputTopic} {
+		resp, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // startChaosBroker starts Riffle's broker on addr with its data in dir.
 func startChaosBroker(t *testing.T, dir, addr string) *broker.Broker {
 	t.Helper()
@@ -109,30 +128,12 @@ func TestExactlyOnceChaos(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 0))
 	began := time.Now()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testenv.FreeAddr(t)
 	brokerDir := t.TempDir()
 	b := startChaosBroker(t, brokerDir, addr)
 	defer func() { b.Close(context.Background()) }()
 	brokers := []string{addr}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, topic := range []string{inputTopic, outputTopic} {
-		resp, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, topic)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	cl.Close()
+	createWordCountTopics(t, addr)
 
 	dirs := []string{t.TempDir(), t.TempDir()}
 	children := []*exec.Cmd{startEOSChild(t, dirs[0], addr), startEOSChild(t, dirs[1], addr)}

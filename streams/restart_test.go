@@ -2,12 +2,10 @@ package streams
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/riffle-stream/riffle/internal/testenv"
 )
 
 // TestBrokerRestartKeepsCounting restarts Riffle's broker under a running
@@ -18,30 +16,12 @@ func TestBrokerRestartKeepsCounting(t *testing.T) {
 	t.Parallel()
 	for name, protocol := range map[string]GroupProtocol{"classic": GroupProtocolClassic, "kip848": GroupProtocolConsumer} {
 		t.Run(name, func(t *testing.T) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := l.Addr().String()
-			l.Close()
+			addr := testenv.FreeAddr(t)
 			dir := t.TempDir()
 			b := startChaosBroker(t, dir, addr)
 			t.Cleanup(func() { b.Close(context.Background()) })
 			brokers := []string{addr}
-			cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, topic := range []string{inputTopic, outputTopic} {
-				resp, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, topic)
-				if err == nil {
-					err = resp.Err
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			cl.Close()
+			createWordCountTopics(t, addr)
 			r := startApp(t, brokers, t.TempDir(), WithGroupProtocol(protocol))
 			truth := produceLines(t, brokers, 2000, 5)
 			latest(t, brokers, outputTopic, 60*time.Second, atLeast(truth))

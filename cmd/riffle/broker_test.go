@@ -3,29 +3,19 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-)
 
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+	"github.com/riffle-stream/riffle/internal/testenv"
+)
 
 // TestBrokerServesHTTP runs `riffle broker --http` and reads its
 // endpoints until SIGTERM's context ends it.
 func TestBrokerServesHTTP(t *testing.T) {
-	httpAddr := freeAddr(t)
+	httpAddr := testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

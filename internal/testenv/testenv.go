@@ -1,8 +1,10 @@
 // Package testenv reads the environment variables that size Riffle's
-// heavier tests and benchmarks (rounds, records, partitions).
+// heavier tests and benchmarks (rounds, records, partitions), and hands
+// tests loopback addresses for brokers they restart on the same address.
 package testenv
 
 import (
+	"net"
 	"os"
 	"strconv"
 	"testing"
@@ -21,4 +23,15 @@ func Int(t testing.TB, name string, def int) int {
 		t.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// FreeAddr returns a loopback address whose port was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
