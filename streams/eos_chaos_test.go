@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/broker"
@@ -76,26 +75,6 @@ func startEOSChild(t *testing.T, dir, brokers string) *exec.Cmd {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	return cmd
-}
-
-// createWordCountTopics creates the input and output topics on the broker
-// at addr.
-func createWordCountTopics(t *testing.T, addr string) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	for _, topic := range []string{inputTopic, outputTopic} {
-		resp, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, topic)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // startChaosBroker starts Riffle's broker on addr with its data in dir.
@@ -181,22 +160,9 @@ func TestExactlyOnceChaos(t *testing.T) {
 func traceWord(t *testing.T, addr, word string) {
 	t.Helper()
 	occurrences := func(topic string, isolation kgo.IsolationLevel, n func(r *kgo.Record) int) int {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(isolation))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		total, last := 0, time.Now()
-		for time.Since(last) < 3*time.Second {
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			fetches := cl.PollFetches(ctx)
-			cancel()
-			fetches.EachRecord(func(r *kgo.Record) {
-				total += n(r)
-				last = time.Now()
-			})
-		}
+		total := 0
+		readQuietly(t, []string{addr}, topic, isolation, 3*time.Second,
+			func(r *kgo.Record) { total += n(r) }, func() bool { return false })
 		return total
 	}
 	inLines := occurrences(inputTopic, kgo.ReadUncommitted(), func(r *kgo.Record) int {

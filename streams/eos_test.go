@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riffle-stream/riffle/broker"
@@ -17,6 +16,34 @@ import (
 	"github.com/riffle-stream/riffle/topology"
 )
 
+// readQuietly reads topic from the start with isolation, handing each
+// record to each, until done reports true or nothing new has arrived for
+// quiet. It returns how many records it read and whether done ended it.
+func readQuietly(t testing.TB, brokers []string, topic string, isolation kgo.IsolationLevel, quiet time.Duration, each func(*kgo.Record), done func() bool) (int, bool) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(isolation))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	last, read := time.Now(), 0
+	for !done() {
+		if time.Since(last) > quiet {
+			return read, false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fetches := cl.PollFetches(ctx)
+		cancel()
+		fetches.EachRecord(func(r *kgo.Record) {
+			each(r)
+			read++
+			last = time.Now()
+		})
+	}
+	return read, true
+}
+
 // committedUpdates reads topic with read_committed from the start until
 // done reports true for every key's values in offset order, or nothing
 // new has arrived for quiet. A slow run (the race detector on a loaded
@@ -24,13 +51,6 @@ import (
 // one ends it, with what it read logged.
 func committedUpdates(t testing.TB, brokers []string, topic string, quiet time.Duration, done func(map[string][]int64) bool) map[string][]int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	count := func(b []byte) (int64, error) { return serde.Int64().Deserialize(topic, b) }
 	if strings.HasSuffix(topic, "-changelog") {
 		// The changelog of a count holds Kafka Streams' timestamped layout.
@@ -40,24 +60,16 @@ func committedUpdates(t testing.TB, brokers []string, topic string, quiet time.D
 		}
 	}
 	got := make(map[string][]int64)
-	start, last, read := time.Now(), time.Now(), 0
-	for !done(got) {
-		if time.Since(last) > quiet {
-			t.Logf("%s: nothing new for %v after %d records in %v", topic, quiet, read, time.Since(start).Round(time.Second))
-			break
+	start := time.Now()
+	read, finished := readQuietly(t, brokers, topic, kgo.ReadCommitted(), quiet, func(r *kgo.Record) {
+		v, err := count(r.Value)
+		if err != nil {
+			t.Errorf("bad count for %q: %v", r.Key, err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		fetches := cl.PollFetches(ctx)
-		cancel()
-		fetches.EachRecord(func(r *kgo.Record) {
-			v, err := count(r.Value)
-			if err != nil {
-				t.Errorf("bad count for %q: %v", r.Key, err)
-			}
-			got[string(r.Key)] = append(got[string(r.Key)], v)
-			read++
-			last = time.Now()
-		})
+		got[string(r.Key)] = append(got[string(r.Key)], v)
+	}, func() bool { return done(got) })
+	if !finished {
+		t.Logf("%s: nothing new for %v after %d records in %v", topic, quiet, read, time.Since(start).Round(time.Second))
 	}
 	return got
 }
@@ -196,16 +208,12 @@ func TestExactlyOnceStalledProducer(t *testing.T) {
 	}
 	t.Cleanup(func() { b.Close(context.Background()) })
 	brokers := []string{b.Addr()}
+	createWordCountTopics(t, b.Addr())
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	for _, topic := range []string{inputTopic, outputTopic} {
-		if resp, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, topic); err != nil || resp.Err != nil {
-			t.Fatal(err, resp.Err)
-		}
-	}
 	var stalled atomic.Bool
 	tb := topology.NewBuilder()
 	lines := topology.MapValues(topology.FromTopics[string, string](tb, []string{inputTopic}), func(_, l string) string {

@@ -44,7 +44,7 @@ func kafkaCluster(t testing.TB) []string {
 			t.Errorf("reset the Kafka broker: %v", err)
 		}
 	})
-	createKafkaTopics(t, addr)
+	createWordCountTopics(t, addr)
 	return []string{addr}
 }
 
@@ -55,28 +55,8 @@ func kafkaBenchCluster(b testing.TB) []string {
 	if err := resetKafka(addr); err != nil {
 		b.Fatalf("reset the Kafka broker: %v", err)
 	}
-	createKafkaTopics(b, addr)
+	createWordCountTopics(b, addr)
 	return []string{addr}
-}
-
-func createKafkaTopics(t testing.TB, addr string) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, topic := range []string{inputTopic, outputTopic} {
-		resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil {
-			t.Fatalf("create %s on the Kafka broker: %v", topic, err)
-		}
-	}
 }
 
 // resetKafka deletes every group and every topic but Kafka's own, and waits

@@ -48,14 +48,6 @@ func riffleBroker(t testing.TB) *broker.Broker {
 			t.Skip("Riffle's broker does not offer consumer groups yet (neither JoinGroup nor ConsumerGroupHeartbeat in ApiVersions)")
 		}
 	})
-	for _, topic := range []string{inputTopic, outputTopic} {
-		resp, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, topic)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil {
-			t.Fatalf("create %s on the Riffle broker: %v", topic, err)
-		}
-	}
+	createWordCountTopics(t, b.Addr())
 	return b
 }

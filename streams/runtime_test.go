@@ -74,6 +74,28 @@ func wordCount(t testing.TB) *topology.Topology {
 
 // produceLines writes n lines of wordsPerLine words drawn from a
 // vocabulary and returns the true count per word.
+// createWordCountTopics creates the input and output topics on the
+// broker at addr.
+func createWordCountTopics(t testing.TB, addr string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, topic := range []string{inputTopic, outputTopic} {
+		resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatalf("create %s on %s: %v", topic, addr, err)
+		}
+	}
+}
+
 func produceLines(t testing.TB, brokers []string, n, wordsPerLine int) map[string]int64 {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
